@@ -1,0 +1,190 @@
+"""The MQTT link: one persistent aiomqtt session for sources, handsets and gateway status."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aiomqtt
+import orjson
+import paho.mqtt.client as paho
+import structlog
+
+from gateway.backoff import Backoff
+from gateway.config import MqttConfig, read_password
+from gateway.errors import DeliveryError
+from gateway.metrics import Metrics
+from gateway.model import Delivery
+from gateway.ports import Inbound, Put, RawResponse
+
+log = structlog.get_logger("alertgw.mqtt")
+
+# Nagle plus the broker's delayed ACK holds small messages ~40 ms; alerts cannot wait.
+NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class MqttLink:
+    """Subscribes source topics and handset responses; publishes handset messages.
+
+    The session is persistent (stable client id, clean_session false) and inbound QoS 1
+    messages are acknowledged by hand, only after the core journaled them, so a crash
+    between receipt and journal makes the broker deliver them again.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: MqttConfig,
+        sources: Mapping[str, Sequence[str]],
+        handsets: Mapping[str, str],
+        metrics: Metrics,
+    ) -> None:
+        self.name = "mqtt"
+        self._cfg = config
+        self._sources = [(name, tuple(filters)) for name, filters in sources.items()]
+        self._handset_topics = dict(handsets)
+        self._response_topics = {f"{base}/response": hs for hs, base in handsets.items()}
+        self._metrics = metrics
+        self._client: aiomqtt.Client | None = None
+        self._dups: set[int] = set()
+        self._connected = asyncio.Event()
+        self._backoff = Backoff(initial=config.backoff_initial, maximum=config.backoff_max)
+        self._log = log.bind(driver="mqtt", broker=f"{config.host}:{config.port}")
+
+    @property
+    def connected(self) -> bool:
+        """True while the broker session is up."""
+        return self._connected.is_set()
+
+    async def wait_connected(self) -> None:
+        """Return once the broker session is up."""
+        await self._connected.wait()
+
+    async def run(self, put: Put) -> None:
+        """Keep the session up forever, passing every message to `put`."""
+        gauge = self._metrics.connected.labels(driver="mqtt")
+        gauge.set(0)
+        while True:
+            try:
+                await self._session(put)
+                delay = self._down(aiomqtt.MqttError("session ended"), fatal=False)
+            except aiomqtt.MqttCodeError as exc:
+                delay = self._down(exc, fatal=_is_auth_failure(exc))
+            except aiomqtt.MqttError as exc:
+                delay = self._down(exc, fatal=False)
+            finally:
+                self._client = None
+                self._connected.clear()
+                gauge.set(0)
+            await asyncio.sleep(delay)
+
+    def _down(self, exc: Exception, *, fatal: bool) -> float:
+        delay = self._backoff.fail(fatal=fatal)
+        event = "mqtt_auth_failed" if fatal else "mqtt_disconnected"
+        if self._backoff.first_failure or fatal:
+            self._log.warning(event, error=str(exc), retry_in=round(delay, 2))
+        else:
+            self._log.debug(event, error=str(exc), retry_in=round(delay, 2))
+        return delay
+
+    async def _session(self, put: Put) -> None:
+        cfg = self._cfg
+        status = cfg.status_topic
+        client = aiomqtt.Client(
+            cfg.host,
+            cfg.port,
+            identifier=cfg.client_id,
+            clean_session=False,
+            keepalive=cfg.keepalive,
+            username=cfg.username,
+            password=read_password(cfg),
+            will=aiomqtt.Will(status, _status_payload("offline"), qos=1, retain=True),
+            socket_options=(NODELAY,),
+            timeout=10,
+        )
+        # aiomqtt has no manual-ack switch; the paho client underneath does (paho >= 2.0).
+        paho_client: paho.Client = client._client
+        paho_client.manual_ack_set(True)
+        # aiomqtt's Message drops paho's DUP flag; keep it, it tells a redelivery apart.
+        dups = self._dups
+        forward = paho_client.on_message
+
+        def on_message(c: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:  # noqa: ANN401
+            if msg.dup:
+                dups.add(msg.mid)
+            if forward is not None:
+                forward(c, userdata, msg)
+
+        paho_client.on_message = on_message
+        async with client:
+            filters = [(f, 1) for _, fs in self._sources for f in fs]
+            filters += [(t, 1) for t in self._response_topics]
+            if filters:
+                await client.subscribe(filters)
+            await client.publish(status, _status_payload("online"), qos=1, retain=True)
+            self._client = client
+            self._connected.set()
+            self._metrics.connected.labels(driver="mqtt").set(1)
+            self._log.info("mqtt_connected", subscriptions=len(filters))
+            self._backoff.reset()
+            async for message in client.messages:
+                self._dispatch(message, paho_client, put)
+
+    def _dispatch(self, message: aiomqtt.Message, paho_client: paho.Client, put: Put) -> None:
+        topic = message.topic.value
+        payload = message.payload if isinstance(message.payload, bytes) else b""
+        now = time.time()
+        mid, qos = message.mid, message.qos
+
+        def ack() -> None:
+            if qos > 0:
+                paho_client.ack(mid, qos)
+
+        handset = self._response_topics.get(topic)
+        if handset is not None:
+            put(RawResponse(handset=handset, payload=payload, received_at=now))
+            ack()  # a lost response is re-sent by the handset app; it is not an alert
+            return
+        for name, filters in self._sources:
+            if any(message.topic.matches(f) for f in filters):
+                dup = mid in self._dups
+                self._dups.discard(mid)
+                put(Inbound(name, topic, payload, now, dup=dup, ack=ack))
+                return
+        ack()  # not ours (e.g. our own status topic under a wildcard)
+
+    async def send(self, delivery: Delivery) -> None:
+        """Publish one handset message at QoS 1; return on PUBACK."""
+        client = self._client
+        if client is None:
+            raise DeliveryError(f"mqtt broker {self._cfg.host}:{self._cfg.port} is not connected")
+        base = self._handset_topics[delivery.handset]
+        try:
+            await client.publish(
+                f"{base}/alert", orjson.dumps(dict(delivery.payload)), qos=1, timeout=10
+            )
+        except aiomqtt.MqttError as exc:
+            raise DeliveryError(f"publish to handset {delivery.handset} failed: {exc}") from exc
+
+    async def publish_status(self, state: str) -> None:
+        """Publish the gateway's retained status (used at clean shutdown)."""
+        client = self._client
+        if client is not None:
+            await client.publish(
+                self._cfg.status_topic, _status_payload(state), qos=1, retain=True, timeout=5
+            )
+
+
+def _status_payload(state: str) -> bytes:
+    body: dict[str, Any] = {"state": state, "ts": time.time()}
+    return orjson.dumps(body)
+
+
+def _is_auth_failure(exc: aiomqtt.MqttCodeError) -> bool:
+    rc = exc.rc
+    value = getattr(rc, "value", rc)
+    # MQTT 3.1.1 CONNACK 4 (bad user/password) and 5 (not authorised); v5 0x86/0x87.
+    return value in (4, 5, 0x86, 0x87)

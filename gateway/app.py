@@ -1,0 +1,404 @@
+"""The daemon: one supervisor TaskGroup owning every driver, the router and deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import TextIO
+
+import orjson
+import structlog
+from prometheus_client import start_http_server
+
+from drivers.console import ConsoleChannel
+from drivers.mqtt import MqttLink
+from drivers.simulator import SimulatedSource
+from gateway.backoff import Backoff
+from gateway.config import Config, handset_topic
+from gateway.decoders import Decoder, make_decoder
+from gateway.engine import Engine, Outcome
+from gateway.errors import DecodeError, DeliveryError, ShutdownError
+from gateway.journal import Journal
+from gateway.metrics import Metrics
+from gateway.model import Delivery, DeliveryState, Response, ResponseKind, Signal, SignalState
+from gateway.ports import HandsetChannel, Inbound, RawResponse, Source
+
+log = structlog.get_logger("alertgw")
+Clock = Callable[[], float]
+ShutdownTrigger = Callable[[], Awaitable[None]]
+BATCH_MAX = 512
+DUP_WINDOW = 3600.0
+REJECT_LOG_INTERVAL = 60.0
+
+
+class Gateway:
+    """Wires config, journal, engine and drivers; `run()` until shut down."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        metrics: Metrics | None = None,
+        console: TextIO | None = None,
+        drain_timeout: float = 10.0,
+        serve_metrics: bool = True,
+    ) -> None:
+        self.config = config
+        self.clock = clock or time.time
+        self.metrics = metrics or Metrics()
+        self.journal = Journal(config.journal.path, synchronous=config.journal.synchronous)
+        self.engine = Engine(config)
+        self.drain_timeout = drain_timeout
+        self._serve_metrics = serve_metrics and config.metrics.enabled
+        self._inbox: asyncio.Queue[Inbound | RawResponse | Response] = asyncio.Queue()
+        self._confirmed: asyncio.Queue[tuple[int, DeliveryState]] = asyncio.Queue()
+        self._queues: dict[str, asyncio.Queue[tuple[Delivery, float]]] = {
+            h: asyncio.Queue() for h in config.handsets
+        }
+        self._draining = False
+        self._reject_logged: dict[tuple[str, str, str], float] = {}
+        self._decoders: dict[str, Decoder] = {
+            name: make_decoder(name, src.decoder, src.base_topic, config)
+            for name, src in config.sources.items()
+        }
+        self.link: MqttLink | None = None
+        self._sources: list[Source] = []
+        self._channels: dict[str, HandsetChannel] = {}
+        self._build_drivers(console)
+        self.ready = asyncio.Event()
+
+    def _build_drivers(self, console: TextIO | None) -> None:
+        cfg = self.config
+        mqtt_sources = {n: s.topics for n, s in cfg.sources.items() if s.type == "mqtt"}
+        mqtt_handsets = {
+            h: handset_topic(h, hc) for h, hc in cfg.handsets.items() if hc.channel == "mqtt"
+        }
+        if cfg.mqtt is not None and (mqtt_sources or mqtt_handsets):
+            self.link = MqttLink(
+                config=cfg.mqtt,
+                sources=mqtt_sources,
+                handsets=mqtt_handsets,
+                metrics=self.metrics,
+            )
+            for h in mqtt_handsets:
+                self._channels[h] = self.link
+        console_handsets = {h: hc for h, hc in cfg.handsets.items() if hc.channel == "console"}
+        if console_handsets:
+            channel = ConsoleChannel(handsets=console_handsets, out=console)
+            for h in console_handsets:
+                self._channels[h] = channel
+        for name, src in cfg.sources.items():
+            if src.type == "simulator":
+                self._sources.append(SimulatedSource(name=name, source=src, config=cfg))
+
+    def put(self, item: Inbound | RawResponse | Response) -> None:
+        """Accept one inbound item from any driver (called on the loop thread)."""
+        if self._draining and isinstance(item, Inbound):
+            return  # not acknowledged, so the broker delivers it again after the restart
+        self._inbox.put_nowait(item)
+
+    async def run(self, shutdown_trigger: ShutdownTrigger | None = None) -> None:
+        """Run until `shutdown_trigger` returns, then drain deliveries and exit cleanly."""
+        await self.journal.open()
+        server = None
+        try:
+            await self._restore()
+            if self._serve_metrics:
+                server, _ = start_http_server(
+                    self.config.metrics.port,
+                    self.config.metrics.host,
+                    registry=self.metrics.registry,
+                )
+            log.info(
+                "gateway_started",
+                site=self.config.site.name,
+                handsets=len(self.config.handsets),
+                devices=len(self.config.devices),
+            )
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    if self.link is not None:
+                        tg.create_task(self.link.run(self.put), name="gateway.mqtt")
+                    for src in self._sources:
+                        tg.create_task(src.run(self.put), name=f"gateway.source[{src.name}]")
+                    for channel in {id(c): c for c in self._channels.values()}.values():
+                        if channel is not self.link:
+                            tg.create_task(
+                                channel.run(self.put), name=f"gateway.channel[{channel.name}]"
+                            )
+                    tg.create_task(self._router_loop(), name="gateway.router")
+                    tg.create_task(self._confirm_loop(), name="gateway.confirm")
+                    tg.create_task(self._retention_loop(), name="gateway.retention")
+                    for handset in self._queues:
+                        tg.create_task(
+                            self._handset_loop(handset), name=f"gateway.delivery[{handset}]"
+                        )
+                    tg.create_task(self._shutdown_loop(shutdown_trigger), name="gateway.shutdown")
+                    self.ready.set()
+            except* ShutdownError:
+                log.info("gateway_stopped")
+        finally:
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+            await self.journal.close()
+
+    async def _restore(self) -> None:
+        for decoder in self._decoders.values():
+            decoder.restore(await self.journal.levels())
+        restored = await self.journal.active_alerts()
+        for stored in restored:
+            self.engine.restore(stored.alert, stored.handsets, stored.last_seq)
+        pending = await self.journal.pending_deliveries()
+        for d in pending:
+            if d.handset in self._queues:
+                self._queues[d.handset].put_nowait((d, 0.0))
+        self.metrics.active_alerts.set(len(self.engine.active))
+        self._update_outbox_gauge()
+        if restored or pending:
+            log.info(
+                "gateway_restored", active_alerts=len(restored), pending_deliveries=len(pending)
+            )
+
+    async def _shutdown_loop(self, trigger: ShutdownTrigger | None) -> None:
+        if trigger is None:
+            await asyncio.Event().wait()
+        else:
+            await trigger()
+        log.info("shutdown_requested", drain_timeout=self.drain_timeout)
+        self._draining = True
+        try:
+            async with asyncio.timeout(self.drain_timeout):
+                await self._inbox.join()
+                for q in self._queues.values():
+                    await q.join()
+                await self._confirmed.join()
+        except TimeoutError:
+            log.warning("shutdown_drain_timeout", left_in_outbox=self._outbox_depth())
+        if self.link is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await self.link.publish_status("offline")
+        raise ShutdownError
+
+    async def _router_loop(self) -> None:
+        while True:
+            batch = [await self._inbox.get()]
+            while len(batch) < BATCH_MAX:
+                try:
+                    batch.append(self._inbox.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            await self._process(batch)
+            for _ in batch:
+                self._inbox.task_done()
+
+    async def _process(self, batch: list[Inbound | RawResponse | Response]) -> None:
+        now = self.clock()
+        signals: list[Signal] = []
+        outcome = Outcome()
+        acks = []
+        received: dict[str, float] = {}
+        for item in batch:
+            if isinstance(item, Inbound):
+                if item.ack is not None:
+                    acks.append(item.ack)
+                for sig in await self._decode(item):
+                    signals.append(sig)
+                    received[sig.id] = item.received_at
+                    outcome.extend(self.engine.handle_signal(sig, now))
+            else:
+                response = item if isinstance(item, Response) else self._parse_response(item)
+                if response is None:
+                    continue
+                result = self.engine.handle_response(response, now)
+                self.metrics.responses.labels(response.handset, response.kind.value).inc()
+                if result.rejected:
+                    self._reject("handsets", result.rejected, response.handset)
+                outcome.extend(result)
+        levels: dict[str, object] = {}
+        for decoder in self._decoders.values():
+            levels.update(decoder.changed_levels())
+        stored = await self.journal.commit_batch(
+            signals, outcome.transitions, outcome.deliveries, levels
+        )
+        for ack in acks:
+            ack()
+        for d in stored:
+            t0 = received.get(str(d.payload.get("signal_id")), 0.0) if d.action == "ring" else 0.0
+            self._queues[d.handset].put_nowait((d, t0))
+        for t in outcome.transitions:
+            self.metrics.alerts.labels(t.alert.kind, t.event).inc()
+            log.info(
+                "alert_transition",
+                transition=t.event,
+                alert_id=t.alert.id,
+                kind=t.alert.kind,
+                room=t.alert.room,
+                detail=t.detail,
+            )
+        self.metrics.active_alerts.set(len(self.engine.active))
+        self._update_outbox_gauge()
+
+    async def _decode(self, item: Inbound) -> list[Signal]:
+        decoder = self._decoders.get(item.source)
+        if decoder is None:
+            return []
+        try:
+            decoded = decoder.decode(item.topic, item.payload, item.received_at)
+        except DecodeError as exc:
+            self._reject(item.source, exc.reason, item.topic, exc.detail)
+            return []
+        out = []
+        for sig in decoded:
+            self.metrics.signals.labels(sig.source, sig.kind, sig.state.value).inc()
+            if sig.state is SignalState.REPORT:
+                continue  # proof of life only; not journaled
+            if item.dup and await self.journal.seen_signal(sig.id, item.received_at - DUP_WINDOW):
+                self.metrics.duplicates.labels(item.source).inc()
+                log.info("signal_duplicate_dropped", source=item.source, signal_id=sig.id)
+                continue
+            out.append(sig)
+        return out
+
+    def _parse_response(self, raw: RawResponse) -> Response | None:
+        response = parse_response(raw)
+        if response is None:
+            self._reject("handsets", "malformed_response", raw.handset)
+        return response
+
+    def _reject(self, source: str, reason: str, subject: str, detail: str = "") -> None:
+        self.metrics.rejects.labels(source, reason).inc()
+        key = (source, reason, subject)
+        now = time.monotonic()
+        # One line per subject and reason per interval: a babbling device must not flood logs.
+        if now - self._reject_logged.get(key, -REJECT_LOG_INTERVAL) >= REJECT_LOG_INTERVAL:
+            self._reject_logged[key] = now
+            if len(self._reject_logged) > 10_000:
+                self._reject_logged.clear()
+            log.warning(
+                "input_rejected",
+                source=source,
+                reason=reason,
+                subject=subject[:80],
+                detail=detail[:120],
+            )
+
+    async def _handset_loop(self, handset: str) -> None:
+        queue = self._queues[handset]
+        channel = self._channels.get(handset)
+        backoff = Backoff(initial=0.2, maximum=5.0)
+        hlog = log.bind(handset=handset)
+        while True:
+            delivery, t0 = await queue.get()
+            while True:
+                if channel is None:
+                    hlog.error("handset_has_no_channel")
+                    self._confirmed.put_nowait((delivery.id or 0, DeliveryState.FAILED))
+                    break
+                try:
+                    await channel.send(delivery)
+                except DeliveryError as exc:
+                    delay = backoff.fail()
+                    self.metrics.deliveries.labels(handset, delivery.action, "retry").inc()
+                    if backoff.first_failure:
+                        hlog.warning(
+                            "delivery_retrying",
+                            alert_id=delivery.alert_id,
+                            error=str(exc),
+                            retry_in=round(delay, 2),
+                        )
+                    await asyncio.sleep(delay)
+                    continue
+                backoff.reset()
+                if delivery.id is not None:
+                    self._confirmed.put_nowait((delivery.id, DeliveryState.SENT))
+                self.metrics.deliveries.labels(handset, delivery.action, "sent").inc()
+                if t0:
+                    self.metrics.latency.labels(str(delivery.payload.get("priority"))).observe(
+                        time.time() - t0
+                    )
+                hlog.info(
+                    "alert_delivered",
+                    alert_id=delivery.alert_id,
+                    action=delivery.action,
+                    seq=delivery.seq,
+                )
+                break
+            queue.task_done()
+            self._update_outbox_gauge()
+
+    async def _confirm_loop(self) -> None:
+        while True:
+            batch = [await self._confirmed.get()]
+            while True:
+                try:
+                    batch.append(self._confirmed.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            await self.journal.mark_deliveries([b for b in batch if b[0]])
+            for _ in batch:
+                self._confirmed.task_done()
+
+    async def _retention_loop(self) -> None:
+        keep = self.config.journal.retention_days * 86400
+        while True:
+            removed = await self.journal.prune(self.clock() - keep)
+            if removed:
+                log.info("journal_pruned", rows=removed)
+            await asyncio.sleep(3600)
+
+    def _outbox_depth(self) -> int:
+        return sum(q.qsize() for q in self._queues.values())
+
+    def _update_outbox_gauge(self) -> None:
+        self.metrics.outbox_depth.set(self._outbox_depth())
+
+
+def parse_response(raw: RawResponse) -> Response | None:
+    """Validate a handset's `{"alert_id", "response", "reason"?}`; None when malformed."""
+    try:
+        data = orjson.loads(raw.payload)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    alert_id = data.get("alert_id")
+    try:
+        kind = ResponseKind(str(data.get("response")))
+    except ValueError:
+        return None
+    if not isinstance(alert_id, str) or not alert_id or len(alert_id) > 64:
+        return None
+    reason = data.get("reason", "")
+    return Response(
+        raw.handset, alert_id, kind, raw.received_at, str(reason)[:120] if reason else ""
+    )
+
+
+async def run(
+    config: Config,
+    *,
+    shutdown_trigger: ShutdownTrigger | None = None,
+    clock: Clock | None = None,
+) -> None:
+    """Run the gateway for `config` until the trigger fires (default: SIGTERM or SIGINT)."""
+    if shutdown_trigger is None:
+        shutdown_trigger = _signal_trigger()
+    await Gateway(config, clock=clock).run(shutdown_trigger)
+
+
+def _signal_trigger() -> ShutdownTrigger:
+    event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, event.set)
+
+    async def wait() -> None:
+        await event.wait()
+
+    return wait

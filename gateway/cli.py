@@ -1,0 +1,95 @@
+"""The `alertgw` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import sys
+from collections.abc import Sequence
+
+from gateway import logs
+from gateway.config import EX_CONFIG, Config, load_config
+from gateway.errors import ConfigError
+from gateway.journal import Journal
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `alertgw` console script."""
+    parser = argparse.ArgumentParser(prog="alertgw", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="run the gateway daemon")
+    p_run.add_argument("config")
+    p_check = sub.add_parser("check", help="validate a config file")
+    p_check.add_argument("config")
+    p_hist = sub.add_parser("history", help="show recent alerts with their timelines")
+    p_hist.add_argument("config")
+    p_hist.add_argument("--limit", type=int, default=20)
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        print(f"alertgw: {len(exc.problems)} problem(s) in {args.config}", file=sys.stderr)
+        return EX_CONFIG
+    if args.command == "check":
+        print(summary(config))
+        return 0
+    if args.command == "history":
+        return asyncio.run(_history(config, args.limit))
+    logs.configure(config.logging.level, config.logging.format)
+    from gateway.app import run  # noqa: PLC0415 - keep `check` fast and driver-free
+
+    try:
+        asyncio.run(run(config))
+    except KeyboardInterrupt:  # a second Ctrl-C during drain
+        return 130
+    return 0
+
+
+def summary(config: Config) -> str:
+    """One short paragraph describing a valid config."""
+    rooms = {d.room for d in config.devices.values()} | {
+        r for z in config.zones.values() for r in z.rooms
+    }
+    critical = sorted({d.kind for d in config.devices.values() if config.kind(d.kind).critical})
+    return (
+        f"OK {config.source_file}: site {config.site.name!r} ({config.site.timezone})\n"
+        f"  {len(config.sources)} source(s), {len(config.devices)} device(s) in {len(rooms)} "
+        f"room(s) / {len(config.zones)} zone(s)\n"
+        f"  {len(config.handsets)} handset(s), {len(config.routing)} route(s); "
+        f"critical kinds: {', '.join(critical) or 'none'}\n"
+        f"  journal {config.journal.path}, metrics "
+        + (f"{config.metrics.host}:{config.metrics.port}" if config.metrics.enabled else "off")
+    )
+
+
+async def _history(config: Config, limit: int) -> int:
+    journal = Journal(config.journal.path)
+    await journal.open()
+    try:
+        alerts = await journal.recent_alerts(limit)
+    finally:
+        await journal.close()
+    if not alerts:
+        print("no alerts journaled yet")
+    for stored in alerts:
+        a = stored.alert
+        print(
+            f"{_t(a.raised_at)}  {a.id}  {a.priority.name:<8} {a.kind:<12} room {a.room:<6} "
+            f"{a.state.value}"
+            + (f" by {a.accepted_by}" if a.accepted_by else "")
+            + (f"  x{a.count}" if a.count > 1 else "")
+        )
+        for ts, event, detail in stored.events:
+            print(f"    {_t(ts)}  {event:<10} {detail}")
+    return 0
+
+
+def _t(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

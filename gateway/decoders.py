@@ -1,0 +1,405 @@
+"""Sans-IO payload decoders: MQTT topic + bytes in, signals out.
+
+Decoders keep the little state they need (last level per device and field) so that
+Zigbee2MQTT's repeated full-state messages ring once per transition, not once per report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import orjson
+
+from gateway.config import BUILTIN_KINDS, Config, DeviceConfig
+from gateway.errors import DecodeError
+from gateway.model import Signal, SignalState
+
+MAX_PAYLOAD = 64 * 1024
+MAX_TOPIC = 512
+IdFactory = Callable[[str, bytes, float], str]
+
+
+def content_id(topic: str, payload: bytes, ts: float) -> str:
+    """Return a signal id derived from content, so a broker redelivery maps to the same id."""
+    digest = hashlib.blake2b(topic.encode() + b"\0" + payload, digest_size=10)
+    return digest.hexdigest()
+
+
+class Decoder(Protocol):
+    """Turns one MQTT message into zero or more signals."""
+
+    def decode(self, topic: str, payload: bytes, now: float) -> list[Signal]:
+        """Decode a message; raise DecodeError with a stable reason when it is malformed."""
+        ...
+
+    def levels(self) -> Mapping[str, Any]:
+        """Return the remembered levels, to persist across restarts."""
+        ...
+
+    def restore(self, levels: Mapping[str, Any]) -> None:
+        """Restore remembered levels saved by `levels()`."""
+        ...
+
+    def changed_levels(self) -> dict[str, Any]:
+        """Return levels changed since the last call (to journal with the batch)."""
+        ...
+
+
+def _parse_json(payload: bytes) -> Any:  # noqa: ANN401 - JSON is untyped
+    if len(payload) > MAX_PAYLOAD:
+        raise DecodeError("payload_too_large", f"{len(payload)} bytes")
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError("malformed_json", str(exc)[:80]) from None
+
+
+def _ts(value: Any, now: float) -> float:  # noqa: ANN401 - JSON value
+    if value is None:
+        return now
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise DecodeError("bad_field", "ts must be epoch seconds")
+    if value > 1e11:  # milliseconds, as many integrators send
+        value = value / 1000.0
+    if not 0 < value < 4e9:
+        raise DecodeError("bad_field", "ts out of range")
+    return float(value)
+
+
+class JsonDecoder:
+    """The generic integrator payload: {"device", "state", "kind"?, "id"?, "ts"?, ...}."""
+
+    def __init__(self, *, source: str, config: Config, new_id: IdFactory = content_id) -> None:
+        self.source = source
+        self._devices = {
+            name: dc for name, dc in config.devices.items() if dc.source in (None, source)
+        }
+        self._new_id = new_id
+
+    def decode(self, topic: str, payload: bytes, now: float) -> list[Signal]:
+        """Decode one integrator message."""
+        data = _parse_json(payload)
+        if not isinstance(data, dict):
+            raise DecodeError("bad_shape", "expected a JSON object")
+        device = data.get("device")
+        if not isinstance(device, str) or not device or len(device) > 128:
+            raise DecodeError("bad_field", "device must be a non-empty string")
+        dc = self._devices.get(device)
+        if dc is None:
+            raise DecodeError("unknown_device", device)
+        state_raw = data.get("state", "raised")
+        try:
+            state = SignalState(state_raw)
+        except ValueError:
+            raise DecodeError("bad_field", "state must be raised, cleared or report") from None
+        kind = data.get("kind", dc.kind)
+        if not isinstance(kind, str) or not kind or len(kind) > 64:
+            raise DecodeError("bad_field", "kind must be a string")
+        sid = data.get("id")
+        if sid is not None and (not isinstance(sid, str | int) or len(str(sid)) > 128):
+            raise DecodeError("bad_field", "id must be a short string")
+        ts = _ts(data.get("ts"), now)
+        attrs = {k: v for k, v in data.items() if k not in _JSON_KEYS}
+        return [
+            Signal(
+                id=str(sid) if sid is not None else self._new_id(topic, payload, now),
+                source=self.source,
+                device=device,
+                room=dc.room,
+                kind=kind,
+                state=state,
+                ts=ts,
+                attrs=attrs,
+                received_at=now,
+            )
+        ]
+
+    def levels(self) -> Mapping[str, Any]:
+        """The JSON decoder is stateless."""
+        return {}
+
+    def restore(self, levels: Mapping[str, Any]) -> None:
+        """The JSON decoder is stateless."""
+
+    def changed_levels(self) -> dict[str, Any]:
+        """The JSON decoder is stateless."""
+        return {}
+
+
+_JSON_KEYS = frozenset({"id", "device", "kind", "state", "ts"})
+
+
+class Zigbee2MqttDecoder:
+    """Zigbee2MQTT device state, action and availability messages."""
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        config: Config,
+        base_topic: str = "zigbee2mqtt",
+        new_id: IdFactory = content_id,
+    ) -> None:
+        self.source = source
+        self._base = base_topic.rstrip("/") + "/"
+        self._new_id = new_id
+        self._config = config
+        # Index by Zigbee2MQTT friendly name once; names may contain '/', so topics are
+        # matched against the whole name rather than split.
+        self._by_name: dict[str, tuple[str, DeviceConfig]] = {}
+        for dev_id, dc in config.devices.items():
+            if dc.source in (None, source):
+                self._by_name[dc.name or dev_id] = (dev_id, dc)
+        self._levels: dict[str, bool] = {}
+        self._dirty: set[str] = set()
+
+    def levels(self) -> Mapping[str, Any]:
+        """Return the last known level per device and property."""
+        return dict(self._levels)
+
+    def restore(self, levels: Mapping[str, Any]) -> None:
+        """Restore levels saved before a restart, so a transition while down still rings."""
+        self._levels.update({k: bool(v) for k, v in levels.items()})
+
+    def changed_levels(self) -> dict[str, Any]:
+        """Return and forget the levels changed since the last call."""
+        out = {k: self._levels[k] for k in self._dirty}
+        self._dirty.clear()
+        return out
+
+    def decode(self, topic: str, payload: bytes, now: float) -> list[Signal]:
+        """Decode one Zigbee2MQTT message."""
+        if len(topic) > MAX_TOPIC:
+            raise DecodeError("topic_too_long", f"{len(topic)} chars")
+        if not topic.startswith(self._base):
+            raise DecodeError("foreign_topic", topic[:80])
+        rest = topic[len(self._base) :]
+        if rest.startswith("bridge/"):
+            return self._bridge(rest, payload, now)
+        if rest.endswith("/availability"):
+            return self._availability(topic, rest[: -len("/availability")], payload, now)
+        if rest.endswith(("/set", "/get")):
+            return []  # commands to Z2M, not observations
+        entry = self._by_name.get(rest)
+        if entry is None:
+            raise DecodeError("unknown_device", rest[:80])
+        data = _parse_json(payload)
+        if not isinstance(data, dict):
+            raise DecodeError("bad_shape", "expected a JSON object")
+        return self._state(topic, payload, entry, data, now)
+
+    def _signal(
+        self,
+        *,
+        topic: str,
+        payload: bytes,
+        dev_id: str,
+        dc: DeviceConfig,
+        kind: str,
+        state: SignalState,
+        now: float,
+        attrs: Mapping[str, Any],
+    ) -> Signal:
+        return Signal(
+            id=self._new_id(topic + "#" + kind, payload, now),
+            source=self.source,
+            device=dev_id,
+            room=dc.room,
+            kind=kind,
+            state=state,
+            ts=now,
+            attrs=attrs,
+            received_at=now,
+        )
+
+    def _state(
+        self,
+        topic: str,
+        payload: bytes,
+        entry: tuple[str, DeviceConfig],
+        data: dict[str, Any],
+        now: float,
+    ) -> list[Signal]:
+        dev_id, dc = entry
+        out: list[Signal] = []
+        attrs = {k: data[k] for k in _KEEP_ATTRS if k in data}
+        field = dc.field or _default_field(dc.kind)
+        if field == "action":
+            action = data.get("action")
+            # `action` is never cached by Z2M: it appears only in the press's own message.
+            if action not in (None, "") and (dc.raised in (None, True) or action == dc.raised):
+                out.append(
+                    self._signal(
+                        topic=topic,
+                        payload=payload,
+                        dev_id=dev_id,
+                        dc=dc,
+                        kind=dc.kind,
+                        state=SignalState.RAISED,
+                        now=now,
+                        attrs=attrs,
+                    )
+                )
+        elif field in data:
+            # contact: true means closed, so a door is "active" when contact is false.
+            raised = dc.raised if dc.raised is not None else field != "contact"
+            active = data[field] == raised
+            change = self._transition(f"{dev_id}/{field}", active, dc)
+            if change is not None:
+                out.append(
+                    self._signal(
+                        topic=topic,
+                        payload=payload,
+                        dev_id=dev_id,
+                        dc=dc,
+                        kind=dc.kind,
+                        state=change,
+                        now=now,
+                        attrs=attrs,
+                    )
+                )
+        battery_low = data.get("battery_low")
+        if isinstance(battery_low, bool):
+            change = self._transition(f"{dev_id}/battery_low", battery_low, None)
+            if change is not None:
+                out.append(
+                    self._signal(
+                        topic=topic,
+                        payload=payload,
+                        dev_id=dev_id,
+                        dc=dc,
+                        kind="battery_low",
+                        state=change,
+                        now=now,
+                        attrs=attrs,
+                    )
+                )
+        if not out:
+            # A pure report (battery, link quality, repeated state): proof of life only.
+            out.append(
+                self._signal(
+                    topic=topic,
+                    payload=payload,
+                    dev_id=dev_id,
+                    dc=dc,
+                    kind=dc.kind,
+                    state=SignalState.REPORT,
+                    now=now,
+                    attrs=attrs,
+                )
+            )
+        return out
+
+    def _transition(self, key: str, active: bool, dc: DeviceConfig | None) -> SignalState | None:
+        previous = self._levels.get(key)
+        if previous != active:
+            self._levels[key] = active
+            self._dirty.add(key)
+        if previous is None:
+            # First sight of this device: take the level as a baseline, unless it is a
+            # safety-critical kind or the installer asked to alert on startup.
+            if (
+                active
+                and dc is not None
+                and (
+                    dc.alert_on_startup
+                    or BUILTIN_KINDS.get(dc.kind, _NONCRIT).critical
+                    or self._config.kind(dc.kind).critical
+                )
+            ):
+                return SignalState.RAISED
+            return None
+        if previous == active:
+            return None
+        return SignalState.RAISED if active else SignalState.CLEARED
+
+    def _availability(self, topic: str, name: str, payload: bytes, now: float) -> list[Signal]:
+        entry = self._by_name.get(name)
+        if entry is None:
+            raise DecodeError("unknown_device", name[:80])
+        dev_id, dc = entry
+        state = _online_state(payload)
+        if state is None:
+            raise DecodeError("bad_shape", "availability must be online or offline")
+        change = self._transition(f"{dev_id}/offline", not state, None)
+        if change is None:
+            return []
+        return [
+            self._signal(
+                topic=topic,
+                payload=payload,
+                dev_id=dev_id,
+                dc=dc,
+                kind="device_offline",
+                state=change,
+                now=now,
+                attrs={},
+            )
+        ]
+
+    def _bridge(self, rest: str, payload: bytes, now: float) -> list[Signal]:
+        if rest != "bridge/state":
+            return []  # info, devices, events, responses: inventory, not alerts
+        state = _online_state(payload)
+        if state is None:
+            raise DecodeError("bad_shape", "bridge state must be online or offline")
+        change = self._transition(f"{self.source}:bridge/offline", not state, None)
+        if change is None:
+            return []
+        bridge = DeviceConfig(room="", kind="bridge_offline")
+        topic = self._base + rest
+        return [
+            self._signal(
+                topic=topic,
+                payload=payload,
+                dev_id=f"{self.source}:bridge",
+                dc=bridge,
+                kind="bridge_offline",
+                state=change,
+                now=now,
+                attrs={},
+            )
+        ]
+
+
+_NONCRIT = BUILTIN_KINDS["presence"]
+_KEEP_ATTRS = ("battery", "linkquality", "voltage", "action", "contact", "occupancy")
+_DEFAULT_FIELDS = {
+    "bed_exit": "occupancy",
+    "motion": "occupancy",
+    "presence": "occupancy",
+    "door_open": "contact",
+    "water_leak": "water_leak",
+    "smoke": "smoke",
+    "pull_cord": "action",
+    "emergency": "action",
+    "fall": "fall",
+    "epilepsy": "epilepsy",
+}
+
+
+def _default_field(kind: str) -> str:
+    return _DEFAULT_FIELDS.get(kind, "state")
+
+
+def _online_state(payload: bytes) -> bool | None:
+    text = payload.strip()
+    if text in (b"online", b"offline"):  # Zigbee2MQTT 1.x plain strings
+        return text == b"online"
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(data, dict) and data.get("state") in ("online", "offline"):
+        return bool(data["state"] == "online")
+    return None
+
+
+def make_decoder(name: str, decoder: str, base_topic: str, config: Config) -> Decoder:
+    """Build the decoder a source config names."""
+    if decoder == "zigbee2mqtt":
+        return Zigbee2MqttDecoder(source=name, config=config, base_topic=base_topic)
+    return JsonDecoder(source=name, config=config)

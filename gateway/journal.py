@@ -1,0 +1,327 @@
+"""The journal and outbox: every decision and delivery, in SQLite (WAL)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from gateway.engine import Transition
+from gateway.model import Alert, AlertState, Delivery, DeliveryState, Priority, Signal, SignalState
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS signals (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL, source TEXT NOT NULL, device TEXT NOT NULL, room TEXT NOT NULL,
+    kind TEXT NOT NULL, state TEXT NOT NULL, ts REAL NOT NULL, received_at REAL NOT NULL,
+    attrs TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS signals_id ON signals (id);
+CREATE INDEX IF NOT EXISTS signals_received ON signals (received_at);
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY, key TEXT NOT NULL, kind TEXT NOT NULL, room TEXT NOT NULL,
+    zone TEXT NOT NULL, device TEXT NOT NULL, priority INTEGER NOT NULL, critical INTEGER NOT NULL,
+    state TEXT NOT NULL, raised_at REAL NOT NULL, signal_id TEXT NOT NULL, text TEXT NOT NULL,
+    count INTEGER NOT NULL, accepted_by TEXT, updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state);
+CREATE INDEX IF NOT EXISTS alerts_updated ON alerts (updated_at);
+CREATE TABLE IF NOT EXISTS events (
+    rowid INTEGER PRIMARY KEY, alert_id TEXT NOT NULL, ts REAL NOT NULL, event TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_alert ON events (alert_id);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL, handset TEXT NOT NULL,
+    seq INTEGER NOT NULL, action TEXT NOT NULL, payload TEXT NOT NULL, state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state);
+CREATE TABLE IF NOT EXISTS levels (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_ACTIVE_STATES = tuple(s.value for s in AlertState if not s.terminal)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredAlert:
+    """An alert row with its timeline, for `alertgw history` and restarts."""
+
+    alert: Alert
+    updated_at: float
+    events: tuple[tuple[float, str, str], ...]
+    handsets: tuple[str, ...]
+    last_seq: int
+
+
+class Journal:
+    """Async SQLite journal; one writer connection in WAL mode."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "full") -> None:
+        self.path = Path(path)
+        self._sync = synchronous.upper()
+        self._db: aiosqlite.Connection | None = None
+        # A write spans several awaits; without the lock a concurrent commit could make half
+        # a batch durable, and a redelivery of its signals would then be taken for a duplicate.
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        """Open (creating if needed) the database."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(self.path)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute(f"PRAGMA synchronous={self._sync}")
+        await db.execute("PRAGMA busy_timeout=5000")
+        await db.executescript(SCHEMA)
+        await db.commit()
+        self._db = db
+
+    async def close(self) -> None:
+        """Close the database; idempotent."""
+        if self._db is not None:
+            db, self._db = self._db, None
+            await db.close()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        """The open connection."""
+        if self._db is None:
+            raise RuntimeError("journal is not open")
+        return self._db
+
+    async def commit_batch(
+        self,
+        signals: Sequence[Signal],
+        transitions: Sequence[Transition],
+        deliveries: Sequence[Delivery],
+        levels: Mapping[str, Any] | None = None,
+    ) -> list[Delivery]:
+        """Write one batch in one transaction; return deliveries with their outbox ids."""
+        async with self._lock:
+            return await self._commit_batch(signals, transitions, deliveries, levels)
+
+    async def _commit_batch(
+        self,
+        signals: Sequence[Signal],
+        transitions: Sequence[Transition],
+        deliveries: Sequence[Delivery],
+        levels: Mapping[str, Any] | None,
+    ) -> list[Delivery]:
+        db = self.db
+        now = time.time()
+        if signals:
+            await db.executemany(
+                "INSERT INTO signals (id, source, device, room, kind, state, ts, received_at,"
+                " attrs) VALUES (?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        s.id,
+                        s.source,
+                        s.device,
+                        s.room,
+                        s.kind,
+                        s.state.value,
+                        s.ts,
+                        s.received_at,
+                        _dumps(s.attrs),
+                    )
+                    for s in signals
+                ],
+            )
+        if transitions:
+            latest: dict[str, Alert] = {}
+            for t in transitions:
+                latest[t.alert.id] = t.alert
+            await db.executemany(
+                "INSERT INTO alerts (id, key, kind, room, zone, device, priority, critical, state,"
+                " raised_at, signal_id, text, count, accepted_by, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET"
+                " state=excluded.state, count=excluded.count, accepted_by=excluded.accepted_by,"
+                " text=excluded.text, updated_at=excluded.updated_at",
+                [
+                    (
+                        a.id,
+                        a.key,
+                        a.kind,
+                        a.room,
+                        a.zone,
+                        a.device,
+                        int(a.priority),
+                        int(a.critical),
+                        a.state.value,
+                        a.raised_at,
+                        a.signal_id,
+                        a.text,
+                        a.count,
+                        a.accepted_by,
+                        now,
+                    )
+                    for a in latest.values()
+                ],
+            )
+            await db.executemany(
+                "INSERT INTO events (alert_id, ts, event, detail) VALUES (?,?,?,?)",
+                [(t.alert.id, t.ts, t.event, t.detail) for t in transitions],
+            )
+        stored: list[Delivery] = []
+        for d in deliveries:
+            cur = await db.execute(
+                "INSERT INTO outbox (alert_id, handset, seq, action, payload, state, created_at,"
+                " updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    d.alert_id,
+                    d.handset,
+                    d.seq,
+                    d.action,
+                    _dumps(d.payload),
+                    d.state.value,
+                    now,
+                    now,
+                ),
+            )
+            stored.append(dataclasses.replace(d, id=cur.lastrowid))
+        if levels:
+            await db.executemany(
+                "INSERT INTO levels (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET"
+                " value=excluded.value",
+                [(k, _dumps(v)) for k, v in levels.items()],
+            )
+        await db.commit()
+        return stored
+
+    async def mark_deliveries(self, updates: Iterable[tuple[int, DeliveryState]]) -> None:
+        """Record that outbox rows were confirmed or failed."""
+        now = time.time()
+        async with self._lock:
+            await self.db.executemany(
+                "UPDATE outbox SET state=?, attempts=attempts+1, updated_at=? WHERE id=?",
+                [(state.value, now, row) for row, state in updates],
+            )
+            await self.db.commit()
+
+    async def pending_deliveries(self) -> list[Delivery]:
+        """Outbox rows not yet confirmed by their channel, oldest first."""
+        rows = await self.db.execute_fetchall(
+            "SELECT id, alert_id, handset, seq, action, payload, state FROM outbox"
+            " WHERE state = 'queued' ORDER BY id"
+        )
+        return [
+            Delivery(
+                id=r[0],
+                alert_id=r[1],
+                handset=r[2],
+                seq=r[3],
+                action=r[4],
+                payload=orjson.loads(r[5]),
+                state=DeliveryState(r[6]),
+            )
+            for r in rows
+        ]
+
+    async def levels(self) -> dict[str, Any]:
+        """Decoder levels saved by earlier runs."""
+        rows = await self.db.execute_fetchall("SELECT key, value FROM levels")
+        return {r[0]: orjson.loads(r[1]) for r in rows}
+
+    async def seen_signal(self, signal_id: str, since: float) -> bool:
+        """True when a signal with this id was journaled after `since`."""
+        rows = await self.db.execute_fetchall(
+            "SELECT 1 FROM signals WHERE id = ? AND received_at >= ? LIMIT 1", (signal_id, since)
+        )
+        return bool(rows)
+
+    async def active_alerts(self) -> list[StoredAlert]:
+        """Alerts that were not finished when the daemon last stopped."""
+        marks = ",".join("?" * len(_ACTIVE_STATES))
+        return await self._alerts(f"WHERE state IN ({marks}) ORDER BY raised_at", _ACTIVE_STATES)
+
+    async def recent_alerts(self, limit: int = 20) -> list[StoredAlert]:
+        """The most recently raised alerts with their timelines."""
+        return await self._alerts("ORDER BY raised_at DESC LIMIT ?", (limit,))
+
+    async def _alerts(self, where: str, args: Sequence[Any]) -> list[StoredAlert]:
+        # The clause is one of this module's constants; values are bound, never formatted.
+        rows = await self.db.execute_fetchall(
+            "SELECT id, key, kind, room, zone, device, priority, critical, state, raised_at,"  # noqa: S608
+            f" signal_id, text, count, accepted_by, updated_at FROM alerts {where}",
+            args,
+        )
+        out: list[StoredAlert] = []
+        for r in rows:
+            alert = Alert(
+                id=r[0],
+                key=r[1],
+                kind=r[2],
+                room=r[3],
+                zone=r[4],
+                device=r[5],
+                priority=Priority(r[6]),
+                critical=bool(r[7]),
+                state=AlertState(r[8]),
+                raised_at=r[9],
+                signal_id=r[10],
+                text=r[11],
+                count=r[12],
+                accepted_by=r[13],
+            )
+            events = await self.db.execute_fetchall(
+                "SELECT ts, event, detail FROM events WHERE alert_id = ? ORDER BY rowid", (r[0],)
+            )
+            sent = await self.db.execute_fetchall(
+                "SELECT handset, MAX(seq) FROM outbox WHERE alert_id = ? GROUP BY handset"
+                " ORDER BY MIN(id)",
+                (r[0],),
+            )
+            out.append(
+                StoredAlert(
+                    alert=alert,
+                    updated_at=r[14],
+                    events=tuple((e[0], e[1], e[2]) for e in events),
+                    handsets=tuple(s[0] for s in sent),
+                    last_seq=max((s[1] for s in sent), default=0),
+                )
+            )
+        return out
+
+    async def prune(self, before: float) -> int:
+        """Delete finished history older than `before`; return rows removed."""
+        async with self._lock:
+            return await self._prune(before)
+
+    async def _prune(self, before: float) -> int:
+        db = self.db
+        marks = ",".join("?" * len(_ACTIVE_STATES))
+        removed = 0
+        cur = await db.execute("DELETE FROM signals WHERE received_at < ?", (before,))
+        removed += cur.rowcount
+        cur = await db.execute(
+
+            f"DELETE FROM events WHERE alert_id IN (SELECT id FROM alerts WHERE updated_at < ?"  # noqa: S608
+            f" AND state NOT IN ({marks}))",
+            (before, *_ACTIVE_STATES),
+        )
+        removed += cur.rowcount
+        cur = await db.execute(
+            "DELETE FROM outbox WHERE updated_at < ? AND state != 'queued'", (before,)
+        )
+        removed += cur.rowcount
+        cur = await db.execute(
+            f"DELETE FROM alerts WHERE updated_at < ? AND state NOT IN ({marks})",  # noqa: S608
+            (before, *_ACTIVE_STATES),
+        )
+        removed += cur.rowcount
+        await db.commit()
+        return removed
+
+
+def _dumps(value: Any) -> str:  # noqa: ANN401 - JSON-able data
+    return orjson.dumps(value, default=str).decode()
+
+
+__all__ = ["Journal", "SignalState", "StoredAlert"]

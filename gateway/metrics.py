@@ -1,0 +1,57 @@
+"""Prometheus metrics: every count a technician would ask about."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    """The gateway's metric families, on their own registry (tests make many)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.signals = Counter(
+            "alertgw_signals_total", "Signals decoded", ["source", "kind", "state"], registry=r
+        )
+        self.rejects = Counter(
+            "alertgw_input_rejected_total",
+            "Inputs refused (malformed payload, unknown device, bad response …)",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.alerts = Counter(
+            "alertgw_alerts_total", "Alert transitions", ["kind", "event"], registry=r
+        )
+        self.deliveries = Counter(
+            "alertgw_deliveries_total",
+            "Handset messages by outcome",
+            ["handset", "action", "outcome"],
+            registry=r,
+        )
+        self.responses = Counter(
+            "alertgw_responses_total", "Handset responses", ["handset", "response"], registry=r
+        )
+        self.duplicates = Counter(
+            "alertgw_duplicate_signals_total",
+            "Broker redeliveries recognised and dropped",
+            ["source"],
+            registry=r,
+        )
+        self.active_alerts = Gauge("alertgw_active_alerts", "Alerts not yet finished", registry=r)
+        self.outbox_depth = Gauge(
+            "alertgw_outbox_depth", "Handset messages waiting for their channel", registry=r
+        )
+        self.connected = Gauge(
+            "alertgw_driver_connected", "1 when a driver's link is up", ["driver"], registry=r
+        )
+        self.latency = Histogram(
+            "alertgw_signal_to_handset_seconds",
+            "From signal receipt to channel confirmation of the ring",
+            ["priority"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30),
+            registry=r,
+        )
+        self.config_reloads = Counter(
+            "alertgw_config_reloads_total", "Config reloads by result", ["result"], registry=r
+        )

@@ -1,0 +1,130 @@
+"""Frozen types that cross layer boundaries: signals in, alerts and deliveries out."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+
+class SignalState(enum.StrEnum):
+    """What a signal says about its condition."""
+
+    RAISED = "raised"
+    CLEARED = "cleared"
+    REPORT = "report"  # battery, link quality, heartbeat: no condition changes
+
+
+class AlertState(enum.StrEnum):
+    """Lifecycle of an alert, after the IHE ACM alarm states."""
+
+    HELD = "held"  # waiting out a hold-off; may auto-cancel
+    ACTIVE = "active"  # delivered (or being delivered) to handsets, nobody has accepted
+    ACCEPTED = "accepted"  # a handset took responsibility
+    CLEARED = "cleared"  # the condition went away (terminal)
+    CANCELLED = "cancelled"  # auto-cancelled before it ever rang (terminal)
+    RESOLVED = "resolved"  # closed by staff (terminal)
+    SUPPRESSED = "suppressed"  # a rule decided it must not ring (terminal)
+
+    @property
+    def terminal(self) -> bool:
+        """True when the alert can no longer change."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset(
+    {AlertState.CLEARED, AlertState.CANCELLED, AlertState.RESOLVED, AlertState.SUPPRESSED}
+)
+
+
+class DeliveryState(enum.StrEnum):
+    """Lifecycle of one alert message to one handset."""
+
+    QUEUED = "queued"
+    SENT = "sent"  # the channel confirmed (PUBACK, ESPA ACK)
+    DELIVERED = "delivered"  # the handset confirmed it rings
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Priority(enum.IntEnum):
+    """Alert priority; higher is more urgent."""
+
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+
+class ResponseKind(enum.StrEnum):
+    """What a handset answered."""
+
+    ACCEPT = "accept"
+    REJECT = "reject"
+    RESOLVE = "resolve"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Signal:
+    """One decoded observation from a sensor or nurse-call system."""
+
+    id: str
+    source: str
+    device: str
+    room: str
+    kind: str
+    state: SignalState
+    ts: float
+    attrs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    received_at: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Alert:
+    """A condition that may need staff, as routed by the engine."""
+
+    id: str
+    key: str
+    kind: str
+    room: str
+    zone: str
+    device: str
+    priority: Priority
+    critical: bool
+    state: AlertState
+    raised_at: float
+    signal_id: str
+    text: str
+    count: int = 1
+    accepted_by: str | None = None
+
+    def with_state(self, state: AlertState, **changes: Any) -> Alert:  # noqa: ANN401 - forwards to dataclasses.replace
+        """Return a copy in `state`, with any other fields changed."""
+        return dataclasses.replace(self, state=state, **changes)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message for one handset about one alert."""
+
+    alert_id: str
+    handset: str
+    seq: int
+    action: str  # "ring" | "cancel" | "update"
+    payload: Mapping[str, Any]
+    state: DeliveryState = DeliveryState.QUEUED
+    id: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Response:
+    """A handset's answer to an alert."""
+
+    handset: str
+    alert_id: str
+    kind: ResponseKind
+    ts: float
+    reason: str = ""

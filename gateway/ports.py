@@ -1,0 +1,57 @@
+"""The seams between the core and its drivers: small Protocols and the types they pass."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Protocol
+
+from gateway.model import Delivery, Response
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Inbound:
+    """Raw bytes from a source, not yet decoded; `ack` tells the source it is journaled."""
+
+    source: str
+    topic: str
+    payload: bytes
+    received_at: float
+    dup: bool = False
+    ack: Callable[[], None] | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RawResponse:
+    """A handset's answer as bytes, not yet validated."""
+
+    handset: str
+    payload: bytes
+    received_at: float
+
+
+Put = Callable[[Inbound | RawResponse | Response], None]
+
+
+class Source(Protocol):
+    """A long-lived producer of inbound messages; handles its own reconnects."""
+
+    name: str
+
+    async def run(self, put: Put) -> None:
+        """Run forever, calling `put` for every message received."""
+        ...
+
+
+class HandsetChannel(Protocol):
+    """Reaches handsets; `send` returns once the channel confirmed the message."""
+
+    name: str
+
+    async def run(self, put: Put) -> None:
+        """Run forever: keep the link up and pass handset responses to `put`."""
+        ...
+
+    async def send(self, delivery: Delivery) -> None:
+        """Deliver one message; raise DeliveryError when the link is down."""
+        ...

@@ -1,0 +1,284 @@
+"""Build frozen dataclasses from YAML data, rejecting unknown keys and naming lines.
+
+The YAML is composed (not loaded) so every value keeps the line it came from; the loader
+then walks the dataclass type hints. Errors are collected, not raised one at a time, so a
+technician sees every problem in one run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Located:
+    """A YAML scalar, list or mapping with the line it started on (1-based)."""
+
+    value: Any
+    line: int
+
+
+class LineLoader(yaml.SafeLoader):
+    """Safe YAML loader that keeps line numbers on every node."""
+
+
+def compose(text: str, *, filename: str) -> Located:
+    """Parse YAML into a tree of `Located` values; raise ValueError with file:line on syntax."""
+    try:
+        node = yaml.compose(text, Loader=LineLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else 0
+        raise ValueError(f"{filename}:{line}: invalid YAML: {exc.problem}") from None
+    if node is None:
+        return Located({}, 1)
+    return _convert(node)
+
+
+def _convert(node: yaml.Node) -> Located:
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Located] = {}
+        # Merge keys (<<) are rare in our configs; SafeLoader's flatten handles them.
+        LineLoader.flatten_mapping(LineLoader(""), node)
+        for key_node, value_node in node.value:
+            key = LineLoader("").construct_object(key_node)
+            out[str(key)] = _convert(value_node)
+        return Located(out, line)
+    if isinstance(node, yaml.SequenceNode):
+        return Located([_convert(item) for item in node.value], line)
+    value = LineLoader("").construct_object(node)
+    return Located(value, line)
+
+
+def plain(loc: Located) -> Any:  # noqa: ANN401 - YAML data is untyped by nature
+    """Strip line information from a composed tree."""
+    if isinstance(loc.value, dict):
+        return {k: plain(v) for k, v in loc.value.items()}
+    if isinstance(loc.value, list):
+        return [plain(v) for v in loc.value]
+    return loc.value
+
+
+class Problems:
+    """Collects one-line errors: `file:line: key.path: what was expected`."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.lines: list[str] = []
+
+    def add(self, line: int, path: str, message: str) -> None:
+        """Record one problem."""
+        where = f"{self.filename}:{line}" if line else self.filename
+        self.lines.append(f"{where}: {path or '<top>'}: {message}")
+
+
+def _type_name(tp: Any) -> str:  # noqa: ANN401 - describes arbitrary type hints
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp) if a is not type(None))
+    if origin is tuple:
+        return f"list of {_type_name(get_args(tp)[0])}"
+    if origin is Mapping or origin is dict:
+        return f"mapping of {_type_name(get_args(tp)[1])}"
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return " | ".join(repr(m.value) for m in tp)
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+_MISSING = object()
+
+
+def load(cls: type[T], loc: Located, problems: Problems, path: str = "") -> T:
+    """Convert `loc` into an instance of dataclass `cls`, recording problems."""
+    result = _load_value(cls, loc, problems, path)
+    return typing.cast("T", result)
+
+
+def _load_value(tp: Any, loc: Located, problems: Problems, path: str) -> Any:  # noqa: ANN401
+    origin = get_origin(tp)
+    value = loc.value
+    if tp is Any:
+        return plain(loc)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        if len(non_none) == 1:
+            return _load_value(non_none[0], loc, problems, path)
+        for arg in non_none:
+            probe = Problems(problems.filename)
+            out = _load_value(arg, loc, probe, path)
+            if not probe.lines:
+                return out
+        problems.add(loc.line, path, f"expected {_type_name(tp)}, got {value!r}")
+        return None
+    if origin is Literal:
+        if value not in get_args(tp):
+            problems.add(loc.line, path, f"expected one of {_type_name(tp)}, got {value!r}")
+        return value
+    if origin is tuple:
+        (item_tp, _) = get_args(tp)
+        if isinstance(value, str | int | float) and not isinstance(value, bool) and item_tp is str:
+            return (str(value),)  # a single item where a list is expected
+        if not isinstance(value, list):
+            problems.add(loc.line, path, f"expected {_type_name(tp)}, got {value!r}")
+            return ()
+        return tuple(
+            _load_value(item_tp, item, problems, f"{path}[{i}]") for i, item in enumerate(value)
+        )
+    if origin is Mapping or origin is dict:
+        _, val_tp = get_args(tp)
+        if not isinstance(value, dict):
+            problems.add(loc.line, path, f"expected {_type_name(tp)}, got {value!r}")
+            return types.MappingProxyType({})
+        return types.MappingProxyType(
+            {
+                str(k): _load_value(val_tp, v, problems, f"{path}.{k}" if path else str(k))
+                for k, v in value.items()
+            }
+        )
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return _load_dataclass(tp, loc, problems, path)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            problems.add(loc.line, path, f"expected one of {_type_name(tp)}, got {value!r}")
+            return next(iter(tp))
+    if tp is bool:
+        if not isinstance(value, bool):
+            problems.add(loc.line, path, f"expected true or false, got {value!r}")
+        return bool(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.add(loc.line, path, f"expected an integer, got {value!r}")
+            return 0
+        return value
+    if tp is float:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            problems.add(loc.line, path, f"expected a number, got {value!r}")
+            return 0.0
+        return float(value)
+    if tp is str:
+        if isinstance(value, bool) or value is None or isinstance(value, dict | list):
+            problems.add(loc.line, path, f"expected a string, got {value!r}")
+            return ""
+        return str(value)  # YAML reads room 101 as an int; ids are strings
+    raise TypeError(f"unsupported config type {tp!r} at {path}")
+
+
+def _load_dataclass(cls: type[Any], loc: Located, problems: Problems, path: str) -> Any:  # noqa: ANN401
+    value = loc.value
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        problems.add(loc.line, path, f"expected a mapping, got {value!r}")
+        value = {}
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs: dict[str, Any] = {}
+    for key, sub in value.items():
+        name = key.replace("-", "_")
+        sub_path = f"{path}.{key}" if path else key
+        if name not in fields:
+            known = ", ".join(sorted(fields))
+            problems.add(sub.line, sub_path, f"unknown key (expected one of: {known})")
+            continue
+        kwargs[name] = _load_value(hints[name], sub, problems, sub_path)
+    for name, field in fields.items():
+        if name in kwargs:
+            continue
+        if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            sub_path = f"{path}.{name}" if path else name
+            problems.add(loc.line, sub_path, f"missing required key ({_type_name(hints[name])})")
+            kwargs[name] = _placeholder(hints[name])
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        problems.add(loc.line, path, str(exc))
+        return None
+
+
+def _placeholder(tp: Any) -> Any:  # noqa: ANN401
+    if tp is str:
+        return ""
+    if tp in (int, float):
+        return 0
+    if get_origin(tp) is tuple:
+        return ()
+    return None
+
+
+def json_schema(tp: Any) -> dict[str, Any]:  # noqa: ANN401
+    """Return a JSON Schema (draft 2020-12) for a config dataclass type."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return {}
+    if origin in (Union, types.UnionType):
+        return {"anyOf": [json_schema(a) for a in get_args(tp)]}
+    if origin is Literal:
+        return {"enum": list(get_args(tp))}
+    if origin is tuple:
+        item = json_schema(get_args(tp)[0])
+        return (
+            {"anyOf": [{"type": "array", "items": item}, item]}
+            if item.get("type") == "string"
+            else {"type": "array", "items": item}
+        )
+    if origin is Mapping or origin is dict:
+        return {"type": "object", "additionalProperties": json_schema(get_args(tp)[1])}
+    if tp is type(None):
+        return {"type": "null"}
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        hints = get_type_hints(tp)
+        props: dict[str, Any] = {}
+        required: list[str] = []
+        for f in dataclasses.fields(tp):
+            if not f.init:
+                continue
+            sub = json_schema(hints[f.name])
+            doc = f.metadata.get("doc") if f.metadata else None
+            if doc:
+                sub = {**sub, "description": doc}
+            props[f.name] = sub
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                required.append(f.name)
+        schema: dict[str, Any] = {
+            "type": "object",
+            "properties": props,
+            "additionalProperties": False,
+        }
+        if tp.__doc__:
+            schema["description"] = tp.__doc__.strip().splitlines()[0]
+        if required:
+            schema["required"] = required
+        return schema
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return {"enum": [m.value for m in tp]}
+    scalars: dict[Any, dict[str, Any]] = {
+        bool: {"type": "boolean"},
+        int: {"type": "integer"},
+        float: {"type": "number"},
+        str: {"type": ["string", "integer"]},
+    }
+    return scalars[tp]

@@ -1,0 +1,72 @@
+"""Test-side MQTT peers: sensors that publish and handsets that listen and answer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiomqtt
+import orjson
+
+
+class Peer:
+    """A plain MQTT client standing in for sensors and handset apps."""
+
+    def __init__(self, client: aiomqtt.Client, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.received: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+
+    async def z2m(self, name: str, payload: dict[str, Any]) -> None:
+        """Publish a Zigbee2MQTT state message for a friendly name."""
+        await self.client.publish(f"{self.prefix}/z2m/{name}", orjson.dumps(payload), qos=1)
+
+    async def json_signal(self, payload: dict[str, Any]) -> None:
+        """Publish a generic integrator signal."""
+        await self.client.publish(f"{self.prefix}/in/x", orjson.dumps(payload), qos=1)
+
+    async def respond(self, handset: str, alert_id: str, response: str) -> None:
+        """Answer an alert as a handset app would."""
+        await self.client.publish(
+            f"{self.prefix}/handset/{handset}/response",
+            orjson.dumps({"alert_id": alert_id, "response": response}),
+            qos=1,
+        )
+
+    async def next(self, timeout: float = 5.0) -> tuple[str, dict[str, Any]]:
+        """Return the next handset message as (handset, payload)."""
+        return await asyncio.wait_for(self.received.get(), timeout)
+
+    async def nothing(self, within: float = 0.5) -> bool:
+        """True when no handset message arrives within `within` seconds."""
+        try:
+            msg = await asyncio.wait_for(self.received.get(), within)
+        except TimeoutError:
+            return True
+        self.received.put_nowait(msg)
+        return False
+
+
+@contextlib.asynccontextmanager
+async def peer(port: int, prefix: str, *, listen: bool = True) -> AsyncIterator[Peer]:
+    """Connect a peer; when `listen`, collect every handset message under the prefix."""
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        p = Peer(client, prefix)
+        if listen:
+            await client.subscribe(f"{prefix}/handset/+/alert", qos=1)
+
+        async def pump() -> None:
+            async for message in client.messages:
+                handset = str(message.topic).split("/")[-2]
+                assert isinstance(message.payload, bytes)
+                p.received.put_nowait((handset, orjson.loads(message.payload)))
+
+        task = asyncio.create_task(pump())
+        try:
+            yield p
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

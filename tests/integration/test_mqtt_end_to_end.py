@@ -1,0 +1,158 @@
+"""End to end through a real Mosquitto: sensors in, handset messages out, responses back."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiomqtt
+import orjson
+
+from gateway.journal import Journal
+from tests.conftest import Broker, make_config, running, unique
+from tests.integration.helpers import peer
+
+
+async def test_z2m_bed_transition_rings_and_repeated_report_does_not(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A Zigbee2MQTT bed sensor rings once per transition, never for a repeated state."""
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix)
+    async with running(config), peer(broker.port, prefix) as p:
+        await p.z2m("rom101/seng", {"occupancy": False, "battery": 90})  # baseline
+        await p.z2m("rom101/seng", {"occupancy": True, "battery": 90})
+        handset, msg = await p.next()
+        assert handset == "night1"
+        assert msg["type"] == "ring"
+        assert msg["kind"] == "bed_exit"
+        assert msg["room"] == "101"
+        assert msg["priority"] == "high"
+        assert msg["seq"] == 1
+        assert msg["alert_id"]
+        assert msg["signal_id"]
+        # Z2M repeats the full cached state with every battery or link-quality report.
+        for battery in (89, 88, 87):
+            await p.z2m("rom101/seng", {"occupancy": True, "battery": battery})
+        assert await p.nothing(0.7)
+
+
+async def test_clear_sends_cancel_to_the_rung_handset(broker: Broker, tmp_path: Path) -> None:
+    """When the condition clears, the handset that rang gets a cancel for the same alert."""
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix)
+    async with running(config), peer(broker.port, prefix) as p:
+        await p.z2m("rom102/dor", {"contact": True})
+        await p.z2m("rom102/dor", {"contact": False})  # door opened
+        _, ring = await p.next()
+        await p.z2m("rom102/dor", {"contact": True})
+        handset, cancel = await p.next()
+        assert handset == "night1"
+        assert cancel["type"] == "cancel"
+        assert cancel["alert_id"] == ring["alert_id"]
+        assert cancel["seq"] == ring["seq"] + 1
+        assert cancel["state"] == "cleared"
+
+
+async def test_accept_moves_the_alert_and_is_journaled(broker: Broker, tmp_path: Path) -> None:
+    """A handset's accept moves the alert to accepted, notifies handsets and is journaled."""
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix)
+    async with running(config) as r, peer(broker.port, prefix) as p:
+        await p.z2m("rom103/snor", {"action": "single"})
+        handset, ring = await p.next()
+        assert handset == "night1"
+        await p.respond("night1", ring["alert_id"], "accept")
+        handset, update = await p.next()
+        assert update["type"] == "update"
+        assert update["state"] == "accepted"
+        assert update["accepted_by"] == "night1"
+        # An answer from a handset that never got the alert is refused and counted.
+        await p.respond("night2", ring["alert_id"], "accept")
+        await p.respond("night1", "no-such-alert", "accept")
+        for _ in range(50):
+            rejected = r.gateway.metrics.rejects.labels("handsets", "unknown_alert")._value.get()
+            if rejected:
+                break
+            await asyncio.sleep(0.05)
+        assert r.gateway.metrics.rejects.labels("handsets", "not_delivered_to_handset")._value.get() == 1
+        assert r.gateway.metrics.rejects.labels("handsets", "unknown_alert")._value.get() == 1
+    journal = Journal(config.journal.path)
+    await journal.open()
+    try:
+        (stored,) = await journal.recent_alerts(1)
+    finally:
+        await journal.close()
+    assert stored.alert.state.value == "accepted"
+    assert stored.alert.accepted_by == "night1"
+    assert [e[1] for e in stored.events] == ["raised", "accepted"]
+
+
+async def test_critical_rings_every_routed_handset_at_once(broker: Broker, tmp_path: Path) -> None:
+    """An epilepsy alarm goes to every handset with a matching route, not just the first."""
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix)
+    async with running(config), peer(broker.port, prefix) as p:
+        await p.z2m("rom201/epi", {"epilepsy": False})
+        await p.z2m("rom201/epi", {"epilepsy": True})
+        got = {(await p.next())[0], (await p.next())[0]}
+        assert got == {"night1", "night2"}
+
+
+async def test_json_signal_and_malformed_payloads(broker: Broker, tmp_path: Path) -> None:
+    """Malformed payloads are counted and skipped; a valid JSON signal still rings after them."""
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix)
+    async with running(config) as r, peer(broker.port, prefix) as p:
+        await p.client.publish(f"{prefix}/in/x", b"{not json", qos=1)
+        await p.client.publish(f"{prefix}/in/x", b'{"device": "ghost"}', qos=1)
+        await p.client.publish(f"{prefix}/z2m/rom101/seng", b"\xff\xfe", qos=1)
+        await p.json_signal({"id": "sig-1", "device": "fall-101", "state": "raised"})
+        handset, msg = await p.next()
+        assert msg["kind"] == "fall"
+        assert msg["signal_id"] == "sig-1"
+        assert msg["critical"] is True
+        m = r.gateway.metrics.rejects
+        assert m.labels("integrator", "malformed_json")._value.get() == 1
+        assert m.labels("integrator", "unknown_device")._value.get() == 1
+        assert m.labels("zigbee", "malformed_json")._value.get() == 1
+
+
+async def test_restart_loses_nothing_published_while_down(broker: Broker, tmp_path: Path) -> None:
+    """Signals published while alertgw is stopped are delivered after it restarts."""
+    prefix = unique("t")
+    client_id = unique("alertgw")
+    config = make_config(broker.port, tmp_path, prefix=prefix, client_id=client_id)
+    async with peer(broker.port, prefix) as p:
+        async with running(config):
+            await p.z2m("rom101/seng", {"occupancy": False})
+            await p.z2m("rom102/dor", {"contact": True})
+            await p.z2m("rom103/snor", {"action": "single"})
+            await p.next()
+        # alertgw is down: these queue in its persistent session.
+        await p.z2m("rom101/seng", {"occupancy": True})
+        await p.z2m("rom102/dor", {"contact": False})
+        await p.json_signal({"id": "while-down", "device": "fall-101"})
+        assert await p.nothing(0.3)
+        async with running(config):
+            kinds = sorted([(await p.next())[1]["kind"] for _ in range(3)])
+        assert kinds == ["bed_exit", "door_open", "fall"]
+
+
+async def test_status_topic_online_then_offline(broker: Broker, tmp_path: Path) -> None:
+    """The gateway's retained status topic says online while running and offline after."""
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix)
+
+    async def status() -> dict[str, object]:
+        async with aiomqtt.Client("127.0.0.1", broker.port) as c:
+            await c.subscribe(f"{prefix}/status", qos=1)
+            async with asyncio.timeout(5):
+                async for m in c.messages:
+                    assert isinstance(m.payload, bytes)
+                    return dict(orjson.loads(m.payload))
+        raise AssertionError("no status")
+
+    async with running(config):
+        assert (await status())["state"] == "online"
+    assert (await status())["state"] == "offline"
