@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TextIO
 
 import orjson
@@ -14,17 +16,19 @@ import structlog
 from prometheus_client import start_http_server
 
 from drivers.console import ConsoleChannel
+from drivers.espa_serial import build_espa
 from drivers.mqtt import MqttLink
 from drivers.simulator import SimulatedSource
 from gateway.backoff import Backoff
-from gateway.config import Config, handset_topic
+from gateway.config import Config, handset_topic, load_config
 from gateway.decoders import Decoder, make_decoder
-from gateway.engine import Engine, Outcome
-from gateway.errors import DecodeError, DeliveryError, ShutdownError
+from gateway.engine import Engine
+from gateway.errors import ConfigError, DecodeError, DeliveryError, ShutdownError
 from gateway.journal import Journal
 from gateway.metrics import Metrics
 from gateway.model import Delivery, DeliveryState, Response, ResponseKind, Signal, SignalState
-from gateway.ports import HandsetChannel, Inbound, RawResponse, Source
+from gateway.ports import DeliveryReport, HandsetChannel, Inbound, Item, RawResponse, Source
+from gateway.sdnotify import Notifier, watchdog_interval, watchdog_loop
 
 log = structlog.get_logger("alertgw")
 Clock = Callable[[], float]
@@ -51,10 +55,10 @@ class Gateway:
         self.clock = clock or time.time
         self.metrics = metrics or Metrics()
         self.journal = Journal(config.journal.path, synchronous=config.journal.synchronous)
-        self.engine = Engine(config)
+        self.engine = Engine(config, now=self.clock())
         self.drain_timeout = drain_timeout
         self._serve_metrics = serve_metrics and config.metrics.enabled
-        self._inbox: asyncio.Queue[Inbound | RawResponse | Response] = asyncio.Queue()
+        self._inbox: asyncio.Queue[Item | None] = asyncio.Queue()
         self._confirmed: asyncio.Queue[tuple[int, DeliveryState]] = asyncio.Queue()
         self._queues: dict[str, asyncio.Queue[tuple[Delivery, float]]] = {
             h: asyncio.Queue() for h in config.handsets
@@ -70,6 +74,48 @@ class Gateway:
         self._channels: dict[str, HandsetChannel] = {}
         self._build_drivers(console)
         self.ready = asyncio.Event()
+        self.notifier = Notifier()
+        self._record: TextIO | None = None
+        self._last_loop_beat = time.monotonic()
+
+    def kick(self) -> None:
+        """Wake the router so it fires due timers now (tests that move an injected clock)."""
+        self._inbox.put_nowait(None)
+
+    def reload(self) -> bool:
+        """Re-read the config file; swap rules atomically, or keep the running config."""
+        self.notifier.reloading()
+        problems: list[str] = []
+        try:
+            new = load_config(self.config.source_file)
+        except ConfigError as exc:
+            problems = exc.problems
+        else:
+            blocked = restart_sections(self.config, new)
+            if blocked:
+                problems = [f"{new.source_file}: {', '.join(blocked)} changed; restart to apply"]
+        if problems:
+            self.metrics.config_reloads.labels("failed").inc()
+            for line in problems:
+                log.error("config_reload_failed", problem=line)
+            self.notifier.ready("config reload failed; running config kept")
+            return False
+        levels: dict[str, object] = {}
+        for decoder in self._decoders.values():
+            levels.update(decoder.levels())
+        self._decoders = {
+            name: make_decoder(name, src.decoder, src.base_topic, new)
+            for name, src in new.sources.items()
+        }
+        for decoder in self._decoders.values():
+            decoder.restore(levels)
+        self.engine.reconfigure(new)
+        self.config = new
+        self.metrics.config_reloads.labels("ok").inc()
+        log.info("config_reloaded", file=new.source_file, rules=len(new.rules))
+        self.notifier.ready("config reloaded")
+        self.kick()
+        return True
 
     def _build_drivers(self, console: TextIO | None) -> None:
         cfg = self.config
@@ -91,11 +137,14 @@ class Gateway:
             channel = ConsoleChannel(handsets=console_handsets, out=console)
             for h in console_handsets:
                 self._channels[h] = channel
+        espa_sources, espa_channels = build_espa(cfg, self.metrics)
+        self._sources.extend(espa_sources)
+        self._channels.update(espa_channels)
         for name, src in cfg.sources.items():
             if src.type == "simulator":
                 self._sources.append(SimulatedSource(name=name, source=src, config=cfg))
 
-    def put(self, item: Inbound | RawResponse | Response) -> None:
+    def put(self, item: Item) -> None:
         """Accept one inbound item from any driver (called on the loop thread)."""
         if self._draining and isinstance(item, Inbound):
             return  # not acknowledged, so the broker delivers it again after the restart
@@ -105,6 +154,7 @@ class Gateway:
         """Run until `shutdown_trigger` returns, then drain deliveries and exit cleanly."""
         await self.journal.open()
         server = None
+        self._open_files()
         try:
             await self._restore()
             if self._serve_metrics:
@@ -138,10 +188,21 @@ class Gateway:
                             self._handset_loop(handset), name=f"gateway.delivery[{handset}]"
                         )
                     tg.create_task(self._shutdown_loop(shutdown_trigger), name="gateway.shutdown")
+                    tg.create_task(self._heartbeat_loop(), name="gateway.heartbeat")
+                    interval = watchdog_interval()
+                    if interval is not None:
+                        tg.create_task(
+                            watchdog_loop(self.notifier, interval, healthy=self._healthy),
+                            name="gateway.watchdog",
+                        )
+                    self._install_reload_handler()
                     self.ready.set()
+                    self.notifier.ready(f"routing for {self.config.site.name}")
             except* ShutdownError:
                 log.info("gateway_stopped")
         finally:
+            self._remove_reload_handler()
+            self._close_files()
             if server is not None:
                 server.shutdown()
                 server.server_close()
@@ -170,6 +231,7 @@ class Gateway:
         else:
             await trigger()
         log.info("shutdown_requested", drain_timeout=self.drain_timeout)
+        self.notifier.stopping()
         self._draining = True
         try:
             async with asyncio.timeout(self.drain_timeout):
@@ -187,30 +249,53 @@ class Gateway:
 
     async def _router_loop(self) -> None:
         while True:
-            batch = [await self._inbox.get()]
+            batch: list[Item | None] = []
+            deadline = self.engine.next_deadline()
+            delay = None if deadline is None else max(0.0, deadline - self.clock())
+            try:
+                async with asyncio.timeout(delay):
+                    batch.append(await self._inbox.get())
+            except TimeoutError:
+                pass  # a timer is due: fire it with an empty batch
             while len(batch) < BATCH_MAX:
                 try:
                     batch.append(self._inbox.get_nowait())
                 except asyncio.QueueEmpty:
                     break
-            await self._process(batch)
+            await self._process([item for item in batch if item is not None])
             for _ in batch:
                 self._inbox.task_done()
 
-    async def _process(self, batch: list[Inbound | RawResponse | Response]) -> None:
+    async def _process(self, batch: list[Item]) -> None:
         now = self.clock()
         signals: list[Signal] = []
-        outcome = Outcome()
+        outcome = self.engine.tick(now)
         acks = []
         received: dict[str, float] = {}
         for item in batch:
             if isinstance(item, Inbound):
                 if item.ack is not None:
                     acks.append(item.ack)
+                if self._record is not None:
+                    self._record_inbound(item)
                 for sig in await self._decode(item):
-                    signals.append(sig)
-                    received[sig.id] = item.received_at
+                    if sig.state is not SignalState.REPORT:
+                        signals.append(sig)
+                        received[sig.id] = item.received_at
                     outcome.extend(self.engine.handle_signal(sig, now))
+            elif isinstance(item, Signal):
+                self.metrics.signals.labels(item.source, item.kind, item.state.value).inc()
+                signals.append(item)
+                received[item.id] = item.received_at or now
+                outcome.extend(self.engine.handle_signal(item, now))
+            elif isinstance(item, DeliveryReport):
+                if item.status == "delivered":
+                    outcome.extend(self.engine.note(item.alert_id, "delivered", item.handset, now))
+                else:
+                    self.metrics.deliveries.labels(item.handset, "ring", "failed").inc()
+                    outcome.extend(
+                        self.engine.handle_delivery_failed(item.handset, item.alert_id, now)
+                    )
             else:
                 response = item if isinstance(item, Response) else self._parse_response(item)
                 if response is None:
@@ -257,7 +342,8 @@ class Gateway:
         for sig in decoded:
             self.metrics.signals.labels(sig.source, sig.kind, sig.state.value).inc()
             if sig.state is SignalState.REPORT:
-                continue  # proof of life only; not journaled
+                out.append(sig)  # proof of life for supervision; not journaled
+                continue
             if item.dup and await self.journal.seen_signal(sig.id, item.received_at - DUP_WINDOW):
                 self.metrics.duplicates.labels(item.source).inc()
                 log.info("signal_duplicate_dropped", source=item.source, signal_id=sig.id)
@@ -287,6 +373,55 @@ class Gateway:
                 subject=subject[:80],
                 detail=detail[:120],
             )
+
+    @property
+    def pidfile(self) -> Path:
+        """Where the daemon writes its pid, for `alertgw reload`."""
+        return Path(str(self.config.journal.path) + ".pid")
+
+    def _open_files(self) -> None:
+        # Start-up and shutdown only; never on the hot path.
+        with contextlib.suppress(OSError):
+            self.pidfile.write_text(f"{os.getpid()}\n")
+        if self.config.record is not None:
+            path = Path(self.config.record.path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._record = path.open("a", encoding="utf-8")
+
+    def _close_files(self) -> None:
+        with contextlib.suppress(OSError):
+            self.pidfile.unlink()
+        if self._record is not None:
+            self._record.close()
+            self._record = None
+
+    def _record_inbound(self, item: Inbound) -> None:
+        assert self._record is not None
+        try:
+            payload: object = orjson.loads(item.payload)
+        except orjson.JSONDecodeError:
+            payload = item.payload.decode("utf-8", "replace")
+        line = orjson.dumps({"ts": item.received_at, "topic": item.topic, "payload": payload})
+        self._record.write(line.decode() + "\n")
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            self._last_loop_beat = time.monotonic()
+            if self._record is not None:
+                self._record.flush()
+            await asyncio.sleep(1.0)
+
+    def _healthy(self) -> bool:
+        # The watchdog pings from this same loop; also require the router's queue to move.
+        return time.monotonic() - self._last_loop_beat < 10 and self._inbox.qsize() < 100_000
+
+    def _install_reload_handler(self) -> None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
+
+    def _remove_reload_handler(self) -> None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
 
     async def _handset_loop(self, handset: str) -> None:
         queue = self._queues[handset]
@@ -357,6 +492,14 @@ class Gateway:
 
     def _update_outbox_gauge(self) -> None:
         self.metrics.outbox_depth.set(self._outbox_depth())
+
+
+_RESTART_SECTIONS = ("mqtt", "sources", "handsets", "espa", "journal", "metrics", "record")
+
+
+def restart_sections(old: Config, new: Config) -> list[str]:
+    """Sections whose change a hot reload cannot apply (drivers and storage)."""
+    return [name for name in _RESTART_SECTIONS if getattr(old, name) != getattr(new, name)]
 
 
 def parse_response(raw: RawResponse) -> Response | None:

@@ -24,7 +24,8 @@ class Backoff:
         ceiling = (
             self.maximum
             if self._fatal
-            else min(self.maximum, self.initial * 2 ** (self.failures - 1))
+            # the exponent is capped: 2**1024 overflows float after a long outage
+            else min(self.maximum, self.initial * 2 ** min(self.failures - 1, 64))
         )
         # Full jitter spreads reconnects of many gateways after a broker restart.
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import re
 from collections.abc import Mapping
@@ -47,11 +48,35 @@ class MqttConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class SourceConfig:
-    """One signal source: an MQTT subscription with a decoder, or the built-in simulator."""
+class EspaLinkConfig:
+    """One ESPA 4.4.4 serial line (a device path or a pyserial URL such as socket://h:p)."""
 
-    type: Literal["mqtt", "simulator"] = "mqtt"
-    decoder: Literal["zigbee2mqtt", "json"] = "json"
+    port: str
+    role: Literal["control_station", "station"] = "station"
+    local_address: str = "2"
+    remote_address: str = "1"
+    baudrate: int = 9600
+    bytesize: Literal[7, 8] = 7
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: Literal[1, 2] = 2
+    encoding: Literal["iso646-no", "latin-1", "ascii"] = "iso646-no"
+    mask_high_bit: bool = False
+    display_limit: int = 40
+    poll_interval: float = 0.5
+    reply_timeout: float = 2.0
+    recovery_timeout: float = 10.0
+    max_retransmissions: int = 2
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SourceConfig:
+    """One signal source: an MQTT subscription, an ESPA line, or the built-in simulator."""
+
+    type: Literal["mqtt", "simulator", "espa"] = "mqtt"
+    decoder: Literal["zigbee2mqtt", "json", "espa"] = "json"
+    link: str | None = None
     topics: tuple[str, ...] = ()
     base_topic: str = "zigbee2mqtt"
     speed: float = 60.0
@@ -82,6 +107,7 @@ class KindConfig:
     technical: bool = False
     text: str = "{kind} in room {room}"
     edge: bool = False
+    role: Literal["alert", "presence"] = "alert"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -96,8 +122,9 @@ class ZoneConfig:
 class HandsetConfig:
     """A staff handset and the channel that reaches it."""
 
-    channel: Literal["mqtt", "console"] = "mqtt"
+    channel: Literal["mqtt", "console", "espa"] = "mqtt"
     address: str | None = None
+    link: str | None = None
     name: str | None = None
     auto_accept: float | None = None  # console only: accept rings after N s (demo)
 
@@ -110,6 +137,136 @@ class RouteConfig:
     kinds: tuple[str, ...] = ("*",)
     zones: tuple[str, ...] = ("*",)
     name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ScheduleConfig:
+    """A daily window in the site's time zone, e.g. night 22:00-07:00 (may cross midnight)."""
+
+    start: str
+    end: str
+    days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MatchConfig:
+    """What a rule applies to; every given field must match (lists mean any of)."""
+
+    kinds: tuple[str, ...] = ()
+    states: tuple[Literal["raised", "cleared"], ...] = ()
+    devices: tuple[str, ...] = ()
+    rooms: tuple[str, ...] = ()
+    zones: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    not_tags: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    schedule: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RuleConfig:
+    """How matching alerts are treated; the first matching rule wins."""
+
+    name: str
+    match: MatchConfig = dataclasses.field(default_factory=MatchConfig)
+    action: Literal["ring", "suppress"] = "ring"
+    hold_off: float = 0.0
+    group: float = 0.0
+    priority: PriorityName | None = None
+    escalation: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InhibitConfig:
+    """While a source alert is active, target alerts sharing the `equal` labels are muted."""
+
+    source_kinds: tuple[str, ...]
+    target_kinds: tuple[str, ...]
+    equal: tuple[Literal["room", "zone", "device"], ...] = ("room",)
+    name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ShiftConfig:
+    """Who carries which zone during a schedule; the first handset is the zone's primary."""
+
+    schedule: str
+    assign: Mapping[str, tuple[str, ...]]
+    name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OverrideConfig:
+    """A one-off roster change between two local times (ISO 8601, site time zone)."""
+
+    start: str
+    end: str
+    zone: str
+    handsets: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RosterConfig:
+    """Shifts assigning zones to handsets, with overrides and a failsafe group."""
+
+    shifts: tuple[ShiftConfig, ...] = ()
+    overrides: tuple[OverrideConfig, ...] = ()
+    failsafe: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StepConfig:
+    """One escalation step: who rings, and how long before the next step."""
+
+    to: Literal["primary", "zone", "all_on_duty", "failsafe"]
+    after: float = 60.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LadderConfig:
+    """An escalation ladder; its last step must be `failsafe`."""
+
+    steps: tuple[StepConfig, ...]
+    reminder: float = 900.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TechnicalConfig:
+    """Where technical alarms (battery, silent sensors, links) go instead of night handsets."""
+
+    handsets: tuple[str, ...] = ()
+    digest: bool = True
+    digest_at: str = "07:30"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    """At most `max` non-critical rings per handset per `per` seconds; the rest are batched."""
+
+    max: int = 6
+    per: float = 300.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SupervisionConfig:
+    """Expected report interval per device kind (seconds); silent past it is an alarm."""
+
+    kinds: Mapping[str, float] = dataclasses.field(default_factory=_empty)
+    default: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PresenceConfig:
+    """How staff presence behaves; presence expires if its clear is never seen."""
+
+    timeout: float = 3600.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecordConfig:
+    """Record inbound MQTT traffic as a replayable capture (JSON lines)."""
+
+    path: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -150,6 +307,17 @@ class Config:
     devices: Mapping[str, DeviceConfig] = dataclasses.field(default_factory=_empty)
     handsets: Mapping[str, HandsetConfig] = dataclasses.field(default_factory=_empty)
     routing: tuple[RouteConfig, ...] = ()
+    espa: Mapping[str, EspaLinkConfig] = dataclasses.field(default_factory=_empty)
+    schedules: Mapping[str, ScheduleConfig] = dataclasses.field(default_factory=_empty)
+    rules: tuple[RuleConfig, ...] = ()
+    inhibit: tuple[InhibitConfig, ...] = ()
+    roster: RosterConfig | None = None
+    escalation: Mapping[str, LadderConfig] = dataclasses.field(default_factory=_empty)
+    technical: TechnicalConfig = dataclasses.field(default_factory=TechnicalConfig)
+    rate_limit: RateLimitConfig | None = None
+    supervision: SupervisionConfig = dataclasses.field(default_factory=SupervisionConfig)
+    presence: PresenceConfig = dataclasses.field(default_factory=PresenceConfig)
+    record: RecordConfig | None = None
     journal: JournalConfig = dataclasses.field(default_factory=JournalConfig)
     metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
     logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
@@ -195,7 +363,7 @@ BUILTIN_KINDS: Mapping[str, KindConfig] = MappingProxyType(
         "bed_exit": KindConfig(priority="high", text="Out of bed room {room}"),
         "door_open": KindConfig(priority="medium", text="Door open room {room}"),
         "water_leak": KindConfig(priority="medium", text="Water leak room {room}"),
-        "presence": KindConfig(priority="low", text="Staff present room {room}"),
+        "presence": KindConfig(priority="low", role="presence", text="Staff in room {room}"),
         "motion": KindConfig(priority="low", text="Motion room {room}"),
         "battery_low": KindConfig(priority="low", technical=True, text="Battery low {device}"),
         "device_offline": KindConfig(
@@ -203,6 +371,17 @@ BUILTIN_KINDS: Mapping[str, KindConfig] = MappingProxyType(
         ),
         "bridge_offline": KindConfig(
             priority="medium", technical=True, text="Sensor bridge offline ({device})"
+        ),
+        "device_silent": KindConfig(
+            priority="low", technical=True, text="Sensor silent {device} room {room}"
+        ),
+        "safety_sensor_silent": KindConfig(
+            priority="high", text="SAFETY SENSOR SILENT {device} room {room}"
+        ),
+        "no_staff_on_duty": KindConfig(priority="high", text="Nobody on duty for zone {zone}"),
+        "link_down": KindConfig(priority="medium", technical=True, text="Link down: {device}"),
+        "broker_dropping": KindConfig(
+            priority="high", technical=True, text="MQTT broker dropping messages ({device})"
         ),
     }
 )
@@ -281,6 +460,12 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
             1, "mqtt", f"missing broker section; needed by {', '.join(sorted(needs_mqtt))}"
         )
     for name, src in config.sources.items():
+        if src.type == "espa" and (src.link is None or src.link not in config.espa):
+            problems.add(
+                _line(tree, "sources", name),
+                f"sources.{name}.link",
+                f"an espa source needs `link:` naming one of espa: {_few(config.espa)}",
+            )
         if src.type == "mqtt" and not src.topics:
             problems.add(
                 _line(tree, "sources", name),
@@ -323,11 +508,39 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
             )
         try:
             kc.text.format(kind="", room="", device="", zone="", count=0)
-        except (KeyError, IndexError, ValueError) as exc:
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
             problems.add(
                 _line(tree, "kinds", name, "text"),
                 f"kinds.{name}.text",
                 f"bad template ({exc}); fields: {{kind}} {{room}} {{device}} {{zone}} {{count}}",
+            )
+    for name, hc in config.handsets.items():
+        if hc.channel == "espa":
+            if hc.link is None or hc.link not in config.espa:
+                problems.add(
+                    _line(tree, "handsets", name),
+                    f"handsets.{name}.link",
+                    f"an espa handset needs `link:` naming one of: {_few(config.espa)}",
+                )
+            if not hc.address:
+                problems.add(
+                    _line(tree, "handsets", name),
+                    f"handsets.{name}.address",
+                    "an espa handset needs its call address (pager/DECT number)",
+                )
+    for name, lc in config.espa.items():
+        for key in ("local_address", "remote_address"):
+            if not re.fullmatch(r"[0-9]", getattr(lc, key)):
+                problems.add(
+                    _line(tree, "espa", name, key),
+                    f"espa.{name}.{key}",
+                    "an ESPA station address is one digit 0-9",
+                )
+        if lc.local_address == lc.remote_address:
+            problems.add(
+                _line(tree, "espa", name),
+                f"espa.{name}",
+                "local_address and remote_address must differ",
             )
     known_kinds = set(config.kinds) | set(BUILTIN_KINDS)
     for i, route in enumerate(config.routing):
@@ -352,18 +565,183 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
                     f"routing[{i}].zones[{j}]",
                     f"unknown zone {zone!r} (known: {_few(config.zones)})",
                 )
-    if config.handsets and not config.routing:
-        problems.add(1, "routing", "no routes: no alert would reach any handset")
+    if config.handsets and not config.routing and config.roster is None:
+        problems.add(1, "routing", "no routing and no roster: no alert would reach any handset")
+    _check_rules(config, tree, problems)
     try:
         import zoneinfo  # noqa: PLC0415 - only needed for this check
 
         zoneinfo.ZoneInfo(config.site.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # 'Europe' is a directory
         problems.add(
             _line(tree, "site", "timezone"),
             "site.timezone",
             f"unknown IANA time zone {config.site.timezone!r}",
         )
+
+
+_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def parse_hhmm(text: str) -> tuple[int, int]:
+    """Parse 'HH:MM' into (hour, minute); raise ValueError otherwise."""
+    m = _HHMM.match(text)
+    if m is None:
+        raise ValueError(f"expected HH:MM, got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _check_rules(config: Config, tree: Located, problems: Problems) -> None:
+    """Checks for schedules, rules, inhibition, roster, escalation and technical routing."""
+    known_kinds = set(config.kinds) | set(BUILTIN_KINDS)
+    critical = {k for k in known_kinds if config.kind(k).critical}
+    rooms = {r for z in config.zones.values() for r in z.rooms} | {
+        d.room for d in config.devices.values()
+    }
+
+    def need(names: tuple[str, ...], known: Any, where: tuple[str | int, ...], what: str) -> None:  # noqa: ANN401
+        for j, name in enumerate(names):
+            if name != "*" and name not in known:
+                problems.add(
+                    _line(tree, *where, j),
+                    _path(*where, j),
+                    f"unknown {what} {name!r} (known: {_few(known)})",
+                )
+
+    for name, sc in config.schedules.items():
+        for key in ("start", "end"):
+            try:
+                parse_hhmm(getattr(sc, key))
+            except ValueError as exc:
+                problems.add(
+                    _line(tree, "schedules", name, key), f"schedules.{name}.{key}", str(exc)
+                )
+    seen_rules: set[str] = set()
+    for i, rule in enumerate(config.rules):
+        where: tuple[str | int, ...] = ("rules", i)
+        if rule.name in seen_rules:
+            problems.add(
+                _line(tree, *where, "name"),
+                _path(*where, "name"),
+                f"duplicate rule name {rule.name!r}",
+            )
+        seen_rules.add(rule.name)
+        m = rule.match
+        need(m.kinds, known_kinds, (*where, "match", "kinds"), "kind")
+        need(m.zones, config.zones, (*where, "match", "zones"), "zone")
+        need(m.rooms, rooms, (*where, "match", "rooms"), "room")
+        need(m.devices, config.devices, (*where, "match", "devices"), "device")
+        need(m.sources, config.sources, (*where, "match", "sources"), "source")
+        if m.schedule is not None and m.schedule not in config.schedules:
+            problems.add(
+                _line(tree, *where, "match", "schedule"),
+                _path(*where, "match", "schedule"),
+                f"unknown schedule {m.schedule!r} (known: {_few(config.schedules)})",
+            )
+        if rule.escalation is not None and rule.escalation not in config.escalation:
+            problems.add(
+                _line(tree, *where, "escalation"),
+                _path(*where, "escalation"),
+                f"unknown escalation ladder {rule.escalation!r}",
+            )
+        if rule.hold_off < 0 or rule.group < 0:
+            problems.add(_line(tree, *where), _path(*where), "hold_off and group must be >= 0")
+        delays = (
+            rule.action == "suppress"
+            or rule.hold_off > 0
+            or rule.group > 0
+            or (rule.priority is not None and rule.priority != "critical")
+        )
+        hit = critical if (not m.kinds or "*" in m.kinds) else critical & set(m.kinds)
+        if delays and hit:
+            problems.add(
+                _line(tree, *where),
+                _path(*where),
+                f"rule {rule.name!r} would delay, group, lower or suppress critical kind(s) "
+                f"{', '.join(sorted(hit))}; critical alerts ring at once — list the kinds "
+                "this rule is for",
+            )
+    for i, inh in enumerate(config.inhibit):
+        where = ("inhibit", i)
+        need(inh.source_kinds, known_kinds, (*where, "source_kinds"), "kind")
+        need(inh.target_kinds, known_kinds, (*where, "target_kinds"), "kind")
+        hit = critical if "*" in inh.target_kinds else critical & set(inh.target_kinds)
+        if hit:
+            problems.add(
+                _line(tree, *where),
+                _path(*where),
+                f"inhibit rule would mute critical kind(s) {', '.join(sorted(hit))}",
+            )
+    roster = config.roster
+    if roster is not None:
+        for i, shift in enumerate(roster.shifts):
+            where = ("roster", "shifts", i)
+            if shift.schedule not in config.schedules:
+                problems.add(
+                    _line(tree, *where, "schedule"),
+                    _path(*where, "schedule"),
+                    f"unknown schedule {shift.schedule!r}",
+                )
+            for zone, handsets in shift.assign.items():
+                if zone not in config.zones:
+                    problems.add(
+                        _line(tree, *where, "assign", zone),
+                        _path(*where, "assign", zone),
+                        f"unknown zone {zone!r} (known: {_few(config.zones)})",
+                    )
+                need(handsets, config.handsets, (*where, "assign", zone), "handset")
+        for i, ov in enumerate(roster.overrides):
+            where = ("roster", "overrides", i)
+            for key in ("start", "end"):
+                try:
+                    dt.datetime.fromisoformat(getattr(ov, key))
+                except ValueError:
+                    problems.add(
+                        _line(tree, *where, key),
+                        _path(*where, key),
+                        "expected a local date and time like 2026-12-24T22:00",
+                    )
+            if ov.zone not in config.zones:
+                problems.add(
+                    _line(tree, *where, "zone"), _path(*where, "zone"), f"unknown zone {ov.zone!r}"
+                )
+            need(ov.handsets, config.handsets, (*where, "handsets"), "handset")
+        need(roster.failsafe, config.handsets, ("roster", "failsafe"), "handset")
+    for name, ladder in config.escalation.items():
+        where = ("escalation", name)
+        if not ladder.steps or ladder.steps[-1].to != "failsafe":
+            problems.add(
+                _line(tree, *where, "steps"),
+                _path(*where, "steps"),
+                "the last step of an escalation ladder must be `to: failsafe`",
+            )
+        if roster is None or not roster.failsafe:
+            problems.add(
+                _line(tree, *where),
+                _path(*where),
+                "escalation needs a failsafe group: set roster.failsafe",
+            )
+    need(config.technical.handsets, config.handsets, ("technical", "handsets"), "handset")
+    try:
+        parse_hhmm(config.technical.digest_at)
+    except ValueError as exc:
+        problems.add(_line(tree, "technical", "digest_at"), "technical.digest_at", str(exc))
+    for kind in config.supervision.kinds:
+        if kind not in known_kinds:
+            problems.add(
+                _line(tree, "supervision", "kinds", kind),
+                f"supervision.kinds.{kind}",
+                f"unknown kind {kind!r}",
+            )
+    if config.rate_limit is not None and config.rate_limit.max < 1:
+        problems.add(_line(tree, "rate_limit", "max"), "rate_limit.max", "expected >= 1")
+
+
+def _path(*parts: str | int) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
 
 
 def _few(names: Any) -> str:  # noqa: ANN401 - any iterable of names

@@ -1,36 +1,56 @@
-"""The pure routing engine: signals and handset responses in, alert changes and deliveries out.
+"""The pure routing engine: signals, responses and time in; alert changes and deliveries out.
 
-No I/O and no clock reads: the caller passes `now`. The daemon, replay and rule tests all
-drive this same class.
+No I/O and no clock reads: every call takes `now` (epoch seconds). The daemon, `replay` and
+`test-rules` all drive this same class, so what a technician replays is what runs at night.
+
+Order of decisions for a raised signal: presence kinds mark rooms; repeats merge (dedup);
+critical kinds skip every rule and ring the zone's whole on-duty team at once; otherwise the
+first matching rule decides suppress / hold-off / grouping, then presence and inhibition may
+mute it, then the escalation ladder rings step by step until someone accepts.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Any
 
-from gateway.config import Config
+from gateway.config import (
+    Config,
+    LadderConfig,
+    RuleConfig,
+    StepConfig,
+)
 from gateway.model import (
     Alert,
     AlertState,
     Delivery,
+    Priority,
     Response,
     ResponseKind,
     Signal,
     SignalState,
 )
+from gateway.schedule import Calendar
+
+DEFAULT_LADDER = LadderConfig(
+    steps=(StepConfig("zone", 90.0), StepConfig("all_on_duty", 90.0), StepConfig("failsafe", 90.0)),
+    reminder=900.0,
+)
+SUPERVISION_PERIOD = 10.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Transition:
-    """One entry of an alert's timeline, for the journal."""
+    """One entry of an alert's timeline, for the journal, metrics and load reports."""
 
     alert: Alert
     event: str
     ts: float
     detail: str = ""
+    reason: str = ""
 
 
 @dataclasses.dataclass(slots=True)
@@ -39,7 +59,7 @@ class Outcome:
 
     transitions: list[Transition] = dataclasses.field(default_factory=list)
     deliveries: list[Delivery] = dataclasses.field(default_factory=list)
-    rejected: str | None = None  # reason a response was refused
+    rejected: str | None = None  # why a response was refused
     merged: bool = False  # a signal merged into an active alert
 
     def extend(self, other: Outcome) -> None:
@@ -56,56 +76,179 @@ def new_alert_id() -> str:
 @dataclasses.dataclass(slots=True)
 class _Live:
     alert: Alert
-    handsets: list[str]  # handsets rung, in order
-    seq: itertools.count[int]
+    handsets: list[str]  # rung so far, in order
+    seq: int  # last delivery sequence used for this alert
+    ladder: LadderConfig
+    members: list[str] = dataclasses.field(default_factory=list)  # when a group leader
+    condition_cleared: bool = False  # leader whose own condition ended while members remain
+    rejected_by: set[str] = dataclasses.field(default_factory=set)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Rule:
+    """A rule with its match precompiled into sets at config load."""
+
+    cfg: RuleConfig
+    kinds: frozenset[str]
+    states: frozenset[str]
+    devices: frozenset[str]
+    rooms: frozenset[str]
+    zones: frozenset[str]
+    tags: frozenset[str]
+    not_tags: frozenset[str]
+    sources: frozenset[str]
+
+    @classmethod
+    def compile(cls, cfg: RuleConfig) -> _Rule:
+        m = cfg.match
+        return cls(
+            cfg,
+            frozenset(k for k in m.kinds if k != "*"),
+            frozenset(m.states),
+            frozenset(m.devices),
+            frozenset(m.rooms),
+            frozenset(m.zones),
+            frozenset(m.tags),
+            frozenset(m.not_tags),
+            frozenset(m.sources),
+        )
 
 
 class Engine:
     """Routes signals to alerts and alerts to handsets for one config."""
 
-    def __init__(self, config: Config, *, new_id: Callable[[], str] = new_alert_id) -> None:
+    def __init__(
+        self, config: Config, *, new_id: Callable[[], str] = new_alert_id, now: float = 0.0
+    ) -> None:
         self._new_id = new_id
         self._live: dict[str, _Live] = {}  # by alert id
-        self._by_key: dict[str, str] = {}  # alert key -> alert id
-        self.config = config
-        self._routes = self._compile_routes(config)
+        self._by_key: dict[str, str] = {}  # alert key -> live alert id
+        self._present: dict[str, float] = {}  # room -> presence expiry
+        self._last_seen: dict[str, float] = {}  # device -> last signal of any kind
+        self._silent: set[str] = set()  # devices flagged silent
+        self._ring_log: dict[str, deque[float]] = {}  # handset -> recent ring times
+        self._batch: dict[str, list[str]] = {}  # handset -> alert ids waiting for a batch
+        self._batch_due: dict[str, float] = {}
+        self._digest: list[str] = []  # technical alert texts since the last digest
+        self._digest_due: float | None = None
+        self._next_supervision = now + SUPERVISION_PERIOD
+        self._started = now
+        self.reconfigure(config)
+
+    # -- configuration -------------------------------------------------------------------
 
     def reconfigure(self, config: Config) -> None:
-        """Swap in a new config; active alerts keep their state."""
+        """Swap in a new config; active alerts keep their state, timers and handsets."""
         self.config = config
-        self._routes = self._compile_routes(config)
+        self.calendar = Calendar(config)
+        self._rules = [_Rule.compile(r) for r in config.rules]
+        self._routes = [
+            (frozenset(r.kinds), frozenset(r.zones), r.handsets) for r in config.routing
+        ]
+        self._devices = config.devices
+        self._digest_due = None
+        for live in self._live.values():
+            live.ladder = self._ladder(live.alert.rule)
+
+    def _ladder(self, rule_name: str) -> LadderConfig:
+        rule = next((r for r in self.config.rules if r.name == rule_name), None)
+        name = rule.escalation if rule is not None and rule.escalation else "default"
+        return self.config.escalation.get(name, DEFAULT_LADDER)
+
+    # -- queries --------------------------------------------------------------------------
 
     @property
     def active(self) -> list[Alert]:
         """Alerts that are not terminal."""
         return [live.alert for live in self._live.values()]
 
+    def alert(self, alert_id: str) -> Alert | None:
+        """The live alert with this id, if any."""
+        live = self._live.get(alert_id)
+        return live.alert if live else None
+
+    def next_deadline(self) -> float | None:
+        """The earliest time `tick` has work to do."""
+        dues = [lv.alert.due for lv in self._live.values() if lv.alert.due is not None]
+        dues.extend(self._batch_due.values())
+        dues.extend(self._present.values())
+        if self._digest_due is not None:
+            dues.append(self._digest_due)
+        if self._supervised():
+            dues.append(self._next_supervision)
+        return min(dues) if dues else None
+
+    def team(self, kind: str, zone: str, now: float) -> list[str]:
+        """Handsets on duty for a zone (primary first), from the roster or static routing."""
+        roster = self.config.roster
+        if roster is not None:
+            for ov in roster.overrides:
+                if ov.zone == zone and self.calendar.within(ov, now):
+                    return list(ov.handsets)
+            for shift in roster.shifts:
+                if zone in shift.assign and self.calendar.active(shift.schedule, now):
+                    return list(shift.assign[zone])
+            if self._routes:
+                return self._routed(kind, zone, first_only=True)
+            return []
+        return self._routed(kind, zone, first_only=True)
+
+    def on_duty(self, kind: str, now: float) -> list[str]:
+        """Every handset on duty anywhere."""
+        out: list[str] = []
+        zones = list(self.config.zones) or [""]
+        for zone in zones:
+            out.extend(h for h in self.team(kind, zone, now) if h not in out)
+        if not out:
+            out.extend(h for h in self._routed(kind, "", first_only=False) if h not in out)
+        return out
+
+    def _routed(self, kind: str, zone: str, *, first_only: bool) -> list[str]:
+        out: list[str] = []
+        for kinds, zones, handsets in self._routes:
+            if ("*" in kinds or kind in kinds) and ("*" in zones or zone in zones or not zone):
+                out.extend(h for h in handsets if h not in out)
+                if first_only:
+                    break
+        return out
+
+    def _failsafe(self, kind: str, now: float) -> list[str]:
+        roster = self.config.roster
+        group = list(roster.failsafe) if roster is not None else []
+        return [*self.on_duty(kind, now), *(h for h in group if h not in self.on_duty(kind, now))]
+
+    # -- inputs ---------------------------------------------------------------------------
+
     def restore(self, alert: Alert, handsets: Iterable[str], last_seq: int) -> None:
-        """Reload an active alert from the journal after a restart."""
-        live = _Live(alert, list(handsets), itertools.count(last_seq + 1))
+        """Reload an active alert from the journal after a restart; its timer resumes."""
+        live = _Live(alert, list(handsets), last_seq, self._ladder(alert.rule))
         self._live[alert.id] = live
         self._by_key[alert.key] = alert.id
+        if alert.group is not None and alert.group in self._live:
+            self._live[alert.group].members.append(alert.id)
 
     def handle_signal(self, signal: Signal, now: float) -> Outcome:
         """Decide what one signal means."""
         out = Outcome()
+        self._last_seen[signal.device] = now
+        if signal.device in self._silent:
+            self._silent.discard(signal.device)
+            self._clear_key(f"{signal.device}:silent", now, "reporting again", out)
         if signal.state is SignalState.REPORT:
             return out
-        key = f"{signal.device}:{signal.kind}"
-        existing_id = self._by_key.get(key)
-        if signal.state is SignalState.RAISED:
-            if existing_id is not None:
-                live = self._live[existing_id]
-                alert = dataclasses.replace(live.alert, count=live.alert.count + 1)
-                live.alert = alert
-                out.transitions.append(Transition(alert, "repeated", now, signal.id))
-                out.merged = True
-                return out
-            self._raise(signal, key, now, out)
+        kc = self.config.kind(signal.kind)
+        if kc.role == "presence":
+            self._presence(signal, now, out)
             return out
-        # CLEARED
-        if existing_id is not None:
-            self._finish(existing_id, AlertState.CLEARED, now, signal.id, out)
+        key = f"{signal.device}:{signal.kind}"
+        if signal.state is SignalState.CLEARED:
+            self._clear_key(key, now, signal.id, out)
+            return out
+        existing = self._by_key.get(key)
+        if existing is not None:
+            self._repeat(self._live[existing], signal, now, out)
+            return out
+        self._raise(signal, key, now, out)
         return out
 
     def handle_response(self, response: Response, now: float) -> Outcome:
@@ -121,42 +264,92 @@ class Engine:
         alert = live.alert
         if response.kind is ResponseKind.ACCEPT:
             if alert.state is AlertState.ACCEPTED:
-                out.rejected = "already_accepted" if alert.accepted_by != response.handset else None
+                if alert.accepted_by != response.handset:
+                    out.rejected = "already_accepted"
                 return out
-            alert = alert.with_state(AlertState.ACCEPTED, accepted_by=response.handset)
-            live.alert = alert
-            out.transitions.append(Transition(alert, "accepted", now, response.handset))
-            for handset in live.handsets:
-                out.deliveries.append(self._delivery(live, handset, "update", now))
+            self._accept(live, response.handset, now, out)
         elif response.kind is ResponseKind.REJECT:
+            live.rejected_by.add(response.handset)
             out.transitions.append(
-                Transition(alert, "rejected", now, f"{response.handset} {response.reason}".strip())
+                Transition(alert, "rejected", now, response.handset, response.reason)
             )
+            if alert.state is AlertState.ACTIVE:
+                self._escalate(live, now, out, why="rejected")
         else:
-            self._finish(alert.id, AlertState.RESOLVED, now, response.handset, out)
+            self._finish(live, AlertState.RESOLVED, now, response.handset, out)
         return out
 
-    def _compile_routes(
-        self, config: Config
-    ) -> list[tuple[frozenset[str], frozenset[str], tuple[str, ...]]]:
-        return [(frozenset(r.kinds), frozenset(r.zones), r.handsets) for r in config.routing]
+    def handle_delivery_failed(self, handset: str, alert_id: str, now: float) -> Outcome:
+        """A channel reported that a handset could not be reached: treat it as a reject."""
+        return self.handle_response(
+            Response(handset, alert_id, ResponseKind.REJECT, now, "delivery_failed"), now
+        )
 
-    def _targets(self, kind: str, zone: str, critical: bool) -> list[str]:
-        """Handsets for an alert: first matching route; every matching route if critical."""
-        out: list[str] = []
-        for kinds, zones, handsets in self._routes:
-            if ("*" in kinds or kind in kinds) and ("*" in zones or zone in zones):
-                out.extend(h for h in handsets if h not in out)
-                if not critical:
-                    break
+    def note(self, alert_id: str, event: str, detail: str, now: float) -> Outcome:
+        """Record a timeline event for a live alert (e.g. a channel's `delivered`)."""
+        out = Outcome()
+        live = self._live.get(alert_id)
+        if live is not None:
+            out.transitions.append(Transition(live.alert, event, now, detail))
         return out
+
+    def tick(self, now: float) -> Outcome:
+        """Fire every timer due at `now`."""
+        out = Outcome()
+        for live in list(self._live.values()):
+            due = live.alert.due
+            if due is None or due > now or live.alert.id not in self._live:
+                continue
+            state = live.alert.state
+            if state is AlertState.HELD:
+                self._activate(live, now, out)
+            elif state is AlertState.ACTIVE:
+                self._escalate(live, now, out, why="timeout")
+            elif state is AlertState.ACCEPTED:
+                self._remind(live, now, out)
+        for room, until in list(self._present.items()):
+            if until <= now:
+                del self._present[room]
+        for handset, due in list(self._batch_due.items()):
+            if due <= now:
+                self._flush_batch(handset, now, out)
+        if self._digest_due is not None and self._digest_due <= now:
+            self._send_digest(now, out)
+        if self._supervised() and self._next_supervision <= now:
+            self._supervise(now, out)
+            self._next_supervision = now + SUPERVISION_PERIOD
+        return out
+
+    # -- raising --------------------------------------------------------------------------
+
+    def _match(self, signal: Signal, zone: str, now: float) -> RuleConfig | None:
+        dc = self._devices.get(signal.device)
+        tags = frozenset(dc.tags) if dc is not None else frozenset()
+        for r in self._rules:
+            if (
+                (not r.kinds or signal.kind in r.kinds)
+                and (not r.states or signal.state.value in r.states)
+                and (not r.devices or signal.device in r.devices)
+                and (not r.rooms or signal.room in r.rooms)
+                and (not r.zones or zone in r.zones)
+                and (not r.sources or signal.source in r.sources)
+                and r.tags <= tags
+                and not (r.not_tags & tags)
+                and (
+                    r.cfg.match.schedule is None or self.calendar.active(r.cfg.match.schedule, now)
+                )
+            ):
+                return r.cfg
+        return None
 
     def _raise(self, signal: Signal, key: str, now: float, out: Outcome) -> None:
         cfg = self.config
         kc = cfg.kind(signal.kind)
         zone = cfg.zone_of(signal.room)
-        text = kc.text.format(
-            kind=signal.kind, room=signal.room, device=signal.device, zone=zone, count=1
+        # Critical kinds never consult rules: nothing may delay, group or silence them.
+        rule = None if kc.critical else self._match(signal, zone, now)
+        priority = (
+            Priority[(rule.priority or kc.priority).upper()] if rule else cfg.priority(signal.kind)
         )
         alert = Alert(
             id=self._new_id(),
@@ -165,42 +358,382 @@ class Engine:
             room=signal.room,
             zone=zone,
             device=signal.device,
-            priority=cfg.priority(signal.kind),
+            priority=priority,
             critical=kc.critical,
             state=AlertState.ACTIVE,
             raised_at=now,
             signal_id=signal.id,
-            text=text,
+            text=self._text(
+                kc.text,
+                kind=signal.kind,
+                room=signal.room,
+                device=signal.device,
+                zone=zone,
+                count=1,
+            ),
+            rule=rule.name if rule else "",
         )
-        targets = self._targets(signal.kind, zone, kc.critical)
-        live = _Live(alert, targets, itertools.count(1))
         out.transitions.append(Transition(alert, "raised", now, signal.id))
-        if not targets:
-            out.transitions.append(Transition(alert, "unrouted", now, "no route matches"))
+        if rule is not None and rule.action == "suppress":
+            self._suppress(alert, now, "rule", rule.name, out)
+            return
+        if not kc.critical and signal.room in self._present:
+            self._suppress(alert, now, "presence", f"staff in room {signal.room}", out)
+            return
+        inhibitor = None if kc.critical else self._inhibitor(alert)
+        if inhibitor is not None:
+            self._suppress(alert, now, "inhibited", inhibitor, out)
+            return
+        live = _Live(alert, [], 0, self._ladder(alert.rule))
         self._live[alert.id] = live
         self._by_key[key] = alert.id
-        for handset in targets:
-            out.deliveries.append(self._delivery(live, handset, "ring", now))
+        if kc.technical:
+            self._technical(live, now, out)
+            return
+        if rule is not None and rule.hold_off > 0:
+            live.alert = alert.with_state(AlertState.HELD, step=-1, due=now + rule.hold_off)
+            out.transitions.append(
+                Transition(live.alert, "held", now, f"{rule.hold_off:g}s", rule.name)
+            )
+            return
+        self._activate(live, now, out)
+
+    def _activate(self, live: _Live, now: float, out: Outcome) -> None:
+        """Start ringing: join a room group if one is open, else ring the first step."""
+        alert = live.alert.with_state(AlertState.ACTIVE, step=0, due=None)
+        live.alert = alert
+        rule = next((r for r in self.config.rules if r.name == alert.rule), None)
+        if rule is not None and rule.group > 0:
+            leader = self._group_leader(alert, rule.group, now)
+            if leader is not None:
+                self._join_group(leader, live, now, out)
+                return
+        self._mute_targets(alert, now, out)
+        if alert.critical:
+            self._ring_critical(live, now, out)
+        else:
+            self._ring_step(live, 0, now, out)
+
+    def _ring_critical(self, live: _Live, now: float, out: Outcome) -> None:
+        alert = live.alert
+        team = self.team(alert.kind, alert.zone, now)
+        # Every route that names this kind rings too: a critical alarm errs towards more ears.
+        team += [h for h in self._routed(alert.kind, alert.zone, first_only=False) if h not in team]
+        if not team:
+            self._no_staff(alert, now, out)
+            team = self._failsafe(alert.kind, now)
+        live.alert = alert.with_state(
+            AlertState.ACTIVE, step=0, due=now + live.ladder.steps[0].after
+        )
+        out.transitions.append(
+            Transition(live.alert, "ringing", now, "critical: " + ",".join(team))
+        )
+        for handset in team:
+            self._ring(live, handset, now, out, rate_limited=False)
+        if not team:
+            out.transitions.append(Transition(live.alert, "unrouted", now, "no handset at all"))
+
+    def _targets(self, step: StepConfig, alert: Alert, now: float) -> list[str]:
+        team = self.team(alert.kind, alert.zone, now)
+        if step.to == "primary":
+            return team[:1]
+        if step.to == "zone":
+            return team
+        if step.to == "all_on_duty":
+            return self.on_duty(alert.kind, now)
+        return self._failsafe(alert.kind, now)
+
+    def _ring_step(self, live: _Live, index: int, now: float, out: Outcome) -> None:
+        """Ring step `index` of the ladder, skipping steps that add nobody new."""
+        steps = live.ladder.steps
+        alert = live.alert
+        if index == 0 and not self.team(alert.kind, alert.zone, now):
+            self._no_staff(alert, now, out)
+            index = len(steps) - 1
+        while True:
+            step = steps[index]
+            targets = [h for h in self._targets(step, alert, now) if h not in live.rejected_by]
+            new = [h for h in targets if h not in live.handsets]
+            last = index == len(steps) - 1
+            if new or last:
+                break
+            index += 1
+        ringing = new if new else targets  # the last step rings its people again
+        live.alert = alert.with_state(AlertState.ACTIVE, step=index, due=now + max(step.after, 5.0))
+        out.transitions.append(
+            Transition(live.alert, "ringing", now, f"step {index} {step.to}: {','.join(ringing)}")
+        )
+        for handset in ringing:
+            self._ring(live, handset, now, out, rate_limited=True)
+        if not ringing:
+            out.transitions.append(Transition(live.alert, "unrouted", now, "no handset at all"))
+
+    def _escalate(self, live: _Live, now: float, out: Outcome, *, why: str) -> None:
+        alert = live.alert
+        if alert.critical and alert.step == 0:
+            # Critical alerts rang the whole team at step 0; move on to everyone, then failsafe.
+            index = 1 if len(live.ladder.steps) > 1 else 0
+        else:
+            index = min(alert.step + 1, len(live.ladder.steps) - 1)
+        out.transitions.append(Transition(alert, "escalated", now, f"to step {index}", why))
+        self._ring_step(live, index, now, out)
+
+    def _accept(self, live: _Live, handset: str, now: float, out: Outcome) -> None:
+        due = now + live.ladder.reminder if live.ladder.reminder > 0 else None
+        live.alert = live.alert.with_state(AlertState.ACCEPTED, accepted_by=handset, due=due)
+        out.transitions.append(Transition(live.alert, "accepted", now, handset))
+        for h in live.handsets:
+            out.deliveries.append(self._delivery(live, h, "update", now))
+        for member_id in live.members:
+            member = self._live.get(member_id)
+            if member is not None:
+                member.alert = member.alert.with_state(AlertState.ACCEPTED, accepted_by=handset)
+                out.transitions.append(Transition(member.alert, "accepted", now, handset))
+
+    def _remind(self, live: _Live, now: float, out: Outcome) -> None:
+        alert = live.alert
+        live.alert = alert.with_state(AlertState.ACCEPTED, due=now + live.ladder.reminder)
+        out.transitions.append(Transition(live.alert, "reminder", now, alert.accepted_by or ""))
+        if alert.accepted_by:
+            out.deliveries.append(
+                self._delivery(live, alert.accepted_by, "ring", now, reminder=True)
+            )
+
+    # -- muting ---------------------------------------------------------------------------
+
+    def _suppress(self, alert: Alert, now: float, reason: str, detail: str, out: Outcome) -> None:
+        done = alert.with_state(AlertState.SUPPRESSED)
+        out.transitions.append(Transition(done, "suppressed", now, detail, reason))
+
+    def _inhibitor(self, alert: Alert) -> str | None:
+        for i, inh in enumerate(self.config.inhibit):
+            if alert.kind not in inh.target_kinds and "*" not in inh.target_kinds:
+                continue
+            for live in self._live.values():
+                src = live.alert
+                if (
+                    src.state in (AlertState.ACTIVE, AlertState.ACCEPTED)
+                    and (src.kind in inh.source_kinds or "*" in inh.source_kinds)
+                    and src.id != alert.id
+                    and all(getattr(src, lab) == getattr(alert, lab) for lab in inh.equal)
+                ):
+                    return inh.name or f"inhibit[{i}]"
+        return None
+
+    def _mute_targets(self, source: Alert, now: float, out: Outcome) -> None:
+        """A newly ringing alert mutes open alerts it inhibits (e.g. a fall mutes a bed exit)."""
+        for i, inh in enumerate(self.config.inhibit):
+            if source.kind not in inh.source_kinds and "*" not in inh.source_kinds:
+                continue
+            for live in list(self._live.values()):
+                t = live.alert
+                if (
+                    t.id != source.id
+                    and not t.critical
+                    and (t.kind in inh.target_kinds or "*" in inh.target_kinds)
+                    and all(getattr(t, lab) == getattr(source, lab) for lab in inh.equal)
+                ):
+                    name = inh.name or f"inhibit[{i}]"
+                    state = (
+                        AlertState.CANCELLED if t.state is AlertState.HELD else AlertState.RESOLVED
+                    )
+                    self._finish(
+                        live,
+                        state,
+                        now,
+                        f"inhibited by {source.kind}",
+                        out,
+                        reason=f"inhibited:{name}",
+                    )
+
+    def _presence(self, signal: Signal, now: float, out: Outcome) -> None:
+        room = signal.room
+        if signal.state is SignalState.CLEARED:
+            self._present.pop(room, None)
+            return
+        self._present[room] = now + self.config.presence.timeout
+        for live in list(self._live.values()):
+            alert = live.alert
+            if alert.room != room or alert.group is not None:
+                continue
+            if alert.critical:
+                if alert.state is not AlertState.ACCEPTED:
+                    # Staff are in the room: stop escalating, but a critical alarm only ends
+                    # when its sensor clears or staff resolve it.
+                    self._accept(live, f"presence:{room}", now, out)
+                continue
+            state = AlertState.CANCELLED if alert.state is AlertState.HELD else AlertState.RESOLVED
+            self._finish(live, state, now, f"staff in room {room}", out, reason="presence")
+
+    # -- grouping and repeats -------------------------------------------------------------
+
+    def _group_leader(self, alert: Alert, window: float, now: float) -> _Live | None:
+        for live in self._live.values():
+            a = live.alert
+            if (
+                a.id != alert.id
+                and a.room == alert.room
+                and a.group is None
+                and not a.critical
+                and a.state in (AlertState.ACTIVE, AlertState.ACCEPTED)
+                and live.handsets
+                and now - a.raised_at <= window
+            ):
+                return live
+        return None
+
+    def _join_group(self, leader: _Live, live: _Live, now: float, out: Outcome) -> None:
+        live.alert = live.alert.with_state(
+            leader.alert.state,
+            group=leader.alert.id,
+            due=None,
+            accepted_by=leader.alert.accepted_by,
+        )
+        live.handsets = list(leader.handsets)
+        leader.members.append(live.alert.id)
+        out.transitions.append(Transition(live.alert, "grouped", now, leader.alert.id, "group"))
+        for h in leader.handsets:
+            out.deliveries.append(self._delivery(leader, h, "update", now))
+
+    def _repeat(self, live: _Live, signal: Signal, now: float, out: Outcome) -> None:
+        alert = dataclasses.replace(live.alert, count=live.alert.count + 1)
+        live.alert = alert
+        out.transitions.append(Transition(alert, "repeated", now, signal.id, "dedup"))
+        out.merged = True
+        if alert.critical and alert.state is AlertState.ACTIVE:
+            # A repeat of a critical alarm is never absorbed silently: handsets see the count.
+            for h in live.handsets:
+                out.deliveries.append(self._delivery(live, h, "update", now))
+
+    # -- finishing ------------------------------------------------------------------------
+
+    def _clear_key(self, key: str, now: float, detail: str, out: Outcome) -> None:
+        alert_id = self._by_key.get(key)
+        if alert_id is None:
+            return
+        live = self._live[alert_id]
+        if live.alert.state is AlertState.HELD:
+            self._finish(live, AlertState.CANCELLED, now, detail, out, reason="auto_cancel")
+            return
+        if live.members:
+            live.condition_cleared = True
+            del self._by_key[key]
+            out.transitions.append(Transition(live.alert, "condition_cleared", now, detail))
+            return
+        self._finish(live, AlertState.CLEARED, now, detail, out)
 
     def _finish(
-        self, alert_id: str, state: AlertState, now: float, detail: str, out: Outcome
+        self,
+        live: _Live,
+        state: AlertState,
+        now: float,
+        detail: str,
+        out: Outcome,
+        *,
+        reason: str = "",
     ) -> None:
-        live = self._live.pop(alert_id)
+        alert_id = live.alert.id
+        self._live.pop(alert_id, None)
         if self._by_key.get(live.alert.key) == alert_id:
             del self._by_key[live.alert.key]
-        alert = live.alert.with_state(state)
-        live.alert = alert
-        out.transitions.append(Transition(alert, state.value, now, detail))
-        for handset in live.handsets:
-            out.deliveries.append(self._delivery(live, handset, "cancel", now))
+        live.alert = live.alert.with_state(state, due=None)
+        out.transitions.append(Transition(live.alert, state.value, now, detail, reason))
+        for member_id in list(live.members):
+            member = self._live.get(member_id)
+            if member is not None:
+                member.members = []
+                self._finish(member, state, now, f"group {alert_id}", out, reason=reason)
+        leader_id = live.alert.group
+        if leader_id is not None:
+            leader = self._live.get(leader_id)
+            if leader is not None and alert_id in leader.members:
+                leader.members.remove(alert_id)
+                if leader.condition_cleared and not leader.members:
+                    self._finish(leader, AlertState.CLEARED, now, "group cleared", out)
+                else:
+                    for h in leader.handsets:
+                        out.deliveries.append(self._delivery(leader, h, "update", now))
+            return
+        for h in live.handsets:
+            out.deliveries.append(self._delivery(live, h, "cancel", now))
+        for handset, ids in self._batch.items():
+            if alert_id in ids:
+                ids.remove(alert_id)
+                if not ids:
+                    self._batch_due.pop(handset, None)
 
-    def _delivery(self, live: _Live, handset: str, action: str, now: float) -> Delivery:
+    # -- delivery -------------------------------------------------------------------------
+
+    def _ring(
+        self, live: _Live, handset: str, now: float, out: Outcome, *, rate_limited: bool
+    ) -> None:
+        if handset not in live.handsets:
+            live.handsets.append(handset)
+        limit = self.config.rate_limit
+        if rate_limited and limit is not None and not live.alert.critical:
+            log = self._ring_log.setdefault(handset, deque())
+            while log and log[0] <= now - limit.per:
+                log.popleft()
+            if len(log) >= limit.max or handset in self._batch_due:
+                batch = self._batch.setdefault(handset, [])
+                if live.alert.id not in batch:
+                    batch.append(live.alert.id)
+                self._batch_due.setdefault(handset, log[0] + limit.per if log else now)
+                out.transitions.append(
+                    Transition(live.alert, "batched", now, handset, "rate_limit")
+                )
+                return
+            log.append(now)
+        out.deliveries.append(self._delivery(live, handset, "ring", now))
+
+    def _flush_batch(self, handset: str, now: float, out: Outcome) -> None:
+        ids = [i for i in self._batch.pop(handset, []) if i in self._live]
+        self._batch_due.pop(handset, None)
+        if not ids:
+            return
+        lives = [self._live[i] for i in ids]
+        items = [
+            {
+                "alert_id": lv.alert.id,
+                "kind": lv.alert.kind,
+                "room": lv.alert.room,
+                "text": lv.alert.text,
+                "priority": lv.alert.priority.name.lower(),
+            }
+            for lv in lives
+        ]
+        first = lives[0]
+        first.seq += 1
+        self._ring_log.setdefault(handset, deque()).append(now)
+        out.deliveries.append(
+            Delivery(
+                alert_id=first.alert.id,
+                handset=handset,
+                seq=first.seq,
+                action="batch",
+                payload={
+                    "type": "batch",
+                    "alert_id": first.alert.id,
+                    "seq": first.seq,
+                    "alerts": items,
+                    "text": f"{len(items)} alerts waiting",
+                    "sent_at": now,
+                    "priority": max(lv.alert.priority for lv in lives).name.lower(),
+                },
+            )
+        )
+        for lv in lives:
+            out.transitions.append(Transition(lv.alert, "batch_sent", now, handset))
+
+    def _delivery(
+        self, live: _Live, handset: str, action: str, now: float, *, reminder: bool = False
+    ) -> Delivery:
         alert = live.alert
-        seq = next(live.seq)
-        payload = {
+        live.seq += 1
+        payload: dict[str, Any] = {
             "type": action,
             "alert_id": alert.id,
-            "seq": seq,
+            "seq": live.seq,
             "signal_id": alert.signal_id,
             "kind": alert.kind,
             "room": alert.room,
@@ -210,9 +743,139 @@ class Engine:
             "state": alert.state.value,
             "text": alert.text,
             "count": alert.count,
+            "step": alert.step,
             "raised_at": alert.raised_at,
             "sent_at": now,
         }
         if alert.accepted_by:
             payload["accepted_by"] = alert.accepted_by
-        return Delivery(alert_id=alert.id, handset=handset, seq=seq, action=action, payload=payload)
+        if reminder:
+            payload["reminder"] = True
+        if live.members:
+            members = [self._live[m].alert for m in live.members if m in self._live]
+            payload["members"] = [
+                {"alert_id": m.id, "kind": m.kind, "text": m.text, "count": m.count}
+                for m in members
+            ]
+            kinds = ", ".join(dict.fromkeys([alert.kind, *(m.kind for m in members)]))
+            payload["text"] = f"Room {alert.room}: {kinds}"
+        return Delivery(alert.id, handset, live.seq, action, payload)
+
+    # -- technical, supervision, nobody on duty -------------------------------------------
+
+    def _technical(self, live: _Live, now: float, out: Outcome) -> None:
+        tech = self.config.technical
+        alert = live.alert
+        if not tech.handsets:
+            out.transitions.append(Transition(alert, "logged", now, "no technical handsets"))
+            return
+        if tech.digest and not alert.critical:
+            self._digest.append(f"{alert.text}")
+            if self._digest_due is None:
+                self._digest_due = self.calendar.next_time(tech.digest_at, now)
+            out.transitions.append(Transition(alert, "digest", now, tech.digest_at, "technical"))
+            return
+        for h in tech.handsets:
+            self._ring(live, h, now, out, rate_limited=False)
+        live.alert = live.alert.with_state(AlertState.ACTIVE, due=None)
+
+    def _send_digest(self, now: float, out: Outcome) -> None:
+        items, self._digest = self._digest, []
+        self._digest_due = None
+        if not items:
+            return
+        digest_id = self._new_id()
+        for h in self.config.technical.handsets:
+            out.deliveries.append(
+                Delivery(
+                    digest_id,
+                    h,
+                    1,
+                    "digest",
+                    {
+                        "type": "digest",
+                        "alert_id": digest_id,
+                        "seq": 1,
+                        "items": items,
+                        "text": f"Technical digest: {len(items)} item(s)",
+                        "sent_at": now,
+                        "priority": "low",
+                    },
+                )
+            )
+
+    def _supervised(self) -> bool:
+        sup = self.config.supervision
+        return bool(sup.kinds) or sup.default is not None
+
+    def _supervise(self, now: float, out: Outcome) -> None:
+        sup = self.config.supervision
+        for dev_id, dc in self._devices.items():
+            interval = sup.kinds.get(dc.kind, sup.default)
+            if interval is None or dev_id in self._silent:
+                continue
+            last = self._last_seen.get(dev_id, self._started)
+            if now - last < interval:
+                continue
+            self._silent.add(dev_id)
+            critical = self.config.kind(dc.kind).critical
+            kind = "safety_sensor_silent" if critical else "device_silent"
+            signal = Signal(
+                id=f"silent-{dev_id}-{int(now)}",
+                source="supervision",
+                device=dev_id,
+                room=dc.room,
+                kind=kind,
+                state=SignalState.RAISED,
+                ts=now,
+                attrs={"silent_for": round(now - last)},
+            )
+            self._raise(signal, f"{dev_id}:silent", now, out)
+
+    def _no_staff(self, alert: Alert, now: float, out: Outcome) -> None:
+        key = f"zone:{alert.zone}:no_staff"
+        if key in self._by_key:
+            return
+        signal = Signal(
+            id=f"nostaff-{alert.zone}-{int(now)}",
+            source="roster",
+            device=f"zone:{alert.zone}",
+            room=alert.room,
+            kind="no_staff_on_duty",
+            state=SignalState.RAISED,
+            ts=now,
+        )
+        zone_alert = Alert(
+            id=self._new_id(),
+            key=key,
+            kind="no_staff_on_duty",
+            room="",
+            zone=alert.zone,
+            device=signal.device,
+            priority=Priority.HIGH,
+            critical=False,
+            state=AlertState.ACTIVE,
+            raised_at=now,
+            signal_id=signal.id,
+            text=self._text(
+                self.config.kind("no_staff_on_duty").text,
+                kind="no_staff_on_duty",
+                room="",
+                device=signal.device,
+                zone=alert.zone,
+                count=1,
+            ),
+        )
+        live = _Live(zone_alert, [], 0, self._ladder(""))
+        self._live[zone_alert.id] = live
+        self._by_key[key] = zone_alert.id
+        out.transitions.append(Transition(zone_alert, "raised", now, f"for alert {alert.id}"))
+        for h in self._failsafe(alert.kind, now):
+            self._ring(live, h, now, out, rate_limited=False)
+        live.alert = zone_alert.with_state(
+            AlertState.ACTIVE, step=len(live.ladder.steps) - 1, due=now + live.ladder.reminder
+        )
+
+    @staticmethod
+    def _text(template: str, *, kind: str, room: str, device: str, zone: str, count: int) -> str:
+        return template.format(kind=kind, room=room, device=device, zone=zone, count=count)

@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     id TEXT PRIMARY KEY, key TEXT NOT NULL, kind TEXT NOT NULL, room TEXT NOT NULL,
     zone TEXT NOT NULL, device TEXT NOT NULL, priority INTEGER NOT NULL, critical INTEGER NOT NULL,
     state TEXT NOT NULL, raised_at REAL NOT NULL, signal_id TEXT NOT NULL, text TEXT NOT NULL,
-    count INTEGER NOT NULL, accepted_by TEXT, updated_at REAL NOT NULL
+    count INTEGER NOT NULL, accepted_by TEXT, updated_at REAL NOT NULL,
+    rule TEXT NOT NULL DEFAULT '', step INTEGER NOT NULL DEFAULT 0, due REAL, grp TEXT
 );
 CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state);
 CREATE INDEX IF NOT EXISTS alerts_updated ON alerts (updated_at);
@@ -104,7 +105,12 @@ class Journal:
     ) -> list[Delivery]:
         """Write one batch in one transaction; return deliveries with their outbox ids."""
         async with self._lock:
-            return await self._commit_batch(signals, transitions, deliveries, levels)
+            try:
+                return await self._commit_batch(signals, transitions, deliveries, levels)
+            except BaseException:
+                # Otherwise the next commit would make this failed batch's first half durable.
+                await self.db.rollback()
+                raise
 
     async def _commit_batch(
         self,
@@ -140,10 +146,11 @@ class Journal:
                 latest[t.alert.id] = t.alert
             await db.executemany(
                 "INSERT INTO alerts (id, key, kind, room, zone, device, priority, critical, state,"
-                " raised_at, signal_id, text, count, accepted_by, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET"
+                " raised_at, signal_id, text, count, accepted_by, updated_at, rule, step, due, grp)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET"
                 " state=excluded.state, count=excluded.count, accepted_by=excluded.accepted_by,"
-                " text=excluded.text, updated_at=excluded.updated_at",
+                " text=excluded.text, updated_at=excluded.updated_at, step=excluded.step,"
+                " due=excluded.due, grp=excluded.grp",
                 [
                     (
                         a.id,
@@ -161,6 +168,10 @@ class Journal:
                         a.count,
                         a.accepted_by,
                         now,
+                        a.rule,
+                        a.step,
+                        a.due,
+                        a.group,
                     )
                     for a in latest.values()
                 ],
@@ -249,7 +260,8 @@ class Journal:
         # The clause is one of this module's constants; values are bound, never formatted.
         rows = await self.db.execute_fetchall(
             "SELECT id, key, kind, room, zone, device, priority, critical, state, raised_at,"  # noqa: S608
-            f" signal_id, text, count, accepted_by, updated_at FROM alerts {where}",
+            " signal_id, text, count, accepted_by, updated_at, rule, step, due, grp"
+            f" FROM alerts {where}",
             args,
         )
         out: list[StoredAlert] = []
@@ -269,6 +281,10 @@ class Journal:
                 text=r[11],
                 count=r[12],
                 accepted_by=r[13],
+                rule=r[15],
+                step=r[16],
+                due=r[17],
+                group=r[18],
             )
             events = await self.db.execute_fetchall(
                 "SELECT ts, event, detail FROM events WHERE alert_id = ? ORDER BY rowid", (r[0],)
@@ -301,7 +317,6 @@ class Journal:
         cur = await db.execute("DELETE FROM signals WHERE received_at < ?", (before,))
         removed += cur.rowcount
         cur = await db.execute(
-
             f"DELETE FROM events WHERE alert_id IN (SELECT id FROM alerts WHERE updated_at < ?"  # noqa: S608
             f" AND state NOT IN ({marks}))",
             (before, *_ACTIVE_STATES),

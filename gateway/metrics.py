@@ -52,6 +52,15 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30),
             registry=r,
         )
+        self.suppressed = Counter(
+            "alertgw_alerts_suppressed_total",
+            "Alerts that never rang or were ended by a rule (presence, hold-off, inhibition …)",
+            ["reason", "rule"],
+            registry=r,
+        )
+        self.escalations = Counter(
+            "alertgw_escalations_total", "Escalation steps taken", ["kind", "why"], registry=r
+        )
         self.config_reloads = Counter(
             "alertgw_config_reloads_total", "Config reloads by result", ["result"], registry=r
         )

@@ -100,6 +100,10 @@ class Alert:
     text: str
     count: int = 1
     accepted_by: str | None = None
+    rule: str = ""  # the rule that decided its treatment ("" = defaults)
+    step: int = 0  # escalation step reached; -1 while held or batched
+    due: float | None = None  # next timer: hold-off end, escalation, or reminder
+    group: str | None = None  # id of the alert this one is grouped into
 
     def with_state(self, state: AlertState, **changes: Any) -> Alert:  # noqa: ANN401 - forwards to dataclasses.replace
         """Return a copy in `state`, with any other fields changed."""

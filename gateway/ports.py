@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal, Protocol
 
-from gateway.model import Delivery, Response
+from gateway.model import Delivery, Response, Signal
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -30,7 +30,19 @@ class RawResponse:
     received_at: float
 
 
-Put = Callable[[Inbound | RawResponse | Response], None]
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """A channel's word on one delivery beyond its own ACK (e.g. ESPA status: paged, fault)."""
+
+    handset: str
+    alert_id: str
+    status: Literal["delivered", "failed"]
+    ts: float
+    detail: str = ""
+
+
+Item = Inbound | RawResponse | Response | Signal | DeliveryReport
+Put = Callable[[Item], None]
 
 
 class Source(Protocol):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -36,13 +37,15 @@ def compose(text: str, *, filename: str) -> Located:
     """Parse YAML into a tree of `Located` values; raise ValueError with file:line on syntax."""
     try:
         node = yaml.compose(text, Loader=LineLoader)
+        # Constructing scalars can fail too (an unknown tag such as `!secret`).
+        return Located({}, 1) if node is None else _convert(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else 0
         raise ValueError(f"{filename}:{line}: invalid YAML: {exc.problem}") from None
-    if node is None:
-        return Located({}, 1)
-    return _convert(node)
+    except yaml.reader.ReaderError as exc:  # a control character; has a position, not a mark
+        line = text.count("\n", 0, exc.position) + 1
+        raise ValueError(f"{filename}:{line}: invalid YAML: {exc.reason}") from None
 
 
 def _convert(node: yaml.Node) -> Located:
@@ -53,7 +56,10 @@ def _convert(node: yaml.Node) -> Located:
         LineLoader.flatten_mapping(LineLoader(""), node)
         for key_node, value_node in node.value:
             key = LineLoader("").construct_object(key_node)
-            out[str(key)] = _convert(value_node)
+            # A key's problems belong on the key's line, not where a block value starts below.
+            out[str(key)] = dataclasses.replace(
+                _convert(value_node), line=key_node.start_mark.line + 1
+            )
         return Located(out, line)
     if isinstance(node, yaml.SequenceNode):
         return Located([_convert(item) for item in node.value], line)
@@ -101,6 +107,7 @@ def _type_name(tp: Any) -> str:  # noqa: ANN401 - describes arbitrary type hints
 
 
 _MISSING = object()
+_FLOAT_MAX = sys.float_info.max
 
 
 def load(cls: type[T], loc: Located, problems: Problems, path: str = "") -> T:
@@ -174,6 +181,7 @@ def _load_value(tp: Any, loc: Located, problems: Problems, path: str) -> Any:  #
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)
+            or abs(value) > _FLOAT_MAX  # a huge YAML integer would overflow float()
             or not math.isfinite(value)
         ):
             problems.add(loc.line, path, f"expected a number, got {value!r}")

@@ -85,7 +85,7 @@ async def test_accept_moves_the_alert_and_is_journaled(broker: Broker, tmp_path:
         await journal.close()
     assert stored.alert.state.value == "accepted"
     assert stored.alert.accepted_by == "night1"
-    assert [e[1] for e in stored.events] == ["raised", "accepted"]
+    assert [e[1] for e in stored.events] == ["raised", "ringing", "accepted"]
 
 
 async def test_critical_rings_every_routed_handset_at_once(broker: Broker, tmp_path: Path) -> None:

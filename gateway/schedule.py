@@ -1,0 +1,71 @@
+"""Wall-clock questions in the site's time zone, answered correctly across DST changes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from zoneinfo import ZoneInfo
+
+from gateway.config import Config, OverrideConfig, ScheduleConfig, parse_hhmm
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class Calendar:
+    """Answers 'is schedule X active at t' and 'when is the next HH:MM' for one time zone."""
+
+    def __init__(self, config: Config) -> None:
+        self.tz = ZoneInfo(config.site.timezone)
+        self._schedules = {
+            name: (parse_hhmm(sc.start), parse_hhmm(sc.end), frozenset(sc.days))
+            for name, sc in config.schedules.items()
+        }
+
+    def local(self, ts: float) -> dt.datetime:
+        """The local wall-clock time at epoch `ts`."""
+        return dt.datetime.fromtimestamp(ts, tz=self.tz)
+
+    def active(self, name: str, ts: float) -> bool:
+        """True when schedule `name` covers epoch `ts` (local wall time, so DST-safe)."""
+        (sh, sm), (eh, em), days = self._schedules[name]
+        local = self.local(ts)
+        minute = local.hour * 60 + local.minute
+        start, end = sh * 60 + sm, eh * 60 + em
+        if start <= end:
+            inside = start <= minute < end
+            day = local.weekday()
+        else:  # crosses midnight: the early-morning part belongs to the previous day's window
+            inside = minute >= start or minute < end
+            day = local.weekday() if minute >= start else (local.weekday() - 1) % 7
+        return inside and (not days or _DAYS[day] in days)
+
+    def next_time(self, hhmm: str, after: float) -> float:
+        """Epoch of the next local HH:MM strictly after `after`."""
+        h, m = parse_hhmm(hhmm)
+        local = self.local(after)
+        for add in range(3):
+            day = local.date() + dt.timedelta(days=add)
+            candidate = dt.datetime(day.year, day.month, day.day, h, m, tzinfo=self.tz)
+            ts = candidate.timestamp()
+            if ts > after:
+                return ts
+        raise AssertionError("unreachable: a day always has a next HH:MM")
+
+    def within(self, override: OverrideConfig, ts: float) -> bool:
+        """True when a roster override covers epoch `ts`."""
+        start, end = _bounds(override.start, override.end, self.tz)
+        return start <= ts < end
+
+
+@functools.lru_cache(maxsize=256)
+def _bounds(start: str, end: str, tz: ZoneInfo) -> tuple[float, float]:
+    def parse(text: str) -> float:
+        value = dt.datetime.fromisoformat(text)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=tz)
+        return value.timestamp()
+
+    return parse(start), parse(end)
+
+
+__all__ = ["Calendar", "ScheduleConfig"]
