@@ -293,7 +293,9 @@ class Zigbee2MqttDecoder:
             )
         return out
 
-    def _transition(self, key: str, active: bool, dc: DeviceConfig | None) -> SignalState | None:
+    def _transition(
+        self, key: str, active: bool, dc: DeviceConfig | None, *, baseline_raises: bool = False
+    ) -> SignalState | None:
         previous = self._levels.get(key)
         if previous != active:
             self._levels[key] = active
@@ -301,6 +303,8 @@ class Zigbee2MqttDecoder:
         if previous is None:
             # First sight of this device: take the level as a baseline, unless it is a
             # safety-critical kind or the installer asked to alert on startup.
+            if active and baseline_raises:
+                return SignalState.RAISED  # a sensor or bridge already offline is a problem
             if (
                 active
                 and dc is not None
@@ -324,7 +328,7 @@ class Zigbee2MqttDecoder:
         state = _online_state(payload)
         if state is None:
             raise DecodeError("bad_shape", "availability must be online or offline")
-        change = self._transition(f"{dev_id}/offline", not state, None)
+        change = self._transition(f"{dev_id}/offline", not state, None, baseline_raises=True)
         if change is None:
             return []
         return [
@@ -346,7 +350,9 @@ class Zigbee2MqttDecoder:
         state = _online_state(payload)
         if state is None:
             raise DecodeError("bad_shape", "bridge state must be online or offline")
-        change = self._transition(f"{self.source}:bridge/offline", not state, None)
+        change = self._transition(
+            f"{self.source}:bridge/offline", not state, None, baseline_raises=True
+        )
         if change is None:
             return []
         bridge = DeviceConfig(room="", kind="bridge_offline")

@@ -148,9 +148,11 @@ class Engine:
         self._devices = config.devices
         self._digest_due = None
         for live in self._live.values():
-            live.ladder = self._ladder(live.alert.rule)
+            live.ladder = self._ladder(live.alert.rule, critical=live.alert.critical)
 
-    def _ladder(self, rule_name: str) -> LadderConfig:
+    def _ladder(self, rule_name: str, *, critical: bool = False) -> LadderConfig:
+        if critical and "critical" in self.config.escalation:
+            return self.config.escalation["critical"]
         rule = next((r for r in self.config.rules if r.name == rule_name), None)
         name = rule.escalation if rule is not None and rule.escalation else "default"
         return self.config.escalation.get(name, DEFAULT_LADDER)
@@ -221,7 +223,9 @@ class Engine:
 
     def restore(self, alert: Alert, handsets: Iterable[str], last_seq: int) -> None:
         """Reload an active alert from the journal after a restart; its timer resumes."""
-        live = _Live(alert, list(handsets), last_seq, self._ladder(alert.rule))
+        live = _Live(
+            alert, list(handsets), last_seq, self._ladder(alert.rule, critical=alert.critical)
+        )
         self._live[alert.id] = live
         self._by_key[alert.key] = alert.id
         if alert.group is not None and alert.group in self._live:
@@ -384,7 +388,7 @@ class Engine:
         if inhibitor is not None:
             self._suppress(alert, now, "inhibited", inhibitor, out)
             return
-        live = _Live(alert, [], 0, self._ladder(alert.rule))
+        live = _Live(alert, [], 0, self._ladder(alert.rule, critical=alert.critical))
         self._live[alert.id] = live
         self._by_key[key] = alert.id
         if kc.technical:

@@ -323,7 +323,10 @@ class Journal:
         )
         removed += cur.rowcount
         cur = await db.execute(
-            "DELETE FROM outbox WHERE updated_at < ? AND state != 'queued'", (before,)
+            # Rows of a still-active alert say which handsets rang: a restart needs them.
+            "DELETE FROM outbox WHERE updated_at < ? AND state != 'queued' AND alert_id NOT IN"  # noqa: S608 - placeholders only
+            f" (SELECT id FROM alerts WHERE state IN ({marks}))",
+            (before, *_ACTIVE_STATES),
         )
         removed += cur.rowcount
         cur = await db.execute(

@@ -53,7 +53,7 @@ class NightSimulator:
         for room in rooms:
             devs = by_room[room]
             if "bed_exit" in devs:
-                for _ in range(rng.randint(3, 7)):
+                for _ in range(rng.randint(1, 3)):
                     events += self._turn_over(devs, rng.uniform(0, length))
                 for _ in range(rng.randint(0, 2)):
                     events += self._bathroom(devs, rng.uniform(0, length - 900))
@@ -62,15 +62,19 @@ class NightSimulator:
             if "pull_cord" in devs and rng.random() < 0.3:
                 events += self._pull_cord(devs, rng.uniform(60, length - 600), presses=5)
             if "presence" in devs:
-                for hour in range(0, int(length // 3600), 2):
-                    events += self._round(devs, hour * 3600 + rng.uniform(0, 1800))
+                for start in (3600.0, 5 * 3600.0):  # two rounds a night
+                    events += self._round(devs, start + rng.uniform(0, 1800))
             if "epilepsy" in devs and rng.random() < 0.5:
                 events += self._seizure(devs, rng.uniform(600, length - 600))
             if "fall" in devs and rng.random() < 0.1:
                 events += self._fall(devs, rng.uniform(600, length - 600))
             for dev_id, dc in devs.values():
-                for _ in range(3):
-                    events.append(self._report(dev_id, dc, rng.uniform(0, length)))
+                # Heartbeats: safety sensors report often, battery sensors about hourly.
+                every = 300.0 if dc.kind in ("epilepsy", "fall") else 3000.0
+                t = rng.uniform(0, every)
+                while t < length:
+                    events.append(self._report(dev_id, dc, t))
+                    t += every * rng.uniform(0.8, 1.0)
         events.sort(key=lambda e: e.t)
         return [e for e in events if 0 <= e.t <= length]
 
@@ -178,10 +182,11 @@ class NightSimulator:
                 needs=True,
             )
         ]
-        out += self._staff_visit(devs, t + self._rng.uniform(1200, 1800), sid, "long_absence")
+        # Staff come after the alert: the absence rule holds off 20 min for most residents.
+        out += self._staff_visit(devs, t + self._rng.uniform(1500, 1900), sid, "long_absence")
         out.append(
             self._msg(
-                t + 2000,
+                t + 2400,
                 dev=bed,
                 body={"occupancy": False},
                 situation=sid,
@@ -272,10 +277,9 @@ class NightSimulator:
 
     def _report(self, dev_id: str, dc: DeviceConfig, t: float) -> SimEvent:
         sid = self._sid("battery_report", dc.room)
-        field = dc.field or {"door_open": "contact"}.get(dc.kind)
+        # A heartbeat without level fields: the simulator does not track each sensor's level,
+        # and a stale level in a heartbeat would fake a transition.
         body: dict[str, object] = {}
-        if field == "contact":
-            body["contact"] = True
         return self._msg(
             t, dev=(dev_id, dc), body=body, situation=sid, label="battery_report", needs=False
         )

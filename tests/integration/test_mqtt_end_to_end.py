@@ -75,8 +75,9 @@ async def test_accept_moves_the_alert_and_is_journaled(broker: Broker, tmp_path:
             if rejected:
                 break
             await asyncio.sleep(0.05)
-        assert r.gateway.metrics.rejects.labels("handsets", "not_delivered_to_handset")._value.get() == 1
-        assert r.gateway.metrics.rejects.labels("handsets", "unknown_alert")._value.get() == 1
+        rejects = r.gateway.metrics.rejects
+        assert rejects.labels("handsets", "not_delivered_to_handset")._value.get() == 1
+        assert rejects.labels("handsets", "unknown_alert")._value.get() == 1
     journal = Journal(config.journal.path)
     await journal.open()
     try:
@@ -108,7 +109,7 @@ async def test_json_signal_and_malformed_payloads(broker: Broker, tmp_path: Path
         await p.client.publish(f"{prefix}/in/x", b'{"device": "ghost"}', qos=1)
         await p.client.publish(f"{prefix}/z2m/rom101/seng", b"\xff\xfe", qos=1)
         await p.json_signal({"id": "sig-1", "device": "fall-101", "state": "raised"})
-        handset, msg = await p.next()
+        _, msg = await p.next()
         assert msg["kind"] == "fall"
         assert msg["signal_id"] == "sig-1"
         assert msg["critical"] is True

@@ -1,0 +1,116 @@
+"""The `alertgw` command line: check, history and exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.config import EX_CONFIG
+
+REPO = Path(__file__).resolve().parent.parent
+
+VALID = """\
+site: {name: CLI home, timezone: Europe/Oslo}
+sources:
+  sim: {type: simulator, decoder: zigbee2mqtt}
+zones:
+  east: {rooms: ["101"]}
+devices:
+  fall-101: {room: "101", kind: fall}
+  cord-101: {room: "101", kind: pull_cord}
+handsets:
+  night1: {channel: console}
+routing:
+  - {handsets: [night1]}
+journal: {path: JOURNAL}
+metrics: {enabled: false}
+"""
+
+
+def write_config(tmp_path: Path, text: str = VALID) -> Path:
+    """Write a config into tmp_path with its journal inside tmp_path too."""
+    path = tmp_path / "alertgw.yaml"
+    path.write_text(text.replace("JOURNAL", str(tmp_path / "journal.db")), encoding="utf-8")
+    return path
+
+
+def test_check_valid_config_prints_summary_and_returns_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`check` on a valid file prints the summary on stdout and exits 0."""
+    path = write_config(tmp_path)
+    assert main(["check", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert out.startswith(f"OK {path}: site 'CLI home' (Europe/Oslo)\n")
+    assert "1 source(s), 2 device(s) in 1 room(s) / 1 zone(s)" in out
+    assert "1 handset(s), 1 route(s); critical kinds: fall" in out
+    assert "metrics off" in out
+
+
+def test_check_misspelled_key_returns_78_with_one_line_per_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelled key exits 78 and prints file:line: key.path on stderr."""
+    path = write_config(tmp_path, VALID.replace("kind: pull_cord", "knid: pull_cord"))
+    assert main(["check", str(path)]) == EX_CONFIG == 78
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.splitlines()
+    assert lines[0].startswith(f"{path}:8: devices.cord-101.knid: unknown key")
+    assert lines[1].startswith(f"{path}:8: devices.cord-101.kind: missing required key")
+    assert lines[-1] == f"alertgw: 2 problem(s) in {path}"
+
+
+def test_check_missing_file_returns_78(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A file that cannot be read is a config error, not a traceback."""
+    path = tmp_path / "nope.yaml"
+    assert main(["check", str(path)]) == EX_CONFIG
+    err = capsys.readouterr().err
+    assert err.startswith(f"{path}: cannot read:")
+
+
+def test_check_demo_config_passes(capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped demo config is valid."""
+    demo = REPO / "config" / "demo.yaml"
+    assert main(["check", str(demo)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"OK {demo}: site 'Demo sykehjem'")
+    assert "critical kinds: epilepsy, fall" in out
+
+
+def test_history_on_an_empty_journal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`history` with nothing journaled says so and exits 0."""
+    path = write_config(tmp_path)
+    assert main(["history", str(path)]) == 0
+    assert capsys.readouterr().out == "no alerts journaled yet\n"
+    assert (tmp_path / "journal.db").exists()
+
+
+def test_module_entry_point_exits_78_on_a_bad_config(tmp_path: Path) -> None:
+    """`python -m gateway.cli check` exits with EX_CONFIG and names the line on stderr."""
+    path = write_config(tmp_path, VALID.replace("routing:", "routnig:"))
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
+    )
+    assert result.returncode == EX_CONFIG
+    assert result.stdout == ""
+    assert f"{path}:11: routnig: unknown key" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """No subcommand is an argparse usage error (exit 2)."""
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+    assert "usage: alertgw" in capsys.readouterr().err

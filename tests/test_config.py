@@ -1,0 +1,480 @@
+"""Config loading: frozen types, unknown keys with line and key path, cross-field checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+
+from gateway.config import (
+    BUILTIN_KINDS,
+    Config,
+    DeviceConfig,
+    RouteConfig,
+    handset_topic,
+    parse_config,
+)
+from gateway.errors import ConfigError
+from gateway.model import Priority
+from gateway.typedload import json_schema
+
+FILE = "home.yaml"
+
+BASE = """\
+site:
+  name: Test home
+  timezone: Europe/Oslo
+mqtt:
+  host: 127.0.0.1
+  port: 1883
+  backoff_max: 10
+sources:
+  zigbee:
+    type: mqtt
+    decoder: zigbee2mqtt
+    topics: ["zigbee2mqtt/#"]
+zones:
+  east:
+    rooms: [101, "102"]
+  west:
+    rooms: ["201"]
+kinds:
+  wander: {priority: high, text: "Wandering {room}"}
+devices:
+  bed-101:
+    room: "101"
+    kind: bed_exit
+    name: rom101/seng
+    tags: [fall_risk]
+  door-102: {room: "102", kind: door_open}
+  epi-201: {room: "201", kind: epilepsy}
+handsets:
+  night1: {channel: mqtt}
+  night2: {channel: console}
+routing:
+  - {zones: [east], handsets: [night1]}
+  - zones: [west]
+    kinds: [epilepsy, wander]
+    handsets: [night2]
+journal:
+  path: var/test.db
+"""
+
+
+def edit(old: str, new: str, text: str = BASE) -> str:
+    """Return `text` with exactly one occurrence of `old` replaced."""
+    assert text.count(old) == 1, old
+    return text.replace(old, new)
+
+
+def line_of(text: str, needle: str) -> int:
+    """Return the 1-based line on which `needle` first appears."""
+    return text.count("\n", 0, text.index(needle)) + 1
+
+
+def problems_of(text: str) -> list[str]:
+    """Parse `text`, expect a ConfigError and return its problem lines."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, filename=FILE)
+    assert str(info.value) == "\n".join(info.value.problems)
+    return info.value.problems
+
+
+def only_problem(text: str) -> str:
+    """Parse `text` and return its single problem line."""
+    found = problems_of(text)
+    assert len(found) == 1, found
+    return found[0]
+
+
+# --- valid configs -------------------------------------------------------------------------
+
+
+def test_valid_config_parses_into_typed_values() -> None:
+    """A valid file yields a Config with typed, defaulted and coerced values."""
+    config = parse_config(BASE, filename=FILE)
+    assert config.source_file == FILE
+    assert config.site.name == "Test home"
+    assert config.mqtt is not None
+    assert config.mqtt.port == 1883
+    assert config.mqtt.backoff_max == 10.0
+    assert isinstance(config.mqtt.backoff_max, float)
+    assert config.mqtt.keepalive == 30  # default
+    assert config.sources["zigbee"].topics == ("zigbee2mqtt/#",)
+    assert config.zones["east"].rooms == ("101", "102")  # YAML ints become string ids
+    assert config.devices["bed-101"] == DeviceConfig(
+        room="101", kind="bed_exit", name="rom101/seng", tags=("fall_risk",)
+    )
+    assert config.routing[1] == RouteConfig(
+        handsets=("night2",), kinds=("epilepsy", "wander"), zones=("west",)
+    )
+    assert config.routing[0].kinds == ("*",)
+    assert config.journal.path == "var/test.db"
+
+
+def test_lookup_helpers_use_builtins_and_zones() -> None:
+    """kind() falls back to built-ins, zone_of() indexes rooms, priority() maps to the enum."""
+    config = parse_config(BASE, filename=FILE)
+    assert config.kind("wander").priority == "high"
+    assert config.kind("epilepsy") is BUILTIN_KINDS["epilepsy"]
+    assert config.kind("no-such-kind").priority == "medium"
+    assert config.zone_of("101") == "east"
+    assert config.zone_of("201") == "west"
+    assert config.zone_of("999") == ""
+    assert config.priority("epilepsy") is Priority.CRITICAL
+    assert config.priority("wander") is Priority.HIGH
+
+
+def test_empty_file_is_the_default_config() -> None:
+    """An empty file is a valid config made of defaults."""
+    config = parse_config("", filename=FILE)
+    assert config.devices == {}
+    assert config.routing == ()
+    assert config.site.timezone == "Europe/Oslo"
+
+
+def test_single_string_where_a_list_is_expected_becomes_a_one_item_tuple() -> None:
+    """A scalar where a list of strings is expected is read as a one-item list."""
+    config = parse_config(edit("tags: [fall_risk]", "tags: fall_risk"), filename=FILE)
+    assert config.devices["bed-101"].tags == ("fall_risk",)
+
+
+def test_dashed_keys_map_to_underscored_fields() -> None:
+    """`alert-on-startup` is accepted as the field `alert_on_startup`."""
+    text = edit("    tags: [fall_risk]\n", "    tags: [fall_risk]\n    alert-on-startup: true\n")
+    assert parse_config(text, filename=FILE).devices["bed-101"].alert_on_startup is True
+
+
+def test_config_is_frozen_all_the_way_down() -> None:
+    """Dataclasses refuse assignment and mappings refuse item assignment."""
+    config = parse_config(BASE, filename=FILE)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.site = config.site  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.devices["bed-101"].room = "999"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        config.devices["new"] = config.devices["bed-101"]  # type: ignore[index]
+    assert isinstance(config.zones["east"].rooms, tuple)
+
+
+def test_handset_topic_defaults_to_the_handset_id() -> None:
+    """An MQTT handset without an address uses alertgw/handset/<id>."""
+    config = parse_config(BASE, filename=FILE)
+    assert handset_topic("night1", config.handsets["night1"]) == "alertgw/handset/night1"
+
+
+# --- unknown keys --------------------------------------------------------------------------
+
+
+def test_unknown_top_level_key_names_file_line_and_key() -> None:
+    """A misspelled top-level section is reported with its line."""
+    text = BASE + "routnig: []\n"
+    problem = only_problem(text)
+    assert problem.startswith(f"{FILE}:{line_of(text, 'routnig')}: routnig: unknown key")
+    assert "routing" in problem  # the expected keys are listed
+
+
+def test_unknown_nested_key_names_the_dotted_path() -> None:
+    """A misspelled key inside a section is reported as section.key with its line."""
+    text = edit("  port: 1883\n", "  port: 1883\n  keepalve: 10\n")
+    problem = only_problem(text)
+    assert problem.startswith(f"{FILE}:{line_of(text, 'keepalve')}: mqtt.keepalve: unknown key")
+    assert "keepalive" in problem
+
+
+def test_unknown_key_inside_a_list_item_names_the_index() -> None:
+    """A misspelled key in the second route is reported as routing[1].key."""
+    text = edit("    handsets: [night2]\n", "    handset: [night2]\n")
+    found = problems_of(text)
+    line = line_of(text, "handset: [night2]")
+    assert found[0].startswith(f"{FILE}:{line}: routing[1].handset: unknown key")
+
+
+def test_unknown_key_inside_a_mapping_value_names_the_entry() -> None:
+    """A misspelled key in one device is reported as devices.<id>.key."""
+    text = edit("    name: rom101/seng\n", "    nmae: rom101/seng\n")
+    problem = only_problem(text)
+    assert problem.startswith(f"{FILE}:{line_of(text, 'nmae')}: devices.bed-101.nmae: unknown key")
+
+
+def test_unknown_key_in_a_flow_mapping_gets_its_own_line() -> None:
+    """A typo inside a one-line `{...}` device is reported on that line."""
+    text = edit('door-102: {room: "102", kind: door_open}', 'door-102: {room: "102", knd: x}')
+    found = problems_of(text)
+    line = line_of(text, "knd: x")
+    assert f"{FILE}:{line}: devices.door-102.knd: unknown key" in found[0]
+    assert any(p.startswith(f"{FILE}:{line}: devices.door-102.kind: missing") for p in found)
+
+
+def test_unknown_key_with_a_block_value_is_reported_on_the_key_line() -> None:
+    """A misspelled section whose value starts on the next line points at the key itself."""
+    text = BASE + "routnig:\n  # a comment\n  - {handsets: [night1]}\n"
+    assert only_problem(text).startswith(f"{FILE}:{line_of(text, 'routnig')}: routnig: unknown")
+
+
+def test_missing_key_of_a_block_mapping_is_reported_on_its_key_line() -> None:
+    """A device written as a block mapping without `kind` is reported on the device's line."""
+    text = edit("    kind: bed_exit\n", "")
+    problem = only_problem(text)
+    assert problem.startswith(f"{FILE}:{line_of(text, 'bed-101:')}: devices.bed-101.kind: missing")
+
+
+# --- wrong types ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path", "expected"),
+    [
+        ("port: 1883", 'port: "1883"', "mqtt.port", "expected an integer, got '1883'"),
+        ("port: 1883", "port: true", "mqtt.port", "expected an integer, got True"),
+        ("port: 1883", "port: 18.5", "mqtt.port", "expected an integer"),
+        ("backoff_max: 10", "backoff_max: .nan", "mqtt.backoff_max", "expected a number"),
+        ("backoff_max: 10", "backoff_max: .inf", "mqtt.backoff_max", "expected a number"),
+        ("backoff_max: 10", "backoff_max: -.inf", "mqtt.backoff_max", "expected a number"),
+        ("backoff_max: 10", "backoff_max: false", "mqtt.backoff_max", "expected a number"),
+        ("backoff_max: 10", "backoff_max: ten", "mqtt.backoff_max", "expected a number"),
+        ("decoder: zigbee2mqtt", "decoder: zigbee", "sources.zigbee.decoder", "expected one of"),
+        ("name: Test home", "name: [a, b]", "site.name", "expected a string"),
+        ("name: Test home", "name: ~", "site.name", "expected a string"),
+        ("tags: [fall_risk]", "tags: {a: 1}", "devices.bed-101.tags", "expected list of str"),
+    ],
+)
+def test_wrong_scalar_types_are_reported(old: str, new: str, path: str, expected: str) -> None:
+    """A value of the wrong type is reported with its line, key path and what was expected."""
+    text = edit(old, new)
+    problem = only_problem(text)
+    assert problem.startswith(f"{FILE}:{line_of(text, new)}: {path}: {expected}")
+
+
+def test_huge_integer_for_a_float_is_a_problem_not_a_crash() -> None:
+    """An integer too large for a float is reported (it used to raise OverflowError)."""
+    text = edit("backoff_max: 10", "backoff_max: 1" + "0" * 400)
+    problem = only_problem(text)
+    assert problem.startswith(f"{FILE}:7: mqtt.backoff_max: expected a number")
+
+
+def test_list_where_a_mapping_is_expected_is_reported() -> None:
+    """A list under `devices` is reported as expecting a mapping."""
+    text = edit(
+        'zones:\n  east:\n    rooms: [101, "102"]\n  west:\n    rooms: ["201"]\n',
+        "zones:\n  - east\n  - west\n",
+    )
+    found = problems_of(text)
+    assert f"{FILE}:{line_of(text, 'zones:')}: zones: expected mapping of mapping" in found[0]
+
+
+def test_scalar_where_a_section_is_expected_is_reported() -> None:
+    """A string where the site section belongs is reported as expecting a mapping."""
+    text = edit("site:\n  name: Test home\n  timezone: Europe/Oslo\n", "site: Test home\n")
+    assert only_problem(text) == f"{FILE}:1: site: expected a mapping, got 'Test home'"
+
+
+def test_missing_required_key_is_reported_at_its_parent() -> None:
+    """A device without `kind` is reported as devices.<id>.kind: missing required key."""
+    text = edit('epi-201: {room: "201", kind: epilepsy}', 'epi-201: {room: "201"}')
+    problem = only_problem(text)
+    line = line_of(text, "epi-201")
+    assert problem.startswith(f"{FILE}:{line}: devices.epi-201.kind: missing required key")
+
+
+def test_missing_required_list_in_a_route_is_reported() -> None:
+    """A route without handsets is reported as routing[0].handsets: missing required key."""
+    text = edit("- {zones: [east], handsets: [night1]}", "- {zones: [east]}")
+    problem = only_problem(text)
+    assert problem.startswith(f"{FILE}:{line_of(text, '- {zones')}: routing[0].handsets: missing")
+
+
+def test_several_problems_are_reported_together_in_file_order() -> None:
+    """Every type problem in a file is listed in one run, in file order."""
+    text = edit("port: 1883", "port: x")
+    text = edit("  tags: [fall_risk]\n", "  tags: [fall_risk]\n    colour: red\n", text)
+    text = edit("path: var/test.db", "path: var/test.db\n  retention: 3", text)
+    found = problems_of(text)
+    assert [p.split(": ")[1] for p in found] == [
+        "mqtt.port",
+        "devices.bed-101.colour",
+        "journal.retention",
+    ]
+    lines = [int(p.split(":")[1]) for p in found]
+    assert lines == [line_of(text, "port: x"), line_of(text, "colour"), line_of(text, "retention")]
+
+
+# --- cross-field checks --------------------------------------------------------------------
+
+
+def test_unknown_handset_in_a_route_names_its_index_and_line() -> None:
+    """A route naming an undefined handset is reported as routing[1].handsets[0]."""
+    text = edit("handsets: [night2]", "handsets: [night3]")
+    problem = only_problem(text)
+    assert problem.startswith(
+        f"{FILE}:{line_of(text, 'night3')}: routing[1].handsets[0]: unknown handset 'night3'"
+    )
+    assert "night1, night2" in problem
+
+
+def test_unknown_zone_and_kind_in_a_route_are_reported() -> None:
+    """Unknown zone and kind names in routes are reported with their indexes."""
+    text = edit("kinds: [epilepsy, wander]", "kinds: [epilepsy, wandr]")
+    text = edit("{zones: [east],", "{zones: [east, north],", text)
+    found = problems_of(text)
+    assert f"{FILE}:{line_of(text, 'wandr')}: routing[1].kinds[1]: unknown kind 'wandr'" in found
+    assert any(
+        p.startswith(f"{FILE}:{line_of(text, 'north')}: routing[0].zones[1]: unknown zone 'north'")
+        for p in found
+    )
+
+
+def test_unknown_device_kind_is_reported() -> None:
+    """A device with a kind neither configured nor built in is reported at devices.<id>.kind."""
+    text = edit("kind: bed_exit", "kind: bed_exitt")
+    problem = only_problem(text)
+    assert problem.startswith(
+        f"{FILE}:{line_of(text, 'bed_exitt')}: devices.bed-101.kind: unknown kind 'bed_exitt'"
+    )
+
+
+def test_device_in_a_room_of_no_zone_is_reported() -> None:
+    """A device whose room no zone covers is reported at devices.<id>.room."""
+    text = edit('door-102: {room: "102"', 'door-102: {room: "103"')
+    problem = only_problem(text)
+    assert problem.startswith(f"{FILE}:{line_of(text, 'door-102')}: devices.door-102.room:")
+    assert "'103' is in no zone" in problem
+
+
+def test_room_in_two_zones_is_reported() -> None:
+    """A room listed by two zones is reported at the second zone's rooms."""
+    text = edit('rooms: ["201"]', 'rooms: ["201", "102"]')
+    problem = only_problem(text)
+    line = line_of(text, '"201", "102"')
+    assert problem.startswith(f"{FILE}:{line}: zones.west.rooms:")
+    assert "'102' is in more than one zone" in problem
+
+
+def test_critical_builtin_kind_cannot_be_made_non_critical() -> None:
+    """Overriding `fall` without critical: true is refused."""
+    text = edit("kinds:\n", "kinds:\n  fall: {priority: low}\n")
+    problem = only_problem(text)
+    assert problem.startswith(f"{FILE}:{line_of(text, 'fall:')}: kinds.fall.critical:")
+    assert "safety-critical" in problem
+
+
+def test_critical_builtin_kind_may_be_overridden_while_staying_critical() -> None:
+    """Overriding a critical kind's text is fine when it stays critical."""
+    text = edit(
+        "kinds:\n", 'kinds:\n  fall: {critical: true, priority: critical, text: "F {room}"}\n'
+    )
+    assert parse_config(text, filename=FILE).kind("fall").text == "F {room}"
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["Wandering {resident}", "Wandering {room", "Wandering {0}", "{room.floor}", "{room[x]}"],
+)
+def test_bad_text_template_is_reported(template: str) -> None:
+    """A template with an unknown field or bad syntax is reported at kinds.<id>.text."""
+    text = edit('text: "Wandering {room}"', f'text: "{template}"')
+    problem = only_problem(text)
+    assert problem.startswith(f"{FILE}:{line_of(text, 'wander:')}: kinds.wander.text: bad template")
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "Europe", "../etc/passwd", ""])
+def test_bad_time_zone_is_reported(zone: str) -> None:
+    """A time zone that is not an IANA key (even a tzdata directory) is a config problem."""
+    text = edit("timezone: Europe/Oslo", f'timezone: "{zone}"')
+    problem = only_problem(text)
+    assert problem.startswith(f"{FILE}:3: site.timezone: unknown IANA time zone")
+
+
+def test_missing_mqtt_section_names_what_needs_it() -> None:
+    """Without an mqtt section, every MQTT source and handset that needs one is named."""
+    text = edit("mqtt:\n  host: 127.0.0.1\n  port: 1883\n  backoff_max: 10\n", "")
+    problem = only_problem(text)
+    assert problem.startswith(f"{FILE}:1: mqtt: missing broker section")
+    assert problem.endswith("night1, zigbee")
+
+
+def test_mqtt_source_without_topics_is_reported() -> None:
+    """An mqtt source with no topic filter is reported at sources.<id>.topics."""
+    text = edit('    topics: ["zigbee2mqtt/#"]\n', "")
+    problem = only_problem(text)
+    assert problem.startswith(f"{FILE}:{line_of(text, '  zigbee:')}: sources.zigbee.topics:")
+
+
+def test_bad_id_characters_are_reported() -> None:
+    """A device id with a space is reported at devices.<id>."""
+    text = edit("door-102:", '"door 102":')
+    problem = only_problem(text)
+    assert problem.startswith(f"{FILE}:{line_of(text, 'door 102')}: devices.door 102: ids may")
+
+
+def test_invalid_yaml_syntax_reports_the_line() -> None:
+    """A YAML syntax error is one problem naming file and line."""
+    text = edit("  port: 1883\n", "  port: [1883\n")
+    problem = only_problem(text)
+    assert problem.startswith(f"{FILE}:")
+    assert "invalid YAML" in problem
+    assert int(problem.split(":")[1]) >= line_of(text, "[1883")
+
+
+def test_unknown_yaml_tag_is_a_problem_not_a_crash() -> None:
+    """A Home Assistant style `!secret` tag is reported with its line (it used to crash)."""
+    text = edit("  port: 1883\n", "  port: 1883\n  password_file: !secret pw\n")
+    problem = only_problem(text)
+    assert problem.startswith(f"{FILE}:{line_of(text, '!secret')}: invalid YAML:")
+    assert "!secret" in problem
+
+
+def test_control_character_is_a_problem_not_a_crash() -> None:
+    """A stray control character is reported with its line (it used to crash)."""
+    text = edit("name: Test home", "name: Test\x07home")
+    assert only_problem(text).startswith(f"{FILE}:2: invalid YAML:")
+
+
+def test_top_level_list_is_not_a_configuration() -> None:
+    """A file holding a list instead of a mapping is refused."""
+    assert problems_of("- a\n- b\n")[0].startswith(f"{FILE}:1: <top>: expected a mapping")
+
+
+# --- JSON schema ---------------------------------------------------------------------------
+
+
+def _objects(schema: Any) -> list[dict[str, Any]]:  # noqa: ANN401 - walks arbitrary JSON
+    """Return every sub-schema that declares properties."""
+    found: list[dict[str, Any]] = []
+    if isinstance(schema, dict):
+        if "properties" in schema:
+            found.append(schema)
+        for value in schema.values():
+            found += _objects(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            found += _objects(value)
+    return found
+
+
+def test_json_schema_closes_every_object_and_lists_required_keys() -> None:
+    """json_schema(Config) is JSON, forbids extra keys everywhere and marks required ones."""
+    schema = json_schema(Config)
+    assert json.loads(json.dumps(schema)) == schema
+    assert schema["type"] == "object"
+    objects = _objects(schema)
+    assert len(objects) > 5
+    for sub in objects:
+        assert sub["type"] == "object"
+        assert sub["additionalProperties"] is False
+        assert set(sub.get("required", ())) <= set(sub["properties"])
+    props = schema["properties"]
+    assert "_zone_of" not in props  # not an init field
+    device = props["devices"]["additionalProperties"]
+    assert device["required"] == ["room", "kind"]
+    assert device["properties"]["alert_on_startup"] == {"type": "boolean"}
+    route = props["routing"]["items"]
+    assert route["required"] == ["handsets"]
+    assert route["additionalProperties"] is False
+    assert props["mqtt"]["anyOf"][1] == {"type": "null"}
+    assert props["logging"]["properties"]["level"] == {
+        "enum": ["debug", "info", "warning", "error"]
+    }
+    assert "required" not in props["site"]

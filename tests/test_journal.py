@@ -1,0 +1,307 @@
+"""The SQLite journal and outbox, on real database files."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.engine import Transition
+from gateway.journal import Journal
+from gateway.model import (
+    Alert,
+    AlertState,
+    Delivery,
+    DeliveryState,
+    Priority,
+    Signal,
+    SignalState,
+)
+
+T0 = 1_700_000_000.0
+
+
+def signal(sid: str, *, received_at: float = T0) -> Signal:
+    """A fall signal received at `received_at`."""
+    return Signal(
+        id=sid,
+        source="zigbee",
+        device="fall-101",
+        room="101",
+        kind="fall",
+        state=SignalState.RAISED,
+        ts=received_at,
+        attrs={"battery": 90},
+        received_at=received_at,
+    )
+
+
+def alert(aid: str, state: AlertState = AlertState.ACTIVE, *, raised_at: float = T0) -> Alert:
+    """A critical fall alert in room 101."""
+    return Alert(
+        id=aid,
+        key=f"fall-101/{aid}",
+        kind="fall",
+        room="101",
+        zone="east",
+        device="fall-101",
+        priority=Priority.CRITICAL,
+        critical=True,
+        state=state,
+        raised_at=raised_at,
+        signal_id=f"sig-{aid}",
+        text="FALL room 101",
+    )
+
+
+def ring(aid: str, handset: str, seq: int, action: str = "ring") -> Delivery:
+    """A queued delivery of alert `aid` to `handset`."""
+    return Delivery(alert_id=aid, handset=handset, seq=seq, action=action, payload={"id": aid})
+
+
+def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
+    """Read rows through a separate connection (proves the data is committed)."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return db.execute(sql).fetchall()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """Where the journal lives (in a subdirectory the journal must create)."""
+    return tmp_path / "var" / "journal.db"
+
+
+@pytest.fixture
+async def journal(db_path: Path) -> AsyncIterator[Journal]:
+    """An open journal on a fresh file."""
+    j = Journal(db_path)
+    await j.open()
+    yield j
+    await j.close()
+
+
+async def test_open_creates_the_file_in_wal_mode(journal: Journal, db_path: Path) -> None:
+    """Opening creates the directory and database, with WAL journaling on."""
+    assert db_path.exists()
+    assert list(await journal.db.execute_fetchall("PRAGMA journal_mode")) == [("wal",)]
+    assert rows(db_path, "PRAGMA journal_mode") == [("wal",)]  # persistent in the file
+
+
+async def test_synchronous_setting_is_applied(db_path: Path) -> None:
+    """`synchronous` from the config reaches the connection (FULL=2, NORMAL=1)."""
+    j = Journal(db_path, synchronous="normal")
+    await j.open()
+    try:
+        assert list(await j.db.execute_fetchall("PRAGMA synchronous")) == [(1,)]
+    finally:
+        await j.close()
+
+
+async def test_commit_batch_writes_every_table_and_numbers_deliveries(
+    journal: Journal, db_path: Path
+) -> None:
+    """One batch lands signals, alert, events, outbox and levels; deliveries get outbox ids."""
+    a = alert("a1")
+    stored = await journal.commit_batch(
+        [signal("s1")],
+        [Transition(a, "raised", T0, "from s1"), Transition(a, "delivered", T0 + 1, "night1")],
+        [ring("a1", "night1", 1), ring("a1", "night2", 1)],
+        {"fall-101/fall": True},
+    )
+    assert [d.id for d in stored] == [1, 2]
+    assert [dataclasses.replace(d, id=None) for d in stored] == [
+        ring("a1", "night1", 1),
+        ring("a1", "night2", 1),
+    ]
+    assert rows(db_path, "SELECT id, device, state, attrs FROM signals") == [
+        ("s1", "fall-101", "raised", '{"battery":90}')
+    ]
+    assert rows(db_path, "SELECT id, state, priority, critical FROM alerts") == [
+        ("a1", "active", 4, 1)
+    ]
+    assert rows(db_path, "SELECT alert_id, ts, event, detail FROM events ORDER BY rowid") == [
+        ("a1", T0, "raised", "from s1"),
+        ("a1", T0 + 1, "delivered", "night1"),
+    ]
+    assert rows(db_path, "SELECT id, handset, state, payload FROM outbox ORDER BY id") == [
+        (1, "night1", "queued", '{"id":"a1"}'),
+        (2, "night2", "queued", '{"id":"a1"}'),
+    ]
+    assert await journal.levels() == {"fall-101/fall": True}
+
+
+async def test_alert_rows_are_upserted_to_their_latest_state(
+    journal: Journal, db_path: Path
+) -> None:
+    """Several transitions of one alert keep one row holding the last state."""
+    a = alert("a1")
+    await journal.commit_batch([], [Transition(a, "raised", T0)], [])
+    accepted = a.with_state(AlertState.ACCEPTED, accepted_by="night1", count=3)
+    await journal.commit_batch([], [Transition(accepted, "accepted", T0 + 5, "night1")], [])
+    assert rows(db_path, "SELECT id, state, accepted_by, count FROM alerts") == [
+        ("a1", "accepted", "night1", 3)
+    ]
+    (stored,) = await journal.recent_alerts()
+    assert stored.alert == accepted
+    assert [e[1] for e in stored.events] == ["raised", "accepted"]
+
+
+async def test_failed_batch_is_rolled_back_and_not_committed_by_the_next(
+    journal: Journal, db_path: Path
+) -> None:
+    """A batch that fails midway leaves nothing behind, even after a later successful batch."""
+    bad = Delivery(alert_id="a1", handset="night1", seq=1, action="ring", payload={1: "x"})  # type: ignore[dict-item]  # orjson refuses it
+    with pytest.raises(TypeError):
+        await journal.commit_batch([signal("s1")], [Transition(alert("a1"), "raised", T0)], [bad])
+    await journal.commit_batch([signal("s2")], [], [])
+    assert rows(db_path, "SELECT id FROM signals") == [("s2",)]
+    assert rows(db_path, "SELECT COUNT(*) FROM alerts") == [(0,)]
+    assert rows(db_path, "SELECT COUNT(*) FROM events") == [(0,)]
+    assert not await journal.seen_signal("s1", 0)
+
+
+async def test_pending_deliveries_are_queued_rows_in_order(journal: Journal) -> None:
+    """pending_deliveries returns only queued rows, oldest first, with decoded payloads."""
+    first = await journal.commit_batch([], [], [ring("a1", "night1", 1), ring("a1", "night2", 1)])
+    second = await journal.commit_batch([], [], [ring("a2", "night1", 1)])
+    ids = [d.id for d in first + second]
+    assert [d.id for d in await journal.pending_deliveries()] == ids
+    assert ids[0] is not None
+    await journal.mark_deliveries([(ids[0], DeliveryState.SENT)])
+    pending = await journal.pending_deliveries()
+    assert pending == [*first[1:], *second]
+    assert pending[0].payload == {"id": "a1"}
+    assert pending[0].state is DeliveryState.QUEUED
+
+
+async def test_mark_deliveries_records_state_and_attempts(journal: Journal, db_path: Path) -> None:
+    """mark_deliveries sets the state and counts an attempt per update."""
+    (d,) = await journal.commit_batch([], [], [ring("a1", "night1", 1)])
+    assert d.id is not None
+    await journal.mark_deliveries([(d.id, DeliveryState.FAILED)])
+    await journal.mark_deliveries([(d.id, DeliveryState.DELIVERED)])
+    assert rows(db_path, "SELECT state, attempts FROM outbox") == [("delivered", 2)]
+    assert await journal.pending_deliveries() == []
+
+
+async def test_active_alerts_restore_handsets_and_last_seq(journal: Journal) -> None:
+    """Unfinished alerts come back with the handsets rung (first-rung first) and the last seq."""
+    a1 = alert("a1", raised_at=T0 + 10)
+    a2 = alert("a2", AlertState.HELD, raised_at=T0)
+    done = alert("a3", AlertState.RESOLVED, raised_at=T0 + 20)
+    await journal.commit_batch(
+        [],
+        [Transition(a1, "raised", T0 + 10), Transition(a2, "held", T0), Transition(done, "x", 1)],
+        [ring("a1", "night2", 1), ring("a1", "night1", 1), ring("a3", "night1", 1)],
+    )
+    await journal.commit_batch([], [], [ring("a1", "night2", 2), ring("a1", "night2", 3, "update")])
+    restored = await journal.active_alerts()
+    assert [s.alert.id for s in restored] == ["a2", "a1"]  # by raised_at
+    held, active = restored
+    assert held.alert == a2
+    assert (held.handsets, held.last_seq) == ((), 0)
+    assert active.alert == a1
+    assert active.handsets == ("night2", "night1")
+    assert active.last_seq == 3
+    assert active.events == ((T0 + 10, "raised", ""),)
+
+
+async def test_active_alerts_cover_every_non_terminal_state(journal: Journal) -> None:
+    """HELD, ACTIVE and ACCEPTED are restored; every terminal state is not."""
+    transitions = [
+        Transition(alert(f"a-{state.value}", state, raised_at=T0 + i), "x", T0)
+        for i, state in enumerate(AlertState)
+    ]
+    await journal.commit_batch([], transitions, [])
+    restored = {s.alert.state for s in await journal.active_alerts()}
+    assert restored == {s for s in AlertState if not s.terminal}
+    assert restored == {AlertState.HELD, AlertState.ACTIVE, AlertState.ACCEPTED}
+
+
+async def test_recent_alerts_are_newest_first_and_limited(journal: Journal) -> None:
+    """recent_alerts orders by raised_at descending and honours the limit."""
+    transitions = [Transition(alert(f"a{i}", raised_at=T0 + i), "raised", T0 + i) for i in range(5)]
+    await journal.commit_batch([], transitions, [])
+    assert [s.alert.id for s in await journal.recent_alerts(3)] == ["a4", "a3", "a2"]
+
+
+async def test_levels_round_trip_and_overwrite(journal: Journal, db_path: Path) -> None:
+    """Levels saved with batches are read back, the latest value per key winning, across reopen."""
+    await journal.commit_batch([], [], [], {"door-102/contact": True, "bed-101/occupancy": False})
+    await journal.commit_batch([], [], [], {"door-102/contact": False})
+    await journal.commit_batch([], [], [], {})
+    expected = {"door-102/contact": False, "bed-101/occupancy": False}
+    assert await journal.levels() == expected
+    await journal.close()
+    again = Journal(db_path)
+    await again.open()
+    try:
+        assert await again.levels() == expected
+    finally:
+        await again.close()
+
+
+async def test_seen_signal_honours_the_window(journal: Journal) -> None:
+    """seen_signal is true only for an id received at or after `since`."""
+    await journal.commit_batch([signal("s1", received_at=T0)], [], [])
+    assert await journal.seen_signal("s1", T0 - 60)
+    assert await journal.seen_signal("s1", T0)
+    assert not await journal.seen_signal("s1", T0 + 0.001)
+    assert not await journal.seen_signal("other", 0)
+
+
+async def test_prune_removes_only_old_finished_history(journal: Journal, db_path: Path) -> None:
+    """prune drops old signals, finished alerts with their events and old sent rows only."""
+    old_done = alert("old-done", AlertState.RESOLVED)
+    old_active = alert("old-active", AlertState.ACCEPTED)
+    new_done = alert("new-done", AlertState.CLEARED)
+    await journal.commit_batch(
+        [signal("s-old", received_at=T0), signal("s-new", received_at=T0 + 1000)],
+        [
+            Transition(old_done, "resolved", T0),
+            Transition(old_active, "accepted", T0),
+            Transition(new_done, "cleared", T0),
+        ],
+        [
+            ring("old-done", "night1", 1),  # will be sent
+            ring("old-active", "night1", 1),  # stays queued
+            ring("new-done", "night1", 1),  # will be sent, recently
+        ],
+    )
+    await journal.mark_deliveries([(1, DeliveryState.SENT), (3, DeliveryState.SENT)])
+    # Age the rows: updated_at comes from the wall clock.
+    with contextlib.closing(sqlite3.connect(db_path)) as db, db:
+        db.execute("UPDATE alerts SET updated_at = ? WHERE id != 'new-done'", (T0,))
+        db.execute("UPDATE alerts SET updated_at = ? WHERE id = 'new-done'", (T0 + 1000,))
+        db.execute("UPDATE outbox SET updated_at = ? WHERE id IN (1, 2)", (T0,))
+        db.execute("UPDATE outbox SET updated_at = ? WHERE id = 3", (T0 + 1000,))
+
+    removed = await journal.prune(T0 + 500)
+
+    assert removed == 4  # s-old, the old-done event, old-done's sent row, the old-done alert
+    assert rows(db_path, "SELECT id FROM signals") == [("s-new",)]
+    assert rows(db_path, "SELECT id FROM alerts ORDER BY id") == [("new-done",), ("old-active",)]
+    assert rows(db_path, "SELECT alert_id FROM events ORDER BY alert_id") == [
+        ("new-done",),
+        ("old-active",),
+    ]
+    assert rows(db_path, "SELECT id, state FROM outbox ORDER BY id") == [
+        (2, "queued"),
+        (3, "sent"),
+    ]
+    assert [s.alert.id for s in await journal.active_alerts()] == ["old-active"]
+    assert await journal.prune(T0 + 500) == 0
+
+
+async def test_close_is_idempotent_and_a_closed_journal_refuses_use(db_path: Path) -> None:
+    """close() twice is fine; using a closed journal raises RuntimeError."""
+    j = Journal(db_path)
+    await j.open()
+    await j.close()
+    await j.close()
+    with pytest.raises(RuntimeError, match="not open"):
+        await j.pending_deliveries()
