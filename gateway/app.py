@@ -318,6 +318,10 @@ class Gateway:
             self._queues[d.handset].put_nowait((d, t0))
         for t in outcome.transitions:
             self.metrics.alerts.labels(t.alert.kind, t.event).inc()
+            if t.reason and t.event in ("suppressed", "cancelled", "resolved", "repeated"):
+                self.metrics.suppressed.labels(t.reason, t.alert.rule or "-").inc()
+            elif t.event == "escalated":
+                self.metrics.escalations.labels(t.alert.kind, t.reason).inc()
             log.info(
                 "alert_transition",
                 transition=t.event,

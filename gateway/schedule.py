@@ -31,7 +31,10 @@ class Calendar:
         local = self.local(ts)
         minute = local.hour * 60 + local.minute
         start, end = sh * 60 + sm, eh * 60 + em
-        if start <= end:
+        if start == end:  # "00:00"-"00:00": all day
+            inside = True
+            day = local.weekday()
+        elif start < end:
             inside = start <= minute < end
             day = local.weekday()
         else:  # crosses midnight: the early-morning part belongs to the previous day's window

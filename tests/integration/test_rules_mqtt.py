@@ -1,0 +1,179 @@
+"""Routing rules through a real Mosquitto: hold-off, presence, escalation, hot reload."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway.config import load_config
+from tests.conftest import Broker, running, unique
+from tests.integration.helpers import Peer, peer
+
+RULES_YAML = """
+site: {{timezone: Europe/Oslo}}
+mqtt: {{port: {port}, client_id: {client_id}, status_topic: {prefix}/status,
+        backoff_initial: 0.05, backoff_max: 0.5}}
+sources:
+  zigbee: {{type: mqtt, decoder: zigbee2mqtt, topics: ["{prefix}/z2m/#"], base_topic: {prefix}/z2m}}
+zones:
+  ost: {{rooms: ["101", "102"]}}
+devices:
+  bed-101: {{room: "101", kind: bed_exit, name: rom101/seng, tags: [fall_risk]}}
+  cord-102: {{room: "102", kind: pull_cord, name: rom102/snor}}
+  pres-102: {{room: "102", kind: presence, name: rom102/tilstede}}
+handsets:
+  n1: {{address: {prefix}/handset/n1}}
+  n2: {{address: {prefix}/handset/n2}}
+  vakt: {{address: {prefix}/handset/vakt}}
+schedules:
+  always: {{start: "00:00", end: "00:00"}}
+roster:
+  shifts: [{{schedule: always, assign: {{ost: [n1, n2]}}}}]
+  failsafe: [vakt]
+escalation:
+  default:
+    steps: [{{to: primary, after: 60}}, {{to: zone, after: 60}}, {{to: failsafe, after: 60}}]
+rules:
+  - {{name: bed-hold, match: {{kinds: [bed_exit]}}, hold_off: {hold_off}}}
+journal: {{path: {db}}}
+metrics: {{enabled: false}}
+"""
+
+
+class FakeClock:
+    """Wall time the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_790_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def write_config(tmp_path: Path, port: int, *, hold_off: int = 45) -> Path:
+    """Write the rules config to a file (hot reload re-reads it)."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        RULES_YAML.format(
+            port=port,
+            client_id=unique("gw"),
+            prefix=unique("r"),
+            db=tmp_path / "j.db",
+            hold_off=hold_off,
+        )
+    )
+    return path
+
+
+def prefix_of(path: Path) -> str:
+    """The topic prefix a written config uses."""
+    cfg = load_config(path)
+    return cfg.mqtt.status_topic.rsplit("/", 1)[0] if cfg.mqtt else ""
+
+
+async def advance(clock: FakeClock, seconds: float, kick: Callable[[], None]) -> None:
+    """Move the fake clock and let the router fire due timers."""
+    clock.now += seconds
+    kick()
+    await asyncio.sleep(0.05)
+
+
+async def seed(p: Peer) -> None:
+    """Give the level sensors their baseline."""
+    await p.z2m("rom101/seng", {"occupancy": False})
+
+
+async def test_hold_off_auto_cancel_and_ring(broker: Broker, tmp_path: Path) -> None:
+    """Through MQTT: a bed exit cleared inside the hold-off never rings; one that stays does."""
+    path = write_config(tmp_path, broker.port)
+    clock = FakeClock()
+    async with (
+        running(load_config(path), clock=clock) as r,
+        peer(broker.port, prefix_of(path)) as p,
+    ):
+        await seed(p)
+        await p.z2m("rom101/seng", {"occupancy": True})
+        await asyncio.sleep(0.1)
+        await advance(clock, 30, r.gateway.kick)
+        await p.z2m("rom101/seng", {"occupancy": False})
+        await asyncio.sleep(0.1)
+        await advance(clock, 60, r.gateway.kick)
+        assert await p.nothing(0.3)
+        await p.z2m("rom101/seng", {"occupancy": True})
+        await asyncio.sleep(0.1)
+        await advance(clock, 46, r.gateway.kick)
+        handset, msg = await p.next()
+        assert (handset, msg["type"], msg["kind"]) == ("n1", "ring", "bed_exit")
+
+
+async def test_presence_resolves_and_suppresses(broker: Broker, tmp_path: Path) -> None:
+    """Through MQTT: the presence button resolves a ringing cord and suppresses the next."""
+    path = write_config(tmp_path, broker.port)
+    async with running(load_config(path)) as r, peer(broker.port, prefix_of(path)) as p:
+        await p.z2m("rom102/tilstede", {"occupancy": False})
+        await p.z2m("rom102/snor", {"action": "single"})
+        _, ring = await p.next()
+        await p.z2m("rom102/tilstede", {"occupancy": True})
+        _, cancel = await p.next()
+        assert (cancel["type"], cancel["alert_id"], cancel["state"]) == (
+            "cancel",
+            ring["alert_id"],
+            "resolved",
+        )
+        await p.z2m("rom102/snor", {"action": "single"})
+        assert await p.nothing(0.4)
+        assert r.gateway.metrics.suppressed.labels("presence", "-")._value.get() >= 1
+
+
+async def test_escalation_on_timeout_and_on_reject(broker: Broker, tmp_path: Path) -> None:
+    """Through MQTT: no accept in 60 s rings the next step; a reject moves on at once."""
+    path = write_config(tmp_path, broker.port)
+    clock = FakeClock()
+    async with (
+        running(load_config(path), clock=clock) as r,
+        peer(broker.port, prefix_of(path)) as p,
+    ):
+        await p.z2m("rom102/snor", {"action": "single"})
+        handset, first = await p.next()
+        assert handset == "n1"
+        await advance(clock, 61, r.gateway.kick)
+        handset, second = await p.next()
+        assert (handset, second["alert_id"], second["step"]) == ("n2", first["alert_id"], 1)
+        await p.respond("n2", first["alert_id"], "reject")
+        handset, third = await p.next()
+        assert (handset, third["type"]) == ("vakt", "ring")
+        await p.respond("vakt", first["alert_id"], "accept")
+        updates = {(await p.next())[0] for _ in range(3)}
+        assert updates == {"n1", "n2", "vakt"}
+
+
+async def test_hot_reload_keeps_active_alerts_and_rejects_bad_config(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """SIGHUP swaps rules atomically, keeps a held alert's timer and refuses a broken file."""
+    path = write_config(tmp_path, broker.port, hold_off=45)
+    clock = FakeClock()
+    async with (
+        running(load_config(path), clock=clock) as r,
+        peer(broker.port, prefix_of(path)) as p,
+    ):
+        gw = r.gateway
+        await seed(p)
+        await p.z2m("rom101/seng", {"occupancy": True})  # held for 45 s under the old rules
+        await asyncio.sleep(0.1)
+        path.write_text(path.read_text().replace("hold_off: 45", "hold_off: 600"))
+        signal.raise_signal(signal.SIGHUP)
+        for _ in range(50):
+            if gw.metrics.config_reloads.labels("ok")._value.get():
+                break
+            await asyncio.sleep(0.02)
+        assert gw.config.rules[0].hold_off == 600
+        await advance(clock, 46, gw.kick)
+        handset, msg = await p.next()  # the held alert kept its old deadline
+        assert (handset, msg["kind"]) == ("n1", "bed_exit")
+        path.write_text(path.read_text().replace("hold_off: 600", "hold_of: 5"))
+        assert gw.reload() is False
+        assert gw.metrics.config_reloads.labels("failed")._value.get() == 1
+        assert gw.config.rules[0].hold_off == 600

@@ -1,0 +1,461 @@
+"""The pure rule engine on an injected clock: every routing feature, no ports, no sleeps."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import itertools
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gateway.config import Config, parse_config
+from gateway.engine import Engine, Outcome
+from gateway.errors import ConfigError
+from gateway.model import AlertState, Response, ResponseKind, Signal, SignalState
+
+OSLO = ZoneInfo("Europe/Oslo")
+NIGHT = dt.datetime(2026, 11, 24, 23, 0, tzinfo=OSLO).timestamp()
+DAY = dt.datetime(2026, 11, 25, 10, 0, tzinfo=OSLO).timestamp()
+
+YAML = """
+site: {timezone: Europe/Oslo}
+zones:
+  ost: {rooms: ["101", "102", "103"]}
+  vest: {rooms: ["201"]}
+devices:
+  bed-101: {room: "101", kind: bed_exit, tags: [fall_risk]}
+  bed-102: {room: "102", kind: bed_exit}
+  door-101: {room: "101", kind: door_open, tags: [dementia]}
+  cord-101: {room: "101", kind: pull_cord}
+  cord-102: {room: "102", kind: pull_cord}
+  pres-101: {room: "101", kind: presence}
+  pres-102: {room: "102", kind: presence}
+  epi-101: {room: "101", kind: epilepsy}
+  fall-102: {room: "102", kind: fall}
+  bed-201: {room: "201", kind: bed_exit}
+  cord-201: {room: "201", kind: pull_cord}
+handsets:
+  n-ost: {channel: console}
+  n-vest: {channel: console}
+  d-ost: {channel: console}
+  d-2: {channel: console}
+  vakt: {channel: console}
+  tech: {channel: console}
+schedules:
+  night: {start: "22:00", end: "07:00"}
+  day: {start: "07:00", end: "22:00"}
+roster:
+  shifts:
+    - {schedule: night, assign: {ost: [n-ost], vest: [n-vest]}}
+    - {schedule: day, assign: {ost: [d-ost, d-2], vest: []}}
+  failsafe: [vakt]
+escalation:
+  default:
+    steps: [{to: primary, after: 60}, {to: all_on_duty, after: 60}, {to: failsafe, after: 60}]
+    reminder: 600
+rules:
+  - {name: bed-fall-risk, match: {kinds: [bed_exit], tags: [fall_risk], schedule: night},
+     hold_off: 45}
+  - {name: bed-night, match: {kinds: [bed_exit], schedule: night}, hold_off: 1200}
+  - {name: bed-day, match: {kinds: [bed_exit], schedule: day}, action: suppress}
+  - {name: cord, match: {kinds: [pull_cord]}, group: 120}
+  - {name: door, match: {kinds: [door_open]}, group: 120}
+inhibit:
+  - {name: fall-covers-room, source_kinds: [fall, epilepsy], target_kinds: [bed_exit, door_open]}
+technical: {handsets: [tech], digest: true, digest_at: "07:30"}
+"""
+
+
+def config(extra: str = "", base: str = YAML) -> Config:
+    """The test unit's config, optionally with extra top-level YAML."""
+    return parse_config(base + extra, filename="engine.yaml")
+
+
+class Clocked:
+    """An engine driven on a virtual clock that collects every outcome."""
+
+    def __init__(self, cfg: Config, start: float = NIGHT) -> None:
+        ids = itertools.count(1)
+        self.now = start
+        self.start = start
+        self.engine = Engine(cfg, new_id=lambda: f"a{next(ids)}", now=start)
+        self.out = Outcome()
+        self._n = itertools.count(1)
+
+    def at(self, seconds: float) -> None:
+        """Advance the clock to start+seconds, firing timers on the way."""
+        target = self.start + seconds
+        while (due := self.engine.next_deadline()) is not None and due <= target:
+            self.now = max(self.now, due)
+            self.out.extend(self.engine.tick(self.now))
+        self.now = target
+        self.out.extend(self.engine.tick(self.now))
+
+    def signal(self, device: str, state: str = "raised", *, kind: str | None = None) -> Outcome:
+        """Feed one signal from a configured device at the current time."""
+        dc = self.engine.config.devices[device]
+        sig = Signal(
+            id=f"s{next(self._n)}",
+            source="test",
+            device=device,
+            room=dc.room,
+            kind=kind or dc.kind,
+            state=SignalState(state),
+            ts=self.now,
+        )
+        result = self.engine.handle_signal(sig, self.now)
+        self.out.extend(result)
+        return result
+
+    def respond(self, handset: str, alert_id: str, kind: str = "accept") -> Outcome:
+        """A handset answers."""
+        result = self.engine.handle_response(
+            Response(handset, alert_id, ResponseKind(kind), self.now), self.now
+        )
+        self.out.extend(result)
+        return result
+
+    def rings(self, handset: str | None = None) -> list[tuple[float, str, str]]:
+        """(seconds, handset, kind) of every ring so far."""
+        return [
+            (round(d.payload["sent_at"] - self.start, 3), d.handset, str(d.payload.get("kind")))
+            for d in self.out.deliveries
+            if d.action == "ring" and (handset is None or d.handset == handset)
+        ]
+
+    def events(self, alert_id: str) -> list[str]:
+        """The timeline events of one alert."""
+        return [t.event for t in self.out.transitions if t.alert.id == alert_id]
+
+
+def test_hold_off_auto_cancels_a_bed_exit_cleared_in_time() -> None:
+    """A fall-risk bed exit cleared within 45 s never rings and ends as cancelled."""
+    c = Clocked(config())
+    c.signal("bed-101")
+    c.at(30)
+    c.signal("bed-101", "cleared")
+    c.at(300)
+    assert c.rings() == []
+    assert c.events("a1") == ["raised", "held", "cancelled"]
+
+
+def test_hold_off_rings_when_still_active() -> None:
+    """A fall-risk bed exit still active after 45 s rings the zone's primary at 45 s."""
+    c = Clocked(config())
+    c.signal("bed-101")
+    c.at(50)
+    assert c.rings() == [(45, "n-ost", "bed_exit")]
+
+
+def test_rules_are_first_match_and_tags_matter() -> None:
+    """A bed exit without fall_risk falls to the 20-minute long-absence rule."""
+    c = Clocked(config())
+    c.signal("bed-102")
+    c.at(1199)
+    assert c.rings() == []
+    c.at(1201)
+    assert c.rings() == [(1200, "n-ost", "bed_exit")]
+
+
+def test_schedule_suppresses_by_day() -> None:
+    """By day the bed-day rule suppresses bed exits, counted with their rule."""
+    c = Clocked(config(), start=DAY)
+    result = c.signal("bed-102")
+    assert c.rings() == []
+    (sup,) = [t for t in result.transitions if t.event == "suppressed"]
+    assert (sup.reason, sup.alert.rule) == ("rule", "bed-day")
+
+
+def test_dedup_merges_repeats_into_a_count() -> None:
+    """A pull cord pressed five times rings once; the alert counts five."""
+    c = Clocked(config())
+    for _ in range(5):
+        c.signal("cord-102")
+        c.at(c.now - c.start + 5)
+    assert c.rings() == [(0, "n-ost", "pull_cord")]
+    alert = c.engine.alert("a1")
+    assert alert is not None
+    assert alert.count == 5
+
+
+def test_critical_rings_at_once_and_repeats_update() -> None:
+    """An epilepsy alarm rings at 0 s with no rule; a repeat sends an update, not silence."""
+    c = Clocked(config())
+    c.signal("epi-101")
+    assert c.rings() == [(0, "n-ost", "epilepsy")]
+    repeat = c.signal("epi-101")
+    assert [d.action for d in repeat.deliveries] == ["update"]
+    assert repeat.deliveries[0].payload["count"] == 2
+
+
+def test_critical_ignores_presence_and_rules() -> None:
+    """Staff presence does not suppress a fall; presence marks it accepted (attended)."""
+    c = Clocked(config())
+    c.signal("pres-102")
+    c.signal("fall-102")
+    assert c.rings() == [(0, "n-ost", "fall")]
+    c.at(10)
+    c.signal("pres-102")
+    alert = c.engine.alert("a1")
+    assert alert is not None
+    assert alert.state is AlertState.ACCEPTED
+    assert alert.accepted_by == "presence:102"
+
+
+def test_presence_suppresses_and_attends() -> None:
+    """Presence cancels a held bed exit, resolves a ringing cord and suppresses new alerts."""
+    c = Clocked(config())
+    c.signal("bed-101")  # held 45 s
+    c.signal("cord-101")  # rings
+    c.at(10)
+    c.signal("pres-101")
+    assert c.events("a1")[-1] == "cancelled"
+    assert c.events("a2")[-1] == "resolved"
+    cancels = [d for d in c.out.deliveries if d.action == "cancel"]
+    assert [(d.alert_id, d.handset) for d in cancels] == [("a2", "n-ost")]
+    later = c.signal("door-101")
+    assert [t.event for t in later.transitions] == ["raised", "suppressed"]
+    assert later.transitions[-1].reason == "presence"
+    c.signal("pres-101", "cleared")
+    c.signal("cord-101")
+    assert c.rings()[-1] == (10, "n-ost", "pull_cord")
+
+
+def test_presence_expires_without_its_clear() -> None:
+    """A presence whose clear is lost stops suppressing after the presence timeout."""
+    c = Clocked(config("presence: {timeout: 600}\n"))
+    c.signal("pres-102")
+    c.at(601)
+    c.signal("cord-102")
+    assert c.rings() == [(601, "n-ost", "pull_cord")]
+
+
+def test_grouping_makes_one_message_per_room() -> None:
+    """A cord and a door in one room within the window: one ring, then an update."""
+    c = Clocked(config())
+    c.signal("cord-101")
+    c.at(20)
+    c.signal("door-101")
+    assert c.rings() == [(0, "n-ost", "pull_cord")]
+    update = [d for d in c.out.deliveries if d.action == "update"][-1]
+    assert update.alert_id == "a1"
+    assert [m["kind"] for m in update.payload["members"]] == ["door_open"]
+    assert "door_open" in update.payload["text"]
+    c.respond("n-ost", "a1")
+    member = c.engine.alert("a2")
+    assert member is not None
+    assert member.state is AlertState.ACCEPTED
+
+
+def test_group_member_clearing_updates_and_leader_waits_for_members() -> None:
+    """The leader's own clear waits for its members; the last one out sends the cancel."""
+    c = Clocked(config())
+    c.signal("cord-101")
+    c.signal("door-101")
+    c.signal("door-101", "cleared")  # member leaves: update
+    assert c.out.deliveries[-1].action == "update"
+    c.signal("door-101")
+    c.at(5)
+    c.signal("cord-101", "cleared")  # leader's condition ends, member still open
+    assert c.engine.alert("a1") is not None
+    c.signal("door-101", "cleared")
+    assert c.engine.alert("a1") is None
+    assert c.out.deliveries[-1].action == "cancel"
+
+
+def test_inhibition_mutes_targets_both_ways() -> None:
+    """A fall mutes an open bed exit in its room, and a later bed exit is suppressed."""
+    c = Clocked(config())
+    c.signal("bed-102")  # held 1200 s
+    c.signal("fall-102")
+    assert c.events("a1")[-1] == "cancelled"
+    later = c.signal("cord-102", kind="bed_exit")
+    assert later.transitions[-1].event == "suppressed"
+    assert later.transitions[-1].reason == "inhibited"
+
+
+def test_escalation_on_timeout_then_failsafe() -> None:
+    """Unaccepted: primary at 0, everyone on duty at 60 s, failsafe at 120 s."""
+    c = Clocked(config())
+    c.signal("cord-102")
+    c.at(130)
+    assert c.rings()[:3] == [
+        (0, "n-ost", "pull_cord"),
+        (60, "n-vest", "pull_cord"),
+        (120, "vakt", "pull_cord"),
+    ]
+    assert "escalated" in c.events("a1")
+
+
+def test_reject_moves_on_at_once() -> None:
+    """A reject escalates immediately to the next step."""
+    c = Clocked(config())
+    c.signal("cord-102")
+    c.at(5)
+    c.respond("n-ost", "a1", "reject")
+    assert c.rings() == [(0, "n-ost", "pull_cord"), (5, "n-vest", "pull_cord")]
+
+
+def test_accept_stops_escalation_and_reminds() -> None:
+    """After an accept nobody else rings; the accepter is reminded after the reminder time."""
+    c = Clocked(config())
+    c.signal("cord-102")
+    c.at(10)
+    c.respond("n-ost", "a1")
+    c.at(605)
+    assert c.rings() == [(0, "n-ost", "pull_cord")]
+    c.at(611)
+    reminder = [d for d in c.out.deliveries if d.payload.get("reminder")]
+    assert [(d.handset, d.action) for d in reminder] == [("n-ost", "ring")]
+
+
+def test_responses_only_from_handsets_that_got_the_alert() -> None:
+    """Unknown alerts and handsets that never rang are refused with a reason."""
+    c = Clocked(config())
+    c.signal("cord-102")
+    assert c.respond("n-vest", "a1").rejected == "not_delivered_to_handset"
+    assert c.respond("n-ost", "nope").rejected == "unknown_alert"
+
+
+def test_roster_by_day_rings_the_day_team_primary() -> None:
+    """By day the day shift's primary for the zone takes the alert."""
+    c = Clocked(config(), start=DAY)
+    c.signal("cord-102")
+    assert c.rings() == [(0, "d-ost", "pull_cord")]
+
+
+def test_roster_override_replaces_the_zone_team() -> None:
+    """An override for a zone replaces the shift between its start and end."""
+    extra = (
+        "  overrides: [{start: '2026-11-24T22:00', end: '2026-11-25T07:00', zone: ost,"
+        " handsets: [vakt]}]\n"
+    )
+    base = YAML.replace("  failsafe: [vakt]\n", "  failsafe: [vakt]\n" + extra)
+    c = Clocked(config(base=base))
+    c.signal("cord-102")
+    assert c.rings() == [(0, "vakt", "pull_cord")]
+
+
+def test_nobody_on_duty_is_an_alert_to_the_failsafe() -> None:
+    """By day zone vest has nobody: the failsafe gets the alert and a no-staff alarm."""
+    c = Clocked(config(), start=DAY)
+    c.signal("cord-201")
+    kinds = sorted((h, k) for _, h, k in c.rings())
+    assert ("vakt", "no_staff_on_duty") in kinds
+    assert ("vakt", "pull_cord") in kinds
+
+
+def test_technical_alarms_go_to_the_digest() -> None:
+    """Battery-low never rings night handsets; it arrives in the 07:30 digest."""
+    c = Clocked(config())
+    c.signal("bed-102", kind="battery_low")
+    assert c.rings() == []
+    c.at(9 * 3600)
+    digests = [d for d in c.out.deliveries if d.action == "digest"]
+    assert [d.handset for d in digests] == ["tech"]
+    assert len(digests[0].payload["items"]) == 1
+    local = dt.datetime.fromtimestamp(digests[0].payload["sent_at"], tz=OSLO)
+    assert (local.hour, local.minute) == (7, 30)
+
+
+def test_technical_immediate_when_digest_off() -> None:
+    """With digest off, technical alarms ring the technician handset at once."""
+    c = Clocked(config(base=YAML.replace("digest: true", "digest: false")))
+    c.signal("bed-102", kind="battery_low")
+    assert c.rings() == [(0, "tech", "battery_low")]
+
+
+def test_rate_limit_batches_non_critical_rings() -> None:
+    """Past the per-handset budget, rings wait and arrive as one batch message."""
+    c = Clocked(config("rate_limit: {max: 2, per: 300}\n"))
+    for device in ("cord-101", "cord-102"):
+        c.signal(device)
+    c.signal("bed-101", kind="water_leak")  # no rule: rings at once, but over budget
+    c.signal("epi-101")  # critical: never batched
+    kinds = [k for _, _, k in c.rings("n-ost")]
+    assert kinds == ["pull_cord", "pull_cord", "epilepsy"]
+    c.at(1)
+    for alert_id in ("a1", "a2", "a4"):
+        c.respond("n-ost", alert_id)
+    c.at(301)
+    batches = [d for d in c.out.deliveries if d.action == "batch" and d.handset == "n-ost"]
+    assert len(batches) == 1
+    assert [a["kind"] for a in batches[0].payload["alerts"]] == ["water_leak"]
+
+
+def test_sensor_supervision_raises_and_clears() -> None:
+    """A silent epilepsy sensor rings the zone at once; its next report clears it."""
+    c = Clocked(config("supervision: {kinds: {epilepsy: 600}}\n"))
+    c.at(601)
+    silent = [r for r in c.rings() if r[2] == "safety_sensor_silent"]
+    assert silent
+    assert silent[0][1] == "n-ost"
+    c.signal("epi-101", "report")
+    assert any(
+        t.event == "cleared" and t.alert.kind == "safety_sensor_silent" for t in c.out.transitions
+    )
+
+
+def test_reconfigure_keeps_active_alerts_and_timers() -> None:
+    """A hot reload keeps a held alert's deadline and sends nothing again."""
+    c = Clocked(config())
+    c.signal("bed-101")
+    c.at(10)
+    sent_before = len(c.out.deliveries)
+    c.engine.reconfigure(config("rate_limit: {max: 5, per: 60}\n"))
+    assert len(c.out.deliveries) == sent_before
+    c.at(50)
+    assert c.rings() == [(45, "n-ost", "bed_exit")]
+
+
+def test_restore_resumes_an_escalation() -> None:
+    """An alert restored after a restart escalates when its persisted deadline passes."""
+    c = Clocked(config())
+    c.signal("cord-102")
+    c.at(30)
+    alert = c.engine.alert("a1")
+    assert alert is not None
+    fresh = Clocked(config(), start=c.start)
+    fresh.engine.restore(alert, ["n-ost"], last_seq=1)
+    fresh.at(61)
+    assert fresh.rings() == [(60, "n-vest", "pull_cord")]
+    assert fresh.out.deliveries[0].seq == 2
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ("{name: slow-fall, match: {kinds: [fall]}, hold_off: 10}", "critical kind"),
+        ("{name: quiet, match: {}, action: suppress}", "critical kind"),
+        ("{name: grouped, match: {kinds: [epilepsy]}, group: 60}", "critical kind"),
+    ],
+)
+def test_check_rejects_rules_that_would_delay_critical(rule: str, message: str) -> None:
+    """A rule that would hold, group or suppress a critical kind fails `check`, naming it."""
+    text = YAML.replace("rules:\n", f"rules:\n  - {rule}\n")
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text, filename="bad.yaml")
+    line = exc.value.problems[0]
+    assert message in line
+    assert line.startswith("bad.yaml:")
+    assert rule.split(",", maxsplit=1)[0].split(": ")[1] in line
+
+
+def test_check_rejects_a_ladder_without_failsafe() -> None:
+    """An escalation ladder must end with the failsafe step."""
+    text = YAML.replace("{to: failsafe, after: 60}]", "{to: zone, after: 60}]")
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text, filename="bad.yaml")
+    assert "escalation.default.steps" in exc.value.problems[0]
+    assert "failsafe" in exc.value.problems[0]
+
+
+def test_alert_is_frozen() -> None:
+    """Alerts crossing the engine boundary are immutable."""
+    c = Clocked(config())
+    c.signal("cord-102")
+    alert = c.engine.alert("a1")
+    assert alert is not None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        alert.state = AlertState.CLEARED  # type: ignore[misc]

@@ -1,0 +1,70 @@
+"""Schedules in the site's time zone, including both DST change nights in Europe/Oslo."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from gateway.config import parse_config
+from gateway.schedule import Calendar
+
+OSLO = ZoneInfo("Europe/Oslo")
+CFG = parse_config(
+    """
+site: {timezone: Europe/Oslo}
+schedules:
+  night: {start: "22:00", end: "07:00"}
+  day: {start: "07:00", end: "22:00"}
+  weekend_night: {start: "22:00", end: "07:00", days: [fri, sat]}
+"""
+)
+
+
+def ts(y: int, mo: int, d: int, h: int, mi: int = 0) -> float:
+    """Epoch of a local Oslo wall time."""
+    return dt.datetime(y, mo, d, h, mi, tzinfo=OSLO).timestamp()
+
+
+def test_night_crosses_midnight() -> None:
+    """A 22:00-07:00 window covers late evening and early morning, not the afternoon."""
+    cal = Calendar(CFG)
+    assert cal.active("night", ts(2026, 11, 24, 23, 30))
+    assert cal.active("night", ts(2026, 11, 25, 6, 59))
+    assert not cal.active("night", ts(2026, 11, 25, 7, 0))
+    assert not cal.active("night", ts(2026, 11, 24, 15, 0))
+    assert cal.active("day", ts(2026, 11, 24, 15, 0))
+
+
+def test_spring_forward_night_is_an_hour_shorter() -> None:
+    """On 29 March 2026 (02:00 -> 03:00) the night window is 8 real hours, not 9."""
+    cal = Calendar(CFG)
+    start = ts(2026, 3, 28, 22, 0)
+    inside = [start + m * 60 for m in range(11 * 60) if cal.active("night", start + m * 60)]
+    assert len(inside) == 8 * 60
+    # 02:30 does not exist that night; one hour after 01:30 local is 03:30 local.
+    assert cal.local(ts(2026, 3, 29, 1, 30) + 3600).hour == 3
+
+
+def test_fall_back_night_is_an_hour_longer() -> None:
+    """On 25 October 2026 (03:00 -> 02:00) the night window is 10 real hours."""
+    cal = Calendar(CFG)
+    start = ts(2026, 10, 24, 22, 0)
+    inside = [start + m * 60 for m in range(12 * 60) if cal.active("night", start + m * 60)]
+    assert len(inside) == 10 * 60
+
+
+def test_days_filter_counts_early_morning_to_the_previous_day() -> None:
+    """Saturday 03:00 belongs to Friday's night, Monday 03:00 to Sunday's (not listed)."""
+    cal = Calendar(CFG)
+    assert cal.active("weekend_night", ts(2026, 11, 28, 3, 0))  # Saturday early = Friday night
+    assert not cal.active("weekend_night", ts(2026, 11, 30, 3, 0))  # Monday early = Sunday
+
+
+def test_next_time_across_dst() -> None:
+    """The next 07:30 after a DST night is 07:30 local wall time, whatever the offset."""
+    cal = Calendar(CFG)
+    for day in ((2026, 3, 28), (2026, 10, 24)):
+        nxt = cal.next_time("07:30", ts(*day, 23, 0))
+        local = cal.local(nxt)
+        assert (local.hour, local.minute) == (7, 30)
+        assert local.date() == dt.date(day[0], day[1], day[2] + 1)
