@@ -73,8 +73,9 @@ class Broker:
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode() if self.proc.stderr else ""
                 raise RuntimeError(f"mosquitto exited: {err}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.2
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
             ):
                 return
             time.sleep(0.05)
@@ -155,15 +156,24 @@ metrics: {{enabled: false}}
 """
 
 
-def make_config(broker_port: int, tmp_path: Path, *, prefix: str | None = None,
-                client_id: str | None = None, extra: str = "") -> Config:
+def make_config(
+    broker_port: int,
+    tmp_path: Path,
+    *,
+    prefix: str | None = None,
+    client_id: str | None = None,
+    extra: str = "",
+) -> Config:
     """Build the standard test config against a broker port."""
-    text = BASE_YAML.format(
-        port=broker_port,
-        client_id=client_id or unique("alertgw"),
-        prefix=prefix or unique("t"),
-        db=tmp_path / "journal.db",
-    ) + extra
+    text = (
+        BASE_YAML.format(
+            port=broker_port,
+            client_id=client_id or unique("alertgw"),
+            prefix=prefix or unique("t"),
+            db=tmp_path / "journal.db",
+        )
+        + extra
+    )
     return parse_config(text, filename="test.yaml")
 
 
