@@ -17,13 +17,15 @@ from gateway.backoff import Backoff
 from gateway.config import MqttConfig, read_password
 from gateway.errors import DeliveryError
 from gateway.metrics import Metrics
-from gateway.model import Delivery
+from gateway.model import Delivery, Signal, SignalState
 from gateway.ports import Inbound, Put, RawResponse
 
 log = structlog.get_logger("alertgw.mqtt")
 
 # Nagle plus the broker's delayed ACK holds small messages ~40 ms; alerts cannot wait.
 NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+# Mosquitto counts messages it dropped (full per-client queues, among others) here.
+SYS_DROPPED = "$SYS/broker/publish/messages/dropped"
 
 
 class MqttLink:
@@ -47,6 +49,7 @@ class MqttLink:
         self._sources = [(name, tuple(filters)) for name, filters in sources.items()]
         self._handset_topics = dict(handsets)
         self._response_topics = {f"{base}/response": hs for hs, base in handsets.items()}
+        self._dropped: int | None = None  # broker's $SYS drop counter, first value = baseline
         self._metrics = metrics
         self._client: aiomqtt.Client | None = None
         self._dups: set[int] = set()
@@ -122,6 +125,8 @@ class MqttLink:
         async with client:
             filters = [(f, 1) for _, fs in self._sources for f in fs]
             filters += [(t, 1) for t in self._response_topics]
+            if cfg.watch_broker_drops:
+                filters.append((SYS_DROPPED, 0))
             if filters:
                 await client.subscribe(filters)
             await client.publish(status, _status_payload("online"), qos=1, retain=True)
@@ -143,6 +148,9 @@ class MqttLink:
             if qos > 0:
                 paho_client.ack(mid, qos)
 
+        if topic == SYS_DROPPED:
+            self._broker_dropped(payload, now, put)
+            return
         handset = self._response_topics.get(topic)
         if handset is not None:
             put(RawResponse(handset=handset, payload=payload, received_at=now))
@@ -155,6 +163,30 @@ class MqttLink:
                 put(Inbound(name, topic, payload, now, dup=dup, ack=ack))
                 return
         ack()  # not ours (e.g. our own status topic under a wildcard)
+
+    def _broker_dropped(self, payload: bytes, now: float, put: Put) -> None:
+        try:
+            value = int(payload.strip() or b"0")
+        except ValueError:
+            return
+        previous, self._dropped = self._dropped, value
+        if previous is None or value <= previous:
+            return  # baseline, or the broker restarted and its counter reset
+        broker = f"{self._cfg.host}:{self._cfg.port}"
+        self._log.error("broker_dropping_messages", dropped=value - previous, total=value)
+        put(
+            Signal(
+                id=f"broker-dropped-{value}",
+                source="mqtt",
+                device=f"broker {broker}",
+                room="",
+                kind="broker_dropping",
+                state=SignalState.RAISED,
+                ts=now,
+                attrs={"dropped": value - previous, "total": value},
+                received_at=now,
+            )
+        )
 
     async def send(self, delivery: Delivery) -> None:
         """Publish one handset message at QoS 1; return on PUBACK."""

@@ -48,7 +48,7 @@ class Gateway:
         clock: Clock | None = None,
         metrics: Metrics | None = None,
         console: TextIO | None = None,
-        drain_timeout: float = 10.0,
+        drain_timeout: float | None = None,
         serve_metrics: bool = True,
     ) -> None:
         self.config = config
@@ -56,7 +56,9 @@ class Gateway:
         self.metrics = metrics or Metrics()
         self.journal = Journal(config.journal.path, synchronous=config.journal.synchronous)
         self.engine = Engine(config, now=self.clock())
-        self.drain_timeout = drain_timeout
+        self.drain_timeout = (
+            drain_timeout if drain_timeout is not None else config.journal.drain_timeout
+        )
         self._serve_metrics = serve_metrics and config.metrics.enabled
         self._inbox: asyncio.Queue[Item | None] = asyncio.Queue()
         self._confirmed: asyncio.Queue[tuple[int, DeliveryState]] = asyncio.Queue()

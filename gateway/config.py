@@ -43,6 +43,7 @@ class MqttConfig:
     password_file: str | None = None
     password_env: str | None = None
     status_topic: str = "alertgw/status"
+    watch_broker_drops: bool = True  # raise a technical alarm when $SYS drop counters rise
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
 
@@ -276,6 +277,7 @@ class JournalConfig:
     path: str = "var/alertgw.db"
     retention_days: float = 90.0
     synchronous: Literal["normal", "full"] = "full"
+    drain_timeout: float = 10.0  # on SIGTERM, wait this long for the outbox to empty
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
