@@ -408,4 +408,8 @@ def make_decoder(name: str, decoder: str, base_topic: str, config: Config) -> De
     """Build the decoder a source config names."""
     if decoder == "zigbee2mqtt":
         return Zigbee2MqttDecoder(source=name, config=config, base_topic=base_topic)
+    if decoder == "espa":
+        from gateway.espa.decode import EspaDecoder  # noqa: PLC0415 - espa imports decoders
+
+        return EspaDecoder(source=name, config=config)
     return JsonDecoder(source=name, config=config)

@@ -1,0 +1,424 @@
+"""The ESPA serial driver through real pty pairs against an independent simulated peer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+import pytest
+from structlog.testing import capture_logs
+
+from drivers.espa_serial import EspaLink, build_espa, line_config
+from gateway.config import EspaLinkConfig, parse_config
+from gateway.errors import ConfigError, DeliveryError
+from gateway.metrics import Metrics
+from gateway.model import Delivery, Response, ResponseKind, Signal, SignalState
+from gateway.ports import DeliveryReport, Inbound, Item
+from tests.integration.espa_peer import GARBAGE, Dect, NurseCall, PtyPeer, link_to
+
+# Linux ptys refuse 7-bit and parity settings (EINVAL), so pty tests run 8N1.
+FAST: dict[str, Any] = {
+    "bytesize": 8,
+    "parity": "N",
+    "stopbits": 1,
+    "poll_interval": 0.05,
+    "reply_timeout": 0.3,
+    "recovery_timeout": 1.0,
+    "backoff_initial": 0.05,
+    "backoff_max": 0.2,
+}
+
+
+class Collector:
+    """A `put` that keeps every item and lets a test wait for one."""
+
+    def __init__(self) -> None:
+        self.items: list[Item] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, item: Item) -> None:
+        self.items.append(item)
+        self._changed.set()
+
+    async def wait_for(self, match: Callable[[Item], bool], timeout: float = 3.0) -> Item:
+        """Return the first item (already seen or later) for which `match` is true."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for item in self.items:
+                    if match(item):
+                        return item
+                self._changed.clear()
+                await self._changed.wait()
+
+    def inbound(self) -> list[dict[str, Any]]:
+        """Decoded payloads of every Inbound so far."""
+        return [orjson.loads(i.payload) for i in self.items if isinstance(i, Inbound)]
+
+    def link_signals(self) -> list[SignalState]:
+        """States of the link_down signals so far."""
+        return [i.state for i in self.items if isinstance(i, Signal) and i.kind == "link_down"]
+
+
+def espa_config(
+    port: str,
+    role: Literal["control_station", "station"],
+    **over: Any,  # noqa: ANN401 - forwards EspaLinkConfig fields
+) -> EspaLinkConfig:
+    """A fast link config; the gateway is '2' as station and '1' as control station."""
+    local, remote = ("2", "1") if role == "station" else ("1", "2")
+    base = EspaLinkConfig(port=port, role=role, local_address=local, remote_address=remote)
+    return dataclasses.replace(base, **FAST, **over)
+
+
+@contextlib.asynccontextmanager
+async def running_link(
+    cfg: EspaLinkConfig,
+    *,
+    source: str | None = "nurse",
+    handsets: dict[str, str] | None = None,
+    link_down_after: float = 30.0,
+) -> AsyncIterator[tuple[EspaLink, Collector]]:
+    """Run one EspaLink with a collecting `put` until the block ends."""
+    line = dataclasses.replace(line_config(cfg), retry_delay=0.1, link_down_after=link_down_after)
+    link = EspaLink(
+        name="l1", config=cfg, metrics=Metrics(), source=source, handsets=handsets, line=line
+    )
+    put = Collector()
+    task = asyncio.create_task(link.run(put), name="test.espa")
+    try:
+        yield link, put
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def is_link(state: SignalState) -> Callable[[Item], bool]:
+    """Match a link_down signal in `state`."""
+    return lambda i: isinstance(i, Signal) and i.kind == "link_down" and i.state is state
+
+
+def delivery(action: str = "ring", *, text: str = "Ødelagt dør rom 101") -> Delivery:
+    """A delivery for the ESPA handset `dect21` about alert a1."""
+    payload = {
+        "type": action,
+        "alert_id": "a1",
+        "seq": 1,
+        "kind": "door_open",
+        "room": "101",
+        "priority": "high",
+        "critical": False,
+        "text": text,
+        "state": "active" if action != "cancel" else "cleared",
+    }
+    return Delivery(alert_id="a1", handset="dect21", seq=1, action=action, payload=payload)
+
+
+CALL_101 = [("1", b"101"), ("2", b"Rom 101 toalett"), ("4", b"3"), ("6", b"2"), ("3", b"1")]
+
+
+# --- source: calls from a nurse-call control station ----------------------------------------
+
+
+async def test_calls_from_nurse_call_become_inbound_items() -> None:
+    """Header-1 calls become Inbound items with the call's fields; a reset call follows."""
+    peer = PtyPeer()
+    try:
+        async with running_link(espa_config(peer.path, "station")) as (link, put):
+            nurse = NurseCall(peer)
+            await asyncio.sleep(0.2)  # the driver opens the port
+            replies = await nurse.call(CALL_101)
+            assert [r.kind for r in replies] == ["ack", "ack"]
+            replies = await nurse.call([("1", b"101"), ("2", b"Rom 101 toalett"), ("4", b"1")])
+            assert [r.kind for r in replies] == ["ack", "ack"]
+            await put.wait_for(lambda i: isinstance(i, Inbound) and b'"1"' in i.payload)
+            first, reset = put.inbound()
+            assert first == {
+                "address": "101",
+                "message": "Rom 101 toalett",
+                "call_type": "3",
+                "priority": "2",
+                "beep": "1",
+                "transmissions": None,
+            }
+            assert reset["call_type"] == "1"
+            item = next(i for i in put.items if isinstance(i, Inbound))
+            assert item.source == "nurse"
+            assert item.topic == "espa/l1/101"
+            assert link.connected
+    finally:
+        peer.close()
+
+
+async def test_garbage_between_frames_is_ignored() -> None:
+    """Noise (CR, LF, NUL, bytes >= 0x80) around polls and blocks does not stop a call."""
+    peer = PtyPeer()
+    try:
+        async with running_link(espa_config(peer.path, "station")) as (_, put):
+            await asyncio.sleep(0.2)
+            peer.write(GARBAGE)
+            replies = await NurseCall(peer).call(CALL_101, noise=GARBAGE)
+            assert [r.kind for r in replies] == ["ack", "ack"]
+            await put.wait_for(lambda i: isinstance(i, Inbound))
+            assert [p["address"] for p in put.inbound()] == ["101"]
+    finally:
+        peer.close()
+
+
+async def test_bad_bcc_is_naked_then_the_resend_is_accepted_once() -> None:
+    """A corrupted block gets '1' NAK; the good resend is ACKed and yields one Inbound."""
+    peer = PtyPeer()
+    try:
+        async with running_link(espa_config(peer.path, "station")) as (_, put):
+            await asyncio.sleep(0.2)
+            replies = await NurseCall(peer).call(CALL_101, corrupt_first=True)
+            assert [(r.kind, r.arg) for r in replies] == [
+                ("ack", None),
+                ("nak", "1"),
+                ("ack", None),
+            ]
+            await put.wait_for(lambda i: isinstance(i, Inbound))
+            await NurseCall(peer).poll()  # one more transaction: nothing else was put
+            assert len(put.inbound()) == 1
+    finally:
+        peer.close()
+
+
+async def test_status_request_is_answered_when_polled() -> None:
+    """A header-3 status request for a received call is answered with a header-2 block."""
+    peer = PtyPeer()
+    try:
+        async with running_link(espa_config(peer.path, "station")) as (_, put):
+            await asyncio.sleep(0.2)
+            nurse = NurseCall(peer)
+            await nurse.call(CALL_101)
+            inbound = await put.wait_for(lambda i: isinstance(i, Inbound))
+            assert isinstance(inbound, Inbound)
+            assert inbound.ack is not None
+            inbound.ack()  # the core journaled it
+            replies = await nurse.call([("1", b"101")], header="3")
+            assert [r.kind for r in replies] == ["ack", "ack"]
+            status = await nurse.poll()
+            assert status is not None
+            assert status.ok
+            assert status.header == "2"
+            assert status.records["1"] == b"101"
+            assert status.records["7"] == b"3"  # paged: the gateway has it
+            assert await nurse.poll() is None
+    finally:
+        peer.close()
+
+
+# --- link supervision and reconnects ---------------------------------------------------------
+
+
+async def test_silent_peer_raises_link_down_and_polls_clear_it() -> None:
+    """No poll for link_down_after: a link_down signal is raised; the next poll clears it."""
+    peer = PtyPeer()
+    try:
+        cfg = espa_config(peer.path, "station")
+        async with running_link(cfg, link_down_after=0.3) as (link, put):
+            down = await put.wait_for(is_link(SignalState.RAISED))
+            assert isinstance(down, Signal)
+            assert down.device == "espa:l1"
+            assert down.room == ""
+            assert down.source == "nurse"
+            assert not link.connected
+            assert await NurseCall(peer).poll() is None
+            await put.wait_for(is_link(SignalState.CLEARED))
+            assert put.link_signals() == [SignalState.RAISED, SignalState.CLEARED]
+            assert link.connected
+    finally:
+        peer.close()
+
+
+async def test_port_that_vanishes_and_returns_is_reopened(tmp_path: Path) -> None:
+    """A vanished port raises link_down (one WARNING); the driver reopens it and clears it."""
+    port = tmp_path / "ttyESPA"
+    first = PtyPeer()
+    second: PtyPeer | None = None
+    link_to(first, port)
+    try:
+        with capture_logs() as logs:
+            async with running_link(espa_config(str(port), "station")) as (link, put):
+                await asyncio.sleep(0.2)
+                assert await NurseCall(first).poll() is None
+                await asyncio.sleep(0.05)
+                assert link.connected
+                # USB unplugged: the device node goes away with the port. (Leaving a dangling
+                # link to /dev/pts/N could reach another process's pty once N is reused.)
+                port.unlink()
+                first.close()
+                await put.wait_for(is_link(SignalState.RAISED))
+                await asyncio.sleep(0.5)  # several failed reopen attempts on the dead path
+                second = PtyPeer()
+                link_to(second, port)
+                nurse = NurseCall(second)
+                async with asyncio.timeout(3):
+                    while True:  # polls go unanswered until the driver has reopened
+                        with contextlib.suppress(TimeoutError):
+                            assert await asyncio.wait_for(nurse.poll(), 0.2) is None
+                            break
+                await put.wait_for(is_link(SignalState.CLEARED))
+                replies = await nurse.call(CALL_101)
+                assert [r.kind for r in replies] == ["ack", "ack"]
+                await put.wait_for(lambda i: isinstance(i, Inbound))
+        assert put.link_signals() == [SignalState.RAISED, SignalState.CLEARED]
+        failed = [e for e in logs if e["event"] == "espa_port_failed"]
+        assert len(failed) >= 2
+        assert [e["log_level"] for e in failed].count("warning") == 1
+        assert all(e["driver"] == "espa" and e["link"] == "l1" for e in failed)
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+
+
+# --- handset channel: calls to a DECT system --------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def dect_link(
+    **over: Any,  # noqa: ANN401 - forwards EspaLinkConfig fields
+) -> AsyncIterator[tuple[EspaLink, Collector, Dect]]:
+    """A gateway control station with handset dect21 (address 21) and a simulated DECT."""
+    peer = PtyPeer()
+    dect = Dect(peer)
+    sim = asyncio.create_task(dect.run(), name="test.dect")
+    try:
+        cfg = espa_config(peer.path, "control_station", **over)
+        async with running_link(cfg, source=None, handsets={"dect21": "21"}) as (link, put):
+            async with asyncio.timeout(3):
+                while not link.connected:
+                    await asyncio.sleep(0.02)
+            yield link, put, dect
+    finally:
+        sim.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sim
+        peer.close()
+
+
+async def test_delivery_becomes_a_call_block_in_iso646_no() -> None:
+    """A ring is one header-1 block: handset address, Nordic text in ISO 646-NO, priority."""
+    async with dect_link() as (link, _, dect):
+        async with asyncio.timeout(3):
+            await link.send(delivery())
+        call = dect.calls.get_nowait()
+        assert call.header == "1"
+        assert call.records["1"] == b"21"
+        assert call.records["2"] == b"\\delagt d|r rom 101"  # Ø -> 0x5C, ø -> 0x7C
+        assert call.records["4"] == b"3"  # standard call
+        assert call.records["6"] == b"2"  # high
+        async with asyncio.timeout(3):
+            await link.send(delivery("cancel"))
+        reset = dect.calls.get_nowait()
+        assert reset.records["1"] == b"21"
+        assert reset.records["4"] == b"1"  # reset call clears it on the handset
+
+
+async def test_display_text_is_sanitised_and_limited() -> None:
+    """Control characters are dropped and the text is cut to the link's display limit."""
+    async with dect_link(display_limit=12) as (link, _, dect):
+        async with asyncio.timeout(3):
+            await link.send(delivery(text="Fall\x1e\x1f rom\n101 seng ved vindu"))
+        call = dect.calls.get_nowait()
+        assert call.records["2"] == b"Fall rom 101"
+
+
+async def test_status_replies_map_back_to_the_alert() -> None:
+    """Paged, acknowledged, absent and fault statuses become reports and responses for a1."""
+    async with dect_link() as (link, put, dect):
+        async with asyncio.timeout(3):
+            await link.send(delivery())
+        for status in ("3", "6", "4", "8", "2"):
+            dect.status("21", status, text=b"\\delagt d|r rom 101")
+        await put.wait_for(lambda i: isinstance(i, DeliveryReport) and i.status == "failed")
+        got = [i for i in put.items if isinstance(i, DeliveryReport | Response)]
+        assert got == [
+            DeliveryReport("dect21", "a1", "delivered", got[0].ts, "paged"),
+            Response("dect21", "a1", ResponseKind.ACCEPT, got[1].ts),
+            Response("dect21", "a1", ResponseKind.REJECT, got[2].ts, "absent"),
+            DeliveryReport("dect21", "a1", "failed", got[3].ts, "fault"),
+        ]
+
+
+async def test_busy_select_is_retried_until_accepted() -> None:
+    """A '2' NAK (busy) to the select is retried after retry_delay and then succeeds."""
+    async with dect_link() as (link, _, dect):
+        dect.busy_selects = 2
+        async with asyncio.timeout(3):
+            await link.send(delivery())
+        assert dect.busy_selects == 0
+        assert dect.calls.get_nowait().records["1"] == b"21"
+
+
+async def test_naked_block_is_resent_and_rejected_block_fails() -> None:
+    """A '1' NAK leads to a resend; a '3' NAK raises DeliveryError naming handset and port."""
+    async with dect_link() as (link, _, dect):
+        dect.nak_blocks = 1
+        async with asyncio.timeout(3):
+            await link.send(delivery())
+        assert dect.calls.qsize() == 1
+        dect.reject_blocks = 1
+        with pytest.raises(DeliveryError, match=r"dect21.*/dev/pts/.*rejected"):
+            async with asyncio.timeout(3):
+                await link.send(delivery())
+
+
+async def test_send_while_port_is_closed_raises() -> None:
+    """Sending on a link whose port is not open raises DeliveryError at once."""
+    cfg = espa_config("/nonexistent/ttyESPA", "control_station")
+    link = EspaLink(name="l1", config=cfg, metrics=Metrics(), handsets={"dect21": "21"})
+    with pytest.raises(DeliveryError, match=r"dect21.*/nonexistent/ttyESPA.*down"):
+        await link.send(delivery())
+
+
+# --- wiring ------------------------------------------------------------------------------------
+
+BUILD_YAML = """
+sources:
+  nurse: {type: espa, decoder: espa, link: both}
+  calls: {type: espa, decoder: espa, link: calls_only}
+espa:
+  both: {port: /dev/ttyUSB0}
+  calls_only: {port: /dev/ttyUSB1}
+  dect: {port: "socket://127.0.0.1:4001", role: control_station, local_address: "1",
+         remote_address: "2"}
+  spare: {port: /dev/ttyUSB3}
+zones:
+  east: {rooms: ["101"]}
+devices:
+  call-101: {room: "101", kind: pull_cord, name: "101", source: nurse}
+handsets:
+  d21: {channel: espa, link: dect, address: "21"}
+  d22: {channel: espa, link: dect, address: "22"}
+  n1: {channel: espa, link: both, address: "31"}
+routing:
+  - {handsets: [d21, d22, n1]}
+"""
+
+
+def test_build_espa_runs_each_link_once() -> None:
+    """One link per used entry; a link that is source and channel is run by its channel."""
+    config = parse_config(BUILD_YAML, filename="test.yaml")
+    sources, channels = build_espa(config, Metrics())
+    assert sorted(s.name for s in sources) == ["espa[calls_only]", "nurse"]
+    assert isinstance(next(s for s in sources if s.name == "espa[calls_only]"), EspaLink)
+    assert not isinstance(next(s for s in sources if s.name == "nurse"), EspaLink)
+    assert set(channels) == {"d21", "d22", "n1"}
+    assert channels["d21"] is channels["d22"]
+    assert channels["d21"].name == "espa[dect]"
+    assert channels["n1"].name == "espa[both]"
+
+
+def test_build_espa_refuses_two_sources_on_one_link() -> None:
+    """Two sources naming one link is a config error naming the link."""
+    text = BUILD_YAML.replace("link: calls_only", "link: both")
+    with pytest.raises(ConfigError, match=r"espa\.both: named by more than one source"):
+        build_espa(parse_config(text, filename="test.yaml"), Metrics())
