@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -77,7 +78,8 @@ class MqttLink:
             except aiomqtt.MqttCodeError as exc:
                 delay = self._down(exc, fatal=_is_auth_failure(exc))
             except aiomqtt.MqttError as exc:
-                delay = self._down(exc, fatal=False)
+                # A certificate that does not verify will not fix itself: retry at the cap.
+                delay = self._down(exc, fatal="CERTIFICATE_VERIFY_FAILED" in str(exc))
             finally:
                 self._client = None
                 self._connected.clear()
@@ -86,7 +88,14 @@ class MqttLink:
 
     def _down(self, exc: Exception, *, fatal: bool) -> float:
         delay = self._backoff.fail(fatal=fatal)
-        event = "mqtt_auth_failed" if fatal else "mqtt_disconnected"
+        text = str(exc)
+        event = (
+            "mqtt_tls_failed"
+            if "CERTIFICATE" in text or "SSL" in text
+            else "mqtt_auth_failed"
+            if fatal
+            else "mqtt_disconnected"
+        )
         if self._backoff.first_failure or fatal:
             self._log.warning(event, error=str(exc), retry_in=round(delay, 2))
         else:
@@ -96,6 +105,7 @@ class MqttLink:
     async def _session(self, put: Put) -> None:
         cfg = self._cfg
         status = cfg.status_topic
+        tls_context = tls_context_for(cfg)
         client = aiomqtt.Client(
             cfg.host,
             cfg.port,
@@ -107,6 +117,7 @@ class MqttLink:
             will=aiomqtt.Will(status, _status_payload("offline"), qos=1, retain=True),
             socket_options=(NODELAY,),
             timeout=10,
+            tls_context=tls_context,
         )
         # aiomqtt has no manual-ack switch; the paho client underneath does (paho >= 2.0).
         paho_client: paho.Client = client._client
@@ -208,6 +219,16 @@ class MqttLink:
             await client.publish(
                 self._cfg.status_topic, _status_payload(state), qos=1, retain=True, timeout=5
             )
+
+
+def tls_context_for(cfg: MqttConfig) -> ssl.SSLContext | None:
+    """Build the TLS context a broker config asks for (None for plain TCP)."""
+    if cfg.tls is None:
+        return None
+    context = ssl.create_default_context(cafile=cfg.tls.ca_file)
+    if cfg.tls.cert_file:
+        context.load_cert_chain(cfg.tls.cert_file, cfg.tls.key_file)
+    return context
 
 
 def _status_payload(state: str) -> bytes:

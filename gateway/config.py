@@ -32,6 +32,15 @@ class SiteConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """TLS to the broker: the CA to trust and, optionally, our client certificate."""
+
+    ca_file: str
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class MqttConfig:
     """The MQTT broker connection shared by MQTT sources and handsets."""
 
@@ -42,6 +51,7 @@ class MqttConfig:
     username: str | None = None
     password_file: str | None = None
     password_env: str | None = None
+    tls: TlsConfig | None = None
     status_topic: str = "alertgw/status"
     watch_broker_drops: bool = True  # raise a technical alarm when $SYS drop counters rise
     backoff_initial: float = 0.5
@@ -454,6 +464,35 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
                     f"{section}.{key}",
                     "ids may hold only letters, digits and _ . : -",
                 )
+    mc = config.mqtt
+    if mc is not None:
+        if mc.password_file and mc.password_env:
+            problems.add(
+                _line(tree, "mqtt", "password_env"),
+                "mqtt.password_env",
+                "give password_file or password_env, not both",
+            )
+        if (mc.password_file or mc.password_env) and not mc.username:
+            problems.add(_line(tree, "mqtt"), "mqtt.username", "a password needs a username")
+        if mc.tls is not None:
+            for key in ("ca_file", "cert_file", "key_file"):
+                value = getattr(mc.tls, key)
+                if value and not Path(value).is_file():
+                    problems.add(
+                        _line(tree, "mqtt", "tls", key),
+                        f"mqtt.tls.{key}",
+                        f"file not found: {value}",
+                    )
+            if bool(mc.tls.cert_file) != bool(mc.tls.key_file):
+                problems.add(
+                    _line(tree, "mqtt", "tls"), "mqtt.tls", "cert_file and key_file go together"
+                )
+        if mc.password_file and not Path(mc.password_file).is_file():
+            problems.add(
+                _line(tree, "mqtt", "password_file"),
+                "mqtt.password_file",
+                f"file not found: {mc.password_file}",
+            )
     needs_mqtt = [n for n, s in config.sources.items() if s.type == "mqtt"] + [
         n for n, h in config.handsets.items() if h.channel == "mqtt"
     ]

@@ -43,6 +43,7 @@ class Broker:
     port: int
     workdir: Path
     extra: str = ""
+    body: str | None = None  # a whole config instead of the default ({port}, {workdir})
     proc: subprocess.Popen[bytes] | None = None
     host: str = "127.0.0.1"
 
@@ -54,6 +55,13 @@ class Broker:
     def start(self) -> None:
         """Start the broker and wait until it accepts connections."""
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.body is not None:
+            self.conf.write_text(self.body.format(port=self.port, workdir=self.workdir))
+        else:
+            self._write_default()
+        self._launch()
+
+    def _write_default(self) -> None:
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
@@ -63,6 +71,8 @@ class Broker:
             "max_queued_messages 100000\n"
             f"log_dest file {self.workdir}/mosquitto.log\n" + self.extra
         )
+
+    def _launch(self) -> None:
         self.proc = subprocess.Popen(
             [mosquitto_binary(), "-c", str(self.conf)],
             stdout=subprocess.DEVNULL,
