@@ -84,6 +84,10 @@ def line_config(lc: EspaLinkConfig) -> LineConfig:
         recovery_timeout=lc.recovery_timeout,
         max_retransmissions=lc.max_retransmissions,
         mask_high_bit=lc.mask_high_bit,
+        link_down_after=lc.link_down_after,
+        # The line core's default (60 s, from PBX practice) would hold an alarm for a minute
+        # after a paging system comes back; a care home wants it tried every few seconds.
+        offline_poll_interval=lc.offline_poll_interval,
     )
 
 

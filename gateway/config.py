@@ -77,6 +77,8 @@ class EspaLinkConfig:
     reply_timeout: float = 2.0
     recovery_timeout: float = 10.0
     max_retransmissions: int = 2
+    link_down_after: float = 30.0  # no answer this long: the peer counts as down
+    offline_poll_interval: float = 5.0  # how often a down peer is tried again
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
 
