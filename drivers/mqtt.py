@@ -17,6 +17,7 @@ import structlog
 from gateway.backoff import Backoff
 from gateway.config import MqttConfig, read_password
 from gateway.errors import DeliveryError
+from gateway.fairshare import FairShare
 from gateway.metrics import Metrics
 from gateway.model import Delivery, Signal, SignalState
 from gateway.ports import Inbound, Put, RawResponse
@@ -44,6 +45,7 @@ class MqttLink:
         sources: Mapping[str, Sequence[str]],
         handsets: Mapping[str, str],
         metrics: Metrics,
+        fair_share: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
         self.name = "mqtt"
         self._cfg = config
@@ -51,6 +53,12 @@ class MqttLink:
         self._handset_topics = dict(handsets)
         self._response_topics = {f"{base}/response": hs for hs, base in handsets.items()}
         self._dropped: int | None = None  # broker's $SYS drop counter, first value = baseline
+        # source name -> FairShare, for sources whose topic names one device
+        self._fair = {
+            name: FairShare[paho.MQTTMessage](rate=rate, burst=burst)
+            for name, (rate, burst) in (fair_share or {}).items()
+        }
+        self._topic_source: dict[str, str | None] = {}
         self._metrics = metrics
         self._client: aiomqtt.Client | None = None
         self._dups: set[int] = set()
@@ -126,13 +134,64 @@ class MqttLink:
         dups = self._dups
         forward = paho_client.on_message
 
+        loop = asyncio.get_running_loop()
+        flush: list[asyncio.TimerHandle] = []
+
+        def release() -> None:
+            flush.clear()
+            for fair in self._fair.values():
+                for parked in fair.due(loop.time()):
+                    if forward is not None:
+                        forward(paho_client, None, parked)
+            schedule()
+
+        def schedule() -> None:
+            dues = [d for f in self._fair.values() if (d := f.next_deadline()) is not None]
+            if dues and not flush:
+                flush.append(loop.call_at(min(dues), release))
+
         def on_message(c: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:  # noqa: ANN401
             if msg.dup:
                 dups.add(msg.mid)
+            source = self._source_of(msg.topic)
+            fair = self._fair.get(source) if source is not None else None
+            if fair is not None:
+                admitted, superseded = fair.offer(msg.topic, msg, loop.time())
+                if superseded is not None:
+                    # The newer message carries the device's whole state; this one is moot.
+                    c.ack(superseded.mid, superseded.qos)
+                    self._metrics.rejects.labels(source, "rate_limited").inc()
+                if not admitted:
+                    schedule()
+                    return
             if forward is not None:
                 forward(c, userdata, msg)
 
         paho_client.on_message = on_message
+        try:
+            await self._connected_session(client, paho_client, put)
+        finally:
+            for handle in flush:
+                handle.cancel()
+
+    def _source_of(self, topic: str) -> str | None:
+        cached = self._topic_source.get(topic, "")
+        if cached != "":
+            return cached
+        found = next(
+            (n for n, fs in self._sources if any(paho.topic_matches_sub(f, topic) for f in fs)),
+            None,
+        )
+        if len(self._topic_source) > 100_000:
+            self._topic_source.clear()
+        self._topic_source[topic] = found
+        return found
+
+    async def _connected_session(
+        self, client: aiomqtt.Client, paho_client: paho.Client, put: Put
+    ) -> None:
+        cfg = self._cfg
+        status = cfg.status_topic
         async with client:
             filters = [(f, 1) for _, fs in self._sources for f in fs]
             filters += [(t, 1) for t in self._response_topics]

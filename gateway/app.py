@@ -131,6 +131,11 @@ class Gateway:
                 sources=mqtt_sources,
                 handsets=mqtt_handsets,
                 metrics=self.metrics,
+                fair_share={
+                    n: (s.max_rate, s.max_burst)
+                    for n, s in cfg.sources.items()
+                    if s.type == "mqtt" and s.decoder == "zigbee2mqtt" and s.max_rate > 0
+                },
             )
             for h in mqtt_handsets:
                 self._channels[h] = self.link

@@ -95,6 +95,10 @@ class SourceConfig:
     speed: float = 60.0
     seed: int = 1
     loop: bool = True
+    # Per-topic fair share for sources whose topic is one device (zigbee2mqtt): beyond this
+    # rate a topic is coalesced to its newest message, so a babbling sensor starves nobody.
+    max_rate: float = 20.0
+    max_burst: float = 40.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

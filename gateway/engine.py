@@ -68,6 +68,16 @@ class Outcome:
         self.deliveries.extend(other.deliveries)
 
 
+TEXT_LIMIT = 120
+_CONTROL = dict.fromkeys([*range(0x20), 0x7F, *range(0x80, 0xA0)], " ")
+
+
+def safe_text(text: str, limit: int = TEXT_LIMIT) -> str:
+    """Display text without control characters (they would break ESPA framing), length-capped."""
+    cleaned = " ".join(text.translate(_CONTROL).split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
 def new_alert_id() -> str:
     """Return a fresh, globally unique alert id."""
     return uuid.uuid4().hex[:16]
@@ -882,4 +892,5 @@ class Engine:
 
     @staticmethod
     def _text(template: str, *, kind: str, room: str, device: str, zone: str, count: int) -> str:
-        return template.format(kind=kind, room=room, device=device, zone=zone, count=count)
+        text = template.format(kind=kind, room=room, device=device, zone=zone, count=count)
+        return safe_text(text)

@@ -459,3 +459,12 @@ def test_alert_is_frozen() -> None:
     assert alert is not None
     with pytest.raises(dataclasses.FrozenInstanceError):
         alert.state = AlertState.CLEARED  # type: ignore[misc]
+
+
+def test_display_text_is_stripped_of_control_characters_and_capped() -> None:
+    """A kind from a payload with control characters cannot reach a handset's display raw."""
+    c = Clocked(config())
+    c.signal("cord-102", kind="x\x02\x03\x1e\x04" + "y" * 500)
+    text = c.out.deliveries[0].payload["text"]
+    assert not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+    assert len(text) <= 120
