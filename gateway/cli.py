@@ -8,7 +8,7 @@ import datetime as dt
 import sys
 from collections.abc import Sequence
 
-from gateway import logs
+from gateway import cli_tools, logs
 from gateway.config import EX_CONFIG, Config, load_config
 from gateway.errors import ConfigError
 from gateway.journal import Journal
@@ -25,7 +25,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_hist = sub.add_parser("history", help="show recent alerts with their timelines")
     p_hist.add_argument("config")
     p_hist.add_argument("--limit", type=int, default=20)
+    cli_tools.add_parsers(sub)
     args = parser.parse_args(argv)
+    if args.command in cli_tools.COMMANDS:  # offline tools take no positional config
+        return cli_tools.run(args)
     try:
         config = load_config(args.config)
     except ConfigError as exc:

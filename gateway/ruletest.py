@@ -109,10 +109,13 @@ class Got:
     kinds: tuple[str, ...]
     rooms: tuple[str, ...]
 
-    def describe(self) -> str:
-        """`45 s ring bed_exit room 102`."""
-        what = ", ".join(f"{k} room {r}" if r else k for k, r in zip(self.kinds, self.rooms))
-        return f"{_secs(self.at)} {self.type}" + (f" {what}" if what else "")
+    def describe(self, width: int = 0, type_width: int = 0) -> str:
+        """`45 s ring bed_exit room 102`, time and type padded to the given widths."""
+        what = ", ".join(
+            f"{k} room {r}" if r else k for k, r in zip(self.kinds, self.rooms, strict=True)
+        )
+        text = f"{_secs(self.at):>{width}} {self.type:<{type_width}}"
+        return text + (f" {what}" if what else "")
 
 
 def run_file(path: str | Path) -> tuple[int, int, str]:
@@ -252,7 +255,9 @@ class _Runner:
                 f"{step.alert!r} has rung this handset ({len(rung)} so far)"
             )
         kind = ResponseKind(step.response)
-        out = self.engine.handle_response(Response(step.handset, alert_id, kind, self.now), self.now)
+        out = self.engine.handle_response(
+            Response(step.handset, alert_id, kind, self.now), self.now
+        )
         self._take(out)
         if out.rejected is not None:
             return (
@@ -272,7 +277,9 @@ class _Runner:
                 kinds, rooms = (str(payload["kind"]),), (str(payload.get("room", "")),)
             else:
                 kinds, rooms = (), ()
-            self.got.append(Got(self.now - self.start, d.handset, d.action, d.alert_id, kinds, rooms))
+            self.got.append(
+                Got(self.now - self.start, d.handset, d.action, d.alert_id, kinds, rooms)
+            )
             if d.action in ("ring", "batch"):
                 rung = self.rang.setdefault(d.handset, [])
                 ids = [str(x["alert_id"]) for x in payload.get("alerts", ())] or [d.alert_id]
@@ -348,12 +355,13 @@ def _got_table(scenario: Scenario, got: list[Got]) -> list[str]:
     handsets = sorted(h for h in handsets if h != "*")
     lines = ["  got:"]
     width = max((len(h) for h in handsets), default=0) + 2
+    at_width = max((len(_secs(g.at)) for g in got), default=0)
     for h in handsets:
         mine = [g for g in got if g.handset == h]
         if not mine:
             lines.append(f"    {h:<{width}}(nothing)")
         for n, g in enumerate(mine):
-            lines.append(f"    {h if n == 0 else '':<{width}}{g.describe()}")
+            lines.append(f"    {h if n == 0 else '':<{width}}{g.describe(at_width, 6)}".rstrip())
     if not handsets:
         lines.append("    (no deliveries)")
     return lines
@@ -412,7 +420,11 @@ def _check(spec: RuleTestFile, tree: Located, config: Config, problems: Problems
         for j, resp in enumerate(s.responses):
             if resp.handset not in handsets:
                 bad(f"unknown handset {resp.handset!r}", *where, "responses", j, "handset")
-        for section, items in (("expect", s.expect), ("expect_none", s.expect_none)):
+        checks: list[tuple[str, tuple[Expectation | Absence, ...]]] = [
+            ("expect", s.expect),
+            ("expect_none", s.expect_none),
+        ]
+        for section, items in checks:
             for j, item in enumerate(items):
                 if item.handset != "*" and item.handset not in handsets:
                     bad(f"unknown handset {item.handset!r}", *where, section, j, "handset")

@@ -1,0 +1,101 @@
+"""The offline `alertgw` subcommands: schema, simulate, replay and test-rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gateway.cli import main
+from gateway.config import EX_CONFIG
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "config" / "example.yaml"
+RULES = REPO / "config" / "tests" / "example.rules.yaml"
+
+
+def test_schema_prints_json_schema_rejecting_unknown_keys(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`schema` prints valid JSON whose objects forbid unknown keys."""
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["type"] == "object"
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["site"]["additionalProperties"] is False
+    rule = schema["properties"]["rules"]["items"]
+    assert rule["additionalProperties"] is False
+    assert "hold_off" in rule["properties"]
+
+
+def test_simulate_then_replay_round_trip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A simulated night written by `simulate` replays through `replay` with a report."""
+    capture = tmp_path / "night.jsonl"
+    argv = ["simulate", "--config", str(EXAMPLE), "--seed", "2", "--date", "2026-11-24"]
+    assert main([*argv, "--out", str(capture)]) == 0
+    assert "wrote" in capsys.readouterr().err
+    lines = capture.read_text(encoding="utf-8").splitlines()
+    first = json.loads(lines[0])
+    assert set(first) == {"ts", "topic", "payload", "situation", "label", "needs_staff"}
+    start = dt.datetime(2026, 11, 24, 22, 0, tzinfo=ZoneInfo("Europe/Oslo")).timestamp()
+    stamps = [json.loads(line)["ts"] for line in lines]
+    assert start <= min(stamps) <= max(stamps) <= start + 9 * 3600
+    assert main(["replay", str(capture), "--config", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"Replay of {EXAMPLE}: 2026-11-24 22:0")
+    assert f"{'messages':<36}{len(lines):>7}" in out
+    assert "situations needing staff" in out
+
+
+def test_replay_compare_and_no_accept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--compare` prints both configs side by side; `--no-accept` lets alerts escalate."""
+    capture = tmp_path / "night.jsonl"
+    argv = ["simulate", "--config", str(EXAMPLE), "--date", "2026-11-24", "--out", str(capture)]
+    assert main(argv) == 0
+    demo = REPO / "config" / "demo.yaml"
+    argv = ["replay", str(capture), "--config", str(EXAMPLE), "--compare", str(demo)]
+    assert main([*argv, "--no-accept"]) == 0
+    out = capsys.readouterr().out
+    assert str(EXAMPLE)[-20:] in out
+    assert "B - A" in out
+    escalations = next(line for line in out.splitlines() if line.startswith("escalations"))
+    assert int(escalations.split()[1]) > 0
+
+
+def test_replay_reports_bad_capture_line_and_bad_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A malformed capture exits 65 naming the line; a broken config exits 78."""
+    capture = tmp_path / "bad.jsonl"
+    capture.write_text('{"ts": 1, "topic": "a", "payload": 1}\n{oops\n', encoding="utf-8")
+    assert main(["replay", str(capture), "--config", str(EXAMPLE)]) == 65
+    assert f"{capture}:2: invalid JSON" in capsys.readouterr().err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("sites: {}\n", encoding="utf-8")
+    assert main(["replay", str(capture), "--config", str(broken)]) == EX_CONFIG
+    assert "sites: unknown key" in capsys.readouterr().err
+
+
+def test_test_rules_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`test-rules` exits 0 when every file passes and 1 when any scenario fails."""
+    assert main(["test-rules", str(RULES)]) == 0
+    assert "0 failed" in capsys.readouterr().out
+    failing = tmp_path / "fail.rules.yaml"
+    failing.write_text(
+        f"config: {EXAMPLE}\n"
+        'start: "2026-11-24T23:00:00"\n'
+        "scenarios:\n"
+        "  - name: wrong\n"
+        "    signals: [{at: 0, device: snor-101}]\n"
+        "    expect: [{at: 5, handset: natt-ost, type: ring}]\n",
+        encoding="utf-8",
+    )
+    assert main(["test-rules", str(RULES), str(failing)]) == 1
+    out = capsys.readouterr().out
+    assert 'FAILED  scenario "wrong"' in out
+    assert "1 failed" in out

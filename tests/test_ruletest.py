@@ -1,0 +1,141 @@
+"""`alertgw test-rules`: scenario files run on a virtual clock, with promtool-like failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.ruletest import run_file
+
+REPO = Path(__file__).resolve().parent.parent
+
+CONFIG = """\
+site: {name: Rule test, timezone: Europe/Oslo}
+zones:
+  ost: {rooms: ["101"]}
+devices:
+  seng-101: {room: "101", kind: bed_exit, tags: [fall_risk]}
+  snor-101: {room: "101", kind: pull_cord}
+handsets:
+  natt: {channel: console}
+  vakt: {channel: console}
+schedules:
+  night: {start: "22:00", end: "07:00"}
+roster:
+  shifts:
+    - {schedule: night, assign: {ost: [natt]}}
+  failsafe: [vakt]
+escalation:
+  default:
+    steps: [{to: primary, after: 60}, {to: failsafe, after: 60}]
+rules:
+  - name: bed-fall-risk
+    match: {kinds: [bed_exit], tags: [fall_risk]}
+    hold_off: 45
+journal: {path: unused.db}
+metrics: {enabled: false}
+"""
+
+PASSING = """\
+config: home.yaml
+start: "2026-11-24T23:00:00"
+scenarios:
+  - name: bed exit rings after the hold-off
+    signals:
+      - {at: 0, device: seng-101, state: raised}
+    responses:
+      - {at: 50, handset: natt, alert: last, response: accept}
+    expect:
+      - {at: 45, handset: natt, type: ring, kind: bed_exit, room: "101"}
+      - {at: 50, handset: natt, type: update}
+    expect_none:
+      - {handset: vakt}
+      - {handset: natt, type: ring, until: 45}
+"""
+
+FAILING = """\
+config: home.yaml
+start: "2026-11-24T23:00:00"
+scenarios:
+  - name: cord rings the failsafe too early
+    signals:
+      - {at: 0, device: snor-101}
+    expect:
+      - {at: 30, handset: vakt, type: ring, kind: pull_cord}
+    expect_none:
+      - {handset: natt, type: ring, after: 0}
+"""
+
+
+def write(tmp_path: Path, scenario: str) -> Path:
+    """Write the test config and a scenario file next to it."""
+    (tmp_path / "home.yaml").write_text(CONFIG, encoding="utf-8")
+    path = tmp_path / "home.rules.yaml"
+    path.write_text(scenario, encoding="utf-8")
+    return path
+
+
+def test_passing_scenario_counts_as_passed(tmp_path: Path) -> None:
+    """A scenario whose expectations hold passes and prints `ok`."""
+    passed, failed, output = run_file(write(tmp_path, PASSING))
+    assert (passed, failed) == (1, 0)
+    assert "ok      bed exit rings after the hold-off" in output
+    assert output.endswith("1 passed, 0 failed")
+
+
+def test_failing_scenario_names_expectation_and_lists_what_handsets_got(tmp_path: Path) -> None:
+    """A failure names the scenario, the expectation with its line, and every handset's log."""
+    path = write(tmp_path, FAILING)
+    passed, failed, output = run_file(path)
+    assert (passed, failed) == (0, 1)
+    lines = output.splitlines()
+    assert lines[0] == f'FAILED  scenario "cord rings the failsafe too early" ({path}:4)'
+    assert lines[1] == (
+        "  expect[0] (line 8): ring to vakt at 30 s (kind pull_cord): no matching delivery"
+    )
+    assert lines[2].startswith(
+        "  expect_none[0] (line 10): no ring to natt after 0 s: "
+        "got 120 s ring pull_cord room 101 to natt; 180 s"
+    )
+    assert lines[3] == "  got:"
+    assert lines[4].split() == ["natt", "0", "s", "ring", "pull_cord", "room", "101"]
+    vakt = next(line for line in lines if line.strip().startswith("vakt"))
+    assert vakt.split() == ["vakt", "60", "s", "ring", "pull_cord", "room", "101"]
+
+
+def test_response_to_nothing_is_a_failure(tmp_path: Path) -> None:
+    """Answering when no alert rang the handset fails with a clear reason."""
+    scenario = PASSING.replace("at: 50, handset: natt", "at: 10, handset: natt")
+    passed, failed, output = run_file(write(tmp_path, scenario))
+    assert (passed, failed) == (0, 1)
+    assert (
+        "responses[0] (line 8): accept from natt at 10 s: no alert 'last' has rung this handset"
+        in output
+    )
+
+
+def test_unknown_keys_and_names_are_rejected_with_lines(tmp_path: Path) -> None:
+    """A typo'd key or an unknown device fails the file before anything runs."""
+    path = write(tmp_path, PASSING.replace("{at: 0, device:", "{at: 0, devce:"))
+    passed, failed, output = run_file(path)
+    assert (passed, failed) == (0, 1)
+    assert f"{path}:6: scenarios[0].signals[0].devce: unknown key" in output
+    path = write(tmp_path, PASSING.replace("device: seng-101", "device: seng-999"))
+    _, failed, output = run_file(path)
+    assert failed == 1
+    assert f"{path}:6: scenarios[0].signals[0].device: unknown device 'seng-999'" in output
+
+
+def test_missing_config_is_reported(tmp_path: Path) -> None:
+    """A scenario file whose config cannot be read fails with the config's path."""
+    path = tmp_path / "x.rules.yaml"
+    path.write_text(PASSING, encoding="utf-8")
+    passed, failed, output = run_file(path)
+    assert (passed, failed) == (0, 1)
+    assert "home.yaml: cannot read" in output
+
+
+def test_shipped_example_rules_pass() -> None:
+    """config/tests/example.rules.yaml passes against config/example.yaml."""
+    passed, failed, output = run_file(REPO / "config" / "tests" / "example.rules.yaml")
+    assert failed == 0, output
+    assert passed >= 11
