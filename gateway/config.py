@@ -377,7 +377,7 @@ BUILTIN_KINDS: Mapping[str, KindConfig] = MappingProxyType(
         "emergency": KindConfig(
             priority="critical", critical=True, edge=True, text="EMERGENCY room {room}"
         ),
-        "pull_cord": KindConfig(priority="high", text="Call room {room}"),
+        "pull_cord": KindConfig(priority="high", edge=True, text="Call room {room}"),
         "bed_exit": KindConfig(priority="high", text="Out of bed room {room}"),
         "door_open": KindConfig(priority="medium", text="Door open room {room}"),
         "water_leak": KindConfig(priority="medium", text="Water leak room {room}"),

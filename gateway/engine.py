@@ -134,6 +134,9 @@ class Engine:
         self._live: dict[str, _Live] = {}  # by alert id
         self._by_key: dict[str, str] = {}  # alert key -> live alert id
         self._present: dict[str, float] = {}  # room -> presence expiry
+        # Level conditions muted by staff presence that are still active (bed still empty):
+        # they are raised afresh when the staff leave, so presence never drops one for good.
+        self._armed: dict[str, Signal] = {}  # alert key -> the signal that raised it
         self._last_seen: dict[str, float] = {}  # device -> last signal of any kind
         self._silent: set[str] = set()  # devices flagged silent
         self._ring_log: dict[str, deque[float]] = {}  # handset -> recent ring times
@@ -143,6 +146,7 @@ class Engine:
         self._digest_due: float | None = None
         self._next_supervision = now + SUPERVISION_PERIOD
         self._started = now
+        self._now = now  # the latest time any input carried
         self.reconfigure(config)
 
     # -- configuration -------------------------------------------------------------------
@@ -156,7 +160,11 @@ class Engine:
             (frozenset(r.kinds), frozenset(r.zones), r.handsets) for r in config.routing
         ]
         self._devices = config.devices
-        self._digest_due = None
+        digest_at = config.technical.digest_at
+        if self._digest and digest_at != getattr(self, "_digest_at", digest_at):
+            # Keep what is queued for the digest; only its time moves.
+            self._digest_due = self.calendar.next_time(digest_at, self._now)
+        self._digest_at = digest_at
         for live in self._live.values():
             live.ladder = self._ladder(live.alert.rule, critical=live.alert.critical)
 
@@ -227,7 +235,8 @@ class Engine:
     def _failsafe(self, kind: str, now: float) -> list[str]:
         roster = self.config.roster
         group = list(roster.failsafe) if roster is not None else []
-        return [*self.on_duty(kind, now), *(h for h in group if h not in self.on_duty(kind, now))]
+        on_duty = self.on_duty(kind, now)
+        return [*on_duty, *(h for h in group if h not in on_duty)]
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -244,6 +253,7 @@ class Engine:
     def handle_signal(self, signal: Signal, now: float) -> Outcome:
         """Decide what one signal means."""
         out = Outcome()
+        self._now = now
         self._last_seen[signal.device] = now
         if signal.device in self._silent:
             self._silent.discard(signal.device)
@@ -256,6 +266,7 @@ class Engine:
             return out
         key = f"{signal.device}:{signal.kind}"
         if signal.state is SignalState.CLEARED:
+            self._armed.pop(key, None)
             self._clear_key(key, now, signal.id, out)
             return out
         existing = self._by_key.get(key)
@@ -310,6 +321,7 @@ class Engine:
     def tick(self, now: float) -> Outcome:
         """Fire every timer due at `now`."""
         out = Outcome()
+        self._now = now
         for live in list(self._live.values()):
             due = live.alert.due
             if due is None or due > now or live.alert.id not in self._live:
@@ -324,6 +336,7 @@ class Engine:
         for room, until in list(self._present.items()):
             if until <= now:
                 del self._present[room]
+                self._rearm(room, now, out)
         for handset, due in list(self._batch_due.items()):
             if due <= now:
                 self._flush_batch(handset, now, out)
@@ -393,6 +406,7 @@ class Engine:
             return
         if not kc.critical and signal.room in self._present:
             self._suppress(alert, now, "presence", f"staff in room {signal.room}", out)
+            self._arm(alert)
             return
         inhibitor = None if kc.critical else self._inhibitor(alert)
         if inhibitor is not None:
@@ -507,6 +521,8 @@ class Engine:
     def _remind(self, live: _Live, now: float, out: Outcome) -> None:
         alert = live.alert
         live.alert = alert.with_state(AlertState.ACCEPTED, due=now + live.ladder.reminder)
+        if alert.room in self._present:
+            return  # staff are in the room: nobody needs reminding
         out.transitions.append(Transition(live.alert, "reminder", now, alert.accepted_by or ""))
         if alert.accepted_by:
             out.deliveries.append(
@@ -563,7 +579,8 @@ class Engine:
     def _presence(self, signal: Signal, now: float, out: Outcome) -> None:
         room = signal.room
         if signal.state is SignalState.CLEARED:
-            self._present.pop(room, None)
+            if self._present.pop(room, None) is not None:
+                self._rearm(room, now, out)
             return
         self._present[room] = now + self.config.presence.timeout
         for live in list(self._live.values()):
@@ -577,7 +594,27 @@ class Engine:
                     self._accept(live, f"presence:{room}", now, out)
                 continue
             state = AlertState.CANCELLED if alert.state is AlertState.HELD else AlertState.RESOLVED
+            self._arm(live.alert)
             self._finish(live, state, now, f"staff in room {room}", out, reason="presence")
+
+    def _arm(self, alert: Alert) -> None:
+        """Remember a level condition presence muted, to raise it again when staff leave."""
+        if not self.config.kind(alert.kind).edge and alert.device in self._devices:
+            self._armed[alert.key] = Signal(
+                id=alert.signal_id,
+                source="presence",
+                device=alert.device,
+                room=alert.room,
+                kind=alert.kind,
+                state=SignalState.RAISED,
+                ts=alert.raised_at,
+            )
+
+    def _rearm(self, room: str, now: float, out: Outcome) -> None:
+        for key, signal in list(self._armed.items()):
+            if signal.room == room and key not in self._by_key:
+                del self._armed[key]
+                self._raise(signal, key, now, out)
 
     # -- grouping and repeats -------------------------------------------------------------
 

@@ -393,6 +393,7 @@ class _Run:
         self.group_of: dict[str, str] = {}
         self.first_ring: dict[str, float] = {}
         self.rang: set[str] = set()
+        self.attended: set[str] = set()  # alerts muted because staff were in the room
         self.by_handset: Counter[str] = Counter()
         self.deliveries: Counter[str] = Counter()
         self.muted: dict[str, Counter[tuple[str, str]]] = {
@@ -489,6 +490,8 @@ class _Run:
                 self.group_of[alert.id] = tr.detail
             elif tr.event == "escalated":
                 self.escalations[tr.reason or "timeout"] += 1
+            if tr.reason == "presence":
+                self.attended.add(alert.id)
             if tr.event in self.muted and tr.reason:
                 self.muted[tr.event][(tr.reason, alert.rule)] += 1
             if info is not None and tr.event in _TERMINAL_EVENTS:
@@ -530,7 +533,12 @@ class _Run:
             alerts_of: dict[str, list[str]] = {}
             for a_id, info in self.alerts.items():
                 leader = self.group_of.get(a_id)
-                rang = a_id in self.rang or (leader is not None and leader in self.rang)
+                # Staff already in the room (presence) attend a situation without a ring.
+                rang = (
+                    a_id in self.rang
+                    or a_id in self.attended
+                    or (leader is not None and leader in self.rang)
+                )
                 for sid in info.situations:
                     alerts_of.setdefault(sid, []).append(a_id)
                     if rang:

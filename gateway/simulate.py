@@ -15,6 +15,14 @@ import orjson
 from gateway.config import Config, DeviceConfig
 
 NIGHT_SECONDS = 9 * 3600
+# kind -> (Zigbee2MQTT field, its idle value) for the start-of-night state
+_BASELINE = {
+    "bed_exit": ("occupancy", False),
+    "door_open": ("contact", True),
+    "presence": ("occupancy", False),
+    "epilepsy": ("epilepsy", False),
+    "fall": ("fall", False),
+}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,13 +60,37 @@ class NightSimulator:
             events += self._pull_cord(by_room[first], 5.0, presses=3)
         for room in rooms:
             devs = by_room[room]
+            for dev_id, dc in devs.values():
+                # Every level sensor's current state first, as Zigbee2MQTT would have it.
+                field = _BASELINE.get(dc.kind)
+                if field is not None:
+                    events.append(
+                        self._msg(
+                            0.0,
+                            dev=(dev_id, dc),
+                            body={field[0]: field[1]},
+                            situation=f"baseline-{dev_id}",
+                            label="baseline",
+                            needs=False,
+                        )
+                    )
             if "bed_exit" in devs:
-                for _ in range(rng.randint(1, 3)):
-                    events += self._turn_over(devs, rng.uniform(0, length))
-                for _ in range(rng.randint(0, 2)):
-                    events += self._bathroom(devs, rng.uniform(0, length - 900))
+                # One bed sensor sees one situation at a time: drop candidates that overlap.
+                candidates = [
+                    (rng.uniform(60, length - 60), self._turn_over, 45.0)
+                    for _ in range(rng.randint(1, 3))
+                ]
+                candidates += [
+                    (rng.uniform(60, length - 900), self._bathroom, 650.0)
+                    for _ in range(rng.randint(0, 2))
+                ]
                 if rng.random() < 0.15:
-                    events += self._long_absence(devs, rng.uniform(0, length - 3600))
+                    candidates.append((rng.uniform(60, length - 3600), self._long_absence, 2500.0))
+                free_from = 0.0
+                for start, make, lasts in sorted(candidates, key=lambda c: c[0]):
+                    if start >= free_from:
+                        events += make(devs, start)
+                        free_from = start + lasts + 60
             if "pull_cord" in devs and rng.random() < 0.3:
                 events += self._pull_cord(devs, rng.uniform(60, length - 600), presses=5)
             if "presence" in devs:
@@ -182,11 +214,16 @@ class NightSimulator:
                 needs=True,
             )
         ]
-        # Staff come after the alert: the absence rule holds off 20 min for most residents.
-        out += self._staff_visit(devs, t + self._rng.uniform(1500, 1900), sid, "long_absence")
+        # Staff come after the alert: within minutes for a fall-risk resident, after the
+        # 20-minute absence rule for the others.
+        fall_risk = "fall_risk" in bed[1].tags
+        visit = self._rng.uniform(120, 400) if fall_risk else self._rng.uniform(1500, 1900)
+        out += self._staff_visit(devs, t + visit, sid, "long_absence")
+        # The staff help the resident back to bed while they are in the room.
+        back = t + visit + self._rng.uniform(30, 100)
         out.append(
             self._msg(
-                t + 2400,
+                back,
                 dev=bed,
                 body={"occupancy": False},
                 situation=sid,

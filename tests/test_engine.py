@@ -218,8 +218,8 @@ def test_presence_suppresses_and_attends() -> None:
     assert [t.event for t in later.transitions] == ["raised", "suppressed"]
     assert later.transitions[-1].reason == "presence"
     c.signal("pres-101", "cleared")
-    c.signal("cord-101")
-    assert c.rings()[-1] == (10, "n-ost", "pull_cord")
+    # The door is still open after the staff leave, so it is raised again (re-armed).
+    assert c.rings()[-1] == (10, "n-ost", "door_open")
 
 
 def test_presence_expires_without_its_clear() -> None:
@@ -468,3 +468,35 @@ def test_display_text_is_stripped_of_control_characters_and_capped() -> None:
     text = c.out.deliveries[0].payload["text"]
     assert not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
     assert len(text) <= 120
+
+
+def test_presence_keeps_a_still_active_bed_exit_armed() -> None:
+    """Staff leaving while the bed is still empty re-raises the bed exit with a fresh hold-off."""
+    c = Clocked(config())
+    c.signal("bed-102")  # held 20 min
+    c.at(60)
+    c.signal("pres-102")  # staff round cancels the held alert
+    c.at(120)
+    c.signal("pres-102", "cleared")  # staff leave; the bed is still empty
+    c.at(120 + 1201)
+    assert c.rings() == [(1320, "n-ost", "bed_exit")]
+
+
+def test_presence_does_not_rearm_a_condition_that_cleared() -> None:
+    """A bed exit that clears while staff are present is not raised again when they leave."""
+    c = Clocked(config())
+    c.signal("pres-102")
+    c.signal("bed-102")  # suppressed by presence, armed
+    c.signal("bed-102", "cleared")
+    c.signal("pres-102", "cleared")
+    c.at(3000)
+    assert c.rings() == []
+
+
+def test_reconfigure_keeps_a_queued_digest() -> None:
+    """Technical items queued before a reload still go out in the digest."""
+    c = Clocked(config())
+    c.signal("bed-102", kind="battery_low")
+    c.engine.reconfigure(config("rate_limit: {max: 5, per: 60}\n"))
+    c.at(9 * 3600)
+    assert [d.handset for d in c.out.deliveries if d.action == "digest"] == ["tech"]

@@ -39,11 +39,6 @@ def test_critical_alerts_ring_without_delay(night: list[dict[str, Any]]) -> None
     assert row["critical_unrung"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the simulator publishes no initial sensor state, so the decoder takes each bed's "
-    "first message of the night as its baseline and that bathroom visit never raises",
-)
 def test_no_situation_needing_staff_is_missed(night: list[dict[str, Any]]) -> None:
     """No situation that needed staff went without a ring."""
     assert example(night)["missed"] == 0

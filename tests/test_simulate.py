@@ -13,6 +13,7 @@ from gateway.simulate import NIGHT_SECONDS, NightSimulator
 
 DEMO = Path(__file__).resolve().parent.parent / "config" / "demo.yaml"
 LABELS = {
+    "baseline",
     "turn_over",
     "bathroom_visit",
     "long_absence",
