@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import os
+import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from gateway import cli_tools, logs
 from gateway.config import EX_CONFIG, Config, load_config
@@ -16,6 +20,11 @@ from gateway.journal import Journal
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `alertgw` console script."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["espa"]:  # the wiring tool has its own argument parser
+        from gateway.espa.tool import main as espa_main  # noqa: PLC0415 - needs pyserial
+
+        return espa_main(args_list[1:])
     parser = argparse.ArgumentParser(prog="alertgw", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run the gateway daemon")
@@ -25,8 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_hist = sub.add_parser("history", help="show recent alerts with their timelines")
     p_hist.add_argument("config")
     p_hist.add_argument("--limit", type=int, default=20)
+    p_reload = sub.add_parser("reload", help="validate a config, then make the daemon reload it")
+    p_reload.add_argument("config")
+    sub.add_parser("espa", help="ESPA 4.4.4 wiring tool: espa monitor PORT | espa send PORT ...")
     cli_tools.add_parsers(sub)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     if args.command in cli_tools.COMMANDS:  # offline tools take no positional config
         return cli_tools.run(args)
     try:
@@ -41,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "history":
         return asyncio.run(_history(config, args.limit))
+    if args.command == "reload":
+        return _reload(config)
     logs.configure(config.logging.level, config.logging.format)
     from gateway.app import run  # noqa: PLC0415 - keep `check` fast and driver-free
 
@@ -68,6 +82,26 @@ def summary(config: Config) -> str:
     )
 
 
+def _reload(config: Config) -> int:
+    """Signal the running daemon (pid file beside the journal) to reload; config is valid."""
+    pidfile = Path(str(config.journal.path) + ".pid")
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as exc:
+        print(
+            f"alertgw: config is valid, but no running daemon was signalled ({pidfile}: {exc})."
+            " Under systemd use: systemctl reload alertgw",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"config valid; asked alertgw (pid {pid}) to reload it — see its log for"
+        " config_reloaded or config_reload_failed"
+    )
+    return 0
+
+
 async def _history(config: Config, limit: int) -> int:
     journal = Journal(config.journal.path)
     await journal.open()
@@ -75,23 +109,24 @@ async def _history(config: Config, limit: int) -> int:
         alerts = await journal.recent_alerts(limit)
     finally:
         await journal.close()
+    tz = ZoneInfo(config.site.timezone)
     if not alerts:
         print("no alerts journaled yet")
     for stored in alerts:
         a = stored.alert
         print(
-            f"{_t(a.raised_at)}  {a.id}  {a.priority.name:<8} {a.kind:<12} room {a.room:<6} "
+            f"{_t(a.raised_at, tz)}  {a.id}  {a.priority.name:<8} {a.kind:<12} room {a.room:<6} "
             f"{a.state.value}"
             + (f" by {a.accepted_by}" if a.accepted_by else "")
             + (f"  x{a.count}" if a.count > 1 else "")
         )
         for ts, event, detail in stored.events:
-            print(f"    {_t(ts)}  {event:<10} {detail}")
+            print(f"    {_t(ts, tz)}  {event:<10} {detail}")
     return 0
 
 
-def _t(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+def _t(ts: float, tz: ZoneInfo | None = None) -> str:
+    return dt.datetime.fromtimestamp(ts, tz=tz or dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 if __name__ == "__main__":

@@ -177,3 +177,21 @@ async def test_hot_reload_keeps_active_alerts_and_rejects_bad_config(
         assert gw.reload() is False
         assert gw.metrics.config_reloads.labels("failed")._value.get() == 1
         assert gw.config.rules[0].hold_off == 600
+
+
+async def test_alertgw_reload_command_signals_the_running_daemon(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """`alertgw reload CONFIG` validates the file and makes the running daemon reload it."""
+    from gateway.cli import main  # noqa: PLC0415 - the CLI under test
+
+    path = write_config(tmp_path, broker.port)
+    async with running(load_config(path)) as r:
+        path.write_text(path.read_text().replace("hold_off: 45", "hold_off: 90"))
+        assert main(["reload", str(path)]) == 0
+        for _ in range(50):
+            if r.gateway.metrics.config_reloads.labels("ok")._value.get():
+                break
+            await asyncio.sleep(0.02)
+        assert r.gateway.config.rules[0].hold_off == 90
+    assert main(["reload", str(path)]) == 1  # stopped: its pid file is gone
