@@ -339,7 +339,9 @@ class Config:
     journal: JournalConfig = dataclasses.field(default_factory=JournalConfig)
     metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
     logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
-    source_file: str = dataclasses.field(default="<memory>", compare=False)
+    source_file: str = dataclasses.field(
+        default="<memory>", compare=False, metadata={"internal": True}
+    )
     _zone_of: Mapping[str, str] = dataclasses.field(
         init=False, repr=False, compare=False, default_factory=_empty
     )

@@ -203,7 +203,9 @@ def _load_dataclass(cls: type[Any], loc: Located, problems: Problems, path: str)
         problems.add(loc.line, path, f"expected a mapping, got {value!r}")
         value = {}
     hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {
+        f.name: f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")
+    }
     kwargs: dict[str, Any] = {}
     for key, sub in value.items():
         name = key.replace("-", "_")
@@ -262,7 +264,7 @@ def json_schema(tp: Any) -> dict[str, Any]:  # noqa: ANN401
         props: dict[str, Any] = {}
         required: list[str] = []
         for f in dataclasses.fields(tp):
-            if not f.init:
+            if not f.init or f.metadata.get("internal"):
                 continue
             sub = json_schema(hints[f.name])
             doc = f.metadata.get("doc") if f.metadata else None
