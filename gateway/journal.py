@@ -76,6 +76,8 @@ class Journal:
         """Open (creating if needed) the database."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(self.path)
+        # Incremental auto-vacuum (only takes effect on a new file) lets pruning give pages back.
+        await db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute(f"PRAGMA synchronous={self._sync}")
         await db.execute("PRAGMA busy_timeout=5000")
@@ -305,36 +307,54 @@ class Journal:
             )
         return out
 
-    async def prune(self, before: float) -> int:
-        """Delete finished history older than `before`; return rows removed."""
-        async with self._lock:
-            return await self._prune(before)
+    async def prune(self, before: float, *, chunk: int = 2000) -> int:
+        """Delete finished history older than `before`; return rows removed.
 
-    async def _prune(self, before: float) -> int:
-        db = self.db
+        Deletes in small transactions and lets go of the write lock between them, so a
+        large backlog never holds up the router's commits for long.
+        """
         marks = ",".join("?" * len(_ACTIVE_STATES))
+        active = (*_ACTIVE_STATES,)
+        # Each statement deletes at most `chunk` rows; values are bound, clauses are ours.
+        statements = [
+            (
+                "DELETE FROM signals WHERE rowid IN (SELECT rowid FROM signals"
+                " WHERE received_at < ? LIMIT ?)",
+                (before, chunk),
+            ),
+            (
+                "DELETE FROM events WHERE rowid IN (SELECT e.rowid FROM events e JOIN alerts a"  # noqa: S608
+                f" ON a.id = e.alert_id WHERE a.updated_at < ? AND a.state NOT IN ({marks})"
+                " LIMIT ?)",
+                (before, *active, chunk),
+            ),
+            (
+                # Rows of a still-active alert say which handsets rang: a restart needs them.
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE updated_at < ?"  # noqa: S608
+                " AND state != 'queued' AND alert_id NOT IN"
+                f" (SELECT id FROM alerts WHERE state IN ({marks})) LIMIT ?)",
+                (before, *active, chunk),
+            ),
+            (
+                "DELETE FROM alerts WHERE rowid IN (SELECT rowid FROM alerts"  # noqa: S608
+                f" WHERE updated_at < ? AND state NOT IN ({marks}) AND id NOT IN"
+                " (SELECT alert_id FROM events) LIMIT ?)",
+                (before, *active, chunk),
+            ),
+        ]
         removed = 0
-        cur = await db.execute("DELETE FROM signals WHERE received_at < ?", (before,))
-        removed += cur.rowcount
-        cur = await db.execute(
-            f"DELETE FROM events WHERE alert_id IN (SELECT id FROM alerts WHERE updated_at < ?"  # noqa: S608
-            f" AND state NOT IN ({marks}))",
-            (before, *_ACTIVE_STATES),
-        )
-        removed += cur.rowcount
-        cur = await db.execute(
-            # Rows of a still-active alert say which handsets rang: a restart needs them.
-            "DELETE FROM outbox WHERE updated_at < ? AND state != 'queued' AND alert_id NOT IN"  # noqa: S608 - placeholders only
-            f" (SELECT id FROM alerts WHERE state IN ({marks}))",
-            (before, *_ACTIVE_STATES),
-        )
-        removed += cur.rowcount
-        cur = await db.execute(
-            f"DELETE FROM alerts WHERE updated_at < ? AND state NOT IN ({marks})",  # noqa: S608
-            (before, *_ACTIVE_STATES),
-        )
-        removed += cur.rowcount
-        await db.commit()
+        for sql, args in statements:
+            while True:
+                async with self._lock:
+                    cur = await self.db.execute(sql, args)
+                    await self.db.commit()
+                removed += max(cur.rowcount, 0)
+                if cur.rowcount < chunk:
+                    break
+                await asyncio.sleep(0)  # let a waiting commit in
+        async with self._lock:
+            await self.db.execute("PRAGMA incremental_vacuum(2000)")
+            await self.db.commit()
         return removed
 
 

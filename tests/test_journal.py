@@ -297,6 +297,23 @@ async def test_prune_removes_only_old_finished_history(journal: Journal, db_path
     assert await journal.prune(T0 + 500) == 0
 
 
+async def test_prune_in_small_chunks_keeps_the_database_bounded(
+    journal: Journal, db_path: Path
+) -> None:
+    """A backlog larger than one chunk is pruned completely, a few rows per transaction."""
+    for i in range(30):
+        done = alert(f"a{i}", AlertState.CLEARED)
+        await journal.commit_batch(
+            [signal(f"s{i}", received_at=T0)], [Transition(done, "cleared", T0)], []
+        )
+    with contextlib.closing(sqlite3.connect(db_path)) as db, db:
+        db.execute("UPDATE alerts SET updated_at = ?", (T0,))
+    removed = await journal.prune(T0 + 1, chunk=7)
+    assert removed == 90  # 30 signals, 30 events, 30 alerts
+    assert rows(db_path, "SELECT COUNT(*) FROM alerts") == [(0,)]
+    assert rows(db_path, "SELECT COUNT(*) FROM signals") == [(0,)]
+
+
 async def test_close_is_idempotent_and_a_closed_journal_refuses_use(db_path: Path) -> None:
     """close() twice is fine; using a closed journal raises RuntimeError."""
     j = Journal(db_path)
