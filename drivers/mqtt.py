@@ -28,6 +28,7 @@ log = structlog.get_logger("alertgw.mqtt")
 NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 # Mosquitto counts messages it dropped (full per-client queues, among others) here.
 SYS_DROPPED = "$SYS/broker/publish/messages/dropped"
+PUBACK_TIMEOUT = 10.0
 
 
 class MqttLink:
@@ -61,7 +62,9 @@ class MqttLink:
         self._topic_source: dict[str, str | None] = {}
         self._metrics = metrics
         self._client: aiomqtt.Client | None = None
-        self._dups: set[int] = set()
+        self._paho: paho.Client | None = None
+        # message id -> future resolved by PUBACK (or failed when the session drops)
+        self._acks: dict[int, asyncio.Future[None]] = {}
         self._connected = asyncio.Event()
         self._backoff = Backoff(initial=config.backoff_initial, maximum=config.backoff_max)
         self._log = log.bind(driver="mqtt", broker=f"{config.host}:{config.port}")
@@ -128,12 +131,8 @@ class MqttLink:
             tls_context=tls_context,
         )
         # aiomqtt has no manual-ack switch; the paho client underneath does (paho >= 2.0).
-        paho_client: paho.Client = client._client
+        paho_client: paho.Client = client._client  # noqa: SLF001 - see above
         paho_client.manual_ack_set(True)
-        # aiomqtt's Message drops paho's DUP flag; keep it, it tells a redelivery apart.
-        dups = self._dups
-        forward = paho_client.on_message
-
         loop = asyncio.get_running_loop()
         flush: list[asyncio.TimerHandle] = []
 
@@ -141,8 +140,7 @@ class MqttLink:
             flush.clear()
             for fair in self._fair.values():
                 for parked in fair.due(loop.time()):
-                    if forward is not None:
-                        forward(paho_client, None, parked)
+                    self._dispatch(parked, paho_client, put)
             schedule()
 
         def schedule() -> None:
@@ -150,9 +148,10 @@ class MqttLink:
             if dues and not flush:
                 flush.append(loop.call_at(min(dues), release))
 
+        # Messages go straight from paho's callback (on the loop thread: aiomqtt drives paho
+        # with add_reader) to the router, skipping aiomqtt's queue and Message copies, which
+        # also drop paho's DUP flag.
         def on_message(c: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:  # noqa: ANN401
-            if msg.dup:
-                dups.add(msg.mid)
             source = self._source_of(msg.topic)
             fair = self._fair.get(source) if source is not None else None
             if fair is not None:
@@ -164,15 +163,32 @@ class MqttLink:
                 if not admitted:
                     schedule()
                     return
-            if forward is not None:
-                forward(c, userdata, msg)
+            self._dispatch(msg, c, put)
 
         paho_client.on_message = on_message
+        aiomqtt_on_publish = paho_client.on_publish
+
+        def on_publish(c: paho.Client, userdata: Any, mid: int, *rest: Any) -> None:  # noqa: ANN401
+            # send() registers its future before it yields, so a PUBACK always finds it;
+            # no future means one of aiomqtt's own publishes (the status topic).
+            fut = self._acks.get(mid)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+            if aiomqtt_on_publish is not None:
+                aiomqtt_on_publish(c, userdata, mid, *rest)
+
+        paho_client.on_publish = on_publish
         try:
             await self._connected_session(client, paho_client, put)
         finally:
+            self._paho = None
             for handle in flush:
                 handle.cancel()
+            lost = DeliveryError(f"mqtt broker {self._cfg.host}:{self._cfg.port} disconnected")
+            for fut in self._acks.values():
+                if not fut.done():
+                    fut.set_exception(lost)
+            self._acks.clear()
 
     def _source_of(self, topic: str) -> str | None:
         cached = self._topic_source.get(topic, "")
@@ -201,18 +217,20 @@ class MqttLink:
                 await client.subscribe(filters)
             await client.publish(status, _status_payload("online"), qos=1, retain=True)
             self._client = client
+            self._paho = paho_client
             self._connected.set()
             self._metrics.connected.labels(driver="mqtt").set(1)
             self._log.info("mqtt_connected", subscriptions=len(filters))
             self._backoff.reset()
-            async for message in client.messages:
-                self._dispatch(message, paho_client, put)
+            # Messages arrive through on_message; this only waits for the connection to drop.
+            async for _ in client.messages:
+                pass
 
-    def _dispatch(self, message: aiomqtt.Message, paho_client: paho.Client, put: Put) -> None:
-        topic = message.topic.value
-        payload = message.payload if isinstance(message.payload, bytes) else b""
+    def _dispatch(self, msg: paho.MQTTMessage, paho_client: paho.Client, put: Put) -> None:
+        topic = msg.topic
+        payload = bytes(msg.payload)
         now = time.time()
-        mid, qos = message.mid, message.qos
+        mid, qos = msg.mid, msg.qos
 
         def ack() -> None:
             if qos > 0:
@@ -226,12 +244,10 @@ class MqttLink:
             put(RawResponse(handset=handset, payload=payload, received_at=now))
             ack()  # a lost response is re-sent by the handset app; it is not an alert
             return
-        for name, filters in self._sources:
-            if any(message.topic.matches(f) for f in filters):
-                dup = mid in self._dups
-                self._dups.discard(mid)
-                put(Inbound(name, topic, payload, now, dup=dup, ack=ack))
-                return
+        source = self._source_of(topic)
+        if source is not None:
+            put(Inbound(source, topic, payload, now, dup=msg.dup, ack=ack))
+            return
         ack()  # not ours (e.g. our own status topic under a wildcard)
 
     def _broker_dropped(self, payload: bytes, now: float, put: Put) -> None:
@@ -260,16 +276,29 @@ class MqttLink:
 
     async def send(self, delivery: Delivery) -> None:
         """Publish one handset message at QoS 1; return on PUBACK."""
-        client = self._client
-        if client is None:
+        paho_client = self._paho
+        if paho_client is None or self._client is None:
             raise DeliveryError(f"mqtt broker {self._cfg.host}:{self._cfg.port} is not connected")
         base = self._handset_topics[delivery.handset]
-        try:
-            await client.publish(
-                f"{base}/alert", orjson.dumps(dict(delivery.payload)), qos=1, timeout=10
+        # Straight to paho with a future per message id: aiomqtt's publish costs a task and
+        # an Event per message, which doubled the gateway's CPU per signal.
+        info = paho_client.publish(f"{base}/alert", orjson.dumps(dict(delivery.payload)), qos=1)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise DeliveryError(
+                f"publish to handset {delivery.handset} failed: {paho.error_string(info.rc)}"
             )
-        except aiomqtt.MqttError as exc:
-            raise DeliveryError(f"publish to handset {delivery.handset} failed: {exc}") from exc
+        if info.is_published():
+            return
+        fut = self._acks[info.mid] = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(PUBACK_TIMEOUT):
+                await fut
+        except TimeoutError:
+            raise DeliveryError(
+                f"no PUBACK for handset {delivery.handset} within {PUBACK_TIMEOUT:g} s"
+            ) from None
+        finally:
+            self._acks.pop(info.mid, None)
 
     async def publish_status(self, state: str) -> None:
         """Publish the gateway's retained status (used at clean shutdown)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import signal
@@ -34,6 +35,8 @@ log = structlog.get_logger("alertgw")
 Clock = Callable[[], float]
 ShutdownTrigger = Callable[[], Awaitable[None]]
 BATCH_MAX = 512
+SEND_WINDOW = 64
+CONFIRM_LINGER = 0.05
 DUP_WINDOW = 3600.0
 REJECT_LOG_INTERVAL = 60.0
 
@@ -66,6 +69,7 @@ class Gateway:
             h: asyncio.Queue() for h in config.handsets
         }
         self._draining = False
+        self._batch_ids: set[str] = set()
         self._reject_logged: dict[tuple[str, str, str], float] = {}
         self._decoders: dict[str, Decoder] = {
             name: make_decoder(name, src.decoder, src.base_topic, config)
@@ -225,7 +229,7 @@ class Gateway:
         for d in pending:
             if d.handset in self._queues:
                 self._queues[d.handset].put_nowait((d, 0.0))
-        self.metrics.active_alerts.set(len(self.engine.active))
+        self.metrics.active_alerts.set(self.engine.active_count)
         self._update_outbox_gauge()
         if restored or pending:
             log.info(
@@ -276,6 +280,7 @@ class Gateway:
     async def _process(self, batch: list[Item]) -> None:
         now = self.clock()
         signals: list[Signal] = []
+        self._batch_ids.clear()  # a redelivery may share a batch with its original
         outcome = self.engine.tick(now)
         acks = []
         received: dict[str, float] = {}
@@ -315,9 +320,13 @@ class Gateway:
         levels: dict[str, object] = {}
         for decoder in self._decoders.values():
             levels.update(decoder.changed_levels())
+        # A late "sent" mark only risks a resend after a crash, which (alert_id, seq) absorbs.
+        sent = self._drain_confirmed()
         stored = await self.journal.commit_batch(
-            signals, outcome.transitions, outcome.deliveries, levels
+            signals, outcome.transitions, outcome.deliveries, levels, [x for x in sent if x[0]]
         )
+        for _ in sent:
+            self._confirmed.task_done()
         for ack in acks:
             ack()
         for d in stored:
@@ -337,7 +346,7 @@ class Gateway:
                 room=t.alert.room,
                 detail=t.detail,
             )
-        self.metrics.active_alerts.set(len(self.engine.active))
+        self.metrics.active_alerts.set(self.engine.active_count)
         self._update_outbox_gauge()
 
     async def _decode(self, item: Inbound) -> list[Signal]:
@@ -355,10 +364,14 @@ class Gateway:
             if sig.state is SignalState.REPORT:
                 out.append(sig)  # proof of life for supervision; not journaled
                 continue
-            if item.dup and await self.journal.seen_signal(sig.id, item.received_at - DUP_WINDOW):
+            if item.dup and (
+                sig.id in self._batch_ids
+                or await self.journal.seen_signal(sig.id, item.received_at - DUP_WINDOW)
+            ):
                 self.metrics.duplicates.labels(item.source).inc()
                 log.info("signal_duplicate_dropped", source=item.source, signal_id=sig.id)
                 continue
+            self._batch_ids.add(sig.id)
             out.append(sig)
         return out
 
@@ -435,60 +448,80 @@ class Gateway:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
 
     async def _handset_loop(self, handset: str) -> None:
+        """Send a handset's messages in order, up to SEND_WINDOW awaiting their PUBACK."""
         queue = self._queues[handset]
         channel = self._channels.get(handset)
         backoff = Backoff(initial=0.2, maximum=5.0)
         hlog = log.bind(handset=handset)
-        while True:
-            delivery, t0 = await queue.get()
+        window: collections.deque[tuple[Delivery, float, asyncio.Task[Exception | None]]] = (
+            collections.deque()
+        )
+        # Publishing one message per broker round trip caps a handset at a few thousand
+        # messages a second; a window keeps order (sends start in order) without that cap.
+        async with asyncio.TaskGroup() as tg:
             while True:
-                if channel is None:
-                    hlog.error("handset_has_no_channel")
-                    self._confirmed.put_nowait((delivery.id or 0, DeliveryState.FAILED))
-                    break
-                try:
-                    await channel.send(delivery)
-                except DeliveryError as exc:
+                if not window or (len(window) < SEND_WINDOW and not queue.empty()):
+                    delivery, t0 = await queue.get()
+                    if channel is None:
+                        hlog.error("handset_has_no_channel", alert_id=delivery.alert_id)
+                        self._confirmed.put_nowait((delivery.id or 0, DeliveryState.FAILED))
+                        queue.task_done()
+                        continue
+                    window.append((delivery, t0, tg.create_task(_attempt(channel, delivery))))
+                    continue
+                delivery, t0, task = window[0]
+                error = await task
+                while error is not None and channel is not None:
+                    # Failures retry in order before anything newer is confirmed.
                     delay = backoff.fail()
                     self.metrics.deliveries.labels(handset, delivery.action, "retry").inc()
                     if backoff.first_failure:
                         hlog.warning(
                             "delivery_retrying",
                             alert_id=delivery.alert_id,
-                            error=str(exc),
+                            error=str(error),
                             retry_in=round(delay, 2),
                         )
                     await asyncio.sleep(delay)
-                    continue
+                    error = await _attempt(channel, delivery)
                 backoff.reset()
-                if delivery.id is not None:
-                    self._confirmed.put_nowait((delivery.id, DeliveryState.SENT))
-                self.metrics.deliveries.labels(handset, delivery.action, "sent").inc()
-                if t0:
-                    self.metrics.latency.labels(str(delivery.payload.get("priority"))).observe(
-                        time.time() - t0
-                    )
-                hlog.info(
-                    "alert_delivered",
-                    alert_id=delivery.alert_id,
-                    action=delivery.action,
-                    seq=delivery.seq,
-                )
-                break
-            queue.task_done()
-            self._update_outbox_gauge()
+                window.popleft()
+                self._delivered(handset, delivery, t0)
+                queue.task_done()
+
+    def _delivered(self, handset: str, delivery: Delivery, t0: float) -> None:
+        if delivery.id is not None:
+            self._confirmed.put_nowait((delivery.id, DeliveryState.SENT))
+        self.metrics.deliveries.labels(handset, delivery.action, "sent").inc()
+        if t0:
+            priority = str(delivery.payload.get("priority"))
+            self.metrics.latency.labels(priority).observe(time.time() - t0)
+        log.debug(
+            "alert_delivered",
+            handset=handset,
+            alert_id=delivery.alert_id,
+            action=delivery.action,
+            seq=delivery.seq,
+        )
+        self._update_outbox_gauge()
 
     async def _confirm_loop(self) -> None:
+        """Write confirmations the router has not folded into one of its own commits."""
         while True:
             batch = [await self._confirmed.get()]
-            while True:
-                try:
-                    batch.append(self._confirmed.get_nowait())
-                except asyncio.QueueEmpty:
-                    break
+            await asyncio.sleep(CONFIRM_LINGER)  # usually the next batch commit takes them
+            batch.extend(self._drain_confirmed())
             await self.journal.mark_deliveries([b for b in batch if b[0]])
             for _ in batch:
                 self._confirmed.task_done()
+
+    def _drain_confirmed(self) -> list[tuple[int, DeliveryState]]:
+        out: list[tuple[int, DeliveryState]] = []
+        while True:
+            try:
+                out.append(self._confirmed.get_nowait())
+            except asyncio.QueueEmpty:
+                return out
 
     async def _retention_loop(self) -> None:
         keep = self.config.journal.retention_days * 86400
@@ -532,6 +565,15 @@ def parse_response(raw: RawResponse) -> Response | None:
     return Response(
         raw.handset, alert_id, kind, raw.received_at, str(reason)[:120] if reason else ""
     )
+
+
+async def _attempt(channel: HandsetChannel, delivery: Delivery) -> Exception | None:
+    """Send once; return the DeliveryError instead of raising it (the window retries)."""
+    try:
+        await channel.send(delivery)
+    except DeliveryError as exc:
+        return exc
+    return None
 
 
 async def run(

@@ -178,6 +178,11 @@ class Engine:
     # -- queries --------------------------------------------------------------------------
 
     @property
+    def active_count(self) -> int:
+        """How many alerts are not terminal."""
+        return len(self._live)
+
+    @property
     def active(self) -> list[Alert]:
         """Alerts that are not terminal."""
         return [live.alert for live in self._live.values()]

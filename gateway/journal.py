@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 import orjson
 
 from gateway.engine import Transition
 from gateway.model import Alert, AlertState, Delivery, DeliveryState, Priority, Signal, SignalState
+
+_T = TypeVar("_T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS signals (
@@ -104,119 +107,76 @@ class Journal:
         transitions: Sequence[Transition],
         deliveries: Sequence[Delivery],
         levels: Mapping[str, Any] | None = None,
+        sent: Sequence[tuple[int, DeliveryState]] = (),
     ) -> list[Delivery]:
-        """Write one batch in one transaction; return deliveries with their outbox ids."""
-        async with self._lock:
-            try:
-                return await self._commit_batch(signals, transitions, deliveries, levels)
-            except BaseException:
-                # Otherwise the next commit would make this failed batch's first half durable.
-                await self.db.rollback()
-                raise
+        """Write one batch in one transaction; return deliveries with their outbox ids.
 
-    async def _commit_batch(
-        self,
-        signals: Sequence[Signal],
-        transitions: Sequence[Transition],
-        deliveries: Sequence[Delivery],
-        levels: Mapping[str, Any] | None,
-    ) -> list[Delivery]:
-        db = self.db
-        now = time.time()
-        if signals:
-            await db.executemany(
-                "INSERT INTO signals (id, source, device, room, kind, state, ts, received_at,"
-                " attrs) VALUES (?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        s.id,
-                        s.source,
-                        s.device,
-                        s.room,
-                        s.kind,
-                        s.state.value,
-                        s.ts,
-                        s.received_at,
-                        _dumps(s.attrs),
-                    )
-                    for s in signals
-                ],
-            )
-        if transitions:
-            latest: dict[str, Alert] = {}
-            for t in transitions:
-                latest[t.alert.id] = t.alert
-            await db.executemany(
-                "INSERT INTO alerts (id, key, kind, room, zone, device, priority, critical, state,"
-                " raised_at, signal_id, text, count, accepted_by, updated_at, rule, step, due, grp)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET"
-                " state=excluded.state, count=excluded.count, accepted_by=excluded.accepted_by,"
-                " text=excluded.text, updated_at=excluded.updated_at, step=excluded.step,"
-                " due=excluded.due, grp=excluded.grp",
-                [
-                    (
-                        a.id,
-                        a.key,
-                        a.kind,
-                        a.room,
-                        a.zone,
-                        a.device,
-                        int(a.priority),
-                        int(a.critical),
-                        a.state.value,
-                        a.raised_at,
-                        a.signal_id,
-                        a.text,
-                        a.count,
-                        a.accepted_by,
-                        now,
-                        a.rule,
-                        a.step,
-                        a.due,
-                        a.group,
-                    )
-                    for a in latest.values()
-                ],
-            )
-            await db.executemany(
-                "INSERT INTO events (alert_id, ts, event, detail) VALUES (?,?,?,?)",
-                [(t.alert.id, t.ts, t.event, t.detail) for t in transitions],
-            )
-        stored: list[Delivery] = []
-        for d in deliveries:
-            cur = await db.execute(
-                "INSERT INTO outbox (alert_id, handset, seq, action, payload, state, created_at,"
-                " updated_at) VALUES (?,?,?,?,?,?,?,?)",
-                (
-                    d.alert_id,
-                    d.handset,
-                    d.seq,
-                    d.action,
-                    _dumps(d.payload),
-                    d.state.value,
-                    now,
-                    now,
-                ),
-            )
-            stored.append(dataclasses.replace(d, id=cur.lastrowid))
-        if levels:
-            await db.executemany(
-                "INSERT INTO levels (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET"
-                " value=excluded.value",
-                [(k, _dumps(v)) for k, v in levels.items()],
-            )
-        await db.commit()
-        return stored
+        `sent` folds confirmations of earlier deliveries into the same transaction.
+        """
+        rows = _batch_rows(signals, transitions, levels, time.time())
+        async with self._lock:
+            first_id = await self._run(self._write, rows, deliveries, sent)
+        return [dataclasses.replace(d, id=first_id + i) for i, d in enumerate(deliveries)]
 
     async def mark_deliveries(self, updates: Iterable[tuple[int, DeliveryState]]) -> None:
         """Record that outbox rows were confirmed or failed."""
-        now = time.time()
         async with self._lock:
-            await self.db.executemany(
-                "UPDATE outbox SET state=?, attempts=attempts+1, updated_at=? WHERE id=?",
-                [(state.value, now, row) for row, state in updates],
-            )
-            await self.db.commit()
+            await self._run(self._write, _BatchRows(), (), list(updates))
+
+    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:  # noqa: ANN401
+        # aiosqlite's worker thread costs one round trip per call; a batch is one transaction,
+        # so it runs as one function there instead of a dozen awaited statements.
+        return await self.db._execute(fn, *args)  # type: ignore[no-untyped-call,no-any-return]  # noqa: SLF001
+
+    def _write(
+        self,
+        rows: _BatchRows,
+        deliveries: Sequence[Delivery],
+        sent: Sequence[tuple[int, DeliveryState]],
+    ) -> int:
+        """Run on the database thread: one transaction, rolled back whole on any error."""
+        conn: sqlite3.Connection = self.db._conn  # noqa: SLF001 - we are on its own thread
+        now = rows.now or time.time()
+        try:
+            if rows.signals:
+                conn.executemany(_INSERT_SIGNAL, rows.signals)
+            if rows.alerts:
+                conn.executemany(_UPSERT_ALERT, rows.alerts)
+                conn.executemany(_INSERT_EVENT, rows.events)
+            first_id = 0
+            if deliveries:
+                (last,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()
+                first_id = int(last) + 1
+                conn.executemany(
+                    _INSERT_OUTBOX,
+                    [
+                        (
+                            first_id + i,
+                            d.alert_id,
+                            d.handset,
+                            d.seq,
+                            d.action,
+                            _dumps(d.payload),
+                            d.state.value,
+                            now,
+                            now,
+                        )
+                        for i, d in enumerate(deliveries)
+                    ],
+                )
+            if rows.levels:
+                conn.executemany(_UPSERT_LEVEL, rows.levels)
+            if sent:
+                conn.executemany(
+                    "UPDATE outbox SET state=?, attempts=attempts+1, updated_at=? WHERE id=?",
+                    [(state.value, now, row) for row, state in sent],
+                )
+            conn.commit()
+        except BaseException:
+            # Otherwise the next commit would make this failed batch's first half durable.
+            conn.rollback()
+            raise
+        return first_id
 
     async def pending_deliveries(self) -> list[Delivery]:
         """Outbox rows not yet confirmed by their channel, oldest first."""
@@ -356,6 +316,94 @@ class Journal:
             await self.db.execute("PRAGMA incremental_vacuum(2000)")
             await self.db.commit()
         return removed
+
+
+_INSERT_SIGNAL = (
+    "INSERT INTO signals (id, source, device, room, kind, state, ts, received_at, attrs)"
+    " VALUES (?,?,?,?,?,?,?,?,?)"
+)
+_UPSERT_ALERT = (
+    "INSERT INTO alerts (id, key, kind, room, zone, device, priority, critical, state,"
+    " raised_at, signal_id, text, count, accepted_by, updated_at, rule, step, due, grp)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET"
+    " state=excluded.state, count=excluded.count, accepted_by=excluded.accepted_by,"
+    " text=excluded.text, updated_at=excluded.updated_at, step=excluded.step,"
+    " due=excluded.due, grp=excluded.grp"
+)
+_INSERT_EVENT = "INSERT INTO events (alert_id, ts, event, detail) VALUES (?,?,?,?)"
+_INSERT_OUTBOX = (
+    "INSERT INTO outbox (id, alert_id, handset, seq, action, payload, state, created_at,"
+    " updated_at) VALUES (?,?,?,?,?,?,?,?,?)"
+)
+_UPSERT_LEVEL = (
+    "INSERT INTO levels (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET"
+    " value=excluded.value"
+)
+
+
+@dataclasses.dataclass(slots=True)
+class _BatchRows:
+    """A batch turned into row tuples on the loop, so the database thread only writes."""
+
+    signals: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    alerts: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    events: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    levels: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    now: float = 0.0
+
+
+def _batch_rows(
+    signals: Sequence[Signal],
+    transitions: Sequence[Transition],
+    levels: Mapping[str, Any] | None,
+    now: float,
+) -> _BatchRows:
+    latest: dict[str, Alert] = {}
+    for t in transitions:
+        latest[t.alert.id] = t.alert
+    return _BatchRows(
+        signals=[
+            (
+                s.id,
+                s.source,
+                s.device,
+                s.room,
+                s.kind,
+                s.state.value,
+                s.ts,
+                s.received_at,
+                _dumps(s.attrs),
+            )
+            for s in signals
+        ],
+        alerts=[
+            (
+                a.id,
+                a.key,
+                a.kind,
+                a.room,
+                a.zone,
+                a.device,
+                int(a.priority),
+                int(a.critical),
+                a.state.value,
+                a.raised_at,
+                a.signal_id,
+                a.text,
+                a.count,
+                a.accepted_by,
+                now,
+                a.rule,
+                a.step,
+                a.due,
+                a.group,
+            )
+            for a in latest.values()
+        ],
+        events=[(t.alert.id, t.ts, t.event, t.detail) for t in transitions],
+        levels=[(k, _dumps(v)) for k, v in (levels or {}).items()],
+        now=now,
+    )
 
 
 def _dumps(value: Any) -> str:  # noqa: ANN401 - JSON-able data

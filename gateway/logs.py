@@ -28,7 +28,7 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
             logging.getLevelNamesMapping()[level.upper()]
         ),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=True,
     )
     # paho logs through the stdlib; keep its chatter out unless debugging.
     logging.basicConfig(level=logging.WARNING if level != "debug" else logging.DEBUG)
