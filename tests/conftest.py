@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import shutil
 import socket
 import subprocess
@@ -63,7 +64,9 @@ class Broker:
 
     def _write_default(self) -> None:
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
+            # As root Mosquitto drops to user `mosquitto`, which cannot write pytest's 0700
+            # tmp dirs: its persistence file (and so a restart's queued messages) would be lost.
+            ("user root\n" if os.geteuid() == 0 else "") + f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
             "set_tcp_nodelay true\n"
             "persistence true\n"

@@ -1,0 +1,163 @@
+"""Fault (a): the daemon is SIGKILLed mid-stream and restarted; nothing lost, nothing rung twice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import IO
+
+import aiomqtt
+import orjson
+import pytest
+
+from tests.conftest import Broker, unique
+from tests.faults.helpers import Handset, expected_rings, fault_config, sender, stream, tally
+
+pytestmark = pytest.mark.faults
+
+SIGNALS = 600
+# Kills at two steady-state points, and one the moment a restarted daemon is back online
+# (it is then working through the backlog the broker queued while it was dead).
+KILL_AT = (110, 470)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Daemon:
+    """`python -m gateway.cli run` as a child process, logging to a file."""
+
+    def __init__(self, config_path: Path, log: IO[bytes]) -> None:
+        self.config_path = config_path
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        """Start a fresh daemon process."""
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "run", str(self.config_path)],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.starts += 1
+
+    def kill9(self) -> None:
+        """SIGKILL the daemon: no drain, no offline status, no journal close."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def terminate(self) -> int:
+        """SIGTERM the daemon and return its exit status."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+    def cleanup(self) -> None:
+        """Kill a daemon left running by a failed test."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+class StatusWatch:
+    """Counts the gateway's retained `online` status messages."""
+
+    def __init__(self) -> None:
+        self.online = 0
+        self.changed = asyncio.Event()
+
+    async def wait_online(self, count: int, timeout: float = 20.0) -> None:
+        """Wait until `count` online messages were seen."""
+        async with asyncio.timeout(timeout):
+            while self.online < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+@contextlib.asynccontextmanager
+async def watch_status(port: int, topic: str) -> AsyncIterator[StatusWatch]:
+    """Follow the gateway's status topic."""
+    watch = StatusWatch()
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        await client.subscribe(topic, qos=1)
+
+        async def pump() -> None:
+            async for message in client.messages:
+                assert isinstance(message.payload, bytes)
+                if orjson.loads(message.payload).get("state") == "online":
+                    watch.online += 1
+                    watch.changed.set()
+
+        task = asyncio.create_task(pump(), name="test.status")
+        try:
+            yield watch
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def test_kill9_three_times_mid_stream_loses_nothing(broker: Broker, tmp_path: Path) -> None:
+    """SIGKILL three times mid-stream: every raised signal rings exactly once, exit 0 at the end."""
+    prefix = unique("f")
+    _, config_path = fault_config(broker.port, tmp_path, prefix=prefix, client_id=unique("gw"))
+    signals = stream(SIGNALS)
+    expected = expected_rings(signals)
+    handset = Handset(broker.port, f"{prefix}/handset/+/alert", client_id=unique("h1"))
+    log_path = tmp_path / "daemon.log"
+    with log_path.open("wb") as log:
+        daemon = Daemon(config_path, log)
+        handset.start()
+        try:
+            await handset.wait_connected()
+            async with (
+                watch_status(broker.port, f"{prefix}/status") as status,
+                sender(broker.port, f"{prefix}/in/x") as s,
+            ):
+                daemon.start()
+                # The first start creates the persistent session; later ones find it queued.
+                await status.wait_online(1)
+                t0 = time.monotonic()
+                backlog_kill = False
+                for i, sig in enumerate(signals):
+                    if i in KILL_AT or (not backlog_kill and status.online == 2):
+                        backlog_kill = backlog_kill or status.online == 2
+                        await asyncio.to_thread(daemon.kill9)
+                        daemon.start()
+                    await s.send(sig)
+                    await asyncio.sleep(0.01)
+                if not backlog_kill:  # a slow machine: the restart outlasted the stream
+                    await status.wait_online(2)
+                    await asyncio.to_thread(daemon.kill9)
+                    daemon.start()
+                await handset.wait_for(expected, timeout=60)
+                elapsed = time.monotonic() - t0
+                rc = await asyncio.to_thread(daemon.terminate)
+        finally:
+            daemon.cleanup()
+            await handset.stop()
+    t = tally(handset.messages, expected)
+    print(
+        t.line(
+            "kill9",
+            SIGNALS,
+            kills=daemon.starts - 1,
+            starts=daemon.starts,
+            seconds=round(elapsed, 1),
+            exit=rc,
+        )
+    )
+    assert t.lost == 0, log_path.read_text()[-3000:]
+    assert t.duplicate_rings == 0
+    assert t.unexpected == 0
+    assert rc == 0
