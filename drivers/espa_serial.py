@@ -183,6 +183,7 @@ class EspaLink:
         )
         self._backoff = Backoff(initial=config.backoff_initial, maximum=config.backoff_max)
         self._gauge = metrics.connected.labels(driver=self.name)
+        self._rejects = metrics.rejects
         self._log = log.bind(driver="espa", link=name, port=config.port)
         self._put: Put | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -362,9 +363,11 @@ class EspaLink:
                     self._fail_pending(f"peer {address} silent")
                 self._raise_link_down(reason)
             case InvalidBlockReceived(reason=reason, acknowledged=acknowledged):
+                self._rejects.labels(self.name, f"espa_{reason}").inc()
                 # never the payload: it may hold display text (personal data)
                 self._log.warning("espa_invalid_block", reason=reason, acknowledged=acknowledged)
             case ProtocolWarning(code=code, detail=detail):
+                self._rejects.labels(self.name, f"espa_{code}").inc()
                 if code in ("garbage", "duplicate_block") or code in self._warned:
                     self._log.debug("espa_protocol_warning", code=code, detail=detail)
                 else:

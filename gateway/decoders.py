@@ -81,6 +81,8 @@ class JsonDecoder:
 
     def decode(self, topic: str, payload: bytes, now: float) -> list[Signal]:
         """Decode one integrator message."""
+        if len(topic) > MAX_TOPIC:
+            raise DecodeError("topic_too_long", f"{len(topic)} chars")
         data = _parse_json(payload)
         if not isinstance(data, dict):
             raise DecodeError("bad_shape", "expected a JSON object")

@@ -159,13 +159,15 @@ async def test_garbage_between_frames_is_ignored() -> None:
     """Noise (CR, LF, NUL, bytes >= 0x80) around polls and blocks does not stop a call."""
     peer = PtyPeer()
     try:
-        async with running_link(espa_config(peer.path, "station")) as (_, put):
+        async with running_link(espa_config(peer.path, "station")) as (link, put):
             await asyncio.sleep(0.2)
             peer.write(GARBAGE)
             replies = await NurseCall(peer).call(CALL_101, noise=GARBAGE)
             assert [r.kind for r in replies] == ["ack", "ack"]
             await put.wait_for(lambda i: isinstance(i, Inbound))
             assert [p["address"] for p in put.inbound()] == ["101"]
+            garbage = link._rejects.labels(link.name, "espa_garbage")._value.get()
+            assert garbage >= 1  # counted, by reason, per link
     finally:
         peer.close()
 
