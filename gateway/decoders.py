@@ -69,7 +69,22 @@ def _ts(value: Any, now: float) -> float:  # noqa: ANN401 - JSON value
     return float(value)
 
 
-class JsonDecoder:
+class StatelessDecoder:
+    """Base for decoders whose every message stands alone (no levels to remember)."""
+
+    def levels(self) -> Mapping[str, Any]:
+        """Nothing to remember."""
+        return {}
+
+    def restore(self, levels: Mapping[str, Any]) -> None:
+        """Nothing to restore."""
+
+    def changed_levels(self) -> dict[str, Any]:
+        """Nothing changes."""
+        return {}
+
+
+class JsonDecoder(StatelessDecoder):
     """The generic integrator payload: {"device", "state", "kind"?, "id"?, "ts"?, ...}."""
 
     def __init__(self, *, source: str, config: Config, new_id: IdFactory = content_id) -> None:
@@ -118,17 +133,6 @@ class JsonDecoder:
                 received_at=now,
             )
         ]
-
-    def levels(self) -> Mapping[str, Any]:
-        """The JSON decoder is stateless."""
-        return {}
-
-    def restore(self, levels: Mapping[str, Any]) -> None:
-        """The JSON decoder is stateless."""
-
-    def changed_levels(self) -> dict[str, Any]:
-        """The JSON decoder is stateless."""
-        return {}
 
 
 _JSON_KEYS = frozenset({"id", "device", "kind", "state", "ts"})

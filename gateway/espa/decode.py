@@ -9,12 +9,13 @@ device id); call type '1' (reset) clears the alert, anything else raises it (§7
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
 
 from gateway.config import Config, DeviceConfig
+from gateway.decoders import StatelessDecoder
 from gateway.errors import DecodeError
 from gateway.espa.records import MAX_CALL_ADDRESS_LENGTH, CallType, Priority
 from gateway.model import Signal, SignalState
@@ -34,7 +35,7 @@ def espa_signal_id(topic: str, payload: bytes, now: float) -> str:
     return digest.hexdigest()
 
 
-class EspaDecoder:
+class EspaDecoder(StatelessDecoder):
     """Decodes ESPA calls received by the serial driver into raised or cleared signals."""
 
     def __init__(
@@ -102,17 +103,6 @@ class EspaDecoder:
                 received_at=now,
             )
         ]
-
-    def levels(self) -> Mapping[str, Any]:
-        """The ESPA decoder is stateless: every call is an edge."""
-        return {}
-
-    def restore(self, levels: Mapping[str, Any]) -> None:
-        """The ESPA decoder is stateless."""
-
-    def changed_levels(self) -> dict[str, Any]:
-        """The ESPA decoder is stateless."""
-        return {}
 
 
 def _optional(data: dict[str, Any], key: str, allowed: frozenset[str]) -> str | None:
