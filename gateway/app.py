@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TextIO
@@ -35,6 +36,8 @@ log = structlog.get_logger("alertgw")
 Clock = Callable[[], float]
 ShutdownTrigger = Callable[[], Awaitable[None]]
 BATCH_MAX = 512
+GEN = "gen:"  # levels-table prefix for per-key alert generations
+SALT = "alert_id_salt"  # per-installation salt of derived alert ids
 SEND_WINDOW = 64
 CONFIRM_LINGER = 0.05
 DUP_WINDOW = 3600.0
@@ -220,8 +223,16 @@ class Gateway:
             await self.journal.close()
 
     async def _restore(self) -> None:
+        saved = await self.journal.levels()
+        generations = {k[len(GEN) :]: int(v) for k, v in saved.items() if k.startswith(GEN)}
+        levels = {k: v for k, v in saved.items() if not k.startswith(GEN) and k != SALT}
+        salt = str(saved.get(SALT) or uuid.uuid4().hex[:12])
+        if SALT not in saved:
+            await self.journal.commit_batch([], [], [], {SALT: salt})
+        self.engine.use_salt(salt)
+        self.engine.restore_generations(generations)
         for decoder in self._decoders.values():
-            decoder.restore(await self.journal.levels())
+            decoder.restore(levels)
         restored = await self.journal.active_alerts()
         for stored in restored:
             self.engine.restore(stored.alert, stored.handsets, stored.last_seq)
@@ -320,18 +331,25 @@ class Gateway:
         levels: dict[str, object] = {}
         for decoder in self._decoders.values():
             levels.update(decoder.changed_levels())
+        levels.update({GEN + k: v for k, v in self.engine.changed_generations().items()})
+        # Handset messages leave while their batch commits: the commit is off the latency
+        # path. A crash in between is safe: the broker redelivers the unacknowledged signal,
+        # the engine re-creates the same alert id (it derives ids from key and generation,
+        # and the generation was not committed either), and handsets drop the repeat by
+        # (alert_id, seq).
+        stored = self.journal.number(outcome.deliveries)
+        for d in stored:
+            t0 = received.get(str(d.payload.get("signal_id")), 0.0) if d.action == "ring" else 0.0
+            self._queues[d.handset].put_nowait((d, t0))
         # A late "sent" mark only risks a resend after a crash, which (alert_id, seq) absorbs.
         sent = self._drain_confirmed()
-        stored = await self.journal.commit_batch(
-            signals, outcome.transitions, outcome.deliveries, levels, [x for x in sent if x[0]]
+        await self.journal.commit_batch(
+            signals, outcome.transitions, stored, levels, [x for x in sent if x[0]]
         )
         for _ in sent:
             self._confirmed.task_done()
         for ack in acks:
-            ack()
-        for d in stored:
-            t0 = received.get(str(d.payload.get("signal_id")), 0.0) if d.action == "ring" else 0.0
-            self._queues[d.handset].put_nowait((d, t0))
+            ack()  # only now may the broker forget the signal
         for t in outcome.transitions:
             self.metrics.alerts.labels(t.alert.kind, t.event).inc()
             if t.reason and t.event in ("suppressed", "cancelled", "resolved", "repeated"):

@@ -12,9 +12,10 @@ mute it, then the escalation ladder rings step by step until someone accepts.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from gateway.config import (
@@ -128,9 +129,20 @@ class Engine:
     """Routes signals to alerts and alerts to handsets for one config."""
 
     def __init__(
-        self, config: Config, *, new_id: Callable[[], str] = new_alert_id, now: float = 0.0
+        self,
+        config: Config,
+        *,
+        new_id: Callable[[], str] | None = None,
+        now: float = 0.0,
+        salt: str = "",
     ) -> None:
-        self._new_id = new_id
+        # Alert ids are derived from (salt, key, generation) unless a test injects its own:
+        # a signal redelivered after a crash then re-creates the *same* alert id, so a
+        # handset drops the repeated ring by (alert_id, seq) instead of ringing twice.
+        self._injected_id = new_id
+        self._salt = salt
+        self._generation: dict[str, int] = {}
+        self._gen_dirty: set[str] = set()
         self._live: dict[str, _Live] = {}  # by alert id
         self._by_key: dict[str, str] = {}  # alert key -> live alert id
         self._present: dict[str, float] = {}  # room -> presence expiry
@@ -242,6 +254,29 @@ class Engine:
         group = list(roster.failsafe) if roster is not None else []
         on_duty = self.on_duty(kind, now)
         return [*on_duty, *(h for h in group if h not in on_duty)]
+
+    def _next_id(self, key: str) -> str:
+        if self._injected_id is not None:
+            return self._injected_id()
+        gen = self._generation.get(key, 0) + 1
+        self._generation[key] = gen
+        self._gen_dirty.add(key)
+        digest = hashlib.blake2b(f"{self._salt}|{key}|{gen}".encode(), digest_size=8)
+        return digest.hexdigest()
+
+    def use_salt(self, salt: str) -> None:
+        """Set the installation's salt for derived alert ids (kept in the journal)."""
+        self._salt = salt
+
+    def restore_generations(self, generations: Mapping[str, int]) -> None:
+        """Reload how many alerts each key has had (persisted with each batch)."""
+        self._generation.update(generations)
+
+    def changed_generations(self) -> dict[str, int]:
+        """Generations changed since the last call, to journal with the batch."""
+        out = {k: self._generation[k] for k in self._gen_dirty}
+        self._gen_dirty.clear()
+        return out
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -384,7 +419,7 @@ class Engine:
             Priority[(rule.priority or kc.priority).upper()] if rule else cfg.priority(signal.kind)
         )
         alert = Alert(
-            id=self._new_id(),
+            id=self._next_id(key),
             key=key,
             kind=signal.kind,
             room=signal.room,
@@ -840,7 +875,7 @@ class Engine:
         self._digest_due = None
         if not items:
             return
-        digest_id = self._new_id()
+        digest_id = self._next_id("technical:digest")
         for h in self.config.technical.handsets:
             out.deliveries.append(
                 Delivery(
@@ -902,7 +937,7 @@ class Engine:
             ts=now,
         )
         zone_alert = Alert(
-            id=self._new_id(),
+            id=self._next_id(key),
             key=key,
             kind="no_staff_on_duty",
             room="",

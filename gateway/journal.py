@@ -74,6 +74,7 @@ class Journal:
         # A write spans several awaits; without the lock a concurrent commit could make half
         # a batch durable, and a redelivery of its signals would then be taken for a duplicate.
         self._lock = asyncio.Lock()
+        self._next_outbox_id = 1  # the only writer numbers outbox rows, so it can do it early
 
     async def open(self) -> None:
         """Open (creating if needed) the database."""
@@ -86,6 +87,8 @@ class Journal:
         await db.execute("PRAGMA busy_timeout=5000")
         await db.executescript(SCHEMA)
         await db.commit()
+        rows = await db.execute_fetchall("SELECT COALESCE(MAX(id), 0) FROM outbox")
+        self._next_outbox_id = int(next(iter(rows))[0]) + 1
         self._db = db
 
     async def close(self) -> None:
@@ -101,6 +104,12 @@ class Journal:
             raise RuntimeError("journal is not open")
         return self._db
 
+    def number(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Give deliveries their outbox ids now, before the batch that stores them commits."""
+        first = self._next_outbox_id
+        self._next_outbox_id += len(deliveries)
+        return [dataclasses.replace(d, id=first + i) for i, d in enumerate(deliveries)]
+
     async def commit_batch(
         self,
         signals: Sequence[Signal],
@@ -111,12 +120,16 @@ class Journal:
     ) -> list[Delivery]:
         """Write one batch in one transaction; return deliveries with their outbox ids.
 
-        `sent` folds confirmations of earlier deliveries into the same transaction.
+        Deliveries without an id are numbered here (see `number`); `sent` folds
+        confirmations of earlier deliveries into the same transaction.
         """
+        numbered = [d for d in deliveries if d.id is not None]
+        if len(numbered) != len(deliveries):
+            deliveries = self.number(deliveries)
         rows = _batch_rows(signals, transitions, levels, time.time())
         async with self._lock:
-            first_id = await self._run(self._write, rows, deliveries, sent)
-        return [dataclasses.replace(d, id=first_id + i) for i, d in enumerate(deliveries)]
+            await self._run(self._write, rows, deliveries, sent)
+        return list(deliveries)
 
     async def mark_deliveries(self, updates: Iterable[tuple[int, DeliveryState]]) -> None:
         """Record that outbox rows were confirmed or failed."""
@@ -133,7 +146,7 @@ class Journal:
         rows: _BatchRows,
         deliveries: Sequence[Delivery],
         sent: Sequence[tuple[int, DeliveryState]],
-    ) -> int:
+    ) -> None:
         """Run on the database thread: one transaction, rolled back whole on any error."""
         conn: sqlite3.Connection = self.db._conn  # noqa: SLF001 - we are on its own thread
         now = rows.now or time.time()
@@ -143,15 +156,12 @@ class Journal:
             if rows.alerts:
                 conn.executemany(_UPSERT_ALERT, rows.alerts)
                 conn.executemany(_INSERT_EVENT, rows.events)
-            first_id = 0
             if deliveries:
-                (last,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()
-                first_id = int(last) + 1
                 conn.executemany(
                     _INSERT_OUTBOX,
                     [
                         (
-                            first_id + i,
+                            d.id,
                             d.alert_id,
                             d.handset,
                             d.seq,
@@ -161,7 +171,7 @@ class Journal:
                             now,
                             now,
                         )
-                        for i, d in enumerate(deliveries)
+                        for d in deliveries
                     ],
                 )
             if rows.levels:
@@ -176,7 +186,6 @@ class Journal:
             # Otherwise the next commit would make this failed batch's first half durable.
             conn.rollback()
             raise
-        return first_id
 
     async def pending_deliveries(self) -> list[Delivery]:
         """Outbox rows not yet confirmed by their channel, oldest first."""
