@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -61,7 +60,6 @@ class Outcome:
     transitions: list[Transition] = dataclasses.field(default_factory=list)
     deliveries: list[Delivery] = dataclasses.field(default_factory=list)
     rejected: str | None = None  # why a response was refused
-    merged: bool = False  # a signal merged into an active alert
 
     def extend(self, other: Outcome) -> None:
         """Append another outcome's results."""
@@ -77,11 +75,6 @@ def safe_text(text: str, limit: int = TEXT_LIMIT) -> str:
     """Display text without control characters (they would break ESPA framing), length-capped."""
     cleaned = " ".join(text.translate(_CONTROL).split())
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
-
-
-def new_alert_id() -> str:
-    """Return a fresh, globally unique alert id."""
-    return uuid.uuid4().hex[:16]
 
 
 @dataclasses.dataclass(slots=True)
@@ -690,7 +683,6 @@ class Engine:
         alert = dataclasses.replace(live.alert, count=live.alert.count + 1)
         live.alert = alert
         out.transitions.append(Transition(alert, "repeated", now, signal.id, "dedup"))
-        out.merged = True
         if alert.critical and alert.state is AlertState.ACTIVE:
             # A repeat of a critical alarm is never absorbed silently: handsets see the count.
             for h in live.handsets:
