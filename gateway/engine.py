@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import heapq
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -79,13 +80,30 @@ def safe_text(text: str, limit: int = TEXT_LIMIT) -> str:
 
 @dataclasses.dataclass(slots=True)
 class _Live:
-    alert: Alert
+    _alert: Alert
     handsets: list[str]  # rung so far, in order
     seq: int  # last delivery sequence used for this alert
     ladder: LadderConfig
+    timers: list[tuple[float, str]]  # the engine's deadline heap, fed when `due` changes
     members: list[str] = dataclasses.field(default_factory=list)  # when a group leader
     condition_cleared: bool = False  # leader whose own condition ended while members remain
     rejected_by: set[str] = dataclasses.field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if self._alert.due is not None:
+            heapq.heappush(self.timers, (self._alert.due, self._alert.id))
+
+    @property
+    def alert(self) -> Alert:
+        """The alert as it stands."""
+        return self._alert
+
+    @alert.setter
+    def alert(self, value: Alert) -> None:
+        # A heap entry per new deadline; stale entries are skipped when popped.
+        if value.due is not None and value.due != self._alert.due:
+            heapq.heappush(self.timers, (value.due, value.id))
+        self._alert = value
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -136,6 +154,7 @@ class Engine:
         self._salt = salt
         self._generation: dict[str, int] = {}
         self._gen_dirty: set[str] = set()
+        self._timers: list[tuple[float, str]] = []  # (due, alert id) heap, lazily cleaned
         self._live: dict[str, _Live] = {}  # by alert id
         self._by_key: dict[str, str] = {}  # alert key -> live alert id
         self._present: dict[str, float] = {}  # room -> presence expiry
@@ -199,7 +218,10 @@ class Engine:
 
     def next_deadline(self) -> float | None:
         """The earliest time `tick` has work to do."""
-        dues = [lv.alert.due for lv in self._live.values() if lv.alert.due is not None]
+        timers = self._timers
+        while timers and self._stale(*timers[0]):
+            heapq.heappop(timers)
+        dues = [timers[0][0]] if timers else []
         dues.extend(self._batch_due.values())
         dues.extend(self._present.values())
         if self._digest_due is not None:
@@ -248,6 +270,10 @@ class Engine:
         on_duty = self.on_duty(kind, now)
         return [*on_duty, *(h for h in group if h not in on_duty)]
 
+    def _stale(self, due: float, alert_id: str) -> bool:
+        live = self._live.get(alert_id)
+        return live is None or live.alert.due != due
+
     def _next_id(self, key: str) -> str:
         if self._injected_id is not None:
             return self._injected_id()
@@ -276,7 +302,11 @@ class Engine:
     def restore(self, alert: Alert, handsets: Iterable[str], last_seq: int) -> None:
         """Reload an active alert from the journal after a restart; its timer resumes."""
         live = _Live(
-            alert, list(handsets), last_seq, self._ladder(alert.rule, critical=alert.critical)
+            alert,
+            list(handsets),
+            last_seq,
+            self._ladder(alert.rule, critical=alert.critical),
+            self._timers,
         )
         self._live[alert.id] = live
         self._by_key[alert.key] = alert.id
@@ -355,10 +385,12 @@ class Engine:
         """Fire every timer due at `now`."""
         out = Outcome()
         self._now = now
-        for live in list(self._live.values()):
-            due = live.alert.due
-            if due is None or due > now or live.alert.id not in self._live:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            due, alert_id = heapq.heappop(timers)
+            if self._stale(due, alert_id):
                 continue
+            live = self._live[alert_id]
             state = live.alert.state
             if state is AlertState.HELD:
                 self._activate(live, now, out)
@@ -445,7 +477,7 @@ class Engine:
         if inhibitor is not None:
             self._suppress(alert, now, "inhibited", inhibitor, out)
             return
-        live = _Live(alert, [], 0, self._ladder(alert.rule, critical=alert.critical))
+        live = _Live(alert, [], 0, self._ladder(alert.rule, critical=alert.critical), self._timers)
         self._live[alert.id] = live
         self._by_key[key] = alert.id
         if kc.technical:
@@ -949,7 +981,7 @@ class Engine:
                 count=1,
             ),
         )
-        live = _Live(zone_alert, [], 0, self._ladder(""))
+        live = _Live(zone_alert, [], 0, self._ladder(""), self._timers)
         self._live[zone_alert.id] = live
         self._by_key[key] = zone_alert.id
         out.transitions.append(Transition(zone_alert, "raised", now, f"for alert {alert.id}"))
