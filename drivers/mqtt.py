@@ -133,6 +133,9 @@ class MqttLink:
         # aiomqtt has no manual-ack switch; the paho client underneath does (paho >= 2.0).
         paho_client: paho.Client = client._client  # noqa: SLF001 - see above
         paho_client.manual_ack_set(True)
+        # paho formats a debug line per packet for the logger aiomqtt hands it (~9 us a
+        # signal); our own events say what matters.
+        paho_client.disable_logger()
         loop = asyncio.get_running_loop()
         flush: list[asyncio.TimerHandle] = []
 

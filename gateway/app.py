@@ -307,7 +307,7 @@ class Gateway:
                         received[sig.id] = item.received_at
                     outcome.extend(self.engine.handle_signal(sig, now))
             elif isinstance(item, Signal):
-                self.metrics.signals.labels(item.source, item.kind, item.state.value).inc()
+                self.metrics.signal_count(item.source, item.kind, item.state.value).inc()
                 signals.append(item)
                 received[item.id] = item.received_at or now
                 outcome.extend(self.engine.handle_signal(item, now))
@@ -351,7 +351,7 @@ class Gateway:
         for ack in acks:
             ack()  # only now may the broker forget the signal
         for t in outcome.transitions:
-            self.metrics.alerts.labels(t.alert.kind, t.event).inc()
+            self.metrics.alert_count(t.alert.kind, t.event).inc()
             if t.reason and t.event in ("suppressed", "cancelled", "resolved", "repeated"):
                 self.metrics.suppressed.labels(t.reason, t.alert.rule or "-").inc()
             elif t.event == "escalated":
@@ -378,7 +378,7 @@ class Gateway:
             return []
         out = []
         for sig in decoded:
-            self.metrics.signals.labels(sig.source, sig.kind, sig.state.value).inc()
+            self.metrics.signal_count(sig.source, sig.kind, sig.state.value).inc()
             if sig.state is SignalState.REPORT:
                 out.append(sig)  # proof of life for supervision; not journaled
                 continue
@@ -510,10 +510,10 @@ class Gateway:
     def _delivered(self, handset: str, delivery: Delivery, t0: float) -> None:
         if delivery.id is not None:
             self._confirmed.put_nowait((delivery.id, DeliveryState.SENT))
-        self.metrics.deliveries.labels(handset, delivery.action, "sent").inc()
+        self.metrics.delivery_count(handset, delivery.action, "sent").inc()
         if t0:
             priority = str(delivery.payload.get("priority"))
-            self.metrics.latency.labels(priority).observe(time.time() - t0)
+            self.metrics.latency_of(priority).observe(time.time() - t0)
         log.debug(
             "alert_delivered",
             handset=handset,

@@ -105,9 +105,24 @@ class Alert:
     due: float | None = None  # next timer: hold-off end, escalation, or reminder
     group: str | None = None  # id of the alert this one is grouped into
 
-    def with_state(self, state: AlertState, **changes: Any) -> Alert:  # noqa: ANN401 - forwards to dataclasses.replace
+    def with_state(self, state: AlertState, **changes: Any) -> Alert:  # noqa: ANN401 - field values
         """Return a copy in `state`, with any other fields changed."""
-        return dataclasses.replace(self, state=state, **changes)
+        # dataclasses.replace re-runs __init__ through keyword handling; the engine does this
+        # several times per signal, so copy the slots directly.
+        new = object.__new__(Alert)
+        setattr_ = object.__setattr__
+        for name in _ALERT_SLOTS:
+            setattr_(new, name, getattr(self, name))
+        setattr_(new, "state", state)
+        for name, value in changes.items():
+            if name not in _ALERT_FIELDS:
+                raise TypeError(f"Alert has no field {name!r}")
+            setattr_(new, name, value)
+        return new
+
+
+_ALERT_SLOTS = tuple(f.name for f in dataclasses.fields(Alert))
+_ALERT_FIELDS = frozenset(_ALERT_SLOTS)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
