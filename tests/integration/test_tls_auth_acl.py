@@ -9,6 +9,7 @@ import ssl
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import orjson
@@ -135,6 +136,21 @@ async def test_tls_and_password_route_an_alert(
         assert r.gateway.metrics.connected.labels("mqtt")._value.get() == 1
 
 
+async def run_until_logged(config: Config, event: str) -> tuple[Gateway, list[dict[str, Any]]]:
+    """Run a gateway until it logs `event` (or 5 s pass); return it and every log entry."""
+    gw = Gateway(config)
+    stop = asyncio.Event()
+    with capture_logs() as logs:
+        task = asyncio.create_task(gw.run(stop.wait))
+        for _ in range(100):
+            if any(e["event"] == event for e in logs):
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    return gw, logs
+
+
 # paho-mqtt leaves the socket of a failed TLS handshake to the garbage collector
 # (Client._ssl_wrap_socket does not close it); CPython frees it at once, but pytest sees the
 # ResourceWarning. The leak is paho's, per failed attempt, not a growing one.
@@ -144,16 +160,7 @@ async def test_wrong_ca_fails_with_a_clear_error(secure_broker: Broker, tmp_path
     """A CA that did not sign the broker's certificate is refused and logged as such."""
     other = make_pki(tmp_path / "other", name="someone-else")
     config = gateway_config(secure_broker, tmp_path, other.ca)
-    gw = Gateway(config)
-    stop = asyncio.Event()
-    with capture_logs() as logs:
-        task = asyncio.create_task(gw.run(stop.wait))
-        for _ in range(100):
-            if any(e["event"] == "mqtt_tls_failed" for e in logs):
-                break
-            await asyncio.sleep(0.05)
-        stop.set()
-        await asyncio.wait_for(task, 10)
+    gw, logs = await run_until_logged(config, "mqtt_tls_failed")
     failures = [e for e in logs if e["event"] == "mqtt_tls_failed"]
     assert failures, [e["event"] for e in logs]
     assert "CERTIFICATE_VERIFY_FAILED" in failures[0]["error"]
@@ -166,16 +173,7 @@ async def test_wrong_password_is_an_auth_failure(
 ) -> None:
     """A wrong password is logged as mqtt_auth_failed, and the password is never logged."""
     config = gateway_config(secure_broker, tmp_path, pki.ca, password="not-the-password")
-    gw = Gateway(config)
-    stop = asyncio.Event()
-    with capture_logs() as logs:
-        task = asyncio.create_task(gw.run(stop.wait))
-        for _ in range(100):
-            if any(e["event"] == "mqtt_auth_failed" for e in logs):
-                break
-            await asyncio.sleep(0.05)
-        stop.set()
-        await asyncio.wait_for(task, 10)
+    _, logs = await run_until_logged(config, "mqtt_auth_failed")
     assert any(e["event"] == "mqtt_auth_failed" for e in logs)
     assert "not-the-password" not in repr(logs)
 
