@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import socket
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import aiomqtt
 import orjson
 import paho.mqtt.client as paho
 import structlog
+from paho.mqtt import __version__ as paho_version
 
+from drivers.paho_io import PahoLoopIO
 from gateway.backoff import Backoff
 from gateway.config import MqttConfig, read_password
 from gateway.errors import DeliveryError
 from gateway.fairshare import FairShare
 from gateway.metrics import Metrics
 from gateway.model import Delivery, Signal, SignalState
+from gateway.mqttwire import Publish
 from gateway.ports import Inbound, Put, RawResponse
 
 log = structlog.get_logger("alertgw.mqtt")
@@ -56,15 +60,21 @@ class MqttLink:
         self._dropped: int | None = None  # broker's $SYS drop counter, first value = baseline
         # source name -> FairShare, for sources whose topic names one device
         self._fair = {
-            name: FairShare[paho.MQTTMessage](rate=rate, burst=burst)
+            name: FairShare[Publish](rate=rate, burst=burst)
             for name, (rate, burst) in (fair_share or {}).items()
         }
         self._topic_source: dict[str, str | None] = {}
         self._metrics = metrics
         self._client: aiomqtt.Client | None = None
         self._paho: paho.Client | None = None
-        # message id -> future resolved by PUBACK (or failed when the session drops)
+        # message id -> future resolved by PUBACK (or failed when the session drops), and
+        # the same futures by deadline: one sweep a second instead of a timer per message.
         self._acks: dict[int, asyncio.Future[None]] = {}
+        self._ack_deadlines: collections.deque[tuple[float, int, asyncio.Future[None]]] = (
+            collections.deque()
+        )
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._io: PahoLoopIO | None = None
         self._connected = asyncio.Event()
         self._backoff = Backoff(initial=config.backoff_initial, maximum=config.backoff_max)
         self._log = log.bind(driver="mqtt", broker=f"{config.host}:{config.port}")
@@ -151,22 +161,31 @@ class MqttLink:
             if dues and not flush:
                 flush.append(loop.call_at(min(dues), release))
 
-        # Messages go straight from paho's callback (on the loop thread: aiomqtt drives paho
+        # Messages go straight from paho's reader (on the loop thread: aiomqtt drives paho
         # with add_reader) to the router, skipping aiomqtt's queue and Message copies, which
         # also drop paho's DUP flag.
-        def on_message(c: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:  # noqa: ANN401
+        def receive(msg: Publish) -> None:
             source = self._source_of(msg.topic)
             fair = self._fair.get(source) if source is not None else None
             if fair is not None:
                 admitted, superseded = fair.offer(msg.topic, msg, loop.time())
                 if superseded is not None:
                     # The newer message carries the device's whole state; this one is moot.
-                    c.ack(superseded.mid, superseded.qos)
+                    paho_client.ack(superseded.mid, superseded.qos)
                     self._metrics.rejects.labels(source, "rate_limited").inc()
                 if not admitted:
                     schedule()
                     return
-            self._dispatch(msg, c, put)
+            self._dispatch(msg, paho_client, put)
+
+        def on_message(c: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:  # noqa: ANN401
+            # paho's own path: before the fast reader is installed, or without it.
+            try:
+                topic = msg.topic
+            except UnicodeDecodeError:
+                c.ack(msg.mid, msg.qos)  # no source can match it
+                return
+            receive(Publish(topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.dup)))
 
         paho_client.on_message = on_message
         aiomqtt_on_publish = paho_client.on_publish
@@ -174,17 +193,21 @@ class MqttLink:
         def on_publish(c: paho.Client, userdata: Any, mid: int, *rest: Any) -> None:  # noqa: ANN401
             # send() registers its future before it yields, so a PUBACK always finds it;
             # no future means one of aiomqtt's own publishes (the status topic).
-            fut = self._acks.get(mid)
+            fut = self._acks.pop(mid, None)
             if fut is not None and not fut.done():
                 fut.set_result(None)
             if aiomqtt_on_publish is not None:
                 aiomqtt_on_publish(c, userdata, mid, *rest)
 
         paho_client.on_publish = on_publish
+        self._sweeper = loop.call_later(1.0, self._sweep_acks)
         try:
-            await self._connected_session(client, paho_client, put)
+            await self._connected_session(client, paho_client, receive)
         finally:
             self._paho = None
+            self._io = None
+            if self._sweeper is not None:
+                self._sweeper.cancel()
             for handle in flush:
                 handle.cancel()
             lost = DeliveryError(f"mqtt broker {self._cfg.host}:{self._cfg.port} disconnected")
@@ -192,6 +215,20 @@ class MqttLink:
                 if not fut.done():
                     fut.set_exception(lost)
             self._acks.clear()
+            self._ack_deadlines.clear()
+
+    def _sweep_acks(self) -> None:
+        """Fail publishes whose PUBACK is overdue; runs every second of a session."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        queue = self._ack_deadlines
+        while queue and (queue[0][0] <= now or queue[0][2].done()):
+            _, mid, fut = queue.popleft()
+            if not fut.done():
+                fut.set_exception(DeliveryError(f"no PUBACK within {PUBACK_TIMEOUT:g} s"))
+                if self._acks.get(mid) is fut:
+                    del self._acks[mid]
+        self._sweeper = loop.call_later(1.0, self._sweep_acks)
 
     def _source_of(self, topic: str) -> str | None:
         cached = self._topic_source.get(topic, "")
@@ -207,11 +244,16 @@ class MqttLink:
         return found
 
     async def _connected_session(
-        self, client: aiomqtt.Client, paho_client: paho.Client, put: Put
+        self, client: aiomqtt.Client, paho_client: paho.Client, receive: Callable[[Publish], None]
     ) -> None:
         cfg = self._cfg
         status = cfg.status_topic
         async with client:
+            io = PahoLoopIO(
+                paho_client, asyncio.get_running_loop(), on_publish=receive, acks=self._acks
+            )
+            if not io.install():
+                self._log.warning("mqtt_fast_io_unavailable", paho=paho_version)
             filters = [(f, 1) for _, fs in self._sources for f in fs]
             filters += [(t, 1) for t in self._response_topics]
             if cfg.watch_broker_drops:
@@ -221,17 +263,21 @@ class MqttLink:
             await client.publish(status, _status_payload("online"), qos=1, retain=True)
             self._client = client
             self._paho = paho_client
+            self._io = io if io.fast else None
             self._connected.set()
             self._metrics.connected.labels(driver="mqtt").set(1)
             self._log.info("mqtt_connected", subscriptions=len(filters))
             self._backoff.reset()
             # Messages arrive through on_message; this only waits for the connection to drop.
-            async for _ in client.messages:
-                pass
+            try:
+                async for _ in client.messages:
+                    pass
+            finally:
+                io.close()
 
-    def _dispatch(self, msg: paho.MQTTMessage, paho_client: paho.Client, put: Put) -> None:
+    def _dispatch(self, msg: Publish, paho_client: paho.Client, put: Put) -> None:
         topic = msg.topic
-        payload = bytes(msg.payload)
+        payload = msg.payload
         now = time.time()
         mid, qos = msg.mid, msg.qos
 
@@ -279,29 +325,43 @@ class MqttLink:
 
     async def send(self, delivery: Delivery) -> None:
         """Publish one handset message at QoS 1; return on PUBACK."""
+        await self.submit(delivery)
+
+    def submit(self, delivery: Delivery) -> asyncio.Future[None]:
+        """Publish one handset message at QoS 1; the future resolves on its PUBACK.
+
+        It fails with DeliveryError when the broker is down, the session drops before the
+        PUBACK, or none comes within PUBACK_TIMEOUT.
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
         paho_client = self._paho
         if paho_client is None or self._client is None:
-            raise DeliveryError(f"mqtt broker {self._cfg.host}:{self._cfg.port} is not connected")
-        base = self._handset_topics[delivery.handset]
+            where = f"{self._cfg.host}:{self._cfg.port}"
+            fut.set_exception(DeliveryError(f"mqtt broker {where} is not connected"))
+            return fut
+        topic = f"{self._handset_topics[delivery.handset]}/alert"
+        payload = orjson.dumps(dict(delivery.payload))
+        io = self._io
+        if io is not None:
+            mid = io.publish(topic, payload)
+            self._acks[mid] = fut
+            self._ack_deadlines.append((loop.time() + PUBACK_TIMEOUT, mid, fut))
+            return fut
         # Straight to paho with a future per message id: aiomqtt's publish costs a task and
         # an Event per message, which doubled the gateway's CPU per signal.
-        info = paho_client.publish(f"{base}/alert", orjson.dumps(dict(delivery.payload)), qos=1)
+        info = paho_client.publish(topic, payload, qos=1)
         if info.rc != paho.MQTT_ERR_SUCCESS:
-            raise DeliveryError(
-                f"publish to handset {delivery.handset} failed: {paho.error_string(info.rc)}"
+            error = paho.error_string(info.rc)
+            fut.set_exception(
+                DeliveryError(f"publish to handset {delivery.handset} failed: {error}")
             )
-        if info.is_published():
-            return
-        fut = self._acks[info.mid] = asyncio.get_running_loop().create_future()
-        try:
-            async with asyncio.timeout(PUBACK_TIMEOUT):
-                await fut
-        except TimeoutError:
-            raise DeliveryError(
-                f"no PUBACK for handset {delivery.handset} within {PUBACK_TIMEOUT:g} s"
-            ) from None
-        finally:
-            self._acks.pop(info.mid, None)
+        elif info.is_published():
+            fut.set_result(None)
+        else:
+            self._acks[info.mid] = fut
+            self._ack_deadlines.append((loop.time() + PUBACK_TIMEOUT, info.mid, fut))
+        return fut
 
     async def publish_status(self, state: str) -> None:
         """Publish the gateway's retained status (used at clean shutdown)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import os
 import signal
 import time
@@ -24,7 +25,7 @@ from drivers.simulator import SimulatedSource
 from gateway.backoff import Backoff
 from gateway.config import Config, handset_topic, load_config
 from gateway.decoders import Decoder, make_decoder
-from gateway.engine import Engine
+from gateway.engine import Engine, Transition
 from gateway.errors import ConfigError, DecodeError, DeliveryError, ShutdownError
 from gateway.journal import Journal
 from gateway.metrics import Metrics
@@ -39,7 +40,7 @@ BATCH_MAX = 512
 GEN = "gen:"  # levels-table prefix for per-key alert generations
 SALT = "alert_id_salt"  # per-installation salt of derived alert ids
 SEND_WINDOW = 64
-CONFIRM_LINGER = 0.05
+COMMIT_GATHER = 64  # signals that start a commit without waiting for journal.commit_delay
 DUP_WINDOW = 3600.0
 REJECT_LOG_INTERVAL = 60.0
 
@@ -67,12 +68,19 @@ class Gateway:
         )
         self._serve_metrics = serve_metrics and config.metrics.enabled
         self._inbox: asyncio.Queue[Item | None] = asyncio.Queue()
-        self._confirmed: asyncio.Queue[tuple[int, DeliveryState]] = asyncio.Queue()
+        # Decisions not yet committed: the journal task writes them in order, in one
+        # transaction per gathering, and only then acknowledges their signals to the broker.
+        self._pending = _Pending()
+        self._confirmed: list[tuple[int, DeliveryState]] = []
+        self._journal_wake = asyncio.Event()
+        self._journal_full = asyncio.Event()
+        self._journal_idle = asyncio.Event()
+        self._journal_idle.set()
         self._queues: dict[str, asyncio.Queue[tuple[Delivery, float]]] = {
             h: asyncio.Queue() for h in config.handsets
         }
         self._draining = False
-        self._batch_ids: set[str] = set()
+        self._uncommitted_ids: set[str] = set()  # a redelivery may overtake its commit
         self._reject_logged: dict[tuple[str, str, str], float] = {}
         self._decoders: dict[str, Decoder] = {
             name: make_decoder(name, src.decoder, src.base_topic, config)
@@ -195,7 +203,7 @@ class Gateway:
                                 channel.run(self.put), name=f"gateway.channel[{channel.name}]"
                             )
                     tg.create_task(self._router_loop(), name="gateway.router")
-                    tg.create_task(self._confirm_loop(), name="gateway.confirm")
+                    tg.create_task(self._journal_loop(), name="gateway.journal")
                     tg.create_task(self._retention_loop(), name="gateway.retention")
                     for handset in self._queues:
                         tg.create_task(
@@ -255,12 +263,13 @@ class Gateway:
         log.info("shutdown_requested", drain_timeout=self.drain_timeout)
         self.notifier.stopping()
         self._draining = True
+        self._journal_full.set()  # commit what is gathered now, not after commit_delay
         try:
             async with asyncio.timeout(self.drain_timeout):
                 await self._inbox.join()
                 for q in self._queues.values():
                     await q.join()
-                await self._confirmed.join()
+                await self._journal_idle.wait()
         except TimeoutError:
             log.warning("shutdown_drain_timeout", left_in_outbox=self._outbox_depth())
         if self.link is not None:
@@ -291,7 +300,6 @@ class Gateway:
     async def _process(self, batch: list[Item]) -> None:
         now = self.clock()
         signals: list[Signal] = []
-        self._batch_ids.clear()  # a redelivery may share a batch with its original
         outcome = self.engine.tick(now)
         acks = []
         received: dict[str, float] = {}
@@ -328,28 +336,27 @@ class Gateway:
                 if result.rejected:
                     self._reject("handsets", result.rejected, response.handset)
                 outcome.extend(result)
-        levels: dict[str, object] = {}
+        # No await from here on: the journal task swaps `_pending` between commits.
+        pending = self._pending
+        levels = pending.levels
         for decoder in self._decoders.values():
             levels.update(decoder.changed_levels())
         levels.update({GEN + k: v for k, v in self.engine.changed_generations().items()})
-        # Handset messages leave while their batch commits: the commit is off the latency
-        # path. A crash in between is safe: the broker redelivers the unacknowledged signal,
-        # the engine re-creates the same alert id (it derives ids from key and generation,
-        # and the generation was not committed either), and handsets drop the repeat by
-        # (alert_id, seq).
+        # Handset messages leave before their decisions commit: the commit is off the
+        # latency path. A crash in between is safe: the broker redelivers the unacknowledged
+        # signal, the engine re-creates the same alert id (it derives ids from key and
+        # generation, and the generation was not committed either), and handsets drop the
+        # repeat by (alert_id, seq).
         stored = self.journal.number(outcome.deliveries)
         for d in stored:
             t0 = received.get(str(d.payload.get("signal_id")), 0.0) if d.action == "ring" else 0.0
             self._queues[d.handset].put_nowait((d, t0))
-        # A late "sent" mark only risks a resend after a crash, which (alert_id, seq) absorbs.
-        sent = self._drain_confirmed()
-        await self.journal.commit_batch(
-            signals, outcome.transitions, stored, levels, [x for x in sent if x[0]]
-        )
-        for _ in sent:
-            self._confirmed.task_done()
-        for ack in acks:
-            ack()  # only now may the broker forget the signal
+        pending.signals.extend(signals)
+        pending.transitions.extend(outcome.transitions)
+        pending.deliveries.extend(stored)
+        pending.acks.extend(acks)
+        if signals or acks or outcome.transitions or stored or levels:
+            self._wake_journal(len(signals))
         for t in outcome.transitions:
             self.metrics.alert_count(t.alert.kind, t.event).inc()
             if t.reason and t.event in ("suppressed", "cancelled", "resolved", "repeated"):
@@ -383,13 +390,13 @@ class Gateway:
                 out.append(sig)  # proof of life for supervision; not journaled
                 continue
             if item.dup and (
-                sig.id in self._batch_ids
+                sig.id in self._uncommitted_ids
                 or await self.journal.seen_signal(sig.id, item.received_at - DUP_WINDOW)
             ):
                 self.metrics.duplicates.labels(item.source).inc()
                 log.info("signal_duplicate_dropped", source=item.source, signal_id=sig.id)
                 continue
-            self._batch_ids.add(sig.id)
+            self._uncommitted_ids.add(sig.id)
             out.append(sig)
         return out
 
@@ -471,9 +478,10 @@ class Gateway:
         channel = self._channels.get(handset)
         backoff = Backoff(initial=0.2, maximum=5.0)
         hlog = log.bind(handset=handset)
-        window: collections.deque[tuple[Delivery, float, asyncio.Task[Exception | None]]] = (
+        window: collections.deque[tuple[Delivery, float, asyncio.Future[None]]] = (
             collections.deque()
         )
+        submit = getattr(channel, "submit", None)  # channels that pipeline without a task
         # Publishing one message per broker round trip caps a handset at a few thousand
         # messages a second; a window keeps order (sends start in order) without that cap.
         async with asyncio.TaskGroup() as tg:
@@ -482,13 +490,22 @@ class Gateway:
                     delivery, t0 = await queue.get()
                     if channel is None:
                         hlog.error("handset_has_no_channel", alert_id=delivery.alert_id)
-                        self._confirmed.put_nowait((delivery.id or 0, DeliveryState.FAILED))
+                        self._confirm(delivery.id, DeliveryState.FAILED)
                         queue.task_done()
                         continue
-                    window.append((delivery, t0, tg.create_task(_attempt(channel, delivery))))
+                    if submit is not None:
+                        started = submit(delivery)
+                    else:
+                        started = asyncio.get_running_loop().create_future()
+                        tg.create_task(_send_into(channel, delivery, started))
+                    window.append((delivery, t0, started))
                     continue
-                delivery, t0, task = window[0]
-                error = await task
+                delivery, t0, started = window[0]
+                error: DeliveryError | None = None
+                try:
+                    await started
+                except DeliveryError as exc:
+                    error = exc
                 while error is not None and channel is not None:
                     # Failures retry in order before anything newer is confirmed.
                     delay = backoff.fail()
@@ -509,7 +526,7 @@ class Gateway:
 
     def _delivered(self, handset: str, delivery: Delivery, t0: float) -> None:
         if delivery.id is not None:
-            self._confirmed.put_nowait((delivery.id, DeliveryState.SENT))
+            self._confirm(delivery.id, DeliveryState.SENT)
         self.metrics.delivery_count(handset, delivery.action, "sent").inc()
         if t0:
             priority = str(delivery.payload.get("priority"))
@@ -523,23 +540,44 @@ class Gateway:
         )
         self._update_outbox_gauge()
 
-    async def _confirm_loop(self) -> None:
-        """Write confirmations the router has not folded into one of its own commits."""
-        while True:
-            batch = [await self._confirmed.get()]
-            await asyncio.sleep(CONFIRM_LINGER)  # usually the next batch commit takes them
-            batch.extend(self._drain_confirmed())
-            await self.journal.mark_deliveries([b for b in batch if b[0]])
-            for _ in batch:
-                self._confirmed.task_done()
+    def _confirm(self, delivery_id: int | None, state: DeliveryState) -> None:
+        # A late "sent" mark only risks a resend after a crash, which (alert_id, seq) absorbs.
+        if delivery_id:
+            self._confirmed.append((delivery_id, state))
+            self._wake_journal(0)
 
-    def _drain_confirmed(self) -> list[tuple[int, DeliveryState]]:
-        out: list[tuple[int, DeliveryState]] = []
+    def _wake_journal(self, signals: int) -> None:
+        self._journal_idle.clear()
+        self._journal_wake.set()
+        if signals and len(self._pending.signals) >= COMMIT_GATHER:
+            self._journal_full.set()
+
+    async def _journal_loop(self) -> None:
+        """Commit decisions in order; then, and only then, acknowledge their signals.
+
+        One transaction costs about the same for one signal as for fifty, so the task
+        gathers for up to `journal.commit_delay` (or COMMIT_GATHER signals) before it
+        commits. Handsets never wait for this: their messages left already.
+        """
+        delay = self.config.journal.commit_delay
         while True:
-            try:
-                out.append(self._confirmed.get_nowait())
-            except asyncio.QueueEmpty:
-                return out
+            await self._journal_wake.wait()
+            if delay > 0 and not self._journal_full.is_set() and not self._draining:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._journal_full.wait()
+            self._journal_wake.clear()
+            self._journal_full.clear()
+            batch, self._pending = self._pending, _Pending()
+            sent, self._confirmed = self._confirmed, []
+            await self.journal.commit_batch(
+                batch.signals, batch.transitions, batch.deliveries, batch.levels, sent
+            )
+            for ack in batch.acks:
+                ack()  # only now may the broker forget the signal
+            self._uncommitted_ids.difference_update(s.id for s in batch.signals)
+            if not self._journal_wake.is_set():
+                self._journal_idle.set()
 
     async def _retention_loop(self) -> None:
         keep = self.config.journal.retention_days * 86400
@@ -554,6 +592,17 @@ class Gateway:
 
     def _update_outbox_gauge(self) -> None:
         self.metrics.outbox_depth.set(self._outbox_depth())
+
+
+@dataclasses.dataclass(slots=True)
+class _Pending:
+    """What the router decided since the last commit, in order."""
+
+    signals: list[Signal] = dataclasses.field(default_factory=list)
+    transitions: list[Transition] = dataclasses.field(default_factory=list)
+    deliveries: list[Delivery] = dataclasses.field(default_factory=list)
+    levels: dict[str, object] = dataclasses.field(default_factory=dict)
+    acks: list[Callable[[], None]] = dataclasses.field(default_factory=list)
 
 
 _RESTART_SECTIONS = ("mqtt", "sources", "handsets", "espa", "journal", "metrics", "record")
@@ -585,7 +634,19 @@ def parse_response(raw: RawResponse) -> Response | None:
     )
 
 
-async def _attempt(channel: HandsetChannel, delivery: Delivery) -> Exception | None:
+async def _send_into(
+    channel: HandsetChannel, delivery: Delivery, done: asyncio.Future[None]
+) -> None:
+    """Send once and settle `done` (a DeliveryError goes to the window, not the TaskGroup)."""
+    error = await _attempt(channel, delivery)
+    if not done.done():
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+
+async def _attempt(channel: HandsetChannel, delivery: Delivery) -> DeliveryError | None:
     """Send once; return the DeliveryError instead of raising it (the window retries)."""
     try:
         await channel.send(delivery)

@@ -294,6 +294,9 @@ class JournalConfig:
     retention_days: float = 90.0
     synchronous: Literal["normal", "full"] = "full"
     drain_timeout: float = 10.0  # on SIGTERM, wait this long for the outbox to empty
+    # Gather decisions this long into one transaction (handset messages do not wait for it;
+    # the broker's acknowledgement of a signal does).
+    commit_delay: float = 0.01
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -472,6 +475,12 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
                     f"{section}.{key}",
                     "ids may hold only letters, digits and _ . : -",
                 )
+    if not 0 <= config.journal.commit_delay <= 1:
+        problems.add(
+            _line(tree, "journal", "commit_delay"),
+            "journal.commit_delay",
+            "seconds between 0 and 1 (signals stay unacknowledged that long)",
+        )
     mc = config.mqtt
     if mc is not None:
         if mc.password_file and mc.password_env:

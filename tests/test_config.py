@@ -343,6 +343,15 @@ def test_device_in_a_room_of_no_zone_is_reported() -> None:
     assert "'103' is in no zone" in problem
 
 
+def test_commit_delay_out_of_range_is_reported() -> None:
+    """A commit delay beyond a second would hold signals unacknowledged too long."""
+    text = edit("  path: var/test.db\n", "  path: var/test.db\n  commit_delay: 5\n")
+    problem = only_problem(text)
+    assert problem.startswith(
+        f"{FILE}:{line_of(text, 'commit_delay')}: journal.commit_delay: seconds between 0 and 1"
+    )
+
+
 def test_room_in_two_zones_is_reported() -> None:
     """A room listed by two zones is reported at the second zone's rooms."""
     text = edit('rooms: ["201"]', 'rooms: ["201", "102"]')

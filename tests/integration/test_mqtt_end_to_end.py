@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import aiomqtt
@@ -157,3 +158,36 @@ async def test_status_topic_online_then_offline(broker: Broker, tmp_path: Path) 
     async with running(config):
         assert (await status())["state"] == "online"
     assert (await status())["state"] == "offline"
+
+
+async def test_gathered_commit_is_flushed_and_acknowledged_at_shutdown(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A ring leaves before its commit; a clean stop still commits it and acks the signal.
+
+    With the longest commit_delay the stop comes while the decision is still gathered. It
+    must reach the journal, and the signal must be acknowledged only then, so a restart on
+    the same session gets no redelivery and rings nothing twice.
+    """
+    prefix = unique("t")
+    client_id = unique("alertgw")
+    config = make_config(broker.port, tmp_path, prefix=prefix, client_id=client_id)
+    journal_cfg = dataclasses.replace(config.journal, commit_delay=1.0)
+    config = dataclasses.replace(config, journal=journal_cfg)
+    async with peer(broker.port, prefix) as p:
+        async with running(config):
+            await p.z2m("rom103/snor", {"action": "single"})
+            _, ring = await p.next()
+        journal = Journal(config.journal.path)
+        await journal.open()
+        try:
+            (stored,) = await journal.recent_alerts(1)
+            assert await journal.seen_signal(ring["signal_id"], 0.0)
+            pending = await journal.pending_deliveries()
+        finally:
+            await journal.close()
+        assert stored.alert.id == ring["alert_id"]
+        assert [e[1] for e in stored.events] == ["raised", "ringing"]
+        assert pending == []  # the PUBACK's "sent" mark was committed too
+        async with running(config):
+            assert await p.nothing(0.7)

@@ -1,0 +1,40 @@
+"""MqttLink's bookkeeping that needs no broker: overdue PUBACKs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from drivers.mqtt import MqttLink
+from gateway.config import MqttConfig
+from gateway.errors import DeliveryError
+from gateway.metrics import Metrics
+from gateway.model import Delivery
+
+
+async def test_overdue_puback_fails_its_delivery_and_a_fresh_one_waits() -> None:
+    """The once-a-second sweep fails publishes past PUBACK_TIMEOUT, and only those."""
+    link = MqttLink(config=MqttConfig(), sources={}, handsets={"h1": "hs/h1"}, metrics=Metrics())
+    loop = asyncio.get_running_loop()
+    overdue: asyncio.Future[None] = loop.create_future()
+    fresh: asyncio.Future[None] = loop.create_future()
+    link._acks.update({1: overdue, 2: fresh})
+    link._ack_deadlines.extend([(loop.time() - 0.1, 1, overdue), (loop.time() + 60, 2, fresh)])
+    link._sweep_acks()
+    try:
+        with pytest.raises(DeliveryError, match="no PUBACK"):
+            await overdue
+        assert not fresh.done()
+        assert list(link._acks) == [2]
+    finally:
+        assert link._sweeper is not None
+        link._sweeper.cancel()
+
+
+async def test_submit_without_a_session_fails_at_once() -> None:
+    """A handset message while the broker is down fails its future (the window retries)."""
+    link = MqttLink(config=MqttConfig(), sources={}, handsets={"h1": "hs/h1"}, metrics=Metrics())
+    fut = link.submit(Delivery("a1", "h1", 1, "ring", {"alert_id": "a1"}))
+    with pytest.raises(DeliveryError, match="not connected"):
+        await fut
