@@ -6,7 +6,8 @@ self-pipe wake-up and an `add_writer`/`remove_writer` pair. On the hot path that
 third of alertgw's CPU per signal. This adapter keeps paho as the protocol engine and
 changes only how bytes move:
 
-- reads: one `recv` fills a buffer that paho's per-field reads are served from;
+- reads: one `recv` fills a buffer that whole packets are cut from (paho reads each
+  packet with three `recv` calls: the type byte, the length bytes, the body);
 - writes: every packet queued in one loop iteration goes out in a single `send`, flushed by
   `call_soon`; only a full socket buffer falls back to `add_writer`;
 - the packets every signal crosses (an inbound PUBLISH, our QoS 1 PUBLISH to a handset and
@@ -14,10 +15,10 @@ changes only how bytes move:
   message, an info with its own Condition, Properties and a ReasonCode even under 3.1.1).
 
 paho still owns the session: CONNECT, SUBSCRIBE, keep-alive, TLS, the will, and every
-other packet. The adapter hooks paho's private `_sock_recv`, `_packet_write` and
-`_packet_handle` (stable from paho 1.x to 2.2); `install` checks they are there and leaves
-the client untouched otherwise, so a paho release that moves them costs speed, never
-correctness.
+other packet. The adapter hooks paho's private `_packet_read` and `_packet_write` and
+calls its `_sock_recv` and `_packet_handle` (stable from paho 1.x to 2.2); `install`
+checks they are there and leaves the client untouched otherwise, so a paho release that
+moves them costs speed, never correctness.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.exception import MalformedPacket
 
 from gateway.mqttwire import PUBACK, PUBLISH, Publish, decode_publish, encode_publish
 
@@ -37,6 +39,7 @@ RECV_SIZE = 65536
 _DISCONNECT = 0xE0
 _NEEDED = (
     "_sock_recv",
+    "_packet_read",
     "_packet_write",
     "_packet_handle",
     "_packet_queue",
@@ -71,7 +74,9 @@ class PahoLoopIO:
         self._flush_scheduled = False
         self._writer_fd: int | None = None
         self._installed = False
+        self._body_len = 0
         self._stock_recv: Any = None
+        self._stock_read: Any = None
         self._stock_write: Any = None
         self._stock_handle: Any = None
         self._stock_loop_read: Any = None
@@ -87,17 +92,16 @@ class PahoLoopIO:
         if self._installed or not self.supported(client):
             return False
         self._stock_recv = client._sock_recv
+        self._stock_read = client._packet_read
         self._stock_write = client._packet_write
         self._stock_handle = client._packet_handle
         self._stock_loop_read = client.loop_read
         # Instance attributes shadow paho's methods; aiomqtt's reader calls loop_read.
-        client._sock_recv = self._recv  # type: ignore[method-assign]
+        client._packet_read = self._read  # type: ignore[method-assign]
         client._packet_write = self._write  # type: ignore[method-assign]
         client.loop_read = self._loop_read  # type: ignore[method-assign]
         # The hand-coded packets are MQTT 3.1.1 shapes; v5 adds properties.
         self._fast_packets = client._protocol != paho.MQTTv5
-        if self._fast_packets:
-            client._packet_handle = self._handle  # type: ignore[method-assign]
         # aiomqtt's hooks add a writer through the self-pipe; ours flush in this iteration.
         sock = client.socket()
         if sock is not None:
@@ -117,47 +121,91 @@ class PahoLoopIO:
 
     # -- reads ----------------------------------------------------------------------------
 
-    def _recv(self, bufsize: int) -> bytes:
-        buf = self._rbuf
-        if not buf:
-            data = self._stock_recv(RECV_SIZE)  # raises BlockingIOError when empty
-            if not data:
-                return b""  # the broker closed the connection
-            buf += data
-            pending = getattr(self._client._sock, "pending", None)
-            # TLS: decrypted bytes can wait inside OpenSSL with the socket not readable.
-            while pending is not None and (more := pending()) > 0:
-                buf += self._stock_recv(more)
-        chunk = bytes(buf[:bufsize])
-        del buf[:bufsize]
-        return chunk
-
     def _loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         rc: MQTTErrorCode = self._stock_loop_read(max_packets)
         # paho stops after max_packets; what is left in the buffer raises no readiness.
-        while self._rbuf and rc == paho.MQTT_ERR_SUCCESS and self._client._sock is not None:
+        while rc == paho.MQTT_ERR_SUCCESS and self._complete() and self._client._sock is not None:
             rc = self._stock_loop_read(max_packets)
         return rc
 
-    def _handle(self) -> MQTTErrorCode:
-        packet = self._client._in_packet
-        command = packet["command"]
-        kind = command & 0xF0
-        body = packet["packet"]
-        if kind == PUBACK and len(body) == 2:  # a 3.1.1 PUBACK (v5 may add a reason)
-            fut = self._acks.pop((body[0] << 8) | body[1], None)
-            if fut is not None:
-                if not fut.done():
-                    fut.set_result(None)
-                return paho.MQTT_ERR_SUCCESS
-        elif kind == PUBLISH and (command >> 1) & 0x03 < 2:  # QoS 2 goes to paho
+    def _read(self) -> MQTTErrorCode:
+        """paho's `_packet_read`: one whole packet, from the buffer or one `recv` into it."""
+        client = self._client
+        if client._in_packet["command"]:
+            rc: MQTTErrorCode = self._stock_read()  # paho was mid-packet at install
+            return rc
+        end = self._complete()
+        if not end:
             try:
-                message = decode_publish(command, body)
-            except ValueError:
-                return paho.MQTT_ERR_PROTOCOL  # paho drops the session, as it would
-            self._on_publish(message)
-            return paho.MQTT_ERR_SUCCESS
-        rc: MQTTErrorCode = self._stock_handle()
+                data = self._stock_recv(RECV_SIZE)
+            except BlockingIOError:
+                return paho.MQTT_ERR_AGAIN
+            except OSError:
+                return paho.MQTT_ERR_CONN_LOST
+            if not data:
+                return paho.MQTT_ERR_CONN_LOST  # the broker closed the connection
+            buf = self._rbuf
+            buf += data
+            pending = getattr(client._sock, "pending", None)
+            # TLS: decrypted bytes can wait inside OpenSSL with the socket not readable.
+            while pending is not None and (more := pending()) > 0:
+                buf += self._stock_recv(more)
+            end = self._complete()
+            if not end:
+                return paho.MQTT_ERR_AGAIN
+        if end < 0:
+            return paho.MQTT_ERR_PROTOCOL
+        buf = self._rbuf
+        command = buf[0]
+        body = bytes(buf[end - self._body_len : end])
+        del buf[:end]
+        with client._msgtime_mutex:
+            client._last_bytes_received = paho.time_func()
+        return self._handle(command, body)
+
+    def _complete(self) -> int:
+        """End offset of the first whole packet in the buffer; 0 if none yet, -1 if bad."""
+        buf = self._rbuf
+        n = len(buf)
+        length, mult, i = 0, 1, 1
+        while True:
+            if i >= n:
+                return 0
+            byte = buf[i]
+            length += (byte & 0x7F) * mult
+            i += 1
+            if not byte & 0x80:
+                break
+            mult *= 128
+            if i > 4:  # at most four length bytes (MQTT 3.1.1, 2.2.3)
+                return -1
+        self._body_len = length
+        return i + length if n >= i + length else 0
+
+    def _handle(self, command: int, body: bytes) -> MQTTErrorCode:
+        kind = command & 0xF0
+        if self._fast_packets:
+            if kind == PUBACK and len(body) == 2:  # a 3.1.1 PUBACK (v5 may add a reason)
+                fut = self._acks.pop((body[0] << 8) | body[1], None)
+                if fut is not None:
+                    if not fut.done():
+                        fut.set_result(None)
+                    return paho.MQTT_ERR_SUCCESS
+            elif kind == PUBLISH and (command >> 1) & 0x03 < 2:  # QoS 2 goes to paho
+                try:
+                    message = decode_publish(command, body)
+                except ValueError:
+                    return paho.MQTT_ERR_PROTOCOL  # paho drops the session, as it would
+                self._on_publish(message)
+                return paho.MQTT_ERR_SUCCESS
+        client = self._client
+        client._in_packet = _in_packet(command, bytearray(body))
+        try:
+            rc: MQTTErrorCode = self._stock_handle()
+        except MalformedPacket:
+            rc = paho.MQTT_ERR_PROTOCOL
+        finally:
+            client._in_packet = _in_packet(0, bytearray())
         return rc
 
     def publish(self, topic: str, payload: bytes) -> int:
@@ -239,3 +287,17 @@ class PahoLoopIO:
         with client._msgtime_mutex:
             client._last_msg_out = paho.time_func()
         return paho.MQTT_ERR_AGAIN if out else paho.MQTT_ERR_SUCCESS
+
+
+def _in_packet(command: int, body: bytearray) -> Any:  # noqa: ANN401 - paho's _InPacket
+    """paho's record of the packet being read, holding one whole packet."""
+    return {
+        "command": command,
+        "have_remaining": 1 if command else 0,
+        "remaining_count": [],
+        "remaining_mult": 1,
+        "remaining_length": len(body),
+        "packet": body,
+        "to_process": 0,
+        "pos": 0,
+    }

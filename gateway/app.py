@@ -283,11 +283,16 @@ class Gateway:
             batch: list[Item | None] = []
             deadline = self.engine.next_deadline()
             delay = None if deadline is None else max(0.0, deadline - self.clock())
-            try:
-                async with asyncio.timeout(delay):
-                    batch.append(await self._inbox.get())
-            except TimeoutError:
-                pass  # a timer is due: fire it with an empty batch
+            if not self._inbox.empty():
+                batch.append(self._inbox.get_nowait())
+            elif delay is None:
+                batch.append(await self._inbox.get())
+            else:
+                try:
+                    async with asyncio.timeout(delay):
+                        batch.append(await self._inbox.get())
+                except TimeoutError:
+                    pass  # a timer is due: fire it with an empty batch
             while len(batch) < BATCH_MAX:
                 try:
                     batch.append(self._inbox.get_nowait())
