@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -133,11 +133,6 @@ class Journal:
         async with self._lock:
             await self._run(self._write, rows, deliveries, sent)
         return list(deliveries)
-
-    async def mark_deliveries(self, updates: Iterable[tuple[int, DeliveryState]]) -> None:
-        """Record that outbox rows were confirmed or failed."""
-        async with self._lock:
-            await self._run(self._write, _BatchRows(), (), list(updates))
 
     async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:  # noqa: ANN401
         # aiosqlite's worker thread costs one round trip per call; a batch is one transaction,

@@ -171,19 +171,19 @@ async def test_pending_deliveries_are_queued_rows_in_order(journal: Journal) -> 
     ids = [d.id for d in first + second]
     assert [d.id for d in await journal.pending_deliveries()] == ids
     assert ids[0] is not None
-    await journal.mark_deliveries([(ids[0], DeliveryState.SENT)])
+    await journal.commit_batch([], [], [], sent=[(ids[0], DeliveryState.SENT)])
     pending = await journal.pending_deliveries()
     assert pending == [*first[1:], *second]
     assert pending[0].payload == {"id": "a1"}
     assert pending[0].state is DeliveryState.QUEUED
 
 
-async def test_mark_deliveries_records_state_and_attempts(journal: Journal, db_path: Path) -> None:
-    """mark_deliveries sets the state and counts an attempt per update."""
+async def test_sent_marks_record_state_and_attempts(journal: Journal, db_path: Path) -> None:
+    """A batch's `sent` marks set the state and count an attempt per update."""
     (d,) = await journal.commit_batch([], [], [ring("a1", "night1", 1)])
     assert d.id is not None
-    await journal.mark_deliveries([(d.id, DeliveryState.FAILED)])
-    await journal.mark_deliveries([(d.id, DeliveryState.DELIVERED)])
+    await journal.commit_batch([], [], [], sent=[(d.id, DeliveryState.FAILED)])
+    await journal.commit_batch([], [], [], sent=[(d.id, DeliveryState.DELIVERED)])
     assert rows(db_path, "SELECT state, attempts FROM outbox") == [("delivered", 2)]
     assert await journal.pending_deliveries() == []
 
@@ -272,7 +272,7 @@ async def test_prune_removes_only_old_finished_history(journal: Journal, db_path
             ring("new-done", "night1", 1),  # will be sent, recently
         ],
     )
-    await journal.mark_deliveries([(1, DeliveryState.SENT), (3, DeliveryState.SENT)])
+    await journal.commit_batch([], [], [], sent=[(1, DeliveryState.SENT), (3, DeliveryState.SENT)])
     # Age the rows: updated_at comes from the wall clock.
     with contextlib.closing(sqlite3.connect(db_path)) as db, db:
         db.execute("UPDATE alerts SET updated_at = ? WHERE id != 'new-done'", (T0,))
