@@ -249,6 +249,7 @@ class MqttLink:
         cfg = self._cfg
         status = cfg.status_topic
         async with client:
+            _raise_if_cancelled()
             io = PahoLoopIO(
                 paho_client, asyncio.get_running_loop(), on_publish=receive, acks=self._acks
             )
@@ -260,7 +261,9 @@ class MqttLink:
                 filters.append((SYS_DROPPED, 0))
             if filters:
                 await client.subscribe(filters)
+                _raise_if_cancelled()
             await client.publish(status, _status_payload("online"), qos=1, retain=True)
+            _raise_if_cancelled()
             self._client = client
             self._paho = paho_client
             self._io = io if io.fast else None
@@ -280,9 +283,12 @@ class MqttLink:
         payload = msg.payload
         now = time.time()
         mid, qos = msg.mid, msg.qos
+        io = self._io
 
         def ack() -> None:
-            if qos > 0:
+            if qos == 1 and io is not None:
+                io.ack(mid)
+            elif qos > 0:
                 paho_client.ack(mid, qos)
 
         if topic == SYS_DROPPED:
@@ -380,6 +386,19 @@ def tls_context_for(cfg: MqttConfig) -> ssl.SSLContext | None:
     if cfg.tls.cert_file:
         context.load_cert_chain(cfg.tls.cert_file, cfg.tls.key_file)
     return context
+
+
+def _raise_if_cancelled() -> None:
+    """Re-raise a cancellation that aiomqtt's `asyncio.wait_for` swallowed.
+
+    On Python 3.11, wait_for returns its future's result when a cancellation lands in the
+    same loop iteration as that result (CPython gh-86296, fixed in 3.12). aiomqtt waits for
+    CONNACK, SUBACK and PUBACK that way, so a shutdown racing the connection would leave
+    this task running forever and the supervisor waiting for it.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _status_payload(state: str) -> bytes:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from drivers.mqtt import MqttLink
+from drivers.mqtt import MqttLink, _raise_if_cancelled
 from gateway.config import MqttConfig
 from gateway.errors import DeliveryError
 from gateway.metrics import Metrics
@@ -38,3 +38,28 @@ async def test_submit_without_a_session_fails_at_once() -> None:
     fut = link.submit(Delivery("a1", "h1", 1, "ring", {"alert_id": "a1"}))
     with pytest.raises(DeliveryError, match="not connected"):
         await fut
+
+
+async def test_a_cancellation_swallowed_by_wait_for_is_raised_again() -> None:
+    """aiomqtt waits for CONNACK with wait_for, which on 3.11 can swallow a cancellation.
+
+    Cancelling in the same iteration as the awaited result completes reproduces it; the
+    session's check after each such wait must end the task instead of running on.
+    """
+    loop = asyncio.get_running_loop()
+    connack: asyncio.Future[int] = loop.create_future()
+    ran_on = asyncio.Event()
+
+    async def session() -> None:
+        await asyncio.wait_for(connack, 10)
+        _raise_if_cancelled()
+        ran_on.set()  # without the check, a "cancelled" session would carry on from here
+        await asyncio.sleep(10)
+
+    task = asyncio.create_task(session())
+    await asyncio.sleep(0)
+    connack.set_result(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert not ran_on.is_set()
