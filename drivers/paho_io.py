@@ -42,7 +42,8 @@ _NEEDED = (
     "_packet_read",
     "_packet_write",
     "_packet_handle",
-    "_packet_queue",
+    "_loop_rc_handle",
+    "_registered_write",
     "_mid_generate",
     "_in_packet",
     "_out_packet",
@@ -71,6 +72,7 @@ class PahoLoopIO:
         self._loop = loop
         self._thread = threading.get_ident()
         self._rbuf = bytearray()
+        self._wbuf = bytearray()  # bytes for the socket, in order: paho's packets and ours
         self._flush_scheduled = False
         self._writer_fd: int | None = None
         self._installed = False
@@ -122,11 +124,48 @@ class PahoLoopIO:
     # -- reads ----------------------------------------------------------------------------
 
     def _loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        rc: MQTTErrorCode = self._stock_loop_read(max_packets)
-        # paho stops after max_packets; what is left in the buffer raises no readiness.
-        while rc == paho.MQTT_ERR_SUCCESS and self._complete() and self._client._sock is not None:
-            rc = self._stock_loop_read(max_packets)
-        return rc
+        """paho's `loop_read`: one `recv`, then every whole packet in the buffer."""
+        client = self._client
+        if client._sock is None:
+            return paho.MQTT_ERR_NO_CONN
+        if client._in_packet["command"]:
+            rc: MQTTErrorCode = self._stock_loop_read(max_packets)  # paho was mid-packet
+            return rc
+        rc = self._fill()
+        if rc == paho.MQTT_ERR_SUCCESS:
+            with client._msgtime_mutex:
+                client._last_bytes_received = paho.time_func()
+        elif rc != paho.MQTT_ERR_AGAIN:
+            return self._lost(rc)
+        while (end := self._complete()) and client._sock is not None:
+            if end < 0:
+                return self._lost(paho.MQTT_ERR_PROTOCOL)
+            rc = self._take(end)
+            if rc > 0:
+                return self._lost(rc)
+        return paho.MQTT_ERR_SUCCESS
+
+    def _lost(self, rc: MQTTErrorCode) -> MQTTErrorCode:
+        handled: MQTTErrorCode = self._client._loop_rc_handle(rc)
+        return handled
+
+    def _fill(self) -> MQTTErrorCode:
+        """One `recv` into the buffer (plus what TLS holds decrypted already)."""
+        try:
+            data = self._stock_recv(RECV_SIZE)
+        except BlockingIOError:
+            return paho.MQTT_ERR_AGAIN
+        except OSError:
+            return paho.MQTT_ERR_CONN_LOST
+        if not data:
+            return paho.MQTT_ERR_CONN_LOST  # the broker closed the connection
+        buf = self._rbuf
+        buf += data
+        pending = getattr(self._client._sock, "pending", None)
+        # TLS: decrypted bytes can wait inside OpenSSL with the socket not readable.
+        while pending is not None and (more := pending()) > 0:
+            buf += self._stock_recv(more)
+        return paho.MQTT_ERR_SUCCESS
 
     def _read(self) -> MQTTErrorCode:
         """paho's `_packet_read`: one whole packet, from the buffer or one `recv` into it."""
@@ -136,31 +175,24 @@ class PahoLoopIO:
             return rc
         end = self._complete()
         if not end:
-            try:
-                data = self._stock_recv(RECV_SIZE)
-            except BlockingIOError:
-                return paho.MQTT_ERR_AGAIN
-            except OSError:
-                return paho.MQTT_ERR_CONN_LOST
-            if not data:
-                return paho.MQTT_ERR_CONN_LOST  # the broker closed the connection
-            buf = self._rbuf
-            buf += data
-            pending = getattr(client._sock, "pending", None)
-            # TLS: decrypted bytes can wait inside OpenSSL with the socket not readable.
-            while pending is not None and (more := pending()) > 0:
-                buf += self._stock_recv(more)
+            rc = self._fill()
+            if rc != paho.MQTT_ERR_SUCCESS:
+                return rc
             end = self._complete()
             if not end:
                 return paho.MQTT_ERR_AGAIN
         if end < 0:
             return paho.MQTT_ERR_PROTOCOL
+        with client._msgtime_mutex:
+            client._last_bytes_received = paho.time_func()
+        return self._take(end)
+
+    def _take(self, end: int) -> MQTTErrorCode:
+        """Handle the buffer's first packet, which ends at `end`."""
         buf = self._rbuf
         command = buf[0]
         body = bytes(buf[end - self._body_len : end])
-        del buf[:end]
-        with client._msgtime_mutex:
-            client._last_bytes_received = paho.time_func()
+        del buf[:end]  # O(1): a bytearray drops its head without moving the rest
         return self._handle(command, body)
 
     def _complete(self) -> int:
@@ -217,8 +249,14 @@ class PahoLoopIO:
         mid = client._mid_generate()
         while mid in self._acks:  # 65,535 ids; skip one still awaiting its PUBACK
             mid = client._mid_generate()
-        client._packet_queue(PUBLISH | 0x02, encode_publish(topic, payload, mid), mid, 1)
+        self._wbuf += encode_publish(topic, payload, mid)
+        self._schedule()
         return mid
+
+    def ack(self, mid: int) -> None:
+        """Queue the PUBACK of an inbound QoS 1 PUBLISH (manual acknowledgement)."""
+        self._wbuf += bytes((PUBACK, 2, mid >> 8, mid & 0xFF))
+        self._schedule()
 
     @property
     def fast(self) -> bool:
@@ -250,43 +288,54 @@ class PahoLoopIO:
         if client._sock is None:
             self.close()
             return
-        client.loop_write()
-        if client.want_write() and self._writer_fd is None:
-            # The socket buffer is full: wait for it to drain.
-            self._writer_fd = client._sock.fileno()
-            self._loop.add_writer(self._writer_fd, self._flush)
+        # paho asks for a write only while this flag is down (its loop_write lowers it).
+        client._registered_write = False
+        rc = self._write()
+        if rc > 0:
+            self._lost(rc)
+            return
+        if self._wbuf or client._out_packet:
+            if self._writer_fd is None:
+                # The socket buffer is full: wait for it to drain.
+                self._writer_fd = client._sock.fileno()
+                self._loop.add_writer(self._writer_fd, self._flush)
+        elif self._writer_fd is not None:
+            self.close()
 
     def _write(self) -> MQTTErrorCode:
+        """paho's `_packet_write`: paho's queued packets and ours, in one `send`."""
         client = self._client
         out: deque[dict[str, Any]] = client._out_packet  # type: ignore[assignment]
-        if not out:
-            return paho.MQTT_ERR_SUCCESS
-        for packet in out:
+        buf = self._wbuf
+        while out:
+            packet = out[0]
             command = packet["command"] & 0xF0
             if command == _DISCONNECT or (command == PUBLISH and packet["qos"] == 0):
-                # paho runs callbacks after these; leave them to its own writer.
-                rc: MQTTErrorCode = self._stock_write()
-                return rc
-        data = b"".join(p["packet"][p["pos"] :] if p["pos"] else p["packet"] for p in out)
+                # paho runs callbacks after these; leave them to its own writer, once
+                # everything before them is out.
+                if buf and (rc := self._send()) != paho.MQTT_ERR_SUCCESS:
+                    return rc
+                stock: MQTTErrorCode = self._stock_write()
+                return stock
+            buf += packet["packet"][packet["pos"] :]
+            out.popleft()
+        return self._send() if buf else paho.MQTT_ERR_SUCCESS
+
+    def _send(self) -> MQTTErrorCode:
+        client = self._client
+        buf = self._wbuf
         try:
-            sent = client._sock_send(data)
+            sent = client._sock_send(buf)
         except BlockingIOError:
             return paho.MQTT_ERR_AGAIN
         except (AttributeError, ValueError):
             return paho.MQTT_ERR_SUCCESS  # socket gone; paho notices on its next read
         except OSError:
             return paho.MQTT_ERR_CONN_LOST
-        while out and sent > 0:
-            packet = out[0]
-            step = min(sent, packet["to_process"])
-            packet["pos"] += step
-            packet["to_process"] -= step
-            sent -= step
-            if packet["to_process"] == 0:
-                out.popleft()
+        del buf[:sent]
         with client._msgtime_mutex:
             client._last_msg_out = paho.time_func()
-        return paho.MQTT_ERR_AGAIN if out else paho.MQTT_ERR_SUCCESS
+        return paho.MQTT_ERR_AGAIN if buf else paho.MQTT_ERR_SUCCESS
 
 
 def _in_packet(command: int, body: bytearray) -> Any:  # noqa: ANN401 - paho's _InPacket
