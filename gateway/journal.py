@@ -130,6 +130,11 @@ class Journal:
         if len(numbered) != len(deliveries):
             deliveries = self.number(deliveries)
         rows = _batch_rows(signals, transitions, levels, time.time())
+        if sent and deliveries:
+            # At care-home rates a message's PUBACK comes back before its batch commits:
+            # insert its row as sent instead of inserting it and then updating it.
+            rows.marks = _fold_marks(deliveries, sent)
+            sent = [(row, state) for row, state in sent if row not in rows.marks]
         async with self._lock:
             await self._run(self._write, rows, deliveries, sent)
         return list(deliveries)
@@ -155,6 +160,7 @@ class Journal:
                 conn.executemany(_UPSERT_ALERT, rows.alerts)
                 conn.executemany(_INSERT_EVENT, rows.events)
             if deliveries:
+                marks = rows.marks
                 conn.executemany(
                     _INSERT_OUTBOX,
                     [
@@ -165,7 +171,7 @@ class Journal:
                             d.seq,
                             d.action,
                             _dumps(d.payload),
-                            d.state.value,
+                            *(marks.get(d.id) or (d.state.value, 0)),
                             now,
                             now,
                         )
@@ -339,8 +345,8 @@ _UPSERT_ALERT = (
 )
 _INSERT_EVENT = "INSERT INTO events (alert_id, ts, event, detail) VALUES (?,?,?,?)"
 _INSERT_OUTBOX = (
-    "INSERT INTO outbox (id, alert_id, handset, seq, action, payload, state, created_at,"
-    " updated_at) VALUES (?,?,?,?,?,?,?,?,?)"
+    "INSERT INTO outbox (id, alert_id, handset, seq, action, payload, state, attempts,"
+    " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
 )
 _UPSERT_LEVEL = (
     "INSERT INTO levels (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET"
@@ -357,6 +363,20 @@ class _BatchRows:
     events: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
     levels: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     now: float = 0.0
+    # outbox id -> (state, attempts) for rows confirmed before they were first written
+    marks: dict[int | None, tuple[str, int]] = dataclasses.field(default_factory=dict)
+
+
+def _fold_marks(
+    deliveries: Sequence[Delivery], sent: Sequence[tuple[int, DeliveryState]]
+) -> dict[int | None, tuple[str, int]]:
+    """Marks in `sent` for rows of `deliveries`: the last state and how many marks."""
+    fresh = {d.id for d in deliveries}
+    marks: dict[int | None, tuple[str, int]] = {}
+    for row, state in sent:
+        if row in fresh:
+            marks[row] = (state.value, marks.get(row, ("", 0))[1] + 1)
+    return marks
 
 
 def _batch_rows(

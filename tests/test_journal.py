@@ -188,6 +188,34 @@ async def test_sent_marks_record_state_and_attempts(journal: Journal, db_path: P
     assert await journal.pending_deliveries() == []
 
 
+async def test_marks_for_rows_of_the_same_batch_are_written_with_the_insert(
+    journal: Journal, db_path: Path
+) -> None:
+    """A PUBACK that beats its batch's commit: the row is stored sent, not queued then sent."""
+    old, fresh, other = journal.number(
+        [ring("a0", "night1", 1), ring("a1", "night1", 1), ring("a2", "night2", 1)]
+    )
+    assert old.id is not None
+    assert fresh.id is not None
+    await journal.commit_batch([], [], [old])
+    await journal.commit_batch(
+        [],
+        [],
+        [fresh, other],
+        sent=[
+            (old.id, DeliveryState.SENT),
+            (fresh.id, DeliveryState.FAILED),
+            (fresh.id, DeliveryState.SENT),
+        ],
+    )
+    assert rows(db_path, "SELECT alert_id, state, attempts FROM outbox ORDER BY id") == [
+        ("a0", "sent", 1),
+        ("a1", "sent", 2),
+        ("a2", "queued", 0),
+    ]
+    assert [d.alert_id for d in await journal.pending_deliveries()] == ["a2"]
+
+
 async def test_active_alerts_restore_handsets_and_last_seq(journal: Journal) -> None:
     """Unfinished alerts come back with the handsets rung (first-rung first) and the last seq."""
     a1 = alert("a1", raised_at=T0 + 10)
