@@ -48,6 +48,9 @@ HANDSET = "h1"
 HANDSET_BASE = "bench/handset/h1"
 HANDSET_TOPIC = f"{HANDSET_BASE}/alert"
 FLOOR_TOPIC = "bench/floor"
+Z2M_BASE = "bench/z2m"
+BABBLER = "babbler"  # a Zigbee2MQTT device that floods its topic in the flood scenario
+FLOOD_RATE = 5000
 RATES = (500, 2000, 5000)
 NS = 1_000_000_000
 SETTLE_S = 5.0  # no new handset message for this long: the rest counts as lost
@@ -227,12 +230,23 @@ def gateway_config(
             "client_id": client_id,
             "status_topic": status_topic,
         },
-        "sources": {"bench": {"type": "mqtt", "decoder": "json", "topics": [f"{IN_PREFIX}/#"]}},
+        "sources": {
+            "bench": {"type": "mqtt", "decoder": "json", "topics": [f"{IN_PREFIX}/#"]},
+            "zigbee": {
+                "type": "mqtt",
+                "decoder": "zigbee2mqtt",
+                "topics": [f"{Z2M_BASE}/#"],
+                "base_topic": Z2M_BASE,
+            },
+        },
         "zones": {
             f"z{z}": {"rooms": unique_rooms[z * per_zone : (z + 1) * per_zone]}
             for z in range(ZONES)
         },
-        "devices": {f"d{i}": {"room": rooms[i], "kind": "pull_cord"} for i in range(DEVICES)},
+        "devices": {
+            **{f"d{i}": {"room": rooms[i], "kind": "pull_cord"} for i in range(DEVICES)},
+            BABBLER: {"room": rooms[0], "kind": "door_open", "name": BABBLER, "source": "zigbee"},
+        },
         "handsets": {HANDSET: {"channel": "mqtt", "address": HANDSET_BASE}},
         "routing": [{"handsets": [HANDSET]}],
         "journal": {"path": str(journal_path), "synchronous": synchronous},
@@ -403,6 +417,34 @@ def _send(
     return intended, worst_late
 
 
+def flooder_main(conn: Connection, port: int) -> None:
+    """Flooder process: for each job `(topic, rate, n)` publish n QoS 0 messages at `rate`."""
+    client = connect(port, f"bench-flooder-{os.getpid()}")
+    client.loop(timeout=1.0)  # CONNACK
+    conn.send("ready")
+    while True:
+        job = conn.recv()
+        if job is None:
+            break
+        topic, rate, n = job
+        payloads = [orjson.dumps({"battery": 80, "linkquality": i % 256}) for i in range(256)]
+        start = time.time_ns()
+        intended = open_loop_schedule(start, rate, n)
+        worst_late = 0
+        i = 0
+        while i < n:
+            now = time.time_ns()
+            if now < intended[i]:
+                client.loop(timeout=(intended[i] - now) / NS)
+                continue
+            worst_late = max(worst_late, now - intended[i])
+            client.publish(topic, payloads[i % 256], qos=0)
+            i += 1
+        client.loop(timeout=0.1)
+        conn.send((n, worst_late))
+    client.disconnect()
+
+
 def receiver_main(conn: Connection, port: int, count: Synchronized[int]) -> None:
     """Receiver process: time-stamp every message; on "collect" return key -> first receipt."""
     records: list[tuple[int, bytes | bytearray]] = []
@@ -535,6 +577,7 @@ class Rig:
     receiver: Connection
     count: Synchronized[int]
     procs: list[mp.process.BaseProcess]
+    flooder: Connection
     _tags: Iterator[int] = dataclasses.field(default_factory=lambda: iter(range(1, 10**9)))
 
     def tag(self, prefix: str) -> str:
@@ -574,7 +617,7 @@ class Rig:
 
     def close(self) -> None:
         """Stop the helper processes and the broker."""
-        for conn in (self.sender, self.receiver):
+        for conn in (self.sender, self.receiver, self.flooder):
             with contextlib.suppress(OSError, BrokenPipeError):
                 conn.send(None)
         for p in self.procs:
@@ -597,12 +640,15 @@ def start_rig(workdir: Path) -> Rig:
         target=receiver_main, args=(r_child, broker.port, count), name="bench-receiver"
     )
     sender = ctx.Process(target=sender_main, args=(s_child, broker.port), name="bench-sender")
+    f_parent, f_child = ctx.Pipe()
+    flooder = ctx.Process(target=flooder_main, args=(f_child, broker.port), name="bench-flooder")
     receiver.start()
     sender.start()
-    for conn in (r_parent, s_parent):
+    flooder.start()
+    for conn in (r_parent, s_parent, f_parent):
         if not conn.poll(30) or conn.recv() != "ready":
             raise RuntimeError("benchmark helper process did not start")
-    return Rig(broker, s_parent, r_parent, count, [receiver, sender])
+    return Rig(broker, s_parent, r_parent, count, [receiver, sender, flooder], f_parent)
 
 
 def emit(line: dict[str, Any], **extra: Any) -> None:  # noqa: ANN401 - JSON values
@@ -675,6 +721,41 @@ def run_gateway(
             info["ratio_throughput_to_floor"] = round(tput / floors["burst_throughput"], 3)
         emit(line, **info)
         time.sleep(0.5)  # let the confirm loop finish before the next scenario
+
+
+def run_flood(
+    rig: Rig, gw: Gateway, *, rate: int, flood_rate: int, seconds: float, floors: dict[Any, float]
+) -> None:
+    """Signals from 500 devices at `rate` while one Zigbee2MQTT device floods at `flood_rate`.
+
+    The babbler's topic is coalesced by its fair share (20/s); the line's latencies are those
+    of the other devices' signals, which must not wait behind it.
+    """
+    n = signal_count(rate, seconds)
+    lead = 0.5  # the flood is in full swing before the measured signals start
+    flood_n = math.ceil(flood_rate * (n / rate + lead + 0.5))
+    progress(f"alertgw journal={gw.synchronous} flood: {n} at {rate}/s, {flood_n} babbling")
+    rig.flooder.send((f"{Z2M_BASE}/{BABBLER}", flood_rate, flood_n))
+    time.sleep(lead)
+    lat, _, (cpu,), info = rig.run(gateway_plan(n, rig.tag("fl")), rate, watch=(gw.pid,))
+    flood_sent, flood_late = rig.flooder.recv()
+    line = result_line(
+        scenario="alertgw_flood",
+        journal=gw.synchronous,
+        rate=rate,
+        sent=n,
+        latencies=lat,
+        floor_p99=floors.get(rate),
+    )
+    emit(
+        line,
+        **info,
+        flood_rate=flood_rate,
+        flood_sent=flood_sent,
+        flooder_late_max_us=round(flood_late / 1000),
+        cpu_us_per_inbound_message=round(cpu * 1e6 / (n + flood_rate * n / rate), 1),
+    )
+    time.sleep(0.5)
 
 
 def run_soak(rig: Rig, gw: Gateway, minutes: float, floors: dict[Any, float]) -> None:
@@ -798,6 +879,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--only-soak", action="store_true", help="skip the rate and burst runs")
     p.add_argument("--profile", type=Path, default=None, help="py-spy raw output; profile only")
     p.add_argument("--profile-rate", type=int, default=2000)
+    p.add_argument(
+        "--flood-rate",
+        type=int,
+        default=FLOOD_RATE,
+        help="messages/s one babbling device sends during the flood scenario (0: skip it)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, journal)")
     return p.parse_args(argv)
 
@@ -827,6 +914,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 gw = Gateway(workdir / mode, rig.broker.port, mode)
                 gw.start()
                 run_gateway(rig, gw, rates=rates, seconds=seconds, burst=burst, floors=floors)
+                if args.flood_rate > 0:
+                    run_flood(
+                        rig,
+                        gw,
+                        rate=500,
+                        flood_rate=args.flood_rate,
+                        seconds=seconds,
+                        floors=floors,
+                    )
                 gw.stop()
                 gw = None
         if args.soak_minutes > 0:
