@@ -33,12 +33,26 @@ class LineLoader(yaml.SafeLoader):
     """Safe YAML loader that keeps line numbers on every node."""
 
 
+class _TreeError(Exception):
+    """A problem found while converting the composed tree: a line and what is wrong."""
+
+    def __init__(self, line: int, problem: str) -> None:
+        super().__init__(problem)
+        self.line = line
+        self.problem = problem
+
+
+_MERGE = "tag:yaml.org,2002:merge"
+
+
 def compose(text: str, *, filename: str) -> Located:
     """Parse YAML into a tree of `Located` values; raise ValueError with file:line on syntax."""
     try:
         node = yaml.compose(text, Loader=LineLoader)
         # Constructing scalars can fail too (an unknown tag such as `!secret`).
-        return Located({}, 1) if node is None else _convert(node)
+        return Located({}, 1) if node is None else _convert(node, "", set())
+    except _TreeError as exc:
+        raise ValueError(f"{filename}:{exc.line}: invalid YAML: {exc.problem}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else 0
@@ -48,23 +62,46 @@ def compose(text: str, *, filename: str) -> Located:
         raise ValueError(f"{filename}:{line}: invalid YAML: {exc.reason}") from None
 
 
-def _convert(node: yaml.Node) -> Located:
+def _convert(node: yaml.Node, path: str, open_nodes: set[int]) -> Located:
     line = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
+    if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        return Located(LineLoader("").construct_object(node), line)
+    if id(node) in open_nodes:
+        # `&a [*a]` composes to a node inside itself; following it would never end.
+        raise _TreeError(line, f"{path or 'the document'} contains itself through an alias")
+    open_nodes.add(id(node))
+    try:
+        if isinstance(node, yaml.SequenceNode):
+            items = [
+                _convert(item, f"{path}[{i}]", open_nodes) for i, item in enumerate(node.value)
+            ]
+            return Located(items, line)
+        _reject_duplicate_keys(node, path)
         out: dict[str, Located] = {}
         # Merge keys (<<) are rare in our configs; SafeLoader's flatten handles them.
         LineLoader.flatten_mapping(LineLoader(""), node)
         for key_node, value_node in node.value:
-            key = LineLoader("").construct_object(key_node)
+            key = str(LineLoader("").construct_object(key_node))
+            child = _convert(value_node, f"{path}.{key}" if path else key, open_nodes)
             # A key's problems belong on the key's line, not where a block value starts below.
-            out[str(key)] = dataclasses.replace(
-                _convert(value_node), line=key_node.start_mark.line + 1
-            )
+            out[key] = dataclasses.replace(child, line=key_node.start_mark.line + 1)
         return Located(out, line)
-    if isinstance(node, yaml.SequenceNode):
-        return Located([_convert(item) for item in node.value], line)
-    value = LineLoader("").construct_object(node)
-    return Located(value, line)
+    finally:
+        open_nodes.discard(id(node))
+
+
+def _reject_duplicate_keys(node: yaml.MappingNode, path: str) -> None:
+    """A key given twice would silently drop the first value (a whole rule list, say)."""
+    first: dict[str, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == _MERGE:
+            continue  # keys merged in with << may be overridden; that is what merging is for
+        key = str(LineLoader("").construct_object(key_node))
+        line = key_node.start_mark.line + 1
+        if key in first:
+            where = f"{path}.{key}" if path else key
+            raise _TreeError(line, f"{where} is given twice (first on line {first[key]})")
+        first[key] = line
 
 
 def plain(loc: Located) -> Any:  # noqa: ANN401 - YAML data is untyped by nature

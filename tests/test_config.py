@@ -441,6 +441,48 @@ def test_control_character_is_a_problem_not_a_crash() -> None:
     assert only_problem(text).startswith(f"{FILE}:2: invalid YAML:")
 
 
+def test_a_key_given_twice_is_a_problem_naming_both_lines() -> None:
+    """Two `door-102:` entries must not silently keep only the second."""
+    text = edit(
+        '  epi-201: {room: "201", kind: epilepsy}\n',
+        '  epi-201: {room: "201", kind: epilepsy}\n  door-102: {room: "201", kind: door_open}\n',
+    )
+    second = text.count("\n", 0, text.rindex("door-102")) + 1
+    assert only_problem(text) == (
+        f"{FILE}:{second}: invalid YAML: devices.door-102 is given twice"
+        f" (first on line {line_of(text, 'door-102')})"
+    )
+
+
+def test_a_top_level_section_given_twice_is_a_problem() -> None:
+    """A second `routing:` list at the end of the file would replace the first one."""
+    text = BASE + "routing:\n  - {handsets: [night1]}\n"
+    assert only_problem(text).startswith(
+        f"{FILE}:{text.count(chr(10), 0, text.rindex('routing:')) + 1}: invalid YAML: routing"
+        f" is given twice (first on line {line_of(text, 'routing:')})"
+    )
+
+
+def test_merged_keys_may_be_overridden() -> None:
+    """A YAML merge (<<) followed by an override is not a duplicate."""
+    text = edit(
+        '  door-102: {room: "102", kind: door_open}\n',
+        '  door-102: &door {room: "102", kind: door_open}\n'
+        '  door-103:\n    <<: *door\n    room: "102"\n    kind: wander\n',
+    )
+    config = parse_config(text, filename=FILE)
+    assert config.devices["door-103"].kind == "wander"
+
+
+def test_an_alias_inside_itself_is_a_problem_not_a_crash() -> None:
+    """`&a [*a]` used to recurse until Python gave up."""
+    text = edit("    tags: [fall_risk]\n", "    tags: &loop [fall_risk, *loop]\n")
+    assert only_problem(text) == (
+        f"{FILE}:{line_of(text, '&loop')}: invalid YAML: devices.bed-101.tags[1]"
+        " contains itself through an alias"
+    )
+
+
 def test_top_level_list_is_not_a_configuration() -> None:
     """A file holding a list instead of a mapping is refused."""
     assert problems_of("- a\n- b\n")[0].startswith(f"{FILE}:1: <top>: expected a mapping")
