@@ -355,8 +355,11 @@ class Broker:
 # -- the sender and receiver processes -------------------------------------------------------
 
 
-def sender_main(conn: Connection, port: int) -> None:
-    """Sender process: for each job `(topics, payloads, rate)` publish, then report times."""
+def sender_main(conn: Connection, port: int, qos: int = 1) -> None:
+    """Sender process: for each job `(topics, payloads, rate)` publish, then report times.
+
+    The flood scenario's babbler is a second sender at QoS 0.
+    """
     client = connect(port, f"bench-sender-{os.getpid()}")
     acked = [0]
 
@@ -372,7 +375,7 @@ def sender_main(conn: Connection, port: int) -> None:
             break
         topics, payloads, rate = job
         acked[0] = 0
-        conn.send(_send(client, topics, payloads, rate, acked))
+        conn.send(_send(client, topics, payloads, rate, acked, qos=qos))
     client.disconnect()
 
 
@@ -382,6 +385,8 @@ def _send(
     payloads: list[bytes],
     rate: float | None,
     acked: list[int],
+    *,
+    qos: int = 1,
 ) -> tuple[list[int], int]:
     """Publish at `rate` (open loop) or as fast as possible (rate None); wait for PUBACKs.
 
@@ -402,47 +407,19 @@ def _send(
                 client.loop(timeout=(due - now) / NS)
                 continue
             worst_late = max(worst_late, now - due)
-            publish(topics[i], payloads[i], qos=1)
+            publish(topics[i], payloads[i], qos=qos)
             i += 1
     else:
         intended = [0] * n
         for i in range(n):
             intended[i] = time.time_ns()
-            publish(topics[i], payloads[i], qos=1)
+            publish(topics[i], payloads[i], qos=qos)
             if i % 64 == 63:
                 client.loop(timeout=0)
     deadline = time.monotonic() + 60
     while acked[0] < n and time.monotonic() < deadline:
         client.loop(timeout=0.05)
     return intended, worst_late
-
-
-def flooder_main(conn: Connection, port: int) -> None:
-    """Flooder process: for each job `(topic, rate, n)` publish n QoS 0 messages at `rate`."""
-    client = connect(port, f"bench-flooder-{os.getpid()}")
-    client.loop(timeout=1.0)  # CONNACK
-    conn.send("ready")
-    while True:
-        job = conn.recv()
-        if job is None:
-            break
-        topic, rate, n = job
-        payloads = [orjson.dumps({"battery": 80, "linkquality": i % 256}) for i in range(256)]
-        start = time.time_ns()
-        intended = open_loop_schedule(start, rate, n)
-        worst_late = 0
-        i = 0
-        while i < n:
-            now = time.time_ns()
-            if now < intended[i]:
-                client.loop(timeout=(intended[i] - now) / NS)
-                continue
-            worst_late = max(worst_late, now - intended[i])
-            client.publish(topic, payloads[i % 256], qos=0)
-            i += 1
-        client.loop(timeout=0.1)
-        conn.send((n, worst_late))
-    client.disconnect()
 
 
 def receiver_main(conn: Connection, port: int, count: Synchronized[int]) -> None:
@@ -641,7 +618,7 @@ def start_rig(workdir: Path) -> Rig:
     )
     sender = ctx.Process(target=sender_main, args=(s_child, broker.port), name="bench-sender")
     f_parent, f_child = ctx.Pipe()
-    flooder = ctx.Process(target=flooder_main, args=(f_child, broker.port), name="bench-flooder")
+    flooder = ctx.Process(target=sender_main, args=(f_child, broker.port, 0), name="bench-flooder")
     receiver.start()
     sender.start()
     flooder.start()
@@ -735,10 +712,12 @@ def run_flood(
     lead = 0.5  # the flood is in full swing before the measured signals start
     flood_n = math.ceil(flood_rate * (n / rate + lead + 0.5))
     progress(f"alertgw journal={gw.synchronous} flood: {n} at {rate}/s, {flood_n} babbling")
-    rig.flooder.send((f"{Z2M_BASE}/{BABBLER}", flood_rate, flood_n))
+    reports = [orjson.dumps({"battery": 80, "linkquality": i % 256}) for i in range(flood_n)]
+    rig.flooder.send(([f"{Z2M_BASE}/{BABBLER}"] * flood_n, reports, flood_rate))
     time.sleep(lead)
     lat, _, (cpu,), info = rig.run(gateway_plan(n, rig.tag("fl")), rate, watch=(gw.pid,))
-    flood_sent, flood_late = rig.flooder.recv()
+    flood_intended, flood_late = rig.flooder.recv()
+    flood_sent = len(flood_intended)
     line = result_line(
         scenario="alertgw_flood",
         journal=gw.synchronous,
