@@ -12,7 +12,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -202,10 +202,9 @@ class Gateway:
             return  # the router took them first
         self._routing = True
         try:
-            self._route(list(batch), [self._decode_fresh(item) for item in batch])
+            self._route(batch, [self._decode_fresh(item) for item in batch])
         except Exception as exc:  # noqa: BLE001 - handed to the router, which raises it
-            self._inline = False
-            self._fatal = exc
+            self._fatal = exc  # put() stops routing inline
             self._inbox.put_nowait(None)
             return
         finally:
@@ -373,7 +372,7 @@ class Gateway:
         decoded = [await self._decode(item) for item in batch if isinstance(item, Inbound)]
         self._route(batch, decoded)
 
-    def _route(self, batch: list[Item], decoded: list[list[Signal]]) -> None:
+    def _route(self, batch: Sequence[Item], decoded: list[list[Signal]]) -> None:
         """Route one batch; `decoded` holds the signals of its Inbound items, in order."""
         now = self.clock()
         signals: list[Signal] = []
