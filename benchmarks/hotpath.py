@@ -48,6 +48,7 @@ HANDSET = "h1"
 HANDSET_BASE = "bench/handset/h1"
 HANDSET_TOPIC = f"{HANDSET_BASE}/alert"
 FLOOR_TOPIC = "bench/floor"
+RELAY_TOPIC = "bench/relay"  # the paho relay's input; it republishes to FLOOR_TOPIC
 Z2M_BASE = "bench/z2m"
 BABBLER = "babbler"  # a Zigbee2MQTT device that floods its topic in the flood scenario
 FLOOD_RATE = 5000
@@ -129,15 +130,18 @@ def gateway_plan(n: int, tag: str, devices: int = DEVICES) -> Plan:
     return Plan(topics, payloads, keys)
 
 
-def floor_plan(n: int, tag: str, devices: int = DEVICES) -> Plan:
-    """`n` messages straight to the receiver's floor topic: one broker hop, no alertgw."""
+def floor_plan(n: int, tag: str, devices: int = DEVICES, topic: str = FLOOR_TOPIC) -> Plan:
+    """`n` messages straight to the receiver's floor topic: one broker hop, no alertgw.
+
+    With `topic=RELAY_TOPIC` the same messages go through the paho relay: two hops.
+    """
     payloads, keys = [], []
     for i in range(n):
         sid = f"{tag}.{i}"
         body = {"type": "ring", "signal_id": sid, "device": f"d{i % devices}", "state": "raised"}
         payloads.append(orjson.dumps(body))
         keys.append(f"r:{sid}")
-    return Plan([FLOOR_TOPIC] * n, payloads, keys)
+    return Plan([topic] * n, payloads, keys)
 
 
 def message_key(payload: bytes | bytearray) -> str | None:
@@ -461,6 +465,28 @@ def receiver_main(conn: Connection, port: int, count: Synchronized[int]) -> None
     client.disconnect()
 
 
+def relay_main(conn: Connection, port: int) -> None:
+    """The issue's "minimal paho-mqtt relay": RELAY_TOPIC in, FLOOR_TOPIC out, QoS 1, no logic.
+
+    The Python floor on this machine: what two broker hops and a paho client cost with
+    nothing else, so alertgw's figures can be set against it as well as against one hop.
+    """
+    client = connect(port, f"bench-relay-{os.getpid()}")
+    publish = client.publish
+
+    def on_message(_c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
+        publish(FLOOR_TOPIC, msg.payload, qos=1)
+
+    def on_subscribe(*_: object) -> None:
+        conn.send("ready")
+
+    client.on_message = on_message
+    client.on_subscribe = on_subscribe
+    client.subscribe(RELAY_TOPIC, 1)
+    # The orchestrator ends the relay with SIGTERM; loop_forever is the whole process.
+    client.loop_forever()
+
+
 # -- orchestration ---------------------------------------------------------------------------
 
 
@@ -555,6 +581,7 @@ class Rig:
     count: Synchronized[int]
     procs: list[mp.process.BaseProcess]
     flooder: Connection
+    relay_pid: int
     _tags: Iterator[int] = dataclasses.field(default_factory=lambda: iter(range(1, 10**9)))
 
     def tag(self, prefix: str) -> str:
@@ -597,6 +624,8 @@ class Rig:
         for conn in (self.sender, self.receiver, self.flooder):
             with contextlib.suppress(OSError, BrokenPipeError):
                 conn.send(None)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.relay_pid, signal.SIGTERM)
         for p in self.procs:
             p.join(5)
             if p.is_alive():
@@ -605,7 +634,7 @@ class Rig:
 
 
 def start_rig(workdir: Path) -> Rig:
-    """Start Mosquitto, the receiver and the sender."""
+    """Start Mosquitto and the receiver, sender, flooder and relay processes."""
     broker = Broker(workdir / "mosquitto")
     broker.workdir.mkdir(parents=True)
     broker.start()
@@ -619,13 +648,16 @@ def start_rig(workdir: Path) -> Rig:
     sender = ctx.Process(target=sender_main, args=(s_child, broker.port), name="bench-sender")
     f_parent, f_child = ctx.Pipe()
     flooder = ctx.Process(target=sender_main, args=(f_child, broker.port, 0), name="bench-flooder")
-    receiver.start()
-    sender.start()
-    flooder.start()
-    for conn in (r_parent, s_parent, f_parent):
+    rl_parent, rl_child = ctx.Pipe()
+    relay = ctx.Process(target=relay_main, args=(rl_child, broker.port), name="bench-relay")
+    procs: list[mp.process.BaseProcess] = [receiver, sender, flooder, relay]
+    for p in procs:
+        p.start()
+    for conn in (r_parent, s_parent, f_parent, rl_parent):
         if not conn.poll(30) or conn.recv() != "ready":
             raise RuntimeError("benchmark helper process did not start")
-    return Rig(broker, s_parent, r_parent, count, [receiver, sender, flooder], f_parent)
+    assert relay.pid is not None
+    return Rig(broker, s_parent, r_parent, count, procs, f_parent, relay.pid)
 
 
 def emit(line: dict[str, Any], **extra: Any) -> None:  # noqa: ANN401 - JSON values
@@ -659,6 +691,54 @@ def run_floor(rig: Rig, rates: Sequence[int], seconds: float, burst: int) -> dic
     return floors
 
 
+def run_relay(
+    rig: Rig, rates: Sequence[int], seconds: float, burst: int, floors: dict[Any, float]
+) -> dict[Any, tuple[float, float]]:
+    """The minimal paho relay (two hops, no logic) at each rate and in a burst.
+
+    Returns (p99 µs, relay CPU µs per message) by rate ("burst"), to set alertgw against.
+    """
+    relays: dict[Any, tuple[float, float]] = {}
+    jobs: list[int | None] = [*rates, None]
+    for rate in jobs:
+        n = signal_count(rate, seconds) if rate else burst
+        progress(f"paho relay {'burst' if rate is None else f'at {rate}/s'} ({n} messages)")
+        plan = floor_plan(n, rig.tag("p"), topic=RELAY_TOPIC)
+        lat, tput, (cpu,), info = rig.run(plan, rate, watch=(rig.relay_pid,))
+        line = result_line(
+            scenario="relay" if rate else "relay_burst",
+            journal=None,
+            rate=rate,
+            sent=n,
+            latencies=lat,
+            throughput=tput if rate is None else None,
+            cpu_s=cpu,
+            floor_p99=floors.get(rate if rate else "burst"),
+        )
+        relays[rate if rate else "burst"] = (line["p99_us"] or 0.0, line["cpu_us_per_signal"])
+        if rate is None:
+            relays["burst_throughput"] = (tput, 0.0)
+        emit(line, **info)
+    return relays
+
+
+def _versus_relay(
+    line: dict[str, Any], relay: tuple[float, float] | None, throughput: float | None = None
+) -> dict[str, Any]:
+    """Extra keys: alertgw's p99 and CPU as multiples of the paho relay's."""
+    if relay is None:
+        return {}
+    p99, cpu = relay
+    out: dict[str, Any] = {}
+    if line["p99_us"] is not None and p99:
+        out["ratio_p99_to_relay"] = round(line["p99_us"] / p99, 2)
+    if line["cpu_us_per_signal"] is not None and cpu:
+        out["ratio_cpu_to_relay"] = round(line["cpu_us_per_signal"] / cpu, 2)
+    if throughput is not None:
+        out["ratio_throughput_to_relay"] = round(line["throughput_per_s"] / throughput, 3)
+    return out
+
+
 def run_gateway(
     rig: Rig,
     gw: Gateway,
@@ -667,6 +747,7 @@ def run_gateway(
     seconds: float,
     burst: int,
     floors: dict[Any, float],
+    relays: dict[Any, tuple[float, float]],
 ) -> None:
     """Warm alertgw up, then each open-loop rate and a closed-loop burst."""
     broker_pid = rig.broker.proc.pid if rig.broker.proc else 0
@@ -696,6 +777,8 @@ def run_gateway(
         )
         if rate is None and floors.get("burst_throughput"):
             info["ratio_throughput_to_floor"] = round(tput / floors["burst_throughput"], 3)
+        relay_tput = relays["burst_throughput"][0] if rate is None and relays else None
+        info.update(_versus_relay(line, relays.get(rate if rate else "burst"), relay_tput))
         emit(line, **info)
         time.sleep(0.5)  # let the confirm loop finish before the next scenario
 
@@ -864,6 +947,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=FLOOD_RATE,
         help="messages/s one babbling device sends during the flood scenario (0: skip it)",
     )
+    p.add_argument(
+        "--no-relay", action="store_true", help="skip the minimal paho relay (the Python floor)"
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, journal)")
     return p.parse_args(argv)
 
@@ -887,12 +973,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_profile(rig, gw, args.profile_rate, seconds, args.profile.resolve())
             return 0
         floors: dict[Any, float] = {}
+        relays: dict[Any, tuple[float, float]] = {}
         if not args.only_soak:
             floors = run_floor(rig, rates, seconds, burst)
+            if not args.no_relay:
+                relays = run_relay(rig, rates, seconds, burst, floors)
             for mode in modes:
                 gw = Gateway(workdir / mode, rig.broker.port, mode)
                 gw.start()
-                run_gateway(rig, gw, rates=rates, seconds=seconds, burst=burst, floors=floors)
+                run_gateway(
+                    rig,
+                    gw,
+                    rates=rates,
+                    seconds=seconds,
+                    burst=burst,
+                    floors=floors,
+                    relays=relays,
+                )
                 if args.flood_rate > 0:
                     run_flood(
                         rig,

@@ -15,6 +15,8 @@ from benchmarks.hotpath import (
     FLOOR_TOPIC,
     IN_PREFIX,
     LINE_KEYS,
+    RELAY_TOPIC,
+    _versus_relay,
     floor_plan,
     gateway_config,
     gateway_plan,
@@ -90,6 +92,25 @@ def test_floor_plan_targets_the_floor_topic_with_ring_shaped_messages() -> None:
     plan = floor_plan(3, "f")
     assert plan.topics == [FLOOR_TOPIC] * 3
     assert [message_key(p) for p in plan.payloads] == plan.keys == ["r:f.0", "r:f.1", "r:f.2"]
+
+
+def test_relay_plan_goes_to_the_relay_and_keys_like_the_floor() -> None:
+    """The relay republishes the payload unchanged, so its messages key like the floor's."""
+    plan = floor_plan(2, "p", topic=RELAY_TOPIC)
+    assert plan.topics == [RELAY_TOPIC] * 2
+    assert [message_key(p) for p in plan.payloads] == plan.keys == ["r:p.0", "r:p.1"]
+
+
+def test_versus_relay_gives_ratios_only_where_both_sides_have_figures() -> None:
+    """alertgw's p99, CPU and burst throughput as multiples of the paho relay's."""
+    line = {"p99_us": 900.0, "cpu_us_per_signal": 300.0, "throughput_per_s": 8000}
+    assert _versus_relay(line, (450.0, 150.0)) == {
+        "ratio_p99_to_relay": 2.0,
+        "ratio_cpu_to_relay": 2.0,
+    }
+    assert _versus_relay(line, (450.0, 150.0), 10_000.0)["ratio_throughput_to_relay"] == 0.8
+    assert _versus_relay(line, None) == {}
+    assert _versus_relay({**line, "p99_us": None}, (450.0, 0.0)) == {}
 
 
 def test_message_key_reads_rings_and_cancels_only() -> None:
