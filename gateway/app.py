@@ -7,6 +7,7 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import gc
 import math
 import os
 import signal
@@ -59,8 +60,10 @@ class Gateway:
         console: TextIO | None = None,
         drain_timeout: float | None = None,
         serve_metrics: bool = True,
+        freeze_heap: bool = False,
     ) -> None:
         self.config = config
+        self._freeze_heap = freeze_heap
         self.clock = clock or time.time
         self.metrics = metrics or Metrics()
         self.journal = Journal(config.journal.path, synchronous=config.journal.synchronous)
@@ -138,6 +141,8 @@ class Gateway:
         self.engine.reconfigure(new)
         self.config = new
         self.metrics.config_reloads.labels("ok").inc()
+        if self._freeze_heap:
+            freeze_heap()  # the old config's objects are garbage now; the new ones stay
         log.info("config_reloaded", file=new.source_file, rules=len(new.rules))
         self.notifier.ready("config reloaded")
         self.kick()
@@ -261,6 +266,8 @@ class Gateway:
                         )
                     self._install_reload_handler()
                     self.ready.set()
+                    if self._freeze_heap:
+                        freeze_heap()
                     self.notifier.ready(f"routing for {self.config.site.name}")
             except* ShutdownError:
                 log.info("gateway_stopped")
@@ -810,7 +817,20 @@ async def run(
     """Run the gateway for `config` until the trigger fires (default: SIGTERM or SIGINT)."""
     if shutdown_trigger is None:
         shutdown_trigger = _signal_trigger()
-    await Gateway(config, clock=clock).run(shutdown_trigger)
+    await Gateway(config, clock=clock, freeze_heap=True).run(shutdown_trigger)
+
+
+def freeze_heap() -> None:
+    """Collect once, then leave everything alive now out of later full collections.
+
+    Start-up (modules, config, the engine's tables) leaves some 35,000 objects that
+    live as long as the daemon. A full collection walks them all: 5 to 15 ms on an
+    edge box, during which no signal is routed. Frozen, they are never walked again.
+    Called again after a reload, it first unfreezes, so the replaced config is freed.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _signal_trigger() -> ShutdownTrigger:
