@@ -75,6 +75,7 @@ class MqttLink:
         )
         self._sweeper: asyncio.TimerHandle | None = None
         self._io: PahoLoopIO | None = None
+        self._after_read: Callable[[], None] | None = None
         self._connected = asyncio.Event()
         self._backoff = Backoff(initial=config.backoff_initial, maximum=config.backoff_max)
         self._log = log.bind(driver="mqtt", broker=f"{config.host}:{config.port}")
@@ -88,8 +89,13 @@ class MqttLink:
         """Return once the broker session is up."""
         await self._connected.wait()
 
-    async def run(self, put: Put) -> None:
-        """Keep the session up forever, passing every message to `put`."""
+    async def run(self, put: Put, *, after_read: Callable[[], None] | None = None) -> None:
+        """Keep the session up forever, passing every message to `put`.
+
+        `after_read`, if given, runs after each socket read has been passed to `put`
+        (on the fast reader only), so the caller can route the read's messages at once.
+        """
+        self._after_read = after_read
         gauge = self._metrics.connected.labels(driver="mqtt")
         gauge.set(0)
         while True:
@@ -251,7 +257,11 @@ class MqttLink:
         async with client:
             _raise_if_cancelled()
             io = PahoLoopIO(
-                paho_client, asyncio.get_running_loop(), on_publish=receive, acks=self._acks
+                paho_client,
+                asyncio.get_running_loop(),
+                on_publish=receive,
+                acks=self._acks,
+                after_read=self._after_read,
             )
             if not io.install():
                 self._log.warning("mqtt_fast_io_unavailable", paho=paho_version)

@@ -63,17 +63,24 @@ class PahoLoopIO:
         *,
         on_publish: Callable[[Publish], None],
         acks: dict[int, asyncio.Future[None]],
+        after_read: Callable[[], None] | None = None,
     ) -> None:
-        """`on_publish` gets inbound PUBLISHes; `acks` maps our packet ids to futures."""
+        """`on_publish` gets inbound PUBLISHes; `acks` maps our packet ids to futures.
+
+        `after_read` runs once a read's packets are all handed over: a consumer that
+        collects them can act on the whole read there, and what it queues for the
+        socket leaves in the same callback.
+        """
         self._client = client
         self._on_publish = on_publish
+        self._after_read = after_read
         self._acks = acks
         self._fast_packets = False
         self._loop = loop
         self._thread = threading.get_ident()
         self._rbuf = bytearray()
         self._wbuf = bytearray()  # bytes for the socket, in order: paho's packets and ours
-        self._flush_scheduled = False
+        self._flush_handle: asyncio.Handle | None = None
         self._writer_fd: int | None = None
         self._installed = False
         self._body_len = 0
@@ -143,6 +150,13 @@ class PahoLoopIO:
             rc = self._take(end)
             if rc > 0:
                 return self._lost(rc)
+        if self._after_read is not None:
+            self._after_read()
+        if self._flush_handle is not None:
+            # Replies to this read (handset messages, PUBACKs) go now, not one loop
+            # iteration later behind whatever else is ready.
+            self._flush_handle.cancel()
+            self._flush()
         return paho.MQTT_ERR_SUCCESS
 
     def _lost(self, rc: MQTTErrorCode) -> MQTTErrorCode:
@@ -278,12 +292,11 @@ class PahoLoopIO:
             self._loop.call_soon_threadsafe(self.close)
 
     def _schedule(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
+        self._flush_handle = None
         client = self._client
         if client._sock is None:
             self.close()

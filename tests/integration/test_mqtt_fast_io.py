@@ -72,3 +72,53 @@ async def test_without_the_fast_path_paho_carries_the_session_alone(
         _, update = await p.next()
     assert ring["type"] == "ring"
     assert update["state"] == "accepted"
+
+
+async def test_after_read_sees_each_read_whole_and_its_replies_leave_in_the_same_callback(
+    broker: Broker,
+) -> None:
+    """The hook runs once a read's messages are all handed over; what it queues is sent
+    before the loop runs anything else (no extra iteration between signal and handset)."""
+    prefix = unique("t")
+    link = MqttLink(
+        config=MqttConfig(
+            port=broker.port, client_id=unique("alertgw"), status_topic=f"{prefix}/s"
+        ),
+        sources={"integrator": [f"{prefix}/in/#"]},
+        handsets={"h1": f"{prefix}/handset/h1"},
+        metrics=Metrics(),
+    )
+    loop = asyncio.get_running_loop()
+    items: list[Item] = []
+    answered = 0
+    unsent_after_hook: list[int] = []
+
+    def after_read() -> None:
+        nonlocal answered
+        io = link._io
+        if answered < len(items) and io is not None:
+            # Queued ahead of the link's own flush callback: it runs right after the
+            # reader returns, so it sees the replies still waiting unless they left in it.
+            loop.call_soon(lambda: unsent_after_hook.append(len(io._wbuf)))
+        for n in range(answered, len(items)):
+            link.submit(Delivery(f"a{n}", "h1", 1, "ring", {"n": n}))
+        answered = len(items)
+
+    task = asyncio.create_task(link.run(items.append, after_read=after_read))
+    try:
+        async with peer(broker.port, prefix) as p:
+            await asyncio.wait_for(link.wait_connected(), 10)
+            assert link._io is not None
+            assert link._io.fast
+            for n in range(5):
+                await p.json_signal({"device": "cord-103", "state": "raised", "id": f"s{n}"})
+            got = sorted([(await p.next(10))[1]["n"] for _ in range(5)])
+        assert got == [0, 1, 2, 3, 4]
+        assert len(items) == 5
+        assert answered == 5  # every message was seen by a hook call after its read
+        assert unsent_after_hook
+        assert set(unsent_after_hook) == {0}
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
