@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from gateway import cli_tools, logs
 from gateway.config import EX_CONFIG, Config, load_config
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, JournalError
 from gateway.journal import Journal
 
 
@@ -52,17 +52,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         print(summary(config))
         return 0
-    if args.command == "history":
-        return asyncio.run(_history(config, args.limit))
     if args.command == "reload":
         return _reload(config)
-    logs.configure(config.logging.level, config.logging.format)
-    from gateway.app import run  # noqa: PLC0415 - keep `check` fast and driver-free
-
     try:
+        if args.command == "history":
+            return asyncio.run(_history(config, args.limit))
+        logs.configure(config.logging.level, config.logging.format)
+        from gateway.app import run  # noqa: PLC0415 - keep `check` fast and driver-free
+
         _run_loop(run(config))
     except KeyboardInterrupt:  # a second Ctrl-C during drain
         return 130
+    except JournalError as exc:
+        print(f"alertgw: {config.journal.path}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

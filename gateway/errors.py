@@ -15,6 +15,10 @@ class ConfigError(GatewayError):
         self.problems = problems
 
 
+class JournalError(GatewayError):
+    """The journal file cannot be used as it is (e.g. written by a newer alertgw)."""
+
+
 class DriverError(GatewayError):
     """A driver lost or could not open its endpoint; the message names the endpoint."""
 

@@ -14,6 +14,7 @@ import aiosqlite
 import orjson
 
 from gateway.engine import Transition
+from gateway.errors import JournalError
 from gateway.model import Alert, AlertState, Delivery, DeliveryState, Priority, Signal, SignalState
 
 _T = TypeVar("_T")
@@ -38,9 +39,9 @@ CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state);
 CREATE INDEX IF NOT EXISTS alerts_updated ON alerts (updated_at);
 CREATE TABLE IF NOT EXISTS events (
     rowid INTEGER PRIMARY KEY, alert_id TEXT NOT NULL, ts REAL NOT NULL, event TEXT NOT NULL,
-    detail TEXT NOT NULL
+    detail TEXT NOT NULL, alert_row INTEGER
 );
-CREATE INDEX IF NOT EXISTS events_alert ON events (alert_id);
+CREATE INDEX IF NOT EXISTS events_alert_row ON events (alert_row);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL, handset TEXT NOT NULL,
     seq INTEGER NOT NULL, action TEXT NOT NULL, payload TEXT NOT NULL, state TEXT NOT NULL,
@@ -48,6 +49,17 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state);
 CREATE TABLE IF NOT EXISTS levels (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+# Version 1 finds an alert's events by the alert's rowid, not its id. Alert ids are
+# hashes, so an index on them took a random page per event (a third of the pages a
+# commit wrote); alert rowids grow with time, so the index on them appends.
+SCHEMA_VERSION = 1
+_MIGRATE_0_TO_1 = """
+ALTER TABLE events ADD COLUMN alert_row INTEGER;
+UPDATE events SET alert_row = (SELECT rowid FROM alerts WHERE alerts.id = events.alert_id);
+CREATE INDEX events_alert_row ON events (alert_row);
+DROP INDEX IF EXISTS events_alert;
 """
 
 _ACTIVE_STATES = tuple(s.value for s in AlertState if not s.terminal)
@@ -85,11 +97,36 @@ class Journal:
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute(f"PRAGMA synchronous={self._sync}")
         await db.execute("PRAGMA busy_timeout=5000")
+        try:
+            await self._migrate(db)
+        except BaseException:
+            await db.close()
+            raise
         await db.executescript(SCHEMA)
+        await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         await db.commit()
         rows = await db.execute_fetchall("SELECT COALESCE(MAX(id), 0) FROM outbox")
         self._next_outbox_id = int(next(iter(rows))[0]) + 1
         self._db = db
+
+    @staticmethod
+    async def _migrate(db: aiosqlite.Connection) -> None:
+        """Bring a journal written by an older alertgw up to SCHEMA_VERSION."""
+        rows = await db.execute_fetchall("PRAGMA user_version")
+        version = int(next(iter(rows))[0])
+        tables = await db.execute_fetchall(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+        )
+        if not tables:
+            return  # a new file: SCHEMA creates the current shape
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"journal schema version {version} is newer than this alertgw's"
+                f" ({SCHEMA_VERSION}); upgrade alertgw or move the journal aside"
+            )
+        if version == 0:
+            # One transaction: a crash half way leaves version 0, and the next start redoes it.
+            await db.executescript(f"BEGIN;{_MIGRATE_0_TO_1}PRAGMA user_version=1;COMMIT;")
 
     async def close(self) -> None:
         """Close the database; idempotent."""
@@ -235,7 +272,7 @@ class Journal:
         # The clause is one of this module's constants; values are bound, never formatted.
         rows = await self.db.execute_fetchall(
             "SELECT id, key, kind, room, zone, device, priority, critical, state, raised_at,"  # noqa: S608
-            " signal_id, text, count, accepted_by, updated_at, rule, step, due, grp"
+            " signal_id, text, count, accepted_by, updated_at, rule, step, due, grp, rowid"
             f" FROM alerts {where}",
             args,
         )
@@ -262,7 +299,7 @@ class Journal:
                 group=r[18],
             )
             events = await self.db.execute_fetchall(
-                "SELECT ts, event, detail FROM events WHERE alert_id = ? ORDER BY rowid", (r[0],)
+                "SELECT ts, event, detail FROM events WHERE alert_row = ? ORDER BY rowid", (r[19],)
             )
             sent = await self.db.execute_fetchall(
                 "SELECT handset, MAX(seq) FROM outbox WHERE alert_id = ? GROUP BY handset"
@@ -296,8 +333,8 @@ class Journal:
                 (before, chunk),
             ),
             (
-                "DELETE FROM events WHERE rowid IN (SELECT e.rowid FROM events e JOIN alerts a"  # noqa: S608
-                f" ON a.id = e.alert_id WHERE a.updated_at < ? AND a.state NOT IN ({marks})"
+                "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE alert_row IN"  # noqa: S608
+                f" (SELECT rowid FROM alerts WHERE updated_at < ? AND state NOT IN ({marks}))"
                 " LIMIT ?)",
                 (before, *active, chunk),
             ),
@@ -309,9 +346,9 @@ class Journal:
                 (before, *active, chunk),
             ),
             (
-                "DELETE FROM alerts WHERE rowid IN (SELECT rowid FROM alerts"  # noqa: S608
-                f" WHERE updated_at < ? AND state NOT IN ({marks}) AND id NOT IN"
-                " (SELECT alert_id FROM events) LIMIT ?)",
+                "DELETE FROM alerts WHERE rowid IN (SELECT a.rowid FROM alerts a"  # noqa: S608
+                f" WHERE a.updated_at < ? AND a.state NOT IN ({marks}) AND NOT EXISTS"
+                " (SELECT 1 FROM events e WHERE e.alert_row = a.rowid) LIMIT ?)",
                 (before, *active, chunk),
             ),
         ]
@@ -343,7 +380,12 @@ _UPSERT_ALERT = (
     " text=excluded.text, updated_at=excluded.updated_at, step=excluded.step,"
     " due=excluded.due, grp=excluded.grp"
 )
-_INSERT_EVENT = "INSERT INTO events (alert_id, ts, event, detail) VALUES (?,?,?,?)"
+# The alert's row is upserted earlier in the same transaction, so the lookup always finds
+# it; a new alert's rowid is the largest so far, which keeps events_alert_row appending.
+_INSERT_EVENT = (
+    "INSERT INTO events (alert_id, ts, event, detail, alert_row)"
+    " VALUES (?1, ?2, ?3, ?4, (SELECT rowid FROM alerts WHERE id = ?1))"
+)
 _INSERT_OUTBOX = (
     "INSERT INTO outbox (id, alert_id, handset, seq, action, payload, state, attempts,"
     " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +91,30 @@ def test_history_on_an_empty_journal(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["history", str(path)]) == 0
     assert capsys.readouterr().out == "no alerts journaled yet\n"
     assert (tmp_path / "journal.db").exists()
+
+
+def test_a_journal_from_a_newer_alertgw_is_one_clear_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`history` and `run` refuse a journal whose schema is newer, naming the file."""
+    path = write_config(tmp_path)
+    with contextlib.closing(sqlite3.connect(tmp_path / "journal.db")) as db:
+        db.execute("CREATE TABLE events (rowid INTEGER PRIMARY KEY)")
+        db.execute("PRAGMA user_version = 7")
+    expected = f"alertgw: {tmp_path / 'journal.db'}: journal schema version 7 is newer"
+    assert main(["history", str(path)]) == 1
+    assert capsys.readouterr().err.startswith(expected)
+    # `run` configures logging for the process: a process of its own.
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "run", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(expected)
+    assert "Traceback" not in result.stderr
 
 
 def test_module_entry_point_exits_78_on_a_bad_config(tmp_path: Path) -> None:

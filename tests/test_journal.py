@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.engine import Transition
+from gateway.errors import JournalError
 from gateway.journal import Journal
 from gateway.model import (
     Alert,
@@ -350,3 +351,118 @@ async def test_close_is_idempotent_and_a_closed_journal_refuses_use(db_path: Pat
     await j.close()
     with pytest.raises(RuntimeError, match="not open"):
         await j.pending_deliveries()
+
+
+async def test_events_point_at_their_alert_row_which_grows_with_time(
+    journal: Journal, db_path: Path
+) -> None:
+    """Each event carries its alert's rowid; later alerts get larger rowids (appending)."""
+    first, second = alert("zz-first"), alert("aa-second")  # ids sort against raise order
+    await journal.commit_batch([], [Transition(first, "raised", T0)], [])
+    await journal.commit_batch(
+        [],
+        [
+            Transition(second, "raised", T0 + 1),
+            Transition(dataclasses.replace(first, state=AlertState.CLEARED), "cleared", T0 + 2),
+        ],
+        [],
+    )
+    assert rows(db_path, "SELECT rowid, id FROM alerts ORDER BY rowid") == [
+        (1, "zz-first"),
+        (2, "aa-second"),
+    ]
+    assert rows(db_path, "SELECT alert_id, event, alert_row FROM events ORDER BY rowid") == [
+        ("zz-first", "raised", 1),
+        ("aa-second", "raised", 2),
+        ("zz-first", "cleared", 1),
+    ]
+    (stored,) = [s for s in await journal.recent_alerts() if s.alert.id == "zz-first"]
+    assert [e[1] for e in stored.events] == ["raised", "cleared"]
+
+
+# The journal as alertgw wrote it before schema version 1 (events found by alert id).
+_SCHEMA_0 = """
+CREATE TABLE signals (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL, source TEXT NOT NULL, device TEXT NOT NULL, room TEXT NOT NULL,
+    kind TEXT NOT NULL, state TEXT NOT NULL, ts REAL NOT NULL, received_at REAL NOT NULL,
+    attrs TEXT NOT NULL
+);
+CREATE INDEX signals_id ON signals (id);
+CREATE INDEX signals_received ON signals (received_at);
+CREATE TABLE alerts (
+    id TEXT PRIMARY KEY, key TEXT NOT NULL, kind TEXT NOT NULL, room TEXT NOT NULL,
+    zone TEXT NOT NULL, device TEXT NOT NULL, priority INTEGER NOT NULL, critical INTEGER NOT NULL,
+    state TEXT NOT NULL, raised_at REAL NOT NULL, signal_id TEXT NOT NULL, text TEXT NOT NULL,
+    count INTEGER NOT NULL, accepted_by TEXT, updated_at REAL NOT NULL,
+    rule TEXT NOT NULL DEFAULT '', step INTEGER NOT NULL DEFAULT 0, due REAL, grp TEXT
+);
+CREATE INDEX alerts_state ON alerts (state);
+CREATE INDEX alerts_updated ON alerts (updated_at);
+CREATE TABLE events (
+    rowid INTEGER PRIMARY KEY, alert_id TEXT NOT NULL, ts REAL NOT NULL, event TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX events_alert ON events (alert_id);
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL, handset TEXT NOT NULL,
+    seq INTEGER NOT NULL, action TEXT NOT NULL, payload TEXT NOT NULL, state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, updated_at REAL NOT NULL
+);
+CREATE INDEX outbox_state ON outbox (state);
+CREATE TABLE levels (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO alerts VALUES ('old-a', 'k', 'fall', '101', 'east', 'fall-101', 3, 1, 'active',
+    1700000000.0, 'sig-old-a', 'FALL room 101', 1, NULL, 1700000000.0, '', 0, NULL, NULL);
+INSERT INTO alerts VALUES ('old-b', 'k2', 'fall', '102', 'east', 'fall-102', 3, 1, 'cleared',
+    1700000000.0, 'sig-old-b', 'FALL room 102', 1, NULL, 1700000000.0, '', 0, NULL, NULL);
+INSERT INTO events (alert_id, ts, event, detail) VALUES ('old-a', 1700000000.0, 'raised', '');
+INSERT INTO events (alert_id, ts, event, detail) VALUES ('old-b', 1700000000.0, 'raised', '');
+INSERT INTO events (alert_id, ts, event, detail) VALUES ('old-a', 1700000001.0, 'delivered', 'n1');
+INSERT INTO events (alert_id, ts, event, detail) VALUES ('old-b', 1700000002.0, 'cleared', '');
+"""
+
+
+async def test_a_journal_from_before_version_1_is_migrated_in_place(db_path: Path) -> None:
+    """Old events get their alert's rowid, the hashed-id index goes, history still reads."""
+    db_path.parent.mkdir(parents=True)
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        db.executescript(_SCHEMA_0)
+    j = Journal(db_path)
+    await j.open()
+    try:
+        assert rows(db_path, "PRAGMA user_version") == [(1,)]
+        indexes = {r[0] for r in rows(db_path, "SELECT name FROM sqlite_master WHERE type='index'")}
+        assert "events_alert_row" in indexes
+        assert "events_alert" not in indexes
+        assert rows(db_path, "SELECT alert_id, alert_row FROM events ORDER BY rowid") == [
+            ("old-a", 1),
+            ("old-b", 2),
+            ("old-a", 1),
+            ("old-b", 2),
+        ]
+        (active,) = await j.active_alerts()
+        assert active.alert.id == "old-a"
+        assert [e[1] for e in active.events] == ["raised", "delivered"]
+        # New alerts continue after the old rows, and old finished history still prunes.
+        await j.commit_batch([], [Transition(alert("new"), "raised", T0 + 5)], [])
+        assert rows(db_path, "SELECT alert_row FROM events WHERE alert_id = 'new'") == [(3,)]
+        assert await j.prune(T0 + 1) == 3  # old-b's two events and its alert
+        assert rows(db_path, "SELECT id FROM alerts ORDER BY rowid") == [("old-a",), ("new",)]
+    finally:
+        await j.close()
+    reopened = Journal(db_path)  # a second open finds version 1 and changes nothing
+    await reopened.open()
+    await reopened.close()
+    assert rows(db_path, "SELECT COUNT(*) FROM events") == [(3,)]
+
+
+async def test_a_journal_from_a_newer_alertgw_is_refused(db_path: Path) -> None:
+    """Downgrading alertgw must not write into a schema it does not know."""
+    db_path.parent.mkdir(parents=True)
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        db.executescript(_SCHEMA_0)
+        db.execute("PRAGMA user_version = 99")
+    j = Journal(db_path)
+    with pytest.raises(JournalError, match="schema version 99 is newer"):
+        await j.open()
+    assert rows(db_path, "PRAGMA user_version") == [(99,)]
