@@ -21,6 +21,7 @@ from benchmarks.hotpath import (
     gateway_config,
     gateway_plan,
     latencies_us,
+    median_lines,
     message_key,
     open_loop_schedule,
     percentile,
@@ -111,6 +112,43 @@ def test_versus_relay_gives_ratios_only_where_both_sides_have_figures() -> None:
     assert _versus_relay(line, (450.0, 150.0), 10_000.0)["ratio_throughput_to_relay"] == 0.8
     assert _versus_relay(line, None) == {}
     assert _versus_relay({**line, "p99_us": None}, (450.0, 0.0)) == {}
+
+
+def test_median_lines_take_each_number_over_runs_per_scenario_and_rate() -> None:
+    """Runs of the same scenario, journal and rate merge; numbers become medians."""
+    lines = [
+        {"scenario": "alertgw", "journal": "normal", "rate": 500, "p99_us": p, "lost": 0}
+        for p in (900.0, 3000.0, 1000.0)
+    ]
+    lines.append({"scenario": "alertgw", "journal": "normal", "rate": 2000, "p99_us": 5.0})
+    lines.append({"scenario": "floor", "journal": None, "rate": 500, "p99_us": None, "x": "a"})
+    merged = median_lines(lines)
+    assert merged == [
+        {
+            "scenario": "alertgw",
+            "journal": "normal",
+            "rate": 500,
+            "p99_us": 1000.0,
+            "lost": 0,
+            "summary": "median of 3 runs",
+        },
+        {
+            "scenario": "alertgw",
+            "journal": "normal",
+            "rate": 2000,
+            "p99_us": 5.0,
+            "summary": "median of 1 runs",
+        },
+        {
+            "scenario": "floor",
+            "journal": None,
+            "rate": 500,
+            "p99_us": None,
+            "x": "a",
+            "summary": "median of 1 runs",
+        },
+    ]
+    assert median_lines([*lines, *merged]) == merged  # summaries are not summarised again
 
 
 def test_message_key_reads_rings_and_cancels_only() -> None:
