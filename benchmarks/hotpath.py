@@ -503,7 +503,7 @@ class Gateway:
     @property
     def status_topic(self) -> str:
         """The retained status topic of this run."""
-        return f"bench/status/{self.synchronous}"
+        return f"bench/status/{self.workdir.name}"
 
     def start(self) -> None:
         """Write the config, start alertgw and wait for its retained `online` status."""
@@ -512,7 +512,9 @@ class Gateway:
             port=self.broker_port,
             journal_path=self.workdir / "journal.db",
             synchronous=self.synchronous,
-            client_id=f"alertgw-bench-{self.synchronous}",
+            # One MQTT session per instance: a later instance reusing an earlier one's
+            # persistent session would first get everything queued for it meanwhile.
+            client_id=f"alertgw-bench-{self.workdir.name}",
             status_topic=self.status_topic,
         )
         path = self.workdir / "alertgw.yaml"
