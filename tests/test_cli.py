@@ -33,6 +33,18 @@ metrics: {enabled: false}
 """
 
 
+def alertgw_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m gateway.cli ARGS` in a process of its own, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
+    )
+
+
 def write_config(tmp_path: Path, text: str = VALID) -> Path:
     """Write a config into tmp_path with its journal inside tmp_path too."""
     path = tmp_path / "alertgw.yaml"
@@ -105,13 +117,7 @@ def test_a_journal_from_a_newer_alertgw_is_one_clear_line_not_a_traceback(
     assert main(["history", str(path)]) == 1
     assert capsys.readouterr().err.startswith(expected)
     # `run` configures logging for the process: a process of its own.
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "run", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = alertgw_process("run", str(path))
     assert result.returncode == 1
     assert result.stderr.startswith(expected)
     assert "Traceback" not in result.stderr
@@ -120,14 +126,7 @@ def test_a_journal_from_a_newer_alertgw_is_one_clear_line_not_a_traceback(
 def test_module_entry_point_exits_78_on_a_bad_config(tmp_path: Path) -> None:
     """`python -m gateway.cli check` exits with EX_CONFIG and names the line on stderr."""
     path = write_config(tmp_path, VALID.replace("routing:", "routnig:"))
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "check", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=REPO,
-    )
+    result = alertgw_process("check", str(path))
     assert result.returncode == EX_CONFIG
     assert result.stdout == ""
     assert f"{path}:11: routnig: unknown key" in result.stderr
