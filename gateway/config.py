@@ -9,14 +9,20 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from gateway.errors import ConfigError
 from gateway.model import Priority
-from gateway.typedload import Located, Problems, compose, load
+from gateway.typedload import Located, Problems, Range, compose, load
 
 EX_CONFIG = 78
 PriorityName = Literal["low", "medium", "high", "critical"]
+# Numbers that load but cannot work (a zero rate divides by zero, port 0 never connects)
+# are config problems with a line, not surprises at run time.
+Seconds = Annotated[float, Range(0, above=True)]  # a period or timeout: > 0
+Delay = Annotated[float, Range(0)]  # a wait that may be zero
+Port = Annotated[int, Range(1, 65535)]
+Count = Annotated[int, Range(0)]
 
 
 def _empty() -> Mapping[str, Any]:
@@ -45,17 +51,17 @@ class MqttConfig:
     """The MQTT broker connection shared by MQTT sources and handsets."""
 
     host: str = "127.0.0.1"
-    port: int = 1883
+    port: Port = 1883
     client_id: str = "alertgw"
-    keepalive: int = 30
+    keepalive: Annotated[int, Range(5, 65535)] = 30  # MQTT's 0 (off) hides a dead link
     username: str | None = None
     password_file: str | None = None
     password_env: str | None = None
     tls: TlsConfig | None = None
     status_topic: str = "alertgw/status"
     watch_broker_drops: bool = True  # raise a technical alarm when $SYS drop counters rise
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
+    backoff_initial: Seconds = 0.5
+    backoff_max: Seconds = 30.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,21 +72,21 @@ class EspaLinkConfig:
     role: Literal["control_station", "station"] = "station"
     local_address: str = "2"
     remote_address: str = "1"
-    baudrate: int = 9600
+    baudrate: Annotated[int, Range(1)] = 9600
     bytesize: Literal[7, 8] = 7
     parity: Literal["N", "E", "O"] = "E"
     stopbits: Literal[1, 2] = 2
     encoding: Literal["iso646-no", "latin-1", "ascii"] = "iso646-no"
     mask_high_bit: bool = False
-    display_limit: int = 40
-    poll_interval: float = 0.5
-    reply_timeout: float = 2.0
-    recovery_timeout: float = 10.0
-    max_retransmissions: int = 2
-    link_down_after: float = 30.0  # no answer this long: the peer counts as down
-    offline_poll_interval: float = 5.0  # how often a down peer is tried again
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
+    display_limit: Annotated[int, Range(1)] = 40
+    poll_interval: Seconds = 0.5
+    reply_timeout: Seconds = 2.0
+    recovery_timeout: Seconds = 10.0
+    max_retransmissions: Count = 2
+    link_down_after: Seconds = 30.0  # no answer this long: the peer counts as down
+    offline_poll_interval: Seconds = 5.0  # how often a down peer is tried again
+    backoff_initial: Seconds = 0.5
+    backoff_max: Seconds = 30.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -92,13 +98,13 @@ class SourceConfig:
     link: str | None = None
     topics: tuple[str, ...] = ()
     base_topic: str = "zigbee2mqtt"
-    speed: float = 60.0
+    speed: Annotated[float, Range(0, above=True)] = 60.0
     seed: int = 1
     loop: bool = True
     # Per-topic fair share for sources whose topic is one device (zigbee2mqtt): beyond this
     # rate a topic is coalesced to its newest message, so a babbling sensor starves nobody.
-    max_rate: float = 20.0
-    max_burst: float = 40.0
+    max_rate: Annotated[float, Range(0, above=True)] = 20.0
+    max_burst: Annotated[float, Range(1)] = 40.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -143,7 +149,7 @@ class HandsetConfig:
     address: str | None = None
     link: str | None = None
     name: str | None = None
-    auto_accept: float | None = None  # console only: accept rings after N s (demo)
+    auto_accept: Delay | None = None  # console only: accept rings after N s (demo)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -187,8 +193,8 @@ class RuleConfig:
     name: str
     match: MatchConfig = dataclasses.field(default_factory=MatchConfig)
     action: Literal["ring", "suppress"] = "ring"
-    hold_off: float = 0.0
-    group: float = 0.0
+    hold_off: Delay = 0.0
+    group: Delay = 0.0
     priority: PriorityName | None = None
     escalation: str | None = None
 
@@ -236,7 +242,7 @@ class StepConfig:
     """One escalation step: who rings, and how long before the next step."""
 
     to: Literal["primary", "zone", "all_on_duty", "failsafe"]
-    after: float = 60.0
+    after: Delay = 60.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -244,7 +250,7 @@ class LadderConfig:
     """An escalation ladder; its last step must be `failsafe`."""
 
     steps: tuple[StepConfig, ...]
-    reminder: float = 900.0
+    reminder: Delay = 900.0  # 0: no reminder after an accept
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -260,23 +266,23 @@ class TechnicalConfig:
 class RateLimitConfig:
     """At most `max` non-critical rings per handset per `per` seconds; the rest are batched."""
 
-    max: int = 6
-    per: float = 300.0
+    max: Annotated[int, Range(1)] = 6
+    per: Seconds = 300.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SupervisionConfig:
     """Expected report interval per device kind (seconds); silent past it is an alarm."""
 
-    kinds: Mapping[str, float] = dataclasses.field(default_factory=_empty)
-    default: float | None = None
+    kinds: Mapping[str, Seconds] = dataclasses.field(default_factory=_empty)
+    default: Seconds | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PresenceConfig:
     """How staff presence behaves; presence expires if its clear is never seen."""
 
-    timeout: float = 3600.0
+    timeout: Seconds = 3600.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -291,12 +297,12 @@ class JournalConfig:
     """Where the journal and outbox live."""
 
     path: str = "var/alertgw.db"
-    retention_days: float = 90.0
+    retention_days: Annotated[float, Range(0, above=True)] = 90.0
     synchronous: Literal["normal", "full"] = "full"
-    drain_timeout: float = 10.0  # on SIGTERM, wait this long for the outbox to empty
+    drain_timeout: Delay = 10.0  # on SIGTERM, wait this long for the outbox to empty
     # Gather decisions this long into one transaction (handset messages do not wait for it;
     # the broker's acknowledgement of a signal does).
-    commit_delay: float = 0.01
+    commit_delay: Annotated[float, Range(0, 1, why="signals stay unacknowledged that long")] = 0.01
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -305,7 +311,7 @@ class MetricsConfig:
 
     enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = 9464
+    port: Port = 9464
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -475,12 +481,6 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
                     f"{section}.{key}",
                     "ids may hold only letters, digits and _ . : -",
                 )
-    if not 0 <= config.journal.commit_delay <= 1:
-        problems.add(
-            _line(tree, "journal", "commit_delay"),
-            "journal.commit_delay",
-            "seconds between 0 and 1 (signals stay unacknowledged that long)",
-        )
     mc = config.mqtt
     if mc is not None:
         if mc.password_file and mc.password_env:
@@ -529,12 +529,6 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
                 _line(tree, "sources", name),
                 f"sources.{name}.topics",
                 "an mqtt source needs at least one topic filter",
-            )
-        if src.type == "simulator" and src.speed <= 0:
-            problems.add(
-                _line(tree, "sources", name, "speed"),
-                f"sources.{name}.speed",
-                "expected a positive number",
             )
     for dev, dc in config.devices.items():
         if rooms_in_zones and dc.room not in rooms_in_zones:
@@ -702,8 +696,6 @@ def _check_rules(config: Config, tree: Located, problems: Problems) -> None:
                 _path(*where, "escalation"),
                 f"unknown escalation ladder {rule.escalation!r}",
             )
-        if rule.hold_off < 0 or rule.group < 0:
-            problems.add(_line(tree, *where), _path(*where), "hold_off and group must be >= 0")
         delays = (
             rule.action == "suppress"
             or rule.hold_off > 0

@@ -14,7 +14,16 @@ import sys
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import (
+    Annotated,
+    Any,
+    Literal,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 import yaml
 
@@ -27,6 +36,42 @@ class Located:
 
     value: Any
     line: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Range:
+    """Bounds for a config number, as `Annotated[float, Range(0, above=True)]`.
+
+    Ports, periods and rates have values that load as numbers but cannot work: a zero
+    rate divides by zero at run time, a port of 70000 fails at every connect. They are
+    problems with a line, like a wrong type.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    above: bool = False  # `low` itself is out: the value must be greater
+    why: str = ""  # appended to the problem, e.g. what the bound protects
+
+    def problem(self, value: float, what: str, shown: object = None) -> str | None:
+        """None when `value` is in range, else the problem to report (showing `shown`)."""
+        if (self.low is None or value > self.low or (value == self.low and not self.above)) and (
+            self.high is None or value <= self.high
+        ):
+            return None
+        why = f" ({self.why})" if self.why else ""
+        shown = value if shown is None else shown
+        return f"expected {what} {self.describe()}, got {shown!r}{why}"
+
+    def describe(self) -> str:
+        """The bounds in words: `> 0`, `>= 1`, `from 1 to 65535`."""
+        if self.low is not None and self.high is not None and not self.above:
+            return f"from {self.low:g} to {self.high:g}"
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.above else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"<= {self.high:g}")
+        return " and ".join(parts)
 
 
 class LineLoader(yaml.SafeLoader):
@@ -128,6 +173,8 @@ class Problems:
 
 def _type_name(tp: Any) -> str:  # noqa: ANN401 - describes arbitrary type hints
     origin = get_origin(tp)
+    if origin is Annotated:
+        return _type_name(get_args(tp)[0])
     if origin is Literal:
         return " | ".join(repr(a) for a in get_args(tp))
     if origin in (Union, types.UnionType):
@@ -158,6 +205,16 @@ def _load_value(tp: Any, loc: Located, problems: Problems, path: str) -> Any:  #
     value = loc.value
     if tp is Any:
         return plain(loc)
+    if origin is Annotated:
+        base, *extras = get_args(tp)
+        before = len(problems.lines)
+        out = _load_value(base, loc, problems, path)
+        if len(problems.lines) == before:  # a wrong type is already one problem
+            what = "an integer" if base is int else "a number"
+            for extra in extras:
+                if isinstance(extra, Range) and (found := extra.problem(out, what, value)):
+                    problems.add(loc.line, path, found)
+        return out
     if origin in (Union, types.UnionType):
         args = get_args(tp)
         if value is None and type(None) in args:
@@ -239,7 +296,7 @@ def _load_dataclass(cls: type[Any], loc: Located, problems: Problems, path: str)
     if not isinstance(value, dict):
         problems.add(loc.line, path, f"expected a mapping, got {value!r}")
         value = {}
-    hints = get_type_hints(cls)
+    hints = get_type_hints(cls, include_extras=True)
     fields = {
         f.name: f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")
     }
@@ -267,6 +324,8 @@ def _load_dataclass(cls: type[Any], loc: Located, problems: Problems, path: str)
 
 
 def _placeholder(tp: Any) -> Any:  # noqa: ANN401
+    if get_origin(tp) is Annotated:
+        return _placeholder(get_args(tp)[0])
     if tp is str:
         return ""
     if tp in (int, float):
@@ -281,6 +340,16 @@ def json_schema(tp: Any) -> dict[str, Any]:  # noqa: ANN401
     origin = get_origin(tp)
     if tp is Any:
         return {}
+    if origin is Annotated:
+        base, *extras = get_args(tp)
+        bounded = json_schema(base)
+        for extra in extras:
+            if isinstance(extra, Range):
+                if extra.low is not None:
+                    bounded["exclusiveMinimum" if extra.above else "minimum"] = extra.low
+                if extra.high is not None:
+                    bounded["maximum"] = extra.high
+        return bounded
     if origin in (Union, types.UnionType):
         return {"anyOf": [json_schema(a) for a in get_args(tp)]}
     if origin is Literal:
@@ -297,7 +366,7 @@ def json_schema(tp: Any) -> dict[str, Any]:  # noqa: ANN401
     if tp is type(None):
         return {"type": "null"}
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        hints = get_type_hints(tp)
+        hints = get_type_hints(tp, include_extras=True)
         props: dict[str, Any] = {}
         required: list[str] = []
         for f in dataclasses.fields(tp):
@@ -328,4 +397,4 @@ def json_schema(tp: Any) -> dict[str, Any]:  # noqa: ANN401
         float: {"type": "number"},
         str: {"type": ["string", "integer"]},
     }
-    return scalars[tp]
+    return dict(scalars[tp])

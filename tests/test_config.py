@@ -347,8 +347,98 @@ def test_commit_delay_out_of_range_is_reported() -> None:
     """A commit delay beyond a second would hold signals unacknowledged too long."""
     text = edit("  path: var/test.db\n", "  path: var/test.db\n  commit_delay: 5\n")
     problem = only_problem(text)
-    assert problem.startswith(
-        f"{FILE}:{line_of(text, 'commit_delay')}: journal.commit_delay: seconds between 0 and 1"
+    assert problem == (
+        f"{FILE}:{line_of(text, 'commit_delay')}: journal.commit_delay: expected a number"
+        " from 0 to 1, got 5 (signals stay unacknowledged that long)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "needle", "expected"),
+    [
+        (
+            "  port: 1883\n",
+            "  port: 0\n",
+            "port: 0",
+            "mqtt.port: expected an integer from 1 to 65535, got 0",
+        ),
+        (
+            "  port: 1883\n",
+            "  port: 70000\n",
+            "port: 70000",
+            "mqtt.port: expected an integer from 1 to 65535, got 70000",
+        ),
+        (
+            "  backoff_max: 10\n",
+            "  backoff_max: 0\n",
+            "backoff_max",
+            "mqtt.backoff_max: expected a number > 0, got 0",
+        ),
+        (
+            "  backoff_max: 10\n",
+            "  backoff_max: 10\n  keepalive: 0\n",
+            "keepalive",
+            "mqtt.keepalive: expected an integer from 5 to 65535, got 0",
+        ),
+        (
+            '    topics: ["zigbee2mqtt/#"]\n',
+            '    topics: ["zigbee2mqtt/#"]\n    max_rate: 0\n',
+            "max_rate",
+            "sources.zigbee.max_rate: expected a number > 0, got 0",
+        ),
+        (
+            "  path: var/test.db\n",
+            "  path: var/test.db\n  retention_days: -1\n",
+            "retention_days",
+            "journal.retention_days: expected a number > 0, got -1",
+        ),
+        (
+            "handsets:\n",
+            "rate_limit: {max: 0, per: 60}\nhandsets:\n",
+            "rate_limit",
+            "rate_limit.max: expected an integer >= 1, got 0",
+        ),
+        (
+            "handsets:\n",
+            "supervision: {kinds: {door_open: -5}}\nhandsets:\n",
+            "supervision",
+            "supervision.kinds.door_open: expected a number > 0, got -5",
+        ),
+        (
+            "    handsets: [night2]\n",
+            "    handsets: [night2]\nrules:\n  - {name: bed, hold_off: -3}\n",
+            "hold_off",
+            "rules[0].hold_off: expected a number >= 0, got -3",
+        ),
+    ],
+)
+def test_number_out_of_range_names_line_key_and_bounds(
+    old: str, new: str, needle: str, expected: str
+) -> None:
+    """A number that loads but cannot work (port 0, a zero rate) is a problem with its line."""
+    text = edit(old, new)
+    assert only_problem(text) == f"{FILE}:{line_of(text, needle)}: {expected}"
+
+
+def test_numbers_at_their_bounds_are_accepted() -> None:
+    """The bounds themselves are valid: port 65535, a zero hold-off, no reminder."""
+    text = edit("  port: 1883\n", "  port: 65535\n")
+    text = edit(
+        "    handsets: [night2]\n",
+        "    handsets: [night2]\nrules:\n  - {name: bed, hold_off: 0, group: 0}\n",
+        text,
+    )
+    config = parse_config(text, filename=FILE)
+    assert config.mqtt is not None
+    assert config.mqtt.port == 65535
+    assert config.rules[0].hold_off == 0.0
+
+
+def test_wrong_type_is_one_problem_not_also_out_of_range() -> None:
+    """A port given as text reports the type, not a range problem on top."""
+    text = edit("  port: 1883\n", "  port: eighteen\n")
+    assert only_problem(text) == (
+        f"{FILE}:{line_of(text, 'eighteen')}: mqtt.port: expected an integer, got 'eighteen'"
     )
 
 
@@ -529,3 +619,9 @@ def test_json_schema_closes_every_object_and_lists_required_keys() -> None:
         "enum": ["debug", "info", "warning", "error"]
     }
     assert "required" not in props["site"]
+    port = props["mqtt"]["anyOf"][0]["properties"]["port"]
+    assert port == {"type": "integer", "minimum": 1, "maximum": 65535}
+    assert props["journal"]["properties"]["retention_days"] == {
+        "type": "number",
+        "exclusiveMinimum": 0,
+    }
