@@ -194,6 +194,7 @@ class EspaLink:
         self._peer_up = False
         self._peer_down = False  # the line reported the peer silent (not just unknown)
         self._signalled_down = False  # a link_down signal is raised and not yet cleared
+        self._signalled_fault = False  # a paging_fault signal is raised and not yet cleared
         self._outage = False  # a WARNING was logged for the current outage
         self._warned: set[str] = set()
 
@@ -351,7 +352,7 @@ class EspaLink:
                 self._log.info("espa_link_up", peer=address)
                 if self._signalled_down:
                     self._signalled_down = False
-                    self._signal(SignalState.CLEARED, "up")
+                    self._signal(SignalState.CLEARED, "up", kind="link_down")
             case LinkDown(address=address, reason=reason):
                 self._peer_up = False
                 self._gauge.set(0)
@@ -438,10 +439,23 @@ class EspaLink:
         self._log.debug("espa_status_request_answered", status=status.value)
 
     def _on_status(self, report: StatusReport) -> None:
-        if report.system_status is SystemStatus.TRANSMITTER_FAILURE:
-            self._log.warning("espa_transmitter_failure")
         address = report.address
         outcome = report.outcome
+        if report.system_status is SystemStatus.TRANSMITTER_FAILURE:
+            # The paging system is up but cannot reach its handsets: calls we hand it are
+            # ACKed and then go nowhere. Nobody on a night shift can see that; raise it.
+            if not self._signalled_fault:
+                self._signalled_fault = True
+                self._log.warning("espa_transmitter_failure")
+                self._signal(SignalState.RAISED, "transmitter_failure", kind="paging_fault")
+        elif self._signalled_fault and outcome in (
+            StatusOutcome.DELIVERED,
+            StatusOutcome.ACKNOWLEDGED,
+        ):
+            # ESPA has no "transmitter OK" record; a call that reached a handset proves it.
+            self._signalled_fault = False
+            self._log.info("espa_transmitter_recovered")
+            self._signal(SignalState.CLEARED, "call_delivered", kind="paging_fault")
         if address is None or outcome is None:
             return
         alert_id = self._carries.get(address)
@@ -498,19 +512,26 @@ class EspaLink:
     def _raise_link_down(self, reason: str) -> None:
         if not self._signalled_down:
             self._signalled_down = True
-            self._signal(SignalState.RAISED, reason)
+            self._signal(SignalState.RAISED, reason, kind="link_down")
 
-    def _signal(self, state: Literal[SignalState.RAISED, SignalState.CLEARED], why: str) -> None:
+    def _signal(
+        self,
+        state: Literal[SignalState.RAISED, SignalState.CLEARED],
+        why: str,
+        *,
+        kind: Literal["link_down", "paging_fault"],
+    ) -> None:
+        """A technical alarm about this link (its device is `espa:<link>`)."""
         if self._put is None:
             return
         now = time.time()
         self._put(
             Signal(
-                id=f"espa:{self.link}:link_down:{uuid.uuid4().hex[:12]}",
+                id=f"espa:{self.link}:{kind}:{uuid.uuid4().hex[:12]}",
                 source=self._source or self.name,
                 device=f"espa:{self.link}",
                 room="",
-                kind="link_down",
+                kind=kind,
                 state=state,
                 ts=now,
                 attrs={"reason": why},

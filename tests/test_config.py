@@ -625,3 +625,10 @@ def test_json_schema_closes_every_object_and_lists_required_keys() -> None:
         "type": "number",
         "exclusiveMinimum": 0,
     }
+
+
+def test_paging_fault_is_a_builtin_technical_kind() -> None:
+    """Without a kinds: entry, paging_fault (ESPA record 8) is technical and high."""
+    kind = parse_config(BASE, filename=FILE).kind("paging_fault")
+    assert kind.technical
+    assert kind.priority == "high"

@@ -232,6 +232,10 @@ class Dect:
         records.append(("7", status.encode()))
         self.statuses.append(frame("2", records))
 
+    def system_status(self, code: str = "1") -> None:
+        """Queue a header-2 block with only record 8 (system status; '1' transmitter failure)."""
+        self.statuses.append(frame("2", [("8", code.encode())]))
+
     async def run(self) -> None:
         """Answer polls and selections forever."""
         selected = False

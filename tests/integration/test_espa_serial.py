@@ -350,6 +350,37 @@ async def test_status_replies_map_back_to_the_alert() -> None:
         ]
 
 
+def is_fault(state: SignalState) -> Callable[[Item], bool]:
+    """Match a paging_fault signal in `state`."""
+    return lambda i: isinstance(i, Signal) and i.kind == "paging_fault" and i.state is state
+
+
+async def test_transmitter_failure_raises_a_paging_fault_until_a_call_gets_through() -> None:
+    """Record 8 '1' raises one paging_fault alarm; a later paged status clears it."""
+    async with dect_link() as (link, put, dect):
+        async with asyncio.timeout(3):
+            await link.send(delivery())
+        with capture_logs() as logs:
+            dect.system_status("1")
+            raised = await put.wait_for(is_fault(SignalState.RAISED))
+            dect.system_status("1")  # still failing: no second alarm
+            dect.status("21", "2")  # in queue: proves nothing
+            await asyncio.sleep(0.5)  # both are polled and handled before the next one
+            dect.status("21", "3")  # paged: the transmitter works again
+            cleared = await put.wait_for(is_fault(SignalState.CLEARED))
+        assert isinstance(raised, Signal)
+        assert isinstance(cleared, Signal)
+        assert raised.device == cleared.device == "espa:l1"
+        assert raised.attrs == {"reason": "transmitter_failure"}
+        faults = [i.state for i in put.items if isinstance(i, Signal) and i.kind == "paging_fault"]
+        assert faults == [SignalState.RAISED, SignalState.CLEARED]
+        events = [e["event"] for e in logs]
+        assert events.count("espa_transmitter_failure") == 1
+        assert "espa_transmitter_recovered" in events
+        # The paged status still reports the call delivered to the core.
+        assert any(isinstance(i, DeliveryReport) and i.status == "delivered" for i in put.items)
+
+
 async def test_busy_select_is_retried_until_accepted() -> None:
     """A '2' NAK (busy) to the select is retried after retry_delay and then succeeds."""
     async with dect_link() as (link, _, dect):
