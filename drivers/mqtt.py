@@ -154,6 +154,8 @@ class MqttLink:
         paho_client.disable_logger()
         loop = asyncio.get_running_loop()
         flush: list[asyncio.TimerHandle] = []
+        # A flood is thousands of these a second; labels() costs a lock and a lookup each.
+        rate_limited = {n: self._metrics.rejects.labels(n, "rate_limited") for n in self._fair}
 
         def release() -> None:
             flush.clear()
@@ -172,13 +174,12 @@ class MqttLink:
         # also drop paho's DUP flag.
         def receive(msg: Publish) -> None:
             source = self._source_of(msg.topic)
-            fair = self._fair.get(source) if source is not None else None
-            if fair is not None:
+            if source is not None and (fair := self._fair.get(source)) is not None:
                 admitted, superseded = fair.offer(msg.topic, msg, loop.time())
                 if superseded is not None:
                     # The newer message carries the device's whole state; this one is moot.
                     paho_client.ack(superseded.mid, superseded.qos)
-                    self._metrics.rejects.labels(source, "rate_limited").inc()
+                    rate_limited[source].inc()
                 if not admitted:
                     schedule()
                     return
