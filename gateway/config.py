@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
@@ -465,6 +465,37 @@ def _line(tree: Located, *path: str | int) -> int:
     return node.line
 
 
+def _keys(tree: Located, *path: str) -> set[str]:
+    """The keys written in the mapping at `path` (empty when it is not one)."""
+    node: Located | None = tree
+    for part in path:
+        value = node.value if node is not None else None
+        node = value.get(part) if isinstance(value, dict) else None
+    value = node.value if node is not None else None
+    return set(value) if isinstance(value, dict) else set()
+
+
+def _is_z2m(src: SourceConfig) -> bool:
+    return src.type == "mqtt" and src.decoder == "zigbee2mqtt"
+
+
+# Source keys that only some source types read. Written on another type they would be
+# silently ignored: a technician's max_rate on a JSON topic that carries many devices
+# would look like protection it is not.
+_SOURCE_ONLY: Mapping[str, tuple[Callable[[SourceConfig], bool], str]] = MappingProxyType(
+    {
+        "max_rate": (_is_z2m, "zigbee2mqtt sources (one device per topic)"),
+        "max_burst": (_is_z2m, "zigbee2mqtt sources (one device per topic)"),
+        "base_topic": (lambda s: s.decoder == "zigbee2mqtt", "the zigbee2mqtt decoder"),
+        "topics": (lambda s: s.type == "mqtt", "mqtt sources"),
+        "link": (lambda s: s.type == "espa", "espa sources"),
+        "speed": (lambda s: s.type == "simulator", "simulator sources"),
+        "seed": (lambda s: s.type == "simulator", "simulator sources"),
+        "loop": (lambda s: s.type == "simulator", "simulator sources"),
+    }
+)
+
+
 def _check_references(config: Config, tree: Located, problems: Problems) -> None:
     """Cross-field checks: every name a section uses must exist."""
     rooms_in_zones: set[str] = set()
@@ -534,6 +565,14 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
                 f"sources.{name}.topics",
                 "an mqtt source needs at least one topic filter",
             )
+        given = _keys(tree, "sources", name)
+        for key, (applies, to_what) in _SOURCE_ONLY.items():
+            if key in given and not applies(src):
+                problems.add(
+                    _line(tree, "sources", name, key),
+                    f"sources.{name}.{key}",
+                    f"applies only to {to_what}; this source would ignore it",
+                )
     for dev, dc in config.devices.items():
         if rooms_in_zones and dc.room not in rooms_in_zones:
             problems.add(

@@ -632,3 +632,29 @@ def test_paging_fault_is_a_builtin_technical_kind() -> None:
     kind = parse_config(BASE, filename=FILE).kind("paging_fault")
     assert kind.technical
     assert kind.priority == "high"
+
+
+@pytest.mark.parametrize(
+    ("source", "key", "applies_to"),
+    [
+        ("{type: mqtt, decoder: json, topics: [in/#], max_rate: 5}", "max_rate", "zigbee2mqtt"),
+        ("{type: mqtt, decoder: json, topics: [in/#], speed: 2}", "speed", "simulator sources"),
+        ("{type: simulator, decoder: zigbee2mqtt, topics: [z/#]}", "topics", "mqtt sources"),
+    ],
+)
+def test_source_key_its_type_ignores_is_a_problem(source: str, key: str, applies_to: str) -> None:
+    """A key the source would silently ignore (max_rate on a JSON topic) is reported."""
+    text = edit("sources:\n", f"sources:\n  other: {source}\n")
+    problem = only_problem(text)
+    assert problem.startswith(f"{FILE}:{line_of(text, 'other:')}: sources.other.{key}: ")
+    assert f"applies only to {applies_to}" in problem
+
+
+def test_base_topic_on_a_zigbee_simulator_is_accepted() -> None:
+    """The simulator publishes Zigbee2MQTT shapes under base_topic, so it may set one."""
+    text = edit(
+        "sources:\n",
+        "sources:\n  sim: {type: simulator, decoder: zigbee2mqtt, base_topic: z, speed: 2}\n",
+    )
+    config = parse_config(text, filename=FILE)
+    assert config.sources["sim"].base_topic == "z"
