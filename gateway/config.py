@@ -17,6 +17,7 @@ from gateway.typedload import Located, Problems, Range, compose, load
 
 EX_CONFIG = 78
 PriorityName = Literal["low", "medium", "high", "critical"]
+DecoderName = Literal["zigbee2mqtt", "json", "espa"]
 # Numbers that load but cannot work (a zero rate divides by zero, port 0 never connects)
 # are config problems with a line, not surprises at run time.
 Seconds = Annotated[float, Range(0, above=True)]  # a period or timeout: > 0
@@ -94,7 +95,7 @@ class SourceConfig:
     """One signal source: an MQTT subscription, an ESPA line, or the built-in simulator."""
 
     type: Literal["mqtt", "simulator", "espa"] = "mqtt"
-    decoder: Literal["zigbee2mqtt", "json", "espa"] = "json"
+    decoder: DecoderName = "json"  # by type when not written: see _DECODER_FOR
     link: str | None = None
     topics: tuple[str, ...] = ()
     base_topic: str = "zigbee2mqtt"
@@ -443,7 +444,9 @@ def parse_config(text: str, *, filename: str = "<memory>") -> Config:
     config = load(Config, tree, problems)
     if problems.lines or config is None:
         raise ConfigError(problems.lines or [f"{filename}: not a configuration"])
-    config = dataclasses.replace(config, source_file=filename)
+    config = dataclasses.replace(
+        config, source_file=filename, sources=_default_decoders(config.sources, tree)
+    )
     _check_references(config, tree, problems)
     if problems.lines:
         raise ConfigError(problems.lines)
@@ -465,6 +468,23 @@ def _line(tree: Located, *path: str | int) -> int:
     return node.line
 
 
+# The decoder a source type reads with when `decoder:` is not written. Only MQTT has a
+# choice; an ESPA line or the simulator given the JSON default would reject every call.
+_DECODER_FOR: Mapping[str, DecoderName] = MappingProxyType(
+    {"mqtt": "json", "espa": "espa", "simulator": "zigbee2mqtt"}
+)
+
+
+def _default_decoders(sources: Mapping[str, SourceConfig], tree: Located) -> Mapping[str, Any]:
+    out = {
+        name: src
+        if "decoder" in _keys(tree, "sources", name)
+        else dataclasses.replace(src, decoder=_DECODER_FOR[src.type])
+        for name, src in sources.items()
+    }
+    return MappingProxyType(out)
+
+
 def _keys(tree: Located, *path: str) -> set[str]:
     """The keys written in the mapping at `path` (empty when it is not one)."""
     node: Located | None = tree
@@ -473,6 +493,11 @@ def _keys(tree: Located, *path: str) -> set[str]:
         node = value.get(part) if isinstance(value, dict) else None
     value = node.value if node is not None else None
     return set(value) if isinstance(value, dict) else set()
+
+
+_DECODERS_OF: Mapping[str, tuple[DecoderName, ...]] = MappingProxyType(
+    {"mqtt": ("json", "zigbee2mqtt"), "espa": ("espa",), "simulator": ("zigbee2mqtt",)}
+)
 
 
 def _is_z2m(src: SourceConfig) -> bool:
@@ -566,6 +591,12 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
                 "an mqtt source needs at least one topic filter",
             )
         given = _keys(tree, "sources", name)
+        if src.decoder not in _DECODERS_OF[src.type]:
+            problems.add(
+                _line(tree, "sources", name, "decoder"),
+                f"sources.{name}.decoder",
+                f"{src.type} sources read with decoder: {' or '.join(_DECODERS_OF[src.type])}",
+            )
         for key, (applies, to_what) in _SOURCE_ONLY.items():
             if key in given and not applies(src):
                 problems.add(

@@ -658,3 +658,26 @@ def test_base_topic_on_a_zigbee_simulator_is_accepted() -> None:
     )
     config = parse_config(text, filename=FILE)
     assert config.sources["sim"].base_topic == "z"
+
+
+ESPA_SOURCE = "sources:\n  nurse: {type: espa, link: l1}\n"
+
+
+def test_decoder_defaults_by_source_type() -> None:
+    """Unwritten, an ESPA source decodes ESPA and the simulator Zigbee2MQTT (not JSON)."""
+    text = edit("sources:\n", ESPA_SOURCE + "  sim: {type: simulator}\n")
+    text += "espa:\n  l1: {port: /dev/ttyUSB0}\n"
+    config = parse_config(text, filename=FILE)
+    assert config.sources["nurse"].decoder == "espa"
+    assert config.sources["sim"].decoder == "zigbee2mqtt"
+    assert config.sources["zigbee"].decoder == "zigbee2mqtt"  # written
+
+
+def test_decoder_a_source_type_cannot_read_is_a_problem() -> None:
+    """`decoder: json` on an ESPA line would reject every nurse call: reported with its line."""
+    text = edit("sources:\n", "sources:\n  nurse: {type: espa, link: l1, decoder: json}\n")
+    text += "espa:\n  l1: {port: /dev/ttyUSB0}\n"
+    assert only_problem(text) == (
+        f"{FILE}:{line_of(text, 'nurse:')}: sources.nurse.decoder:"
+        " espa sources read with decoder: espa"
+    )
