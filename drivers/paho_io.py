@@ -33,7 +33,15 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.exception import MalformedPacket
 
-from gateway.mqttwire import PUBACK, PUBLISH, Publish, decode_publish, encode_publish
+from gateway.mqttwire import (
+    PUBACK,
+    PUBLISH,
+    Publish,
+    decode_puback,
+    decode_publish,
+    encode_puback,
+    encode_publish,
+)
 
 RECV_SIZE = 65536
 _DISCONNECT = 0xE0
@@ -232,7 +240,7 @@ class PahoLoopIO:
         kind = command & 0xF0
         if self._fast_packets:
             if kind == PUBACK and len(body) == 2:  # a 3.1.1 PUBACK (v5 may add a reason)
-                fut = self._acks.pop((body[0] << 8) | body[1], None)
+                fut = self._acks.pop(decode_puback(body), None)
                 if fut is not None:
                     if not fut.done():
                         fut.set_result(None)
@@ -269,7 +277,7 @@ class PahoLoopIO:
 
     def ack(self, mid: int) -> None:
         """Queue the PUBACK of an inbound QoS 1 PUBLISH (manual acknowledgement)."""
-        self._wbuf += bytes((PUBACK, 2, mid >> 8, mid & 0xFF))
+        self._wbuf += encode_puback(mid)
         self._schedule()
 
     @property

@@ -163,7 +163,7 @@ class Gateway:
                 fair_share={
                     n: (s.max_rate, s.max_burst)
                     for n, s in cfg.sources.items()
-                    if s.type == "mqtt" and s.decoder == "zigbee2mqtt" and s.max_rate > 0
+                    if s.type == "mqtt" and s.decoder == "zigbee2mqtt"
                 },
             )
             for h in mqtt_handsets:

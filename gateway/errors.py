@@ -23,10 +23,6 @@ class DriverError(GatewayError):
     """A driver lost or could not open its endpoint; the message names the endpoint."""
 
 
-class FrameError(DriverError):
-    """A frame on a link could not be decoded."""
-
-
 class DecodeError(GatewayError):
     """A payload could not be turned into a signal; `reason` is a stable metric label."""
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Iterator
 
 import orjson
 
@@ -109,10 +108,6 @@ class NightSimulator:
                     t += every * rng.uniform(0.8, 1.0)
         events.sort(key=lambda e: e.t)
         return [e for e in events if 0 <= e.t <= length]
-
-    def stream(self, length: float = NIGHT_SECONDS) -> Iterator[SimEvent]:
-        """Iterate over the night's events in time order."""
-        yield from self.night(length)
 
     def _sid(self, label: str, room: str) -> str:
         self._n += 1
