@@ -62,6 +62,7 @@ def test_replay_compare_and_no_accept(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main([*argv, "--no-accept"]) == 0
     out = capsys.readouterr().out
     assert str(EXAMPLE)[-20:] in out
+    assert str(demo)[-20:] in out  # both configs, side by side
     assert "B - A" in out
     escalations = next(line for line in out.splitlines() if line.startswith("escalations"))
     assert int(escalations.split()[1]) > 0

@@ -428,10 +428,14 @@ def test_numbers_at_their_bounds_are_accepted() -> None:
         "    handsets: [night2]\nrules:\n  - {name: bed, hold_off: 0, group: 0}\n",
         text,
     )
+    text += "roster: {failsafe: [night1]}\n"
+    text += "escalation:\n  default: {steps: [{to: failsafe, after: 0}], reminder: 0}\n"
     config = parse_config(text, filename=FILE)
     assert config.mqtt is not None
     assert config.mqtt.port == 65535
-    assert config.rules[0].hold_off == 0.0
+    assert (config.rules[0].hold_off, config.rules[0].group) == (0.0, 0.0)
+    ladder = config.escalation["default"]
+    assert (ladder.reminder, ladder.steps[0].after) == (0.0, 0.0)
 
 
 def test_wrong_type_is_one_problem_not_also_out_of_range() -> None:

@@ -92,12 +92,13 @@ async def test_open_creates_the_file_in_wal_mode(journal: Journal, db_path: Path
     assert rows(db_path, "PRAGMA journal_mode") == [("wal",)]  # persistent in the file
 
 
-async def test_synchronous_setting_is_applied(db_path: Path) -> None:
+@pytest.mark.parametrize(("mode", "level"), [("full", 2), ("normal", 1)])
+async def test_synchronous_setting_is_applied(db_path: Path, mode: str, level: int) -> None:
     """`synchronous` from the config reaches the connection (FULL=2, NORMAL=1)."""
-    j = Journal(db_path, synchronous="normal")
+    j = Journal(db_path, synchronous=mode)
     await j.open()
     try:
-        assert list(await j.db.execute_fetchall("PRAGMA synchronous")) == [(1,)]
+        assert list(await j.db.execute_fetchall("PRAGMA synchronous")) == [(level,)]
     finally:
         await j.close()
 

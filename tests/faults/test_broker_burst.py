@@ -207,3 +207,5 @@ async def test_burst_through_stock_broker_raises_broker_dropping(tmp_path: Path)
     )
     assert dropped > 0
     assert alarms >= 1
+    assert row is not None
+    assert row[0] >= 1  # the alarm is in the journal, for the audit

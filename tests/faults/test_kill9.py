@@ -130,8 +130,12 @@ async def test_kill9_three_times_mid_stream_loses_nothing(broker: Broker, tmp_pa
                 t0 = time.monotonic()
                 backlog_kill = False
                 for i, sig in enumerate(signals):
-                    if i in KILL_AT or (not backlog_kill and status.online == 2):
-                        backlog_kill = backlog_kill or status.online == 2
+                    if i in KILL_AT:
+                        await asyncio.to_thread(daemon.kill9)
+                        daemon.start()
+                    elif not backlog_kill and status.online == 2:
+                        # The first restart is online and draining its queued backlog.
+                        backlog_kill = True
                         await asyncio.to_thread(daemon.kill9)
                         daemon.start()
                     await s.send(sig)
@@ -157,6 +161,7 @@ async def test_kill9_three_times_mid_stream_loses_nothing(broker: Broker, tmp_pa
             exit=rc,
         )
     )
+    assert daemon.starts == 1 + len(KILL_AT) + 1  # the scheduled kills and the backlog kill
     assert t.lost == 0, log_path.read_text()[-3000:]
     assert t.duplicate_rings == 0
     assert t.unexpected == 0
