@@ -138,7 +138,7 @@ class Gateway:
         }
         for decoder in self._decoders.values():
             decoder.restore(levels)
-        self.engine.reconfigure(new)
+        self.engine.reconfigure(new, self.clock())
         self.config = new
         self.metrics.config_reloads.labels("ok").inc()
         if self._freeze_heap:
@@ -438,8 +438,15 @@ class Gateway:
         # repeat by (alert_id, seq).
         stored = self.journal.number(outcome.deliveries)
         for d in stored:
+            lane = self._lanes.get(d.handset)
+            if lane is None:
+                # The engine only addresses configured handsets; should that ever break,
+                # the message fails loudly here instead of killing the router.
+                log.error("delivery_to_unknown_handset", handset=d.handset, alert_id=d.alert_id)
+                self._confirm(d.id, DeliveryState.FAILED)
+                continue
             t0 = received.get(str(d.payload.get("signal_id")), 0.0) if d.action == "ring" else 0.0
-            self._enqueue(self._lanes[d.handset], d, t0)
+            self._enqueue(lane, d, t0)
         pending.signals.extend(signals)
         pending.transitions.extend(outcome.transitions)
         pending.deliveries.extend(stored)

@@ -831,6 +831,14 @@ def _check_rules(config: Config, tree: Located, problems: Problems) -> None:
                 )
             need(ov.handsets, config.handsets, (*where, "handsets"), "handset")
         need(roster.failsafe, config.handsets, ("roster", "failsafe"), "handset")
+        if not roster.failsafe and not config.escalation:
+            # The built-in ladder ends at the failsafe group; without one, an alert in a
+            # roster gap would ring nobody at every step.
+            problems.add(
+                _line(tree, "roster"),
+                "roster",
+                "a roster needs a failsafe group: set roster.failsafe",
+            )
     for name, ladder in config.escalation.items():
         where = ("escalation", name)
         if not ladder.steps or ladder.steps[-1].to != "failsafe":

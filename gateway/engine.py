@@ -68,6 +68,16 @@ class Outcome:
         self.deliveries.extend(other.deliveries)
 
 
+# A dead safety sensor or an unstaffed zone rings at once, never in a rate-limit batch.
+_NEVER_BATCHED = frozenset({"safety_sensor_silent", "no_staff_on_duty"})
+# `accepted_by` of a critical alarm that staff presence stopped: "presence:<room>".
+_PRESENCE = "presence:"
+
+
+def _by_presence(alert: Alert) -> bool:
+    return alert.accepted_by is not None and alert.accepted_by.startswith(_PRESENCE)
+
+
 TEXT_LIMIT = 120
 _CONTROL = dict.fromkeys([*range(0x20), 0x7F, *range(0x80, 0xA0)], " ")
 
@@ -175,8 +185,14 @@ class Engine:
 
     # -- configuration -------------------------------------------------------------------
 
-    def reconfigure(self, config: Config) -> None:
+    def reconfigure(self, config: Config, now: float | None = None) -> None:
         """Swap in a new config; active alerts keep their state, timers and handsets."""
+        if now is not None:
+            self._now = max(self._now, now)
+        # A device a reload adds is supervised from the reload, not from the engine's start
+        # (which would call a sensor installed hours later silent at once).
+        for dev in config.devices:
+            self._last_seen.setdefault(dev, self._now)
         self.config = config
         self.calendar = Calendar(config)
         self._rules = [_Rule.compile(r) for r in config.rules]
@@ -320,6 +336,9 @@ class Engine:
         self._last_seen[signal.device] = now
         if signal.device in self._silent:
             self._silent.discard(signal.device)
+            # Presence may have armed the silence alarm to come back when staff leave; the
+            # sensor reports again, so there is nothing to come back.
+            self._armed.pop(f"{signal.device}:silent", None)
             self._clear_key(f"{signal.device}:silent", now, "reporting again", out)
         if signal.state is SignalState.REPORT:
             return out
@@ -351,27 +370,54 @@ class Engine:
             return out
         alert = live.alert
         if response.kind is ResponseKind.ACCEPT:
-            if alert.state is AlertState.ACCEPTED:
+            if alert.state is AlertState.ACCEPTED and not _by_presence(alert):
                 if alert.accepted_by != response.handset:
                     out.rejected = "already_accepted"
                 return out
+            # A handset may take over a critical alarm that staff presence stopped.
             self._accept(live, response.handset, now, out)
         elif response.kind is ResponseKind.REJECT:
             live.rejected_by.add(response.handset)
             out.transitions.append(
                 Transition(alert, "rejected", now, response.handset, response.reason)
             )
-            if alert.state is AlertState.ACTIVE:
-                self._escalate(live, now, out, why="rejected")
+            self._give_back(live, response.handset, now, out, why="rejected")
         else:
             self._finish(live, AlertState.RESOLVED, now, response.handset, out)
         return out
 
     def handle_delivery_failed(self, handset: str, alert_id: str, now: float) -> Outcome:
-        """A channel reported that a handset could not be reached: treat it as a reject."""
-        return self.handle_response(
-            Response(handset, alert_id, ResponseKind.REJECT, now, "delivery_failed"), now
-        )
+        """A channel reported that a handset could not be reached: move the alert on.
+
+        Unlike a reject this does not exclude the handset: a paging transmitter that failed
+        once is rung again at the last step, when it may well work again.
+        """
+        out = Outcome()
+        live = self._live.get(alert_id)
+        if live is None or handset not in live.handsets:
+            return out
+        out.transitions.append(Transition(live.alert, "delivery_failed", now, handset))
+        self._give_back(live, handset, now, out, why="delivery_failed")
+        return out
+
+    def _give_back(self, live: _Live, handset: str, now: float, out: Outcome, *, why: str) -> None:
+        """`handset` cannot take the alert: ring the next step (reopening it if they had it)."""
+        alert = live.alert
+        if alert.state is AlertState.ACCEPTED and alert.accepted_by == handset:
+            # The accepter can't go after all: the alert is open again and moves on.
+            self._reopen(live, now, out, f"{why} by {handset}")
+            self._escalate(live, now, out, why=why)
+        elif alert.state is AlertState.ACTIVE:
+            self._escalate(live, now, out, why=why)
+
+    def _reopen(self, live: _Live, now: float, out: Outcome, detail: str) -> None:
+        """An accepted alert (and its group members) is nobody's again."""
+        live.alert = live.alert.with_state(AlertState.ACTIVE, accepted_by=None)
+        out.transitions.append(Transition(live.alert, "reopened", now, detail))
+        for member_id in live.members:
+            member = self._live.get(member_id)
+            if member is not None:
+                member.alert = member.alert.with_state(AlertState.ACTIVE, accepted_by=None)
 
     def note(self, alert_id: str, event: str, detail: str, now: float) -> Outcome:
         """Record a timeline event for a live alert (e.g. a channel's `delivered`)."""
@@ -545,9 +591,14 @@ class Engine:
             index = len(steps) - 1
         while True:
             step = steps[index]
-            targets = [h for h in self._targets(step, alert, now) if h not in live.rejected_by]
+            everyone = self._targets(step, alert, now)
+            targets = [h for h in everyone if h not in live.rejected_by]
             new = [h for h in targets if h not in live.handsets]
             last = index == len(steps) - 1
+            if last and not targets:
+                # Everyone at the last step said no: the alert is still nobody's, so it
+                # rings them all again rather than nobody.
+                targets = everyone
             if new or last:
                 break
             index += 1
@@ -571,8 +622,11 @@ class Engine:
         out.transitions.append(Transition(alert, "escalated", now, f"to step {index}", why))
         self._ring_step(live, index, now, out)
 
-    def _accept(self, live: _Live, handset: str, now: float, out: Outcome) -> None:
-        due = now + live.ladder.reminder if live.ladder.reminder > 0 else None
+    def _accept(
+        self, live: _Live, handset: str, now: float, out: Outcome, *, due: float | None = None
+    ) -> None:
+        if due is None and live.ladder.reminder > 0:
+            due = now + live.ladder.reminder
         live.alert = live.alert.with_state(AlertState.ACCEPTED, accepted_by=handset, due=due)
         out.transitions.append(Transition(live.alert, "accepted", now, handset))
         for h in live.handsets:
@@ -585,14 +639,53 @@ class Engine:
 
     def _remind(self, live: _Live, now: float, out: Outcome) -> None:
         alert = live.alert
-        live.alert = alert.with_state(AlertState.ACCEPTED, due=now + live.ladder.reminder)
-        if alert.room in self._present:
-            return  # staff are in the room: nobody needs reminding
+        reminder = live.ladder.reminder
+        if reminder <= 0 and not _by_presence(alert) and alert.accepted_by in self.config.handsets:
+            live.alert = alert.with_state(AlertState.ACCEPTED, due=None)  # reloaded to none
+            return
+        present_until = self._present.get(alert.room)
+        if present_until is not None:
+            # Staff are in the room: nobody needs reminding.
+            due = present_until if _by_presence(alert) else now + reminder
+            live.alert = alert.with_state(AlertState.ACCEPTED, due=max(due, now + 5.0))
+            return
+        if _by_presence(alert):
+            # Its presence ended unseen (a restart forgets presence): as when staff leave.
+            self._presence_ended(live, now, out)
+            return
+        if alert.accepted_by not in self.config.handsets:
+            # A reload removed the accepter: nobody has the alert any more.
+            self._reopen(live, now, out, f"{alert.accepted_by} removed")
+            self._escalate(live, now, out, why="accepter_removed")
+            return
+        live.alert = alert.with_state(
+            AlertState.ACCEPTED, due=now + reminder if reminder > 0 else None
+        )
         out.transitions.append(Transition(live.alert, "reminder", now, alert.accepted_by or ""))
         if alert.accepted_by:
             out.deliveries.append(
                 self._delivery(live, alert.accepted_by, "ring", now, reminder=True)
             )
+
+    def _presence_ended(self, live: _Live, now: float, out: Outcome) -> None:
+        """Staff left a room whose critical alarm their presence had stopped.
+
+        A button alarm (edge kind) was attended, so it is resolved; a sensor alarm whose
+        sensor has not cleared rings its whole team again: it is nobody's until accepted.
+        """
+        alert = live.alert
+        if self.config.kind(alert.kind).edge:
+            self._finish(
+                live,
+                AlertState.RESOLVED,
+                now,
+                f"attended in room {alert.room}",
+                out,
+                reason="presence",
+            )
+            return
+        self._reopen(live, now, out, f"staff left room {alert.room}, sensor still raised")
+        self._ring_critical(live, now, out)
 
     # -- muting ---------------------------------------------------------------------------
 
@@ -654,9 +747,9 @@ class Engine:
                 continue
             if alert.critical:
                 if alert.state is not AlertState.ACCEPTED:
-                    # Staff are in the room: stop escalating, but a critical alarm only ends
-                    # when its sensor clears or staff resolve it.
-                    self._accept(live, f"presence:{room}", now, out)
+                    # Staff are in the room: stop escalating until they leave (see
+                    # `_presence_ended`); the alarm's timer is the presence's expiry.
+                    self._accept(live, _PRESENCE + room, now, out, due=self._present[room])
                 continue
             state = AlertState.CANCELLED if alert.state is AlertState.HELD else AlertState.RESOLVED
             self._arm(live.alert)
@@ -676,6 +769,10 @@ class Engine:
             )
 
     def _rearm(self, room: str, now: float, out: Outcome) -> None:
+        marker = _PRESENCE + room
+        for live in list(self._live.values()):
+            if live.alert.state is AlertState.ACCEPTED and live.alert.accepted_by == marker:
+                self._presence_ended(live, now, out)
         for key, signal in list(self._armed.items()):
             if signal.room == room and key not in self._by_key:
                 del self._armed[key]
@@ -715,10 +812,23 @@ class Engine:
         alert = dataclasses.replace(live.alert, count=live.alert.count + 1)
         live.alert = alert
         out.transitions.append(Transition(alert, "repeated", now, signal.id, "dedup"))
-        if alert.critical and alert.state is AlertState.ACTIVE:
+        accepter = alert.accepted_by if alert.state is AlertState.ACCEPTED else None
+        if accepter is not None and accepter in self.config.handsets:
+            if alert.room in self._present:
+                return  # staff are in the room already
+            # The accepter has not got there yet and the resident asks again: a critical
+            # alarm rings the accepter again, anything else shows them the new count.
+            action = "ring" if alert.critical else "update"
+            out.deliveries.append(
+                self._delivery(live, accepter, action, now, reminder=alert.critical)
+            )
+            if not alert.critical:
+                return
+        if alert.critical:
             # A repeat of a critical alarm is never absorbed silently: handsets see the count.
             for h in live.handsets:
-                out.deliveries.append(self._delivery(live, h, "update", now))
+                if h != accepter:
+                    out.deliveries.append(self._delivery(live, h, "update", now))
 
     # -- finishing ------------------------------------------------------------------------
 
@@ -785,7 +895,12 @@ class Engine:
         if handset not in live.handsets:
             live.handsets.append(handset)
         limit = self.config.rate_limit
-        if rate_limited and limit is not None and not live.alert.critical:
+        if (
+            rate_limited
+            and limit is not None
+            and not live.alert.critical
+            and live.alert.kind not in _NEVER_BATCHED
+        ):
             log = self._ring_log.setdefault(handset, deque())
             while log and log[0] <= now - limit.per:
                 log.popleft()

@@ -500,3 +500,167 @@ def test_reconfigure_keeps_a_queued_digest() -> None:
     c.engine.reconfigure(config("rate_limit: {max: 5, per: 60}\n"))
     c.at(9 * 3600)
     assert [d.handset for d in c.out.deliveries if d.action == "digest"] == ["tech"]
+
+
+# -- who has an alert: presence, rejects, failed pages, repeats (from a review) ------------
+
+
+def test_presence_stops_a_critical_button_alarm_and_leaving_resolves_it() -> None:
+    """An EMERGENCY press attended in the room is resolved when staff leave; a new press rings."""
+    c = Clocked(config())
+    c.signal("cord-102", kind="emergency")
+    c.at(20)
+    c.signal("pres-102")
+    c.at(60)
+    c.signal("pres-102", "cleared")
+    assert c.events("a1") == ["raised", "ringing", "accepted", "resolved"]
+    assert [d.action for d in c.out.deliveries if d.alert_id == "a1"] == [
+        "ring",
+        "update",
+        "cancel",
+    ]
+    c.at(120)
+    c.signal("cord-102", kind="emergency")
+    assert c.rings() == [(0, "n-ost", "emergency"), (120, "n-ost", "emergency")]
+    c.at(2000)  # no reminder is ever addressed to "presence:102"
+    assert {d.handset for d in c.out.deliveries} <= set(c.engine.config.handsets)
+
+
+def test_presence_stops_a_critical_sensor_alarm_until_staff_leave() -> None:
+    """A fall still raised when staff leave rings its team again; a handset may take it over."""
+    c = Clocked(config())
+    c.signal("fall-102")
+    c.at(20)
+    c.signal("pres-102")
+    c.at(600)  # staff stay ten minutes: no escalation, no reminder
+    assert c.rings() == [(0, "n-ost", "fall")]
+    assert c.respond("n-ost", "a1").rejected is None  # take-over from presence is allowed
+    assert c.engine.alert("a1").accepted_by == "n-ost"  # type: ignore[union-attr]
+    c.respond("n-ost", "a1", "reject")
+    c.signal("pres-102")
+    c.at(700)
+    c.signal("pres-102", "cleared")
+    assert c.engine.alert("a1").state is AlertState.ACTIVE  # type: ignore[union-attr]
+    assert "reopened" in c.events("a1")
+    assert (700, "n-ost", "fall") in c.rings()
+
+
+def test_presence_expiry_after_a_restart_recalls_the_critical_alarm() -> None:
+    """Presence is not journaled; the alarm's own timer notices the room is empty again."""
+    c = Clocked(config("presence: {timeout: 300}\n"))
+    c.signal("fall-102")
+    c.at(10)
+    c.signal("pres-102")
+    alert = c.engine.alert("a1")
+    assert alert is not None
+    assert alert.due == c.start + 310  # the presence's expiry
+    fresh = Clocked(config("presence: {timeout: 300}\n"))
+    fresh.engine.restore(alert, ["n-ost"], 2)  # a restart forgets who is in which room
+    fresh.at(311)
+    assert fresh.rings() == [(310, "n-ost", "fall")]
+    assert fresh.events("a1")[:2] == ["reopened", "ringing"]
+
+
+def test_reject_by_the_accepter_gives_the_alert_back() -> None:
+    """A nurse who accepted and then cannot go rejects: the alert moves on at once."""
+    c = Clocked(config())
+    c.signal("cord-102")
+    c.at(10)
+    c.respond("n-ost", "a1")
+    c.at(30)
+    c.respond("n-ost", "a1", "reject")
+    alert = c.engine.alert("a1")
+    assert alert is not None
+    assert (alert.state, alert.accepted_by) == (AlertState.ACTIVE, None)
+    assert c.rings() == [(0, "n-ost", "pull_cord"), (30, "n-vest", "pull_cord")]
+
+
+def test_a_failed_page_moves_on_but_does_not_exclude_the_handset() -> None:
+    """Pages that fail once are retried at the last step: a critical alarm never rings nobody."""
+    c = Clocked(config())
+    c.signal("fall-102")
+    c.out.extend(c.engine.handle_delivery_failed("n-ost", "a1", c.now))
+    c.at(1)
+    c.out.extend(c.engine.handle_delivery_failed("n-vest", "a1", c.now))
+    c.out.extend(c.engine.handle_delivery_failed("vakt", "a1", c.now))
+    c.at(62)
+    assert "unrouted" not in c.events("a1")
+    assert {h for t, h, _ in c.rings() if t == 61} == {"n-ost", "n-vest", "vakt"}
+
+
+def test_everyone_rejecting_still_rings_the_last_step() -> None:
+    """When every handset rejects, the last step rings them again instead of nobody."""
+    c = Clocked(config())
+    c.signal("cord-102")
+    for h in ("n-ost", "n-vest", "vakt"):
+        c.at(c.now - c.start + 1)
+        c.respond(h, "a1", "reject")
+    c.at(200)
+    assert "unrouted" not in c.events("a1")
+    assert {h for t, h, _ in c.rings() if t > 3} == {"n-ost", "n-vest", "vakt"}
+
+
+def test_a_repeat_after_accept_reaches_the_accepter() -> None:
+    """A new EMERGENCY press rings the accepter again; a new cord pull shows them the count."""
+    c = Clocked(config())
+    c.signal("cord-102", kind="emergency")
+    c.respond("n-ost", "a1")
+    c.at(240)
+    repeat = c.signal("cord-102", kind="emergency")
+    assert [(d.handset, d.action, d.payload["count"]) for d in repeat.deliveries] == [
+        ("n-ost", "ring", 2)
+    ]
+    c.signal("cord-101")
+    c.respond("n-ost", "a2")
+    c.at(780)
+    repeat = c.signal("cord-101")
+    assert [(d.handset, d.action, d.payload["count"]) for d in repeat.deliveries] == [
+        ("n-ost", "update", 2)
+    ]
+
+
+def test_a_sensor_that_reports_again_is_not_re_raised_silent() -> None:
+    """A silence alarm armed by presence is forgotten when the sensor reports again."""
+    c = Clocked(config("supervision: {kinds: {epilepsy: 600}}\n"))
+    c.at(601)
+    assert c.events("a1")[:1] == ["raised"]
+    c.signal("pres-101")  # the nurse comes to swap the battery
+    c.signal("epi-101", "report")
+    c.signal("pres-101", "cleared")
+    c.at(1100)  # before the sensor could be silent again
+    assert [a.kind for a in c.engine.active] == []
+    assert [k for _, _, k in c.rings()] == ["safety_sensor_silent"]
+
+
+def test_a_device_added_by_reload_is_supervised_from_the_reload() -> None:
+    """A sensor installed hours after start is not called silent at once."""
+    supervised = "supervision: {kinds: {smoke: 600}}\n"
+    c = Clocked(config(supervised))
+    c.at(7200)
+    base = YAML.replace("  pres-101:", '  smoke-103: {room: "103", kind: smoke}\n  pres-101:')
+    c.engine.reconfigure(config(supervised, base=base), c.now)
+    c.at(7210)
+    assert c.rings() == []
+    c.at(7805)
+    assert [(k, t) for t, _, k in c.rings()] == [("safety_sensor_silent", 7800)]
+
+
+def test_a_silent_safety_sensor_is_never_batched() -> None:
+    """Past the rate limit ordinary rings are batched; a dead safety sensor still rings."""
+    c = Clocked(config("rate_limit: {max: 1, per: 600}\nsupervision: {kinds: {epilepsy: 600}}\n"))
+    c.at(500)
+    c.signal("epi-101", "report")
+    c.signal("cord-101")
+    c.signal("cord-102")
+    assert "batched" in c.events("a2")
+    c.at(1200)  # epi-101 has been silent 700 s
+    assert "safety_sensor_silent" in [k for _, _, k in c.rings()]
+
+
+def test_a_roster_without_failsafe_is_refused_when_the_default_ladder_applies() -> None:
+    """The built-in ladder ends at the failsafe group, so a roster must name one."""
+    base = YAML.replace("  failsafe: [vakt]\n", "").replace(
+        YAML[YAML.index("escalation:") : YAML.index("rules:")], ""
+    )
+    with pytest.raises(ConfigError, match=r"roster\.failsafe"):
+        config(base=base)
