@@ -312,7 +312,7 @@ class MqttLink:
             return
         source = self._source_of(topic)
         if source is not None:
-            put(Inbound(source, topic, payload, now, dup=msg.dup, ack=ack))
+            put(Inbound(source, topic, payload, now, msg.dup, ack, qos > 0))
             return
         ack()  # not ours (e.g. our own status topic under a wildcard)
 

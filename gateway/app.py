@@ -11,6 +11,7 @@ import gc
 import math
 import os
 import signal
+import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -119,6 +120,8 @@ class Gateway:
             new = load_config(self.config.source_file)
         except ConfigError as exc:
             problems = exc.problems
+        except Exception as exc:  # noqa: BLE001 - a reload must never take the daemon down
+            problems = [f"{self.config.source_file}: {type(exc).__name__}: {exc}"]
         else:
             blocked = restart_sections(self.config, new)
             if blocked:
@@ -132,6 +135,9 @@ class Gateway:
         levels: dict[str, object] = {}
         for decoder in self._decoders.values():
             levels.update(decoder.levels())
+            # Changes the router has not collected yet (a reload can land while it awaits a
+            # duplicate lookup) would otherwise never be journaled.
+            self._pending.levels.update(decoder.changed_levels())
         self._decoders = {
             name: make_decoder(name, src.decoder, src.base_topic, new)
             for name, src in new.sources.items()
@@ -182,7 +188,7 @@ class Gateway:
 
     def put(self, item: Item) -> None:
         """Accept one inbound item from any driver (called on the loop thread)."""
-        if self._draining and isinstance(item, Inbound):
+        if self._draining and isinstance(item, Inbound) and item.redeliverable:
             return  # not acknowledged, so the broker delivers it again after the restart
         if (
             self._inline
@@ -303,6 +309,9 @@ class Gateway:
         for d in pending:
             if d.handset in self._lanes:
                 self._enqueue(self._lanes[d.handset], d, 0.0)
+            else:
+                log.error("delivery_to_unknown_handset", handset=d.handset, alert_id=d.alert_id)
+                self._confirm(d.id, DeliveryState.FAILED)
         self.metrics.active_alerts.set(self.engine.active_count)
         self._update_outbox_gauge()
         if restored or pending:
@@ -555,11 +564,14 @@ class Gateway:
 
     def _record_inbound(self, item: Inbound) -> None:
         assert self._record is not None
+        record = {"ts": item.received_at, "topic": item.topic, "payload": None}
         try:
-            payload: object = orjson.loads(item.payload)
-        except orjson.JSONDecodeError:
-            payload = item.payload.decode("utf-8", "replace")
-        line = orjson.dumps({"ts": item.received_at, "topic": item.topic, "payload": payload})
+            record["payload"] = orjson.loads(item.payload)
+            line = orjson.dumps(record)
+        except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+            # Not JSON, or JSON orjson reads but cannot write (nested past 254 levels).
+            record["payload"] = item.payload.decode("utf-8", "replace")
+            line = orjson.dumps(record)
         self._record.write(line.decode() + "\n")
 
     async def _heartbeat_loop(self) -> None:
@@ -704,6 +716,7 @@ class Gateway:
         commits. Handsets never wait for this: their messages left already.
         """
         delay = self.config.journal.commit_delay
+        failing = Backoff(initial=0.5, maximum=10.0)
         while True:
             await self._journal_wake.wait()
             if delay > 0 and not self._journal_full.is_set() and not self._draining:
@@ -714,21 +727,77 @@ class Gateway:
             self._journal_full.clear()
             batch, self._pending = self._pending, _Pending()
             sent, self._confirmed = self._confirmed, []
-            await self.journal.commit_batch(
-                batch.signals, batch.transitions, batch.deliveries, batch.levels, sent
-            )
+            try:
+                await self.journal.commit_batch(
+                    batch.signals, batch.transitions, batch.deliveries, batch.levels, sent
+                )
+            except sqlite3.Error as exc:
+                # A full disk or a locked file: routing goes on in memory, the batch waits
+                # (its signals unacknowledged, so the broker keeps them) and is tried again.
+                # Exiting instead would make a full disk a restart loop, and lose ESPA calls
+                # and internal alarms, which nothing sends again.
+                self._pending = batch.then(self._pending)
+                self._confirmed = sent + self._confirmed
+                await self._journal_failed(exc, failing, batch)
+                continue
+            if failing.failures:
+                log.warning("journal_write_recovered", failed_attempts=failing.failures)
+                failing.reset()
+                self.metrics.journal_failing.set(0)
+                self.notifier.status(f"routing for {self.config.site.name}")
+                self.put(self._journal_alarm(SignalState.CLEARED, "writing again"))
             for ack in batch.acks:
                 ack()  # only now may the broker forget the signal
             self._uncommitted_ids.difference_update(s.id for s in batch.signals)
             if not self._journal_wake.is_set():
                 self._journal_idle.set()
 
+    async def _journal_failed(self, exc: sqlite3.Error, failing: Backoff, batch: _Pending) -> None:
+        retry_in = failing.fail()
+        self.metrics.journal_errors.inc()
+        self.metrics.journal_failing.set(1)
+        if failing.first_failure:
+            log.error(
+                "journal_write_failed",
+                error=str(exc),
+                file=str(self.journal.path),
+                waiting_signals=len(self._pending.signals),
+                retry_in=round(retry_in, 2),
+            )
+            self.notifier.status(f"JOURNAL WRITE FAILING: {exc}; routing from memory")
+            self.put(self._journal_alarm(SignalState.RAISED, str(exc)))
+        elif failing.failures % 10 == 0:
+            log.error("journal_write_still_failing", error=str(exc), attempts=failing.failures)
+        await asyncio.sleep(retry_in)
+        self._journal_wake.set()
+
+    def _journal_alarm(self, state: SignalState, why: str) -> Signal:
+        """A technical `link_down` alarm for the journal file."""
+        now = time.time()
+        return Signal(
+            id=f"journal:{state.value}:{uuid.uuid4().hex[:12]}",
+            source="journal",
+            device="journal",
+            room="",
+            kind="link_down",
+            state=state,
+            ts=now,
+            attrs={"reason": why},
+            received_at=now,
+        )
+
     async def _retention_loop(self) -> None:
         keep = self.config.journal.retention_days * 86400
         while True:
-            removed = await self.journal.prune(self.clock() - keep)
-            if removed:
-                log.info("journal_pruned", rows=removed)
+            try:
+                removed = await self.journal.prune(self.clock() - keep)
+            except sqlite3.Error as exc:
+                # Pruning can wait an hour; commits report a failing file loudly themselves.
+                self.metrics.journal_errors.inc()
+                log.warning("journal_prune_failed", error=str(exc))
+            else:
+                if removed:
+                    log.info("journal_pruned", rows=removed)
             await asyncio.sleep(3600)
 
     def _outbox_depth(self) -> int:
@@ -747,6 +816,16 @@ class _Pending:
     deliveries: list[Delivery] = dataclasses.field(default_factory=list)
     levels: dict[str, object] = dataclasses.field(default_factory=dict)
     acks: list[Callable[[], None]] = dataclasses.field(default_factory=list)
+
+    def then(self, later: _Pending) -> _Pending:
+        """This batch followed by a later one, as one batch (newer levels win)."""
+        return _Pending(
+            self.signals + later.signals,
+            self.transitions + later.transitions,
+            self.deliveries + later.deliveries,
+            {**self.levels, **later.levels},
+            self.acks + later.acks,
+        )
 
 
 @dataclasses.dataclass(slots=True, eq=False)

@@ -428,9 +428,17 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate a config file; raise ConfigError listing every problem."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
     except OSError as exc:
         raise ConfigError([f"{p}: cannot read: {exc.strerror}"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # An editor that saved Latin-1 ("ø" as one byte): name the line, not a traceback.
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            [f"{p}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8"]
+        ) from None
     return parse_config(text, filename=str(p))
 
 

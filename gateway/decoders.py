@@ -19,6 +19,7 @@ from gateway.model import Signal, SignalState
 
 MAX_PAYLOAD = 64 * 1024
 MAX_TOPIC = 512
+MAX_DEPTH = 32
 IdFactory = Callable[[str, bytes, float], str]
 
 
@@ -52,9 +53,28 @@ def _parse_json(payload: bytes) -> Any:  # noqa: ANN401 - JSON is untyped
     if len(payload) > MAX_PAYLOAD:
         raise DecodeError("payload_too_large", f"{len(payload)} bytes")
     try:
-        return orjson.loads(payload)
+        data = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise DecodeError("malformed_json", str(exc)[:80]) from None
+    # orjson reads 1,024 levels but writes only 254: a payload nested between the two
+    # would route, then fail its journal write on every redelivery. Fewer brackets than
+    # MAX_DEPTH cannot nest deeper, so the walk runs only for payloads that might.
+    if payload.count(b"[") + payload.count(b"{") > MAX_DEPTH and _deeper_than(data, MAX_DEPTH):
+        raise DecodeError("too_deep", f"nested over {MAX_DEPTH} levels")
+    return data
+
+
+def _deeper_than(value: object, limit: int) -> bool:
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        if isinstance(node, list):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in node)
+    return False
 
 
 def _ts(value: Any, now: float) -> float:  # noqa: ANN401 - JSON value

@@ -476,7 +476,12 @@ def _batch_rows(
 
 
 def _dumps(value: Any) -> str:  # noqa: ANN401 - JSON-able data
-    return orjson.dumps(value, default=str).decode()
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except orjson.JSONEncodeError:
+        # Decoders reject what orjson cannot write; should anything slip through, one odd
+        # value must not fail the batch (and with it every commit after it).
+        return orjson.dumps(repr(value)[:1000]).decode()
 
 
 __all__ = ["Journal", "SignalState", "StoredAlert"]

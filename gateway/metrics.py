@@ -87,6 +87,14 @@ class Metrics:
         self.alert_count = Labelled(self.alerts)
         self.delivery_count = Labelled(self.deliveries)
         self.latency_of = Labelled(self.latency)
+        self.journal_errors = Counter(
+            "alertgw_journal_write_errors_total",
+            "Journal commits that failed (retried; routing goes on from memory)",
+            registry=r,
+        )
+        self.journal_failing = Gauge(
+            "alertgw_journal_failing", "1 while journal commits fail", registry=r
+        )
         self.config_reloads = Counter(
             "alertgw_config_reloads_total", "Config reloads by result", ["result"], registry=r
         )

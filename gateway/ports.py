@@ -19,6 +19,9 @@ class Inbound:
     received_at: float
     dup: bool = False
     ack: Callable[[], None] | None = None
+    # The source sends it again if it is never acknowledged (MQTT QoS 1), so it may be
+    # dropped during a shutdown; an ESPA call the line already confirmed may not.
+    redeliverable: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

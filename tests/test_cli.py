@@ -88,6 +88,19 @@ def test_check_missing_file_returns_78(tmp_path: Path, capsys: pytest.CaptureFix
     assert err.startswith(f"{path}: cannot read:")
 
 
+def test_check_a_latin1_file_names_the_line_and_returns_78(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An editor that saved Latin-1 gets the line of the first bad byte, not a traceback."""
+    path = tmp_path / "latin1.yaml"
+    text = (REPO / "config" / "demo.yaml").read_text(encoding="utf-8")
+    path.write_bytes(text.encode("utf-8") + "# Bærum\n".encode("latin-1"))
+    assert main(["check", str(path)]) == EX_CONFIG
+    err = capsys.readouterr().err
+    line = text.count("\n") + 1
+    assert err.startswith(f"{path}:{line}: not UTF-8 (byte 0xe6)")
+
+
 def test_check_demo_config_passes(capsys: pytest.CaptureFixture[str]) -> None:
     """The shipped demo config is valid."""
     demo = REPO / "config" / "demo.yaml"

@@ -278,6 +278,7 @@ def test_device_of_another_source_is_unknown_here() -> None:
         (Z + "rom101/seng", b"[true]", "bad_shape"),
         (Z + "rom101/seng", b'"occupancy"', "bad_shape"),
         (Z + "rom101/seng", b" " * (MAX_PAYLOAD + 1), "payload_too_large"),
+        (Z + "rom101/seng", b'{"battery": ' + b"[" * 300 + b"]" * 300 + b"}", "too_deep"),
         (Z + "x" * MAX_TOPIC, b"{}", "topic_too_long"),
         ("other/rom101/seng", b"{}", "foreign_topic"),
     ],
@@ -406,6 +407,15 @@ def test_json_integer_id_becomes_a_string() -> None:
     assert sig.id == "42"
 
 
+def test_json_nesting_up_to_the_limit_is_kept_and_journalable() -> None:
+    """32 levels (brackets inside strings included) pass, and orjson can write them back."""
+    nested: object = "deep [[[[ {{{{ string"
+    for _ in range(31):
+        nested = [nested]
+    (sig,) = send(jdec(), "in/x", {"device": "fall-101", "x": nested, "s": "[" * 40})
+    assert orjson.loads(orjson.dumps(dict(sig.attrs))) == {"x": nested, "s": "[" * 40}
+
+
 def test_json_extra_keys_are_kept_in_attrs() -> None:
     """Keys beyond the documented ones travel in attrs; documented ones do not."""
     body = {"device": "fall-101", "state": "raised", "bed": "A", "nested": {"x": [1, 2]}}
@@ -456,6 +466,10 @@ def test_json_devices_without_a_source_are_shared_and_pinned_ones_are_not() -> N
         (b"null", "bad_shape"),
         (b"not json", "malformed_json"),
         (b'{"device": "fall-101", "pad": "' + b"x" * MAX_PAYLOAD + b'"}', "payload_too_large"),
+        # Deeper than orjson writes (254) but not than it reads (1,024): it would route and
+        # then fail its journal write on every redelivery.
+        (b'{"device": "fall-101", "x": ' + b"[" * 300 + b"]" * 300 + b"}", "too_deep"),
+        (b'{"device": "fall-101", "x": ' + b"[" * 33 + b"]" * 33 + b"}", "too_deep"),
     ],
 )
 def test_json_bad_payloads_raise_stable_reasons(payload: bytes, expected: str) -> None:

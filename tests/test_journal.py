@@ -156,14 +156,24 @@ async def test_failed_batch_is_rolled_back_and_not_committed_by_the_next(
     journal: Journal, db_path: Path
 ) -> None:
     """A batch that fails midway leaves nothing behind, even after a later successful batch."""
-    bad = Delivery(alert_id="a1", handset="night1", seq=1, action="ring", payload={1: "x"})  # type: ignore[dict-item]  # orjson refuses it
-    with pytest.raises(TypeError):
-        await journal.commit_batch([signal("s1")], [Transition(alert("a1"), "raised", T0)], [bad])
+    (first,) = await journal.commit_batch([], [], [ring("a0", "night1", 1)])
+    clash = dataclasses.replace(ring("a1", "night1", 1), id=first.id)  # its outbox row exists
+    with pytest.raises(sqlite3.IntegrityError):
+        await journal.commit_batch([signal("s1")], [Transition(alert("a1"), "raised", T0)], [clash])
     await journal.commit_batch([signal("s2")], [], [])
     assert rows(db_path, "SELECT id FROM signals") == [("s2",)]
     assert rows(db_path, "SELECT COUNT(*) FROM alerts") == [(0,)]
     assert rows(db_path, "SELECT COUNT(*) FROM events") == [(0,)]
     assert not await journal.seen_signal("s1", 0)
+
+
+async def test_a_value_orjson_cannot_write_is_stored_as_text(journal: Journal) -> None:
+    """Decoders reject such input; should any slip through, it must not fail the batch."""
+    odd = Delivery(alert_id="a1", handset="night1", seq=1, action="ring", payload={1: "x"})  # type: ignore[dict-item]  # orjson refuses int keys
+    (stored,) = await journal.commit_batch([signal("s1")], [], [odd])
+    assert stored.id is not None
+    (pending,) = await journal.pending_deliveries()
+    assert pending.payload == "{1: 'x'}"  # type: ignore[comparison-overlap]
 
 
 async def test_pending_deliveries_are_queued_rows_in_order(journal: Journal) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from gateway.app import Gateway
 from gateway.config import Config, parse_config
 from gateway.journal import Journal
-from tests.conftest import Broker, running, unique
+from tests.conftest import Broker, free_port, running, unique
 from tests.integration.espa_peer import Dect, NurseCall, PtyPeer, Tok
 from tests.integration.helpers import peer
 
@@ -35,6 +37,7 @@ zones:
   east: {{rooms: ["101", "102"]}}
 devices:
   call-101: {{room: "101", kind: pull_cord, name: "101", source: nurse}}
+  call-102: {{room: "102", kind: pull_cord, name: "102", source: nurse}}
   door-102: {{room: "102", kind: door_open, name: rom102/dor, source: zigbee}}
 handsets:
   night1: {{channel: mqtt, address: {prefix}/handset/night1}}
@@ -47,10 +50,10 @@ metrics: {{enabled: false}}
 """
 
 
-def espa_config(broker: Broker, tmp_path: Path, prefix: str, ward: str, dect: str) -> Config:
+def espa_config(port: int, tmp_path: Path, prefix: str, ward: str, dect: str) -> Config:
     """The test site with one nurse-call line and one DECT line."""
     text = YAML.format(
-        port=broker.port,
+        port=port,
         client_id=unique("alertgw"),
         prefix=prefix,
         ward=ward,
@@ -96,7 +99,7 @@ async def test_nurse_call_reaches_mqtt_handset(broker: Broker, tmp_path: Path) -
     """An ESPA call from the nurse-call system rings the MQTT handset; its reset cancels it."""
     prefix = unique("t")
     async with lines() as (ward, dect_port, _):
-        config = espa_config(broker, tmp_path, prefix, ward.path, dect_port.path)
+        config = espa_config(broker.port, tmp_path, prefix, ward.path, dect_port.path)
         async with running(config), peer(broker.port, prefix) as p:
             nurse = NurseCall(ward)
             await until_polled(nurse)
@@ -120,7 +123,7 @@ async def test_sensor_alert_pages_dect_and_acknowledgement_accepts(
     """A Zigbee door alert is paged as an ESPA call; the DECT's status '6' accepts the alert."""
     prefix = unique("t")
     async with lines() as (ward, dect_port, dect):
-        config = espa_config(broker, tmp_path, prefix, ward.path, dect_port.path)
+        config = espa_config(broker.port, tmp_path, prefix, ward.path, dect_port.path)
         async with running(config), peer(broker.port, prefix) as p:
             await p.z2m("rom102/dor", {"contact": True})
             await p.z2m("rom102/dor", {"contact": False})  # door opened
@@ -147,7 +150,7 @@ async def test_dect_paged_status_is_journaled_as_delivered(broker: Broker, tmp_p
     """The DECT's status '3' (paged) puts `delivered` by dect21 on the alert's timeline."""
     prefix = unique("t")
     async with lines() as (ward, dect_port, dect):
-        config = espa_config(broker, tmp_path, prefix, ward.path, dect_port.path)
+        config = espa_config(broker.port, tmp_path, prefix, ward.path, dect_port.path)
         async with running(config) as r, peer(broker.port, prefix) as p:
             await p.z2m("rom102/dor", {"contact": True})
             await p.z2m("rom102/dor", {"contact": False})
@@ -165,3 +168,34 @@ async def test_dect_paged_status_is_journaled_as_delivered(broker: Broker, tmp_p
                     await asyncio.sleep(0.05)
     assert ("delivered", "dect21") in [(e[1], e[2]) for e in stored.events]
     assert stored.alert.state.value == "active"
+
+
+async def test_a_nurse_call_during_shutdown_is_journaled(tmp_path: Path) -> None:
+    """An ESPA call the line confirmed while the daemon drains is routed and journaled.
+
+    MQTT items may be dropped then (the broker delivers them again); an ESPA call may not,
+    because the line already acknowledged it and nothing sends it again. The broker here is
+    down, so the drain waits for the handset lane and the call lands inside it.
+    """
+    prefix = unique("t")
+    async with lines() as (ward, dect_port, _):
+        # Nothing listens on the MQTT port: the MQTT handset cannot be reached.
+        config = espa_config(free_port(), tmp_path, prefix, ward.path, dect_port.path)
+        gw = Gateway(config, drain_timeout=3.0, serve_metrics=False)
+        stop = asyncio.Event()
+        task = asyncio.create_task(gw.run(stop.wait))
+        await asyncio.wait_for(gw.ready.wait(), 10)
+        nurse = NurseCall(ward)
+        await until_polled(nurse)
+        call = [("1", b"101"), ("2", b"Rom 101"), ("4", b"3"), ("6", b"2")]
+        assert [r.kind for r in await nurse.call(call)] == ["ack", "ack"]
+        await asyncio.sleep(0.3)
+        stop.set()  # SIGTERM: the drain waits for the handset lane
+        await asyncio.sleep(0.3)
+        assert not task.done()
+        late = [("1", b"102"), ("2", b"Rom 102"), ("4", b"3"), ("6", b"2")]
+        assert [r.kind for r in await nurse.call(late)] == ["ack", "ack"]
+        await asyncio.wait_for(task, 15)
+    with sqlite3.connect(tmp_path / "journal.db") as conn:
+        rooms = sorted(row[0] for row in conn.execute("SELECT room FROM signals"))
+    assert rooms == ["101", "102"]

@@ -177,6 +177,12 @@ async def test_hot_reload_keeps_active_alerts_and_rejects_bad_config(
         assert gw.reload() is False
         assert gw.metrics.config_reloads.labels("failed")._value.get() == 1
         assert gw.config.rules[0].hold_off == 600
+        # A file saved as Latin-1 is refused the same way (it had escaped the handler).
+        good = path.read_text().replace("hold_of: 5", "hold_off: 600")
+        path.write_bytes(good.encode() + "# Jevnaker, Bærum\n".encode("latin-1"))
+        assert gw.reload() is False
+        assert gw.metrics.config_reloads.labels("failed")._value.get() == 2
+        assert gw.config.rules[0].hold_off == 600
 
 
 async def test_alertgw_reload_command_signals_the_running_daemon(

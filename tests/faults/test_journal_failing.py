@@ -1,0 +1,58 @@
+"""Fault: the journal cannot be written (a full disk). Routing goes on; nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Broker, make_config, running, unique
+from tests.integration.helpers import peer
+
+pytestmark = pytest.mark.faults
+
+ROUNDS = 6
+
+
+async def test_a_full_disk_keeps_ringing_and_commits_everything_when_space_returns(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Commits fail (SQLITE_FULL); handsets still ring; the journal catches up afterwards."""
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix)
+    async with running(config) as r, peer(broker.port, prefix) as p:
+        gw = r.gateway
+        sample = gw.metrics.registry.get_sample_value
+        db = gw.journal.db
+        (pages,) = next(iter(await db.execute_fetchall("PRAGMA page_count")))
+        await db.execute(f"PRAGMA max_page_count={pages}")  # the disk is full from now on
+        for i in range(ROUNDS):
+            pad = "x" * 3000  # kept as an attribute: every signal needs new pages
+            await p.json_signal({"device": "fall-101", "id": f"f{i}", "pad": pad})
+            await p.json_signal({"device": "fall-101", "state": "cleared", "id": f"c{i}"})
+        # A fall rings both night handsets: every ring and cancel reached them while
+        # nothing could be journaled.
+        got = [(await p.next())[1] for _ in range(4 * ROUNDS)]
+        assert sorted((m["type"], m["signal_id"]) for m in got if m["type"] == "ring") == sorted(
+            [("ring", f"f{i}") for i in range(ROUNDS)] * 2
+        )
+        assert sum(m["type"] == "cancel" for m in got) == 2 * ROUNDS
+        assert (sample("alertgw_journal_write_errors_total") or 0) >= 1
+        assert sample("alertgw_journal_failing") == 1
+        assert not r.task.done()
+        await db.execute("PRAGMA max_page_count=1073741823")  # space again
+        for _ in range(300):
+            if sample("alertgw_journal_failing") == 0 and not gw._pending.signals:
+                break
+            await asyncio.sleep(0.05)
+        assert sample("alertgw_journal_failing") == 0
+    with sqlite3.connect(tmp_path / "journal.db") as conn:
+        ids = {row[0] for row in conn.execute("SELECT id FROM signals")}
+        journal_alarm = [
+            row[0] for row in conn.execute("SELECT state FROM alerts WHERE device = 'journal'")
+        ]
+    assert {f"f{i}" for i in range(ROUNDS)} | {f"c{i}" for i in range(ROUNDS)} <= ids
+    # The failure was itself a technical alarm, cleared when commits worked again.
+    assert journal_alarm == ["cleared"]
