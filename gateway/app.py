@@ -849,7 +849,17 @@ class _Lane:
         self.idle.set()
 
 
-_RESTART_SECTIONS = ("mqtt", "sources", "handsets", "espa", "journal", "metrics", "record")
+# Logging is configured once at start (structlog caches its loggers), so it is here too.
+_RESTART_SECTIONS = (
+    "mqtt",
+    "sources",
+    "handsets",
+    "espa",
+    "journal",
+    "metrics",
+    "record",
+    "logging",
+)
 
 
 def restart_sections(old: Config, new: Config) -> list[str]:

@@ -56,6 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _reload(config)
     try:
         if args.command == "history":
+            if not Path(config.journal.path).is_file():
+                # Opening would create an empty journal and report that nothing happened.
+                print(f"alertgw: no journal at {config.journal.path}", file=sys.stderr)
+                return 1
             return asyncio.run(_history(config, args.limit))
         logs.configure(config.logging.level, config.logging.format)
         from gateway.app import run  # noqa: PLC0415 - keep `check` fast and driver-free
@@ -65,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except JournalError as exc:
         print(f"alertgw: {config.journal.path}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. the metrics port is taken, a password file unreadable
+        print(f"alertgw: {exc}", file=sys.stderr)
         return 1
     return 0
 

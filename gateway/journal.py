@@ -88,13 +88,24 @@ class Journal:
         self._lock = asyncio.Lock()
         self._next_outbox_id = 1  # the only writer numbers outbox rows, so it can do it early
 
+    def _probe(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        sqlite3.connect(self.path).close()
+
     async def open(self) -> None:
         """Open (creating if needed) the database."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(self.path)
-        # Incremental auto-vacuum (only takes effect on a new file) lets pruning give pages back.
-        await db.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        await db.execute("PRAGMA journal_mode=WAL")
+        try:
+            # Probe first: a failed aiosqlite.connect leaves its worker thread to report to
+            # a loop that `run` has closed by then (a traceback after the one clear line).
+            await asyncio.to_thread(self._probe)
+            db = await aiosqlite.connect(self.path)
+            # Incremental auto-vacuum (only takes effect on a new file) lets pruning give
+            # pages back.
+            await db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            await db.execute("PRAGMA journal_mode=WAL")
+        except (OSError, sqlite3.Error) as exc:
+            # A directory, a read-only place, no permission: one line, not a traceback.
+            raise JournalError(f"cannot open the journal: {exc}") from exc
         await db.execute(f"PRAGMA synchronous={self._sync}")
         await db.execute("PRAGMA busy_timeout=5000")
         try:
@@ -469,7 +480,12 @@ def _batch_rows(
             )
             for a in latest.values()
         ],
-        events=[(t.alert.id, t.ts, t.event, t.detail) for t in transitions],
+        # The reason goes with the detail ("n-ost (busy)", "to step 1 (timeout)"): an auditor
+        # must tell a nurse's reject from a timeout without a schema change.
+        events=[
+            (t.alert.id, t.ts, t.event, f"{t.detail} ({t.reason})" if t.reason else t.detail)
+            for t in transitions
+        ],
         levels=[(k, _dumps(v)) for k, v in (levels or {}).items()],
         now=now,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.config import EX_CONFIG
+from gateway.journal import Journal
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -113,9 +115,37 @@ def test_check_demo_config_passes(capsys: pytest.CaptureFixture[str]) -> None:
 def test_history_on_an_empty_journal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`history` with nothing journaled says so and exits 0."""
     path = write_config(tmp_path)
+    asyncio.run(_create_journal(tmp_path / "journal.db"))
     assert main(["history", str(path)]) == 0
     assert capsys.readouterr().out == "no alerts journaled yet\n"
-    assert (tmp_path / "journal.db").exists()
+
+
+async def _create_journal(path: Path) -> None:
+    journal = Journal(path)
+    await journal.open()
+    await journal.close()
+
+
+def test_history_without_a_journal_says_so_and_creates_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped journal path must not read as "nothing happened" to an auditor."""
+    path = write_config(tmp_path)
+    assert main(["history", str(path)]) == 1
+    assert capsys.readouterr().err == f"alertgw: no journal at {tmp_path / 'journal.db'}\n"
+    assert not (tmp_path / "journal.db").exists()
+
+
+def test_run_with_an_unopenable_journal_is_one_line(tmp_path: Path) -> None:
+    """A journal path that is a directory: one line naming it, exit 1, no traceback."""
+    path = write_config(tmp_path)
+    (tmp_path / "journal.db").mkdir()
+    result = alertgw_process("run", str(path))
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"alertgw: {tmp_path / 'journal.db'}: cannot open the journal: unable to open"
+    )
+    assert "Traceback" not in result.stderr
 
 
 def test_a_journal_from_a_newer_alertgw_is_one_clear_line_not_a_traceback(

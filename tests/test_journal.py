@@ -477,3 +477,23 @@ async def test_a_journal_from_a_newer_alertgw_is_refused(db_path: Path) -> None:
     with pytest.raises(JournalError, match="schema version 99 is newer"):
         await j.open()
     assert rows(db_path, "PRAGMA user_version") == [(99,)]
+
+
+async def test_an_events_reason_is_kept_for_the_audit(journal: Journal) -> None:
+    """A nurse's reject reason and an escalation's cause reach `history`, not only the logs."""
+    a = alert("a1")
+    await journal.commit_batch(
+        [],
+        [
+            Transition(a, "raised", T0, "s1"),
+            Transition(a, "rejected", T0 + 5, "night1", "busy"),
+            Transition(a, "escalated", T0 + 5, "to step 1", "rejected"),
+        ],
+        [],
+    )
+    (stored,) = await journal.recent_alerts(1)
+    assert [(event, detail) for _, event, detail in stored.events] == [
+        ("raised", "s1"),
+        ("rejected", "night1 (busy)"),
+        ("escalated", "to step 1 (rejected)"),
+    ]
