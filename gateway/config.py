@@ -300,7 +300,11 @@ class JournalConfig:
     path: str = "var/alertgw.db"
     retention_days: Annotated[float, Range(0, above=True)] = 90.0
     synchronous: Literal["normal", "full"] = "full"
-    drain_timeout: Delay = 10.0  # on SIGTERM, wait this long for the outbox to empty
+    # On SIGTERM, wait this long for the outbox to empty; the unit's TimeoutStopSec=30 must
+    # leave room for it plus the offline status (2 s), or systemd kills the drain.
+    drain_timeout: Annotated[
+        float, Range(0, 25, why="the systemd unit stops alertgw after 30 s")
+    ] = 10.0
     # Gather decisions this long into one transaction (handset messages do not wait for it;
     # the broker's acknowledgement of a signal does).
     commit_delay: Annotated[float, Range(0, 1, why="signals stay unacknowledged that long")] = 0.01

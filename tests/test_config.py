@@ -353,6 +353,15 @@ def test_commit_delay_out_of_range_is_reported() -> None:
     )
 
 
+def test_drain_timeout_past_the_units_stop_timeout_is_reported() -> None:
+    """systemd kills alertgw 30 s after SIGTERM: a longer drain would be cut off unseen."""
+    text = edit("  path: var/test.db\n", "  path: var/test.db\n  drain_timeout: 40\n")
+    assert only_problem(text) == (
+        f"{FILE}:{line_of(text, 'drain_timeout')}: journal.drain_timeout: expected a number"
+        " from 0 to 25, got 40 (the systemd unit stops alertgw after 30 s)"
+    )
+
+
 @pytest.mark.parametrize(
     ("old", "new", "needle", "expected"),
     [
