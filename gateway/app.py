@@ -307,11 +307,7 @@ class Gateway:
             self.engine.restore(stored.alert, stored.handsets, stored.last_seq)
         pending = await self.journal.pending_deliveries()
         for d in pending:
-            if d.handset in self._lanes:
-                self._enqueue(self._lanes[d.handset], d, 0.0)
-            else:
-                log.error("delivery_to_unknown_handset", handset=d.handset, alert_id=d.alert_id)
-                self._confirm(d.id, DeliveryState.FAILED)
+            self._enqueue(d, 0.0)
         self.metrics.active_alerts.set(self.engine.active_count)
         self._update_outbox_gauge()
         if restored or pending:
@@ -447,15 +443,8 @@ class Gateway:
         # repeat by (alert_id, seq).
         stored = self.journal.number(outcome.deliveries)
         for d in stored:
-            lane = self._lanes.get(d.handset)
-            if lane is None:
-                # The engine only addresses configured handsets; should that ever break,
-                # the message fails loudly here instead of killing the router.
-                log.error("delivery_to_unknown_handset", handset=d.handset, alert_id=d.alert_id)
-                self._confirm(d.id, DeliveryState.FAILED)
-                continue
             t0 = received.get(str(d.payload.get("signal_id")), 0.0) if d.action == "ring" else 0.0
-            self._enqueue(lane, d, t0)
+            self._enqueue(d, t0)
         pending.signals.extend(signals)
         pending.transitions.extend(outcome.transitions)
         pending.deliveries.extend(stored)
@@ -593,8 +582,17 @@ class Gateway:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
 
-    def _enqueue(self, lane: _Lane, delivery: Delivery, t0: float) -> None:
+    def _enqueue(self, delivery: Delivery, t0: float) -> None:
         """Queue one handset message; start it at once when the lane's window has room."""
+        lane = self._lanes.get(delivery.handset)
+        if lane is None:
+            # A handset removed from the config while its alert was open (restored from the
+            # journal): the message fails loudly here instead of killing the router.
+            log.error(
+                "delivery_to_unknown_handset", handset=delivery.handset, alert_id=delivery.alert_id
+            )
+            self._confirm(delivery.id, DeliveryState.FAILED)
+            return
         if lane.channel is None:
             log.error("handset_has_no_channel", handset=lane.handset, alert_id=delivery.alert_id)
             self._confirm(delivery.id, DeliveryState.FAILED)
@@ -738,7 +736,7 @@ class Gateway:
                 # and internal alarms, which nothing sends again.
                 self._pending = batch.then(self._pending)
                 self._confirmed = sent + self._confirmed
-                await self._journal_failed(exc, failing, batch)
+                await self._journal_failed(exc, failing)
                 continue
             if failing.failures:
                 log.warning("journal_write_recovered", failed_attempts=failing.failures)
@@ -752,7 +750,7 @@ class Gateway:
             if not self._journal_wake.is_set():
                 self._journal_idle.set()
 
-    async def _journal_failed(self, exc: sqlite3.Error, failing: Backoff, batch: _Pending) -> None:
+    async def _journal_failed(self, exc: sqlite3.Error, failing: Backoff) -> None:
         retry_in = failing.fail()
         self.metrics.journal_errors.inc()
         self.metrics.journal_failing.set(1)
