@@ -9,7 +9,6 @@ import dataclasses
 import functools
 import gc
 import math
-import os
 import signal
 import sqlite3
 import time
@@ -30,10 +29,11 @@ from gateway.backoff import Backoff
 from gateway.config import Config, handset_topic, load_config
 from gateway.decoders import Decoder, make_decoder
 from gateway.engine import Engine, Transition
-from gateway.errors import ConfigError, DecodeError, DeliveryError, ShutdownError
+from gateway.errors import ConfigError, DecodeError, DeliveryError, JournalError, ShutdownError
 from gateway.journal import Journal
 from gateway.metrics import Metrics
 from gateway.model import Delivery, DeliveryState, Response, ResponseKind, Signal, SignalState
+from gateway.pidlock import PidLock
 from gateway.ports import DeliveryReport, HandsetChannel, Inbound, Item, RawResponse, Source
 from gateway.sdnotify import Notifier, watchdog_interval, watchdog_loop
 
@@ -228,7 +228,16 @@ class Gateway:
 
     async def run(self, shutdown_trigger: ShutdownTrigger | None = None) -> None:
         """Run until `shutdown_trigger` returns, then drain deliveries and exit cleanly."""
-        await self.journal.open()
+        pidlock = PidLock(self.pidfile)
+        try:
+            pidlock.acquire()
+        except OSError as exc:
+            raise JournalError(f"cannot write the pid file: {exc}") from exc
+        try:
+            await self.journal.open()
+        except BaseException:
+            pidlock.release()
+            raise
         server = None
         self._open_files()
         try:
@@ -290,6 +299,7 @@ class Gateway:
                 server.shutdown()
                 server.server_close()
             await self.journal.close()
+            pidlock.release()
 
     async def _restore(self) -> None:
         saved = await self.journal.levels()
@@ -537,16 +547,12 @@ class Gateway:
 
     def _open_files(self) -> None:
         # Start-up and shutdown only; never on the hot path.
-        with contextlib.suppress(OSError):
-            self.pidfile.write_text(f"{os.getpid()}\n")
         if self.config.record is not None:
             path = Path(self.config.record.path)
             path.parent.mkdir(parents=True, exist_ok=True)
             self._record = path.open("a", encoding="utf-8")
 
     def _close_files(self) -> None:
-        with contextlib.suppress(OSError):
-            self.pidfile.unlink()
         if self._record is not None:
             self._record.close()
             self._record = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import subprocess
 import sys
@@ -146,6 +147,37 @@ def test_run_with_an_unopenable_journal_is_one_line(tmp_path: Path) -> None:
         f"alertgw: {tmp_path / 'journal.db'}: cannot open the journal: unable to open"
     )
     assert "Traceback" not in result.stderr
+
+
+def test_a_second_daemon_on_the_same_journal_is_refused(tmp_path: Path) -> None:
+    """Two gateways on one journal would ring every alert twice: the second exits 1."""
+    from gateway.app import Gateway  # noqa: PLC0415 - the daemon under test
+    from gateway.config import load_config  # noqa: PLC0415
+
+    path = write_config(tmp_path)
+
+    async def scenario() -> subprocess.CompletedProcess[str]:
+        gateway = Gateway(load_config(path))
+        stop = asyncio.Event()
+
+        async def trigger() -> None:
+            await stop.wait()
+
+        task = asyncio.create_task(gateway.run(trigger))
+        await asyncio.wait_for(gateway.ready.wait(), 10)
+        try:
+            return await asyncio.to_thread(alertgw_process, "run", str(path))
+        finally:
+            stop.set()
+            await task
+
+    result = asyncio.run(scenario())
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"alertgw: {tmp_path / 'journal.db'}: another alertgw (pid {os.getpid()}) is running"
+    )
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "journal.db.pid").exists()  # the first one stopped cleanly
 
 
 def test_a_journal_from_a_newer_alertgw_is_one_clear_line_not_a_traceback(

@@ -1,0 +1,68 @@
+"""One daemon per journal: an exclusive `flock` on the pid file beside it.
+
+Two gateways on one journal would both ring every alert and interleave their outbox ids.
+The kernel drops the lock when the process dies, so a `kill -9` leaves no stale lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+
+from gateway.errors import JournalError
+
+
+class PidLock:
+    """Hold `path` locked and holding our pid until `release`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Lock and write our pid; raise JournalError naming the holder if another has it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_pid(fd)
+                os.close(fd)
+                who = f"pid {holder}" if holder else "another process"
+                raise JournalError(
+                    f"another alertgw ({who}) is running on this journal; "
+                    f"two gateways would both ring every alert (lock: {self.path})"
+                ) from None
+            except OSError:
+                os.close(fd)
+                raise
+            # The holder may have unlinked the file between our open and our lock: then we
+            # hold a lock on a name nobody will look at again, so open the new file.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        """Remove the pid file, then drop the lock (so a waiting start sees a fresh file)."""
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        os.close(self._fd)
+        self._fd = None
+
+
+def _read_pid(fd: int) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        return int(os.pread(fd, 32, 0).decode().strip())
+    return None
