@@ -94,9 +94,10 @@ def test_service_directive(unit: Directives, key: str, expected: str) -> None:
 
 
 def test_serial_device_classes_allowed(unit: Directives) -> None:
-    """Only the three serial device classes are allowed past DevicePolicy=closed, read-write."""
+    """Only the serial device classes are allowed past DevicePolicy=closed, read-write."""
     assert sorted(values(unit, "Service", "DeviceAllow")) == [
         "char-ttyACM rw",
+        "char-ttyAMA rw",
         "char-ttyS rw",
         "char-ttyUSB rw",
     ]
