@@ -45,6 +45,9 @@ GEN = "gen:"  # levels-table prefix for per-key alert generations
 SALT = "alert_id_salt"  # per-installation salt of derived alert ids
 SEND_WINDOW = 64
 COMMIT_GATHER = 64  # signals that start a commit without waiting for journal.commit_delay
+# Signal rows kept in memory while the journal cannot be written (about 1 KB each); older
+# ones are dropped, counted and logged. Alerts and their timelines are always kept.
+UNWRITTEN_SIGNALS_CAP = 100_000
 DUP_WINDOW = 3600.0
 REJECT_LOG_INTERVAL = 60.0
 
@@ -91,6 +94,7 @@ class Gateway:
         self._live = False  # lanes may start sends (their TaskGroup is running)
         self._tg: asyncio.TaskGroup | None = None
         self._uncommitted_ids: set[str] = set()  # a redelivery may overtake its commit
+        self._journal_down = False  # commits failing: acknowledge signals once routed
         self._reject_logged: dict[tuple[str, str, str], float] = {}
         self._decoders: dict[str, Decoder] = {
             name: make_decoder(name, src.decoder, src.base_topic, config)
@@ -342,6 +346,13 @@ class Gateway:
                 await self._journal_idle.wait()
         except TimeoutError:
             log.warning("shutdown_drain_timeout", left_in_outbox=self._outbox_depth())
+        if self._journal_down:
+            # Acknowledged while the journal failed: these records end with this process.
+            log.error(
+                "journal_unwritten_at_exit",
+                signals=len(self._pending.signals),
+                transitions=len(self._pending.transitions),
+            )
         if self.link is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2):
@@ -458,7 +469,11 @@ class Gateway:
         pending.signals.extend(signals)
         pending.transitions.extend(outcome.transitions)
         pending.deliveries.extend(stored)
-        pending.acks.extend(acks)
+        if self._journal_down:
+            for ack in acks:
+                ack()  # see _journal_unwritable
+        else:
+            pending.acks.extend(acks)
         if signals or acks or outcome.transitions or stored or levels:
             self._wake_journal(len(signals))
         for t in outcome.transitions:
@@ -742,11 +757,13 @@ class Gateway:
                 # and internal alarms, which nothing sends again.
                 self._pending = batch.then(self._pending)
                 self._confirmed = sent + self._confirmed
+                self._journal_unwritable()
                 await self._journal_failed(exc, failing)
                 continue
             if failing.failures:
                 log.warning("journal_write_recovered", failed_attempts=failing.failures)
                 failing.reset()
+                self._journal_down = False
                 self.metrics.journal_failing.set(0)
                 self.notifier.status(f"routing for {self.config.site.name}")
                 self.put(self._journal_alarm(SignalState.CLEARED, "writing again"))
@@ -755,6 +772,27 @@ class Gateway:
             self._uncommitted_ids.difference_update(s.id for s in batch.signals)
             if not self._journal_wake.is_set():
                 self._journal_idle.set()
+
+    def _journal_unwritable(self) -> None:
+        """Acknowledge routed signals now, and from now on, until a commit succeeds again.
+
+        The broker sends at most `max_inflight_messages` (Mosquitto: 20 by default)
+        unacknowledged messages to a client, then holds the rest. Held acks would stop
+        every new alarm after a few signals, for as long as the disk is full. Routing comes
+        first: the records wait in memory and are written when the journal works again; a
+        crash before then loses the records (their handsets already rang), not the alarms.
+        """
+        self._journal_down = True
+        acks, self._pending.acks = self._pending.acks, []
+        for ack in acks:
+            ack()
+        unwritten = self._pending.signals
+        extra = len(unwritten) - UNWRITTEN_SIGNALS_CAP
+        if extra > 0:
+            self._uncommitted_ids.difference_update(s.id for s in unwritten[:extra])
+            del unwritten[:extra]
+            self.metrics.journal_dropped.inc(extra)
+            log.error("journal_signals_dropped", dropped=extra, kept=UNWRITTEN_SIGNALS_CAP)
 
     async def _journal_failed(self, exc: sqlite3.Error, failing: Backoff) -> None:
         retry_in = failing.fail()

@@ -92,6 +92,11 @@ class Metrics:
             "Journal commits that failed (retried; routing goes on from memory)",
             registry=r,
         )
+        self.journal_dropped = Counter(
+            "alertgw_journal_signals_dropped_total",
+            "Signal records dropped from memory during a long journal outage (alerts are kept)",
+            registry=r,
+        )
         self.journal_failing = Gauge(
             "alertgw_journal_failing", "1 while journal commits fail", registry=r
         )

@@ -13,7 +13,7 @@ from tests.integration.helpers import peer
 
 pytestmark = pytest.mark.faults
 
-ROUNDS = 6
+ROUNDS = 30  # more than the broker sends unacknowledged (20 by default)
 
 
 async def test_a_full_disk_keeps_ringing_and_commits_everything_when_space_returns(
@@ -56,3 +56,47 @@ async def test_a_full_disk_keeps_ringing_and_commits_everything_when_space_retur
     assert {f"f{i}" for i in range(ROUNDS)} | {f"c{i}" for i in range(ROUNDS)} <= ids
     # The failure was itself a technical alarm, cleared when commits worked again.
     assert journal_alarm == ["cleared"]
+
+
+async def test_a_long_outage_keeps_alerts_but_caps_the_signal_records_in_memory(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the cap the oldest signal records go, counted; every alert is still journaled."""
+    import gateway.app  # noqa: PLC0415 - the cap under test
+
+    monkeypatch.setattr(gateway.app, "UNWRITTEN_SIGNALS_CAP", 4)
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix)
+    async with running(config) as r, peer(broker.port, prefix) as p:
+        gw = r.gateway
+        sample = gw.metrics.registry.get_sample_value
+        db = gw.journal.db
+        (pages,) = next(iter(await db.execute_fetchall("PRAGMA page_count")))
+        await db.execute(f"PRAGMA max_page_count={pages}")
+        for i in range(5):
+            pad = "x" * 3000
+            await p.json_signal({"device": "fall-101", "id": f"f{i}", "pad": pad})
+            await p.json_signal({"device": "fall-101", "state": "cleared", "id": f"c{i}"})
+        got = [(await p.next())[1] for _ in range(4 * 5)]
+        assert sum(m["type"] == "ring" for m in got) == 10
+        for _ in range(300):  # the cap applies at each retry: after 0.5 s, then less often
+            if any(s.id == "c4" for s in gw._pending.signals) and len(gw._pending.signals) <= 4:
+                break
+            await asyncio.sleep(0.05)
+        assert [s.id for s in gw._pending.signals] == ["f3", "c3", "f4", "c4"]
+        dropped = sample("alertgw_journal_signals_dropped_total")
+        assert dropped
+        await db.execute("PRAGMA max_page_count=1073741823")
+        for _ in range(300):
+            if sample("alertgw_journal_failing") == 0 and not gw._pending.signals:
+                break
+            await asyncio.sleep(0.05)
+        assert sample("alertgw_journal_failing") == 0
+    with sqlite3.connect(tmp_path / "journal.db") as conn:
+        ids = {row[0] for row in conn.execute("SELECT id FROM signals")}
+        falls = conn.execute("SELECT COUNT(*) FROM alerts WHERE kind = 'fall'").fetchone()[0]
+    # Whatever fitted before the disk filled, then the newest 4, and the journal's own
+    # raised and cleared alarm: nothing else is missing but what was counted as dropped.
+    assert {"f3", "c3", "f4", "c4"} <= ids
+    assert len(ids) == 10 + 2 - dropped
+    assert falls == 5  # every alert and its timeline made it
