@@ -48,6 +48,8 @@ COMMIT_GATHER = 64  # signals that start a commit without waiting for journal.co
 # Signal rows kept in memory while the journal cannot be written (about 1 KB each); older
 # ones are dropped, counted and logged. Alerts and their timelines are always kept.
 UNWRITTEN_SIGNALS_CAP = 100_000
+# A commit that has not returned by then is a hung write (a dying SD card, a stalled mount).
+JOURNAL_STALL_AFTER = 5.0
 DUP_WINDOW = 3600.0
 REJECT_LOG_INTERVAL = 60.0
 
@@ -747,20 +749,17 @@ class Gateway:
             batch, self._pending = self._pending, _Pending()
             sent, self._confirmed = self._confirmed, []
             try:
-                await self.journal.commit_batch(
-                    batch.signals, batch.transitions, batch.deliveries, batch.levels, sent
-                )
+                await self._commit(batch, sent)
             except sqlite3.Error as exc:
                 # A full disk or a locked file: routing goes on in memory, the batch waits
-                # (its signals unacknowledged, so the broker keeps them) and is tried again.
-                # Exiting instead would make a full disk a restart loop, and lose ESPA calls
-                # and internal alarms, which nothing sends again.
+                # and is tried again. Exiting instead would make a full disk a restart loop,
+                # and lose ESPA calls and internal alarms, which nothing sends again.
                 self._pending = batch.then(self._pending)
                 self._confirmed = sent + self._confirmed
-                self._journal_unwritable()
+                self._journal_unwritable(str(exc))
                 await self._journal_failed(exc, failing)
                 continue
-            if failing.failures:
+            if self._journal_down:
                 log.warning("journal_write_recovered", failed_attempts=failing.failures)
                 failing.reset()
                 self._journal_down = False
@@ -773,7 +772,32 @@ class Gateway:
             if not self._journal_wake.is_set():
                 self._journal_idle.set()
 
-    def _journal_unwritable(self) -> None:
+    async def _commit(self, batch: _Pending, sent: list[tuple[int, DeliveryState]]) -> None:
+        commit = asyncio.ensure_future(
+            self.journal.commit_batch(
+                batch.signals, batch.transitions, batch.deliveries, batch.levels, sent
+            )
+        )
+        try:
+            if not (await asyncio.wait({commit}, timeout=JOURNAL_STALL_AFTER))[0]:
+                # Held acks would stop intake at the broker's in-flight limit: as for a
+                # failing journal, route from memory and say so.
+                log.error(
+                    "journal_write_stalled",
+                    seconds=JOURNAL_STALL_AFTER,
+                    file=str(self.journal.path),
+                    waiting_signals=len(batch.signals),
+                )
+                acks, batch.acks = batch.acks, []
+                for ack in acks:
+                    ack()
+                self._journal_unwritable(f"a write has hung for {JOURNAL_STALL_AFTER:g} s")
+            await commit
+        except asyncio.CancelledError:
+            commit.cancel()
+            raise
+
+    def _journal_unwritable(self, why: str) -> None:
         """Acknowledge routed signals now, and from now on, until a commit succeeds again.
 
         The broker sends at most `max_inflight_messages` (Mosquitto: 20 by default)
@@ -782,7 +806,11 @@ class Gateway:
         first: the records wait in memory and are written when the journal works again; a
         crash before then loses the records (their handsets already rang), not the alarms.
         """
-        self._journal_down = True
+        if not self._journal_down:
+            self._journal_down = True
+            self.metrics.journal_failing.set(1)
+            self.notifier.status(f"JOURNAL WRITE FAILING: {why}; routing from memory")
+            self.put(self._journal_alarm(SignalState.RAISED, why))
         acks, self._pending.acks = self._pending.acks, []
         for ack in acks:
             ack()
@@ -797,7 +825,6 @@ class Gateway:
     async def _journal_failed(self, exc: sqlite3.Error, failing: Backoff) -> None:
         retry_in = failing.fail()
         self.metrics.journal_errors.inc()
-        self.metrics.journal_failing.set(1)
         if failing.first_failure:
             log.error(
                 "journal_write_failed",
@@ -806,8 +833,6 @@ class Gateway:
                 waiting_signals=len(self._pending.signals),
                 retry_in=round(retry_in, 2),
             )
-            self.notifier.status(f"JOURNAL WRITE FAILING: {exc}; routing from memory")
-            self.put(self._journal_alarm(SignalState.RAISED, str(exc)))
         elif failing.failures % 10 == 0:
             log.error("journal_write_still_failing", error=str(exc), attempts=failing.failures)
         await asyncio.sleep(retry_in)

@@ -100,3 +100,45 @@ async def test_a_long_outage_keeps_alerts_but_caps_the_signal_records_in_memory(
     assert {"f3", "c3", "f4", "c4"} <= ids
     assert len(ids) == 10 + 2 - dropped
     assert falls == 5  # every alert and its timeline made it
+
+
+async def test_a_hung_write_is_reported_and_does_not_stop_intake(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit that never returns (a dying SD card): alarm, and new signals still ring."""
+    import gateway.app  # noqa: PLC0415 - the stall threshold under test
+
+    monkeypatch.setattr(gateway.app, "JOURNAL_STALL_AFTER", 0.3)
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix)
+    async with running(config) as r, peer(broker.port, prefix) as p:
+        gw = r.gateway
+        sample = gw.metrics.registry.get_sample_value
+        commit_batch = gw.journal.commit_batch
+        disk = asyncio.Event()
+
+        async def hung_commit(*args: object) -> None:
+            await disk.wait()  # the write returns only when the "disk" does
+            await commit_batch(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(gw.journal, "commit_batch", hung_commit)
+        for i in range(ROUNDS):
+            await p.json_signal({"device": "fall-101", "id": f"f{i}"})
+            await p.json_signal({"device": "fall-101", "state": "cleared", "id": f"c{i}"})
+        got = [(await p.next())[1] for _ in range(4 * ROUNDS)]
+        assert sum(m["type"] == "ring" for m in got) == 2 * ROUNDS
+        assert sample("alertgw_journal_failing") == 1
+        assert any(a.device == "journal" for a in gw.engine.active)  # the technical alarm
+        disk.set()
+        for _ in range(300):
+            if sample("alertgw_journal_failing") == 0 and not gw._pending.signals:
+                break
+            await asyncio.sleep(0.05)
+        assert sample("alertgw_journal_failing") == 0
+    with sqlite3.connect(tmp_path / "journal.db") as conn:
+        ids = {row[0] for row in conn.execute("SELECT id FROM signals")}
+        journal_alarm = [
+            row[0] for row in conn.execute("SELECT state FROM alerts WHERE device = 'journal'")
+        ]
+    assert {f"f{i}" for i in range(ROUNDS)} | {f"c{i}" for i in range(ROUNDS)} <= ids
+    assert journal_alarm == ["cleared"]
