@@ -653,6 +653,19 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
                 f"bad template ({exc}); fields: {{kind}} {{room}} {{device}} {{zone}} {{count}}",
             )
     for name, hc in config.handsets.items():
+        # A key the channel ignores is a typo or a misunderstanding: the technician believes
+        # the handset is reached (or auto-accepts) in a way it is not.
+        ignored = {
+            "link": hc.link is not None and hc.channel != "espa",
+            "auto_accept": hc.auto_accept is not None and hc.channel != "console",
+            "address": hc.address is not None and hc.channel == "console",
+        }
+        for key in (k for k, bad in ignored.items() if bad):
+            problems.add(
+                _line(tree, "handsets", name, key),
+                f"handsets.{name}.{key}",
+                f"`{key}:` means nothing for a {hc.channel} handset",
+            )
         if hc.channel == "espa":
             if hc.link is None or hc.link not in config.espa:
                 problems.add(

@@ -314,6 +314,23 @@ def test_unknown_handset_in_a_route_names_its_index_and_line() -> None:
     assert "night1, night2" in problem
 
 
+def test_handset_keys_its_channel_ignores_are_refused() -> None:
+    """`auto_accept` on an MQTT handset or `address` on a console one would do nothing."""
+    text = edit(
+        "  night1: {channel: mqtt}\n  night2: {channel: console}",
+        "  night1: {channel: mqtt, auto_accept: 15, link: dect}\n"
+        "  night2: {channel: console, address: '4711'}",
+    )
+    found = problems_of(text)
+    at1, at2 = line_of(text, "night1: {channel"), line_of(text, "night2: {channel")
+    assert found == [
+        f"{FILE}:{at1}: handsets.night1.link: `link:` means nothing for a mqtt handset",
+        f"{FILE}:{at1}: handsets.night1.auto_accept: `auto_accept:` means nothing for a mqtt "
+        "handset",
+        f"{FILE}:{at2}: handsets.night2.address: `address:` means nothing for a console handset",
+    ]
+
+
 def test_unknown_zone_and_kind_in_a_route_are_reported() -> None:
     """Unknown zone and kind names in routes are reported with their indexes."""
     text = edit("kinds: [epilepsy, wander]", "kinds: [epilepsy, wandr]")
