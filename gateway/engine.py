@@ -170,7 +170,8 @@ class Engine:
         self._present: dict[str, float] = {}  # room -> presence expiry
         # Level conditions muted by staff presence that are still active (bed still empty):
         # they are raised afresh when the staff leave, so presence never drops one for good.
-        self._armed: dict[str, Signal] = {}  # alert key -> the signal that raised it
+        # alert key -> a level alert presence or inhibition muted, raised again after
+        self._armed: dict[str, Alert] = {}
         self._last_seen: dict[str, float] = {}  # device -> last signal of any kind
         self._silent: set[str] = set()  # devices flagged silent
         self._ring_log: dict[str, deque[float]] = {}  # handset -> recent ring times
@@ -522,6 +523,7 @@ class Engine:
         inhibitor = None if kc.critical else self._inhibitor(alert)
         if inhibitor is not None:
             self._suppress(alert, now, "inhibited", inhibitor, out)
+            self._arm(alert)
             return
         live = _Live(alert, [], 0, self._ladder(alert.rule, critical=alert.critical), self._timers)
         self._live[alert.id] = live
@@ -733,6 +735,21 @@ class Engine:
                         out,
                         reason=f"inhibited:{name}",
                     )
+                    self._arm(t)
+
+    def _uninhibit(self, source: Alert, now: float, out: Outcome) -> None:
+        """A source that stops ringing raises again the level targets it muted (Alertmanager)."""
+        for inh in self.config.inhibit:
+            if source.kind not in inh.source_kinds and "*" not in inh.source_kinds:
+                continue
+            for key, t in list(self._armed.items()):
+                if (
+                    key not in self._by_key
+                    and key in self._armed
+                    and (t.kind in inh.target_kinds or "*" in inh.target_kinds)
+                    and all(getattr(t, lab) == getattr(source, lab) for lab in inh.equal)
+                ):
+                    self._raise_armed(key, "inhibit", now, out)
 
     def _presence(self, signal: Signal, now: float, out: Outcome) -> None:
         room = signal.room
@@ -756,27 +773,34 @@ class Engine:
             self._finish(live, state, now, f"staff in room {room}", out, reason="presence")
 
     def _arm(self, alert: Alert) -> None:
-        """Remember a level condition presence muted, to raise it again when staff leave."""
+        """Remember a level condition presence or inhibition muted, to raise it again after.
+
+        Its sensor's CLEARED disarms it; an edge kind (a pressed button) is not a condition.
+        """
         if not self.config.kind(alert.kind).edge and alert.device in self._devices:
-            self._armed[alert.key] = Signal(
-                id=alert.signal_id,
-                source="presence",
-                device=alert.device,
-                room=alert.room,
-                kind=alert.kind,
-                state=SignalState.RAISED,
-                ts=alert.raised_at,
-            )
+            self._armed[alert.key] = alert
+
+    def _raise_armed(self, key: str, why: str, now: float, out: Outcome) -> None:
+        alert = self._armed.pop(key)
+        signal = Signal(
+            id=alert.signal_id,
+            source=why,
+            device=alert.device,
+            room=alert.room,
+            kind=alert.kind,
+            state=SignalState.RAISED,
+            ts=alert.raised_at,
+        )
+        self._raise(signal, key, now, out)
 
     def _rearm(self, room: str, now: float, out: Outcome) -> None:
         marker = _PRESENCE + room
         for live in list(self._live.values()):
             if live.alert.state is AlertState.ACCEPTED and live.alert.accepted_by == marker:
                 self._presence_ended(live, now, out)
-        for key, signal in list(self._armed.items()):
-            if signal.room == room and key not in self._by_key:
-                del self._armed[key]
-                self._raise(signal, key, now, out)
+        for key, alert in list(self._armed.items()):
+            if alert.room == room and key not in self._by_key and key in self._armed:
+                self._raise_armed(key, "presence", now, out)
 
     # -- grouping and repeats -------------------------------------------------------------
 
@@ -886,6 +910,8 @@ class Engine:
                 ids.remove(alert_id)
                 if not ids:
                     self._batch_due.pop(handset, None)
+        if self._armed and self.config.inhibit:
+            self._uninhibit(live.alert, now, out)
 
     # -- delivery -------------------------------------------------------------------------
 

@@ -275,6 +275,53 @@ def test_inhibition_mutes_targets_both_ways() -> None:
     assert later.transitions[-1].reason == "inhibited"
 
 
+def bed_exits(c: Clocked) -> list[tuple[str, str]]:
+    """(alert id, event) of every bed-exit transition so far."""
+    return [(t.alert.id, t.event) for t in c.out.transitions if t.alert.kind == "bed_exit"]
+
+
+def test_a_muted_condition_still_raised_comes_back_when_its_inhibitor_ends() -> None:
+    """As in Alertmanager: the fall is over, the bed is still empty, so the bed exit is back."""
+    c = Clocked(config())
+    c.signal("bed-102")  # held 1200 s
+    c.signal("fall-102")  # mutes it
+    c.at(30)
+    c.signal("fall-102", "cleared")
+    assert bed_exits(c) == [
+        ("a1", "raised"),
+        ("a1", "held"),
+        ("a1", "cancelled"),
+        ("a3", "raised"),
+        ("a3", "held"),
+    ]
+    assert c.engine.alert("a3") is not None
+
+
+def test_a_condition_suppressed_by_inhibition_is_raised_after_it() -> None:
+    """A bed exit that arrives while the fall rings is suppressed, then raised when it ends."""
+    c = Clocked(config())
+    c.signal("fall-102")
+    c.signal("bed-102")
+    c.respond("n-ost", "a1", "accept")
+    c.at(60)
+    assert [e for _, e in bed_exits(c)] == ["raised", "suppressed"]
+    c.respond("n-ost", "a1", "resolve")  # staff resolve the fall: the bed is still empty
+    assert [e for _, e in bed_exits(c)] == ["raised", "suppressed", "raised", "held"]
+
+
+def test_a_condition_that_cleared_meanwhile_or_elsewhere_stays_quiet() -> None:
+    """Only muted targets still raised come back, and only those sharing the `equal` labels."""
+    c = Clocked(config())
+    c.signal("bed-102")
+    c.signal("fall-102")
+    c.signal("bed-102", "cleared")  # back in bed while staff attend the fall
+    c.signal("pres-101")
+    c.signal("bed-101")  # muted by presence in room 101, not by the fall in 102
+    before = bed_exits(c)
+    c.signal("fall-102", "cleared")
+    assert bed_exits(c) == before
+
+
 def test_escalation_on_timeout_then_failsafe() -> None:
     """Unaccepted: primary at 0, everyone on duty at 60 s, failsafe at 120 s."""
     c = Clocked(config())
