@@ -36,6 +36,10 @@ class Located:
 
     value: Any
     line: int
+    # The text of a plain scalar YAML 1.1 reads as something else: 0101 (octal 65),
+    # 0x00158d0001a2b3c4 (Zigbee2MQTT's default device name), 22:00 (1320), ON or no
+    # (booleans). A string field takes the text as written.
+    text: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -95,7 +99,7 @@ def compose(text: str, *, filename: str) -> Located:
     try:
         node = yaml.compose(text, Loader=LineLoader)
         # Constructing scalars can fail too (an unknown tag such as `!secret`).
-        return Located({}, 1) if node is None else _convert(node, "", set())
+        return Located({}, 1) if node is None else _convert(node, "", set(), set())
     except _TreeError as exc:
         raise ValueError(f"{filename}:{exc.line}: invalid YAML: {exc.problem}") from None
     except yaml.MarkedYAMLError as exc:
@@ -107,10 +111,11 @@ def compose(text: str, *, filename: str) -> Located:
         raise ValueError(f"{filename}:{line}: invalid YAML: {exc.reason}") from None
 
 
-def _convert(node: yaml.Node, path: str, open_nodes: set[int]) -> Located:
+def _convert(node: yaml.Node, path: str, open_nodes: set[int], flattened: set[int]) -> Located:
     line = node.start_mark.line + 1
     if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
-        return Located(LineLoader("").construct_object(node), line)
+        value = LineLoader("").construct_object(node)
+        return Located(value, line, _as_written(node, value))
     if id(node) in open_nodes:
         # `&a [*a]` composes to a node inside itself; following it would never end.
         raise _TreeError(line, f"{path or 'the document'} contains itself through an alias")
@@ -118,21 +123,44 @@ def _convert(node: yaml.Node, path: str, open_nodes: set[int]) -> Located:
     try:
         if isinstance(node, yaml.SequenceNode):
             items = [
-                _convert(item, f"{path}[{i}]", open_nodes) for i, item in enumerate(node.value)
+                _convert(item, f"{path}[{i}]", open_nodes, flattened)
+                for i, item in enumerate(node.value)
             ]
             return Located(items, line)
-        _reject_duplicate_keys(node, path)
         out: dict[str, Located] = {}
-        # Merge keys (<<) are rare in our configs; SafeLoader's flatten handles them.
-        LineLoader.flatten_mapping(LineLoader(""), node)
+        if id(node) not in flattened:
+            _reject_duplicate_keys(node, path)
+            # Merge keys (<<) are rare in our configs; SafeLoader's flatten handles them. It
+            # rewrites the node in place, so an alias of it must not be checked or flattened
+            # a second time (its merged keys would look given twice).
+            LineLoader.flatten_mapping(LineLoader(""), node)
+            flattened.add(id(node))
         for key_node, value_node in node.value:
-            key = str(LineLoader("").construct_object(key_node))
-            child = _convert(value_node, f"{path}.{key}" if path else key, open_nodes)
+            key = _key_text(key_node)
+            child = _convert(value_node, f"{path}.{key}" if path else key, open_nodes, flattened)
             # A key's problems belong on the key's line, not where a block value starts below.
             out[key] = dataclasses.replace(child, line=key_node.start_mark.line + 1)
         return Located(out, line)
     finally:
         open_nodes.discard(id(node))
+
+
+def _as_written(node: yaml.Node, value: object) -> str | None:
+    """The source text of a plain scalar YAML 1.1 resolved to a number or a yes/on boolean."""
+    if not isinstance(node, yaml.ScalarNode) or node.style is not None:
+        return None  # quoted: already a string
+    if isinstance(value, bool):
+        return None if node.value.lower() in ("true", "false") else str(node.value)
+    if isinstance(value, int | float):
+        return str(node.value)
+    return None
+
+
+def _key_text(key_node: yaml.Node) -> str:
+    """A mapping key as written: `0x00158d0001a2b3c4:`, `0101:` or `NO:` stay text."""
+    value = LineLoader("").construct_object(key_node)
+    written = _as_written(key_node, value)
+    return written if written is not None else str(value)
 
 
 def _reject_duplicate_keys(node: yaml.MappingNode, path: str) -> None:
@@ -141,7 +169,7 @@ def _reject_duplicate_keys(node: yaml.MappingNode, path: str) -> None:
     for key_node, _ in node.value:
         if key_node.tag == _MERGE:
             continue  # keys merged in with << may be overridden; that is what merging is for
-        key = str(LineLoader("").construct_object(key_node))
+        key = _key_text(key_node)
         line = key_node.start_mark.line + 1
         if key in first:
             where = f"{path}.{key}" if path else key
@@ -150,11 +178,17 @@ def _reject_duplicate_keys(node: yaml.MappingNode, path: str) -> None:
 
 
 def plain(loc: Located) -> Any:  # noqa: ANN401 - YAML data is untyped by nature
-    """Strip line information from a composed tree."""
+    """Strip line information from a composed tree.
+
+    `ON`, `off`, `yes` and `no` stay strings: in untyped values (a device's `raised:`) they
+    are what a payload carries ("state": "ON"), not YAML 1.1 booleans.
+    """
     if isinstance(loc.value, dict):
         return {k: plain(v) for k, v in loc.value.items()}
     if isinstance(loc.value, list):
         return [plain(v) for v in loc.value]
+    if isinstance(loc.value, bool) and loc.text is not None:
+        return loc.text
     return loc.value
 
 
@@ -282,6 +316,8 @@ def _load_value(tp: Any, loc: Located, problems: Problems, path: str) -> Any:  #
             return 0.0
         return float(value)
     if tp is str:
+        if loc.text is not None:
+            return loc.text  # `room: 0101` is room "0101", not octal 65
         if isinstance(value, bool) or value is None or isinstance(value, dict | list):
             problems.add(loc.line, path, f"expected a string, got {value!r}")
             return ""

@@ -711,3 +711,72 @@ def test_decoder_a_source_type_cannot_read_is_a_problem() -> None:
         f"{FILE}:{line_of(text, 'nurse:')}: sources.nurse.decoder:"
         " espa sources read with decoder: espa"
     )
+
+
+# --- YAML 1.1 scalars: what the technician wrote is what alertgw uses ----------------------
+
+
+def test_a_zigbee_ieee_address_as_device_name_stays_text_and_decodes() -> None:
+    """`name: 0x00158d0001a2b3c4` (Zigbee2MQTT's default name) is not read as hex."""
+    from gateway.decoders import Zigbee2MqttDecoder  # noqa: PLC0415
+    from gateway.model import SignalState  # noqa: PLC0415
+
+    text = edit("name: rom101/seng", "name: 0x00158d0001a2b3c4")
+    config = parse_config(text, filename=FILE)
+    assert config.devices["bed-101"].name == "0x00158d0001a2b3c4"
+    decoder = Zigbee2MqttDecoder(source="zigbee", config=config)
+    decoder.decode("zigbee2mqtt/0x00158d0001a2b3c4", b'{"occupancy": false}', 0.0)
+    out = decoder.decode("zigbee2mqtt/0x00158d0001a2b3c4", b'{"occupancy": true}', 1.0)
+    assert [s.state for s in out] == [SignalState.RAISED]
+
+
+def test_leading_zeros_in_rooms_ids_and_addresses_are_kept() -> None:
+    """Room 0101 is not octal 65, a pager 0123 not 83, and a key 0101 not 65 either."""
+    text = edit('room: "101"', "room: 0101")
+    text = edit('rooms: [101, "102"]', 'rooms: [0101, "102"]', text)
+    text = edit("night1: {channel: mqtt}", "night1: {channel: mqtt, address: 0123}", text)
+    text = edit("  door-102: {", '  0102: {room: "102", kind: pull_cord}\n  door-102: {', text)
+    config = parse_config(text, filename=FILE)
+    assert config.devices["bed-101"].room == "0101"
+    assert config.zones["east"].rooms == ("0101", "102")
+    assert config.handsets["night1"].address == "0123"
+    assert "0102" in config.devices
+
+
+def test_raised_on_means_the_string_a_zigbee_payload_carries() -> None:
+    """`raised: ON` matches {"state": "ON"}; YAML 1.1 would have read it as true."""
+    from gateway.decoders import Zigbee2MqttDecoder  # noqa: PLC0415
+    from gateway.model import SignalState  # noqa: PLC0415
+
+    text = edit(
+        'door-102: {room: "102", kind: door_open}',
+        'door-102: {room: "102", kind: door_open, field: state, raised: ON}',
+    )
+    config = parse_config(text, filename=FILE)
+    assert config.devices["door-102"].raised == "ON"
+    decoder = Zigbee2MqttDecoder(source="zigbee", config=config)
+    decoder.decode("zigbee2mqtt/door-102", b'{"state": "OFF"}', 0.0)
+    out = decoder.decode("zigbee2mqtt/door-102", b'{"state": "ON"}', 1.0)
+    assert [s.state for s in out] == [SignalState.RAISED]
+    # `true` spelled as such is still the boolean a Zigbee occupancy field carries.
+    text = edit("raised: ON", "raised: true", text)
+    assert parse_config(text, filename=FILE).devices["door-102"].raised is True
+
+
+def test_an_unquoted_time_is_the_time_written() -> None:
+    """`start: 22:00` is YAML 1.1 sexagesimal 1320; alertgw reads the 22:00 written."""
+    text = BASE + 'schedules:\n  night: {start: 22:00, end: "07:00"}\n'
+    assert parse_config(text, filename=FILE).schedules["night"].start == "22:00"
+
+
+def test_an_alias_of_a_mapping_with_a_merge_key_is_not_a_duplicate() -> None:
+    """Valid YAML: `late: &late {<<: *night, ...}` then `late_copy: *late`."""
+    text = BASE + (
+        "schedules:\n"
+        '  night: &night {start: "22:00", end: "07:00"}\n'
+        '  late: &late {<<: *night, end: "02:00"}\n'
+        "  late_copy: *late\n"
+    )
+    config = parse_config(text, filename=FILE)
+    assert config.schedules["late_copy"].end == "02:00"
+    assert config.schedules["late_copy"].start == "22:00"
