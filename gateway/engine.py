@@ -156,6 +156,7 @@ class Engine:
         new_id: Callable[[], str] | None = None,
         now: float = 0.0,
         salt: str = "",
+        unsupervised: frozenset[str] = frozenset(),
     ) -> None:
         # Alert ids are derived from (salt, key, generation) unless a test injects its own:
         # a signal redelivered after a crash then re-creates the *same* alert id, so a
@@ -168,12 +169,14 @@ class Engine:
         self._live: dict[str, _Live] = {}  # by alert id
         self._by_key: dict[str, str] = {}  # alert key -> live alert id
         self._present: dict[str, float] = {}  # room -> presence expiry
-        # Level conditions muted by staff presence that are still active (bed still empty):
-        # they are raised afresh when the staff leave, so presence never drops one for good.
-        # alert key -> a level alert presence or inhibition muted, raised again after
+        # Level conditions muted by staff presence or inhibition that are still active (bed
+        # still empty), by alert key: raised afresh when the staff leave or the inhibiting
+        # alert ends, so neither drops one for good.
         self._armed: dict[str, Alert] = {}
         self._last_seen: dict[str, float] = {}  # device -> last signal of any kind
         self._silent: set[str] = set()  # devices flagged silent
+        # Devices a rule scenario does not simulate: their silence would be the scenario's.
+        self._unsupervised = unsupervised
         self._ring_log: dict[str, deque[float]] = {}  # handset -> recent ring times
         self._batch: dict[str, list[str]] = {}  # handset -> alert ids waiting for a batch
         self._batch_due: dict[str, float] = {}
@@ -1068,7 +1071,7 @@ class Engine:
         sup = self.config.supervision
         for dev_id, dc in self._devices.items():
             interval = sup.kinds.get(dc.kind, sup.default)
-            if interval is None or dev_id in self._silent:
+            if interval is None or dev_id in self._silent or dev_id in self._unsupervised:
                 continue
             last = self._last_seen.get(dev_id, self._started)
             if now - last < interval:

@@ -139,3 +139,42 @@ def test_shipped_example_rules_pass() -> None:
     passed, failed, output = run_file(REPO / "config" / "tests" / "example.rules.yaml")
     assert failed == 0, output
     assert passed >= 11
+
+
+def test_only_simulated_devices_can_fall_silent(tmp_path: Path) -> None:
+    """An hour-long scenario: the simulated sensor's silence rings, the others' does not.
+
+    Before, every unmentioned sensor rang "silent", and an expectation without a kind or
+    room passed on those rings instead of on the behaviour under test.
+    """
+    config = (
+        CONFIG.replace('rooms: ["101"]', 'rooms: ["101", "102"]')
+        .replace('seng-101: {room: "101"', 'seng-101: {room: "102"')
+        .replace(
+            "journal:",
+            "supervision: {kinds: {bed_exit: 900, pull_cord: 900}}\n"
+            "technical: {handsets: [vakt], digest: false}\njournal:",
+        )
+    )
+    (tmp_path / "home.yaml").write_text(config, encoding="utf-8")
+    path = tmp_path / "home.rules.yaml"
+    path.write_text(
+        """\
+config: home.yaml
+start: "2026-11-24T23:00:00"
+scenarios:
+  - name: a quiet hour after one cord press
+    until: 3600
+    signals:
+      - {at: 0, device: snor-101}
+    responses:
+      - {at: 5, handset: natt, alert: last, response: resolve}
+    expect:
+      - {handset: vakt, type: ring, kind: device_silent, room: "101"}
+    expect_none:
+      - {handset: "*", type: ring, kind: device_silent, room: "102"}
+""",
+        encoding="utf-8",
+    )
+    passed, failed, output = run_file(path)
+    assert (passed, failed) == (1, 0), output
