@@ -789,6 +789,24 @@ def _check_rules(config: Config, tree: Located, problems: Problems) -> None:
                 _path(*where, "match", "schedule"),
                 f"unknown schedule {m.schedule!r} (known: {_few(config.schedules)})",
             )
+        if m.states and "raised" not in m.states:
+            problems.add(
+                _line(tree, *where, "match", "states"),
+                _path(*where, "match", "states"),
+                "rules decide what happens when an alert is raised; one for cleared signals "
+                "only never applies",
+            )
+        shadow = next(
+            (j for j, earlier in enumerate(config.rules[:i]) if _covers(earlier.match, m)), None
+        )
+        if shadow is not None:
+            problems.add(
+                _line(tree, *where),
+                _path(*where),
+                f"rule {rule.name!r} never applies: rule {config.rules[shadow].name!r} "
+                f"(rules[{shadow}]) above it matches everything it does, and the first "
+                "matching rule wins",
+            )
         if rule.escalation is not None and rule.escalation not in config.escalation:
             problems.add(
                 _line(tree, *where, "escalation"),
@@ -899,6 +917,22 @@ def _path(*parts: str | int) -> str:
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out
+
+
+def _covers(a: MatchConfig, b: MatchConfig) -> bool:
+    """Whether every alert `b` matches is matched by `a` too (each field on its own)."""
+
+    def wider(x: tuple[str, ...], y: tuple[str, ...]) -> bool:
+        return not x or "*" in x or (bool(y) and "*" not in y and set(y) <= set(x))
+
+    return (
+        all(
+            wider(getattr(a, f), getattr(b, f))
+            for f in ("kinds", "states", "devices", "rooms", "zones", "tags", "sources")
+        )
+        and set(a.not_tags) <= set(b.not_tags)
+        and (a.schedule is None or a.schedule == b.schedule)
+    )
 
 
 def _few(names: Any) -> str:  # noqa: ANN401 - any iterable of names

@@ -780,3 +780,34 @@ def test_an_alias_of_a_mapping_with_a_merge_key_is_not_a_duplicate() -> None:
     config = parse_config(text, filename=FILE)
     assert config.schedules["late_copy"].end == "02:00"
     assert config.schedules["late_copy"].start == "22:00"
+
+
+# --- rules that can never apply ------------------------------------------------------------
+
+
+def test_a_rule_for_cleared_signals_only_is_refused() -> None:
+    """Rules decide how an alert is raised: `states: [cleared]` would never apply."""
+    text = BASE + "rules:\n  - {name: bed-clear, match: {kinds: [bed_exit], states: [cleared]}}\n"
+    assert only_problem(text) == (
+        f"{FILE}:{line_of(text, 'states: [cleared]')}: rules[0].match.states: rules decide "
+        "what happens when an alert is raised; one for cleared signals only never applies"
+    )
+
+
+def test_a_rule_below_a_wider_one_is_refused_as_dead() -> None:
+    """First match wins: a fall-risk bed rule below an any-bed rule never applies."""
+    text = BASE + (
+        "schedules:\n"
+        '  night: {start: "22:00", end: "07:00"}\n'
+        "rules:\n"
+        "  - {name: bed-any, match: {kinds: [bed_exit]}, hold_off: 600}\n"
+        "  - {name: bed-fall-risk, match: {kinds: [bed_exit], tags: [fall_risk],"
+        " schedule: night}, hold_off: 45}\n"
+        "  - {name: door-night, match: {kinds: [door_open], schedule: night}, hold_off: 60}\n"
+        "  - {name: door-dementia, match: {kinds: [door_open], tags: [dementia]}}\n"
+    )
+    assert only_problem(text) == (
+        f"{FILE}:{line_of(text, '{name: bed-fall-risk')}: rules[1]: rule 'bed-fall-risk' never "
+        "applies: rule 'bed-any' (rules[0]) above it matches everything it does, and the first "
+        "matching rule wins"
+    )
