@@ -27,8 +27,8 @@ from drivers.mqtt import MqttLink
 from drivers.simulator import SimulatedSource
 from gateway.backoff import Backoff
 from gateway.config import Config, handset_topic, load_config
-from gateway.decoders import Decoder, make_decoder
-from gateway.engine import Engine, Transition
+from gateway.decoders import MAX_PAYLOAD, Decoder, make_decoder
+from gateway.engine import Engine, Transition, safe_text
 from gateway.errors import ConfigError, DecodeError, DeliveryError, JournalError, ShutdownError
 from gateway.journal import Journal
 from gateway.metrics import Metrics
@@ -935,24 +935,29 @@ def restart_sections(old: Config, new: Config) -> list[str]:
 
 
 def parse_response(raw: RawResponse) -> Response | None:
-    """Validate a handset's `{"alert_id", "response", "reason"?}`; None when malformed."""
+    """Validate a handset's `{"alert_id", "response", "reason"?}`; None when malformed.
+
+    Only strings are taken: `str()` of a list nested a thousand deep raises RecursionError,
+    and an answer must never be able to stop the router.
+    """
+    if len(raw.payload) > MAX_PAYLOAD:
+        return None
     try:
         data = orjson.loads(raw.payload)
     except orjson.JSONDecodeError:
         return None
     if not isinstance(data, dict):
         return None
-    alert_id = data.get("alert_id")
-    try:
-        kind = ResponseKind(str(data.get("response")))
-    except ValueError:
-        return None
+    alert_id, response, reason = data.get("alert_id"), data.get("response"), data.get("reason")
     if not isinstance(alert_id, str) or not alert_id or len(alert_id) > 64:
         return None
-    reason = data.get("reason", "")
-    return Response(
-        raw.handset, alert_id, kind, raw.received_at, str(reason)[:120] if reason else ""
-    )
+    if not isinstance(response, str) or not (reason is None or isinstance(reason, str)):
+        return None
+    try:
+        kind = ResponseKind(response)
+    except ValueError:
+        return None
+    return Response(raw.handset, alert_id, kind, raw.received_at, safe_text(reason or ""))
 
 
 async def _send_into(

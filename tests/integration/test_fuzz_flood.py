@@ -128,3 +128,32 @@ async def test_babbling_sensor_is_coalesced_and_critical_passes(
                 await asyncio.sleep(0.05)
         # Every door ring came from an admitted message, never from a coalesced one.
         assert door <= 20_000 - limited
+
+
+async def test_hostile_handset_answers_are_refused_and_routing_goes_on(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A `reason` nested 1,000 lists deep once stopped the daemon (RecursionError in str())."""
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix)
+    deep = b'{"alert_id": "x", "response": "reject", "reason": ' + b"[" * 1000 + b"]" * 1000
+    answers = [
+        deep + b"}",
+        b'{"alert_id": "x", "response": ["accept"]}',
+        b'{"alert_id": "x", "response": "accept", "reason": {"a": 1}}',
+        b'{"alert_id": "x", "response": "accept", "reason": "' + b"x" * 70_000 + b'"}',
+    ]
+    async with running(config) as r, peer(broker.port, prefix) as p:
+        for answer in answers:
+            await p.client.publish(f"{prefix}/handset/night1/response", answer, qos=1)
+        sample = r.gateway.metrics.registry.get_sample_value
+        labels = {"source": "handsets", "reason": "malformed_response"}
+        for _ in range(100):
+            if sample("alertgw_input_rejected_total", labels) == len(answers):
+                break
+            await asyncio.sleep(0.02)
+        assert sample("alertgw_input_rejected_total", labels) == len(answers)
+        await p.json_signal({"device": "fall-101", "id": "f1"})
+        _, ring = await p.next()
+        assert (ring["type"], ring["signal_id"]) == ("ring", "f1")
+        assert not r.task.done()
