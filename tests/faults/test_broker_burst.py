@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from gateway.journal import Journal
-from tests.conftest import Broker, free_port, running, unique
+from tests.conftest import Broker, free_port, make_config, running, unique
 from tests.faults.helpers import (
     AS_ROOT,
     Handset,
@@ -23,6 +23,7 @@ from tests.faults.helpers import (
     stream,
     tally,
 )
+from tests.integration.helpers import peer
 
 pytestmark = pytest.mark.faults
 
@@ -209,3 +210,21 @@ async def test_burst_through_stock_broker_raises_broker_dropping(tmp_path: Path)
     assert alarms >= 1
     assert row is not None
     assert row[0] >= 1  # the alarm is in the journal, for the audit
+
+
+async def test_a_qos0_press_while_alertgw_restarts_rings_after_it(tmp_path: Path) -> None:
+    """Zigbee2MQTT publishes at QoS 0 by default; the shipped broker queues it for alertgw.
+
+    Stock Mosquitto queues only QoS 1 for an offline persistent session: every press during
+    a restart (which any handset or source change needs) was lost without a word.
+    """
+    with conf_broker(tmp_path, "shipped") as b:
+        prefix = unique("t")
+        config = make_config(b.port, tmp_path, prefix=prefix, client_id=unique("gw"))
+        async with running(config):
+            pass  # the first start creates the persistent session and its subscriptions
+        async with aiomqtt.Client("127.0.0.1", b.port) as z2m:
+            await z2m.publish(f"{prefix}/z2m/rom103/snor", b'{"action": "single"}', qos=0)
+        async with peer(b.port, prefix) as p, running(config):
+            _, ring = await p.next(timeout=5.0)
+    assert (ring["type"], ring["kind"], ring["room"]) == ("ring", "pull_cord", "103")
