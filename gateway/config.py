@@ -589,6 +589,22 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
         problems.add(
             1, "mqtt", f"missing broker section; needed by {', '.join(sorted(needs_mqtt))}"
         )
+    # A topic the broker refuses ends alertgw's whole session (paho raises on a bad filter):
+    # one typo in one handset would take every MQTT sensor and handset down in a loop.
+    topics: list[tuple[tuple[str | int, ...], str, bool]] = []
+    if config.mqtt is not None:
+        topics.append((("mqtt", "status_topic"), config.mqtt.status_topic, False))
+    for name, src in config.sources.items():
+        if src.type == "mqtt":
+            topics += [(("sources", name, "topics", i), t, True) for i, t in enumerate(src.topics)]
+            if src.decoder == "zigbee2mqtt":
+                topics.append((("sources", name, "base_topic"), src.base_topic, False))
+    for name, hc in config.handsets.items():
+        if hc.channel == "mqtt":
+            topics.append((("handsets", name, "address"), handset_topic(name, hc), False))
+    for where, topic, is_filter in topics:
+        if (problem := _topic_problem(topic, is_filter=is_filter)) is not None:
+            problems.add(_line(tree, *where), _path(*where), f"{topic!r}: {problem}")
     for name, src in config.sources.items():
         if src.type == "espa" and (src.link is None or src.link not in config.espa):
             problems.add(
@@ -917,6 +933,25 @@ def _path(*parts: str | int) -> str:
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out
+
+
+def _topic_problem(topic: str, *, is_filter: bool) -> str | None:
+    """What the broker would refuse in an MQTT topic (or subscription filter), if anything."""
+    if not topic:
+        return "an MQTT topic cannot be empty"
+    if "\0" in topic or len(topic.encode()) > 65_535:
+        return "not a valid MQTT topic (a NUL character, or too long)"
+    if not is_filter:
+        if "+" in topic or "#" in topic:
+            return "a topic alertgw publishes to cannot hold the wildcards + or #"
+        return None
+    levels = topic.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            return "`#` must be a whole level, and the last one"
+        if "+" in level and level != "+":
+            return "`+` must be a whole level (a/+/b)"
+    return None
 
 
 def _covers(a: MatchConfig, b: MatchConfig) -> bool:

@@ -811,3 +811,20 @@ def test_a_rule_below_a_wider_one_is_refused_as_dead() -> None:
         "applies: rule 'bed-any' (rules[0]) above it matches everything it does, and the first "
         "matching rule wins"
     )
+
+
+def test_mqtt_topics_the_broker_would_refuse_are_problems() -> None:
+    """A wildcard in a handset address ended alertgw's whole MQTT session, in a loop."""
+    text = edit("night1: {channel: mqtt}", "night1: {channel: mqtt, address: t/natt+dag}")
+    text = edit('topics: ["zigbee2mqtt/#"]', 'topics: ["zigbee2mqtt/#/x", "a/b+"]', text)
+    text = edit("  backoff_max: 10", "  backoff_max: 10\n  status_topic: alertgw/#", text)
+    assert problems_of(text) == [
+        f"{FILE}:{line_of(text, 'status_topic')}: mqtt.status_topic: 'alertgw/#': a topic "
+        "alertgw publishes to cannot hold the wildcards + or #",
+        f"{FILE}:{line_of(text, 'topics:')}: sources.zigbee.topics[0]: 'zigbee2mqtt/#/x': `#` "
+        "must be a whole level, and the last one",
+        f"{FILE}:{line_of(text, 'topics:')}: sources.zigbee.topics[1]: 'a/b+': `+` must be a "
+        "whole level (a/+/b)",
+        f"{FILE}:{line_of(text, 'night1:')}: handsets.night1.address: 't/natt+dag': a topic "
+        "alertgw publishes to cannot hold the wildcards + or #",
+    ]
