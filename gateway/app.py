@@ -627,6 +627,9 @@ class Gateway:
             lane.backlog.append((delivery, t0))
 
     def _start(self, lane: _Lane, delivery: Delivery, t0: float) -> None:
+        lane.window.append((delivery, t0, self._submit(lane, delivery)))
+
+    def _submit(self, lane: _Lane, delivery: Delivery) -> asyncio.Future[None]:
         channel = lane.channel
         assert channel is not None  # _enqueue fails messages for handsets without one
         submit = getattr(channel, "submit", None)
@@ -637,8 +640,8 @@ class Gateway:
             assert self._tg is not None  # _live implies the TaskGroup runs
             done = asyncio.get_running_loop().create_future()
             self._tg.create_task(_send_into(channel, delivery, done))
-        lane.window.append((delivery, t0, done))
         done.add_done_callback(lane.on_settled)
+        return done
 
     def _settle(self, lane: _Lane, _done: object = None) -> None:
         """Confirm the lane's settled messages in order; a failed one stops the lane."""
@@ -652,6 +655,7 @@ class Gateway:
                 lane.wake.set()
                 return
             window.popleft()
+            lane.backoff.reset()
             self._delivered(lane.handset, delivery, t0)
         self._refill(lane)
 
@@ -670,36 +674,47 @@ class Gateway:
         are confirmed in order, and a failure is retried before anything newer confirms.
         """
         channel = lane.channel
-        backoff = Backoff(initial=0.2, maximum=5.0)
         hlog = log.bind(handset=lane.handset)
         self._refill(lane)  # what was restored before the lanes could start sends
         while True:
             await lane.wake.wait()
             lane.wake.clear()
             while lane.stuck and channel is not None:
-                delivery, t0, done = lane.window[0]
+                delivery, _, done = lane.window[0]
                 error: BaseException | None = (
                     DeliveryError("send cancelled") if done.cancelled() else done.exception()
                 )
                 if error is not None and not isinstance(error, DeliveryError):
                     raise error  # a bug, not a link problem: let the supervisor see it
-                while error is not None:
-                    delay = backoff.fail()
-                    self.metrics.deliveries.labels(lane.handset, delivery.action, "retry").inc()
-                    if backoff.first_failure:
-                        hlog.warning(
-                            "delivery_retrying",
-                            alert_id=delivery.alert_id,
-                            error=str(error),
-                            retry_in=round(delay, 2),
-                        )
+                delay = lane.backoff.fail()
+                self.metrics.deliveries.labels(lane.handset, delivery.action, "retry").inc()
+                if lane.backoff.first_failure:  # once per outage, not once per message
+                    hlog.warning(
+                        "delivery_retrying",
+                        alert_id=delivery.alert_id,
+                        error=str(error),
+                        retry_in=round(delay, 2),
+                    )
+                wait_connected = getattr(channel, "wait_connected", None)
+                if wait_connected is not None and not getattr(channel, "connected", True):
+                    # The link reconnects with its own backoff: resend the moment it is up,
+                    # not a sleep later (a fall raised just after an outage waited seconds).
+                    await wait_connected()
+                else:
                     await asyncio.sleep(delay)
-                    error = await _attempt(channel, delivery)
-                backoff.reset()
-                lane.window.popleft()
-                lane.stuck = False
-                self._delivered(lane.handset, delivery, t0)
-                self._settle(lane)
+                self._resend_failed(lane)
+
+    def _resend_failed(self, lane: _Lane) -> None:
+        """Start every failed message in the window again at once, in order.
+
+        One at a time, the messages that failed during an outage held everything newer
+        (a critical ring included) behind a round trip and a sleep each.
+        """
+        for i, (delivery, t0, done) in enumerate(lane.window):
+            if done.done() and (done.cancelled() or done.exception() is not None):
+                lane.window[i] = (delivery, t0, self._submit(lane, delivery))
+        lane.stuck = False
+        self._settle(lane)
 
     def _delivered(self, handset: str, delivery: Delivery, t0: float) -> None:
         if delivery.id is not None:
@@ -908,6 +923,7 @@ class _Lane:
         default_factory=collections.deque
     )
     stuck: bool = False  # the window's head failed; the lane's task is retrying it
+    backoff: Backoff = dataclasses.field(default_factory=lambda: Backoff(initial=0.2, maximum=5.0))
     wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     idle: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     on_settled: Callable[[asyncio.Future[None]], None] = lambda _: None
