@@ -26,6 +26,7 @@ from drivers.espa_serial import build_espa
 from drivers.mqtt import MqttLink
 from drivers.simulator import SimulatedSource
 from gateway.backoff import Backoff
+from gateway.clockstep import ClockWatch, elapsed_clock
 from gateway.config import Config, handset_topic, load_config
 from gateway.decoders import MAX_PAYLOAD, Decoder, make_decoder
 from gateway.engine import Engine, Transition, safe_text
@@ -62,6 +63,7 @@ class Gateway:
         config: Config,
         *,
         clock: Clock | None = None,
+        elapsed: Clock | None = None,
         metrics: Metrics | None = None,
         console: TextIO | None = None,
         drain_timeout: float | None = None,
@@ -71,6 +73,10 @@ class Gateway:
         self.config = config
         self._freeze_heap = freeze_heap
         self.clock = clock or time.time
+        # An injected clock with no elapsed-time clock is a virtual time base: never stepped.
+        if elapsed is None:
+            elapsed = elapsed_clock if clock is None else self.clock
+        self._clock_watch = ClockWatch(self.clock, elapsed)
         self.metrics = metrics or Metrics()
         self.journal = Journal(config.journal.path, synchronous=config.journal.synchronous)
         self.engine = Engine(config, now=self.clock())
@@ -150,7 +156,7 @@ class Gateway:
         }
         for decoder in self._decoders.values():
             decoder.restore(levels)
-        self.engine.reconfigure(new, self.clock())
+        self.engine.reconfigure(new, self._now())
         self.config = new
         self.metrics.config_reloads.labels("ok").inc()
         if self._freeze_heap:
@@ -373,8 +379,9 @@ class Gateway:
             if self._fatal is not None:
                 raise self._fatal
             batch: list[Item | None] = []
+            now = self._now()  # a step found here moves the deadlines before the sleep
             deadline = self.engine.next_deadline()
-            delay = None if deadline is None else max(0.0, deadline - self.clock())
+            delay = None if deadline is None else max(0.0, deadline - now)
             if not self._inbox.empty():
                 batch.append(self._inbox.get_nowait())
             else:
@@ -414,7 +421,7 @@ class Gateway:
 
     def _route(self, batch: Sequence[Item], decoded: list[list[Signal]]) -> None:
         """Route one batch; `decoded` holds the signals of its Inbound items, in order."""
-        now = self.clock()
+        now = self._now()
         signals: list[Signal] = []
         outcome = self.engine.tick(now)
         acks = []
@@ -533,6 +540,15 @@ class Gateway:
             self._uncommitted_ids.add(sig.id)
             out.append(sig)
         return out
+
+    def _now(self) -> float:
+        """Wall time for the engine; a stepped clock first moves the engine's deadlines."""
+        now, step = self._clock_watch.read()
+        if step:
+            log.warning("clock_stepped", step_s=round(step, 3))
+            self.metrics.clock_steps.inc()
+            self.engine.shift(step)
+        return now
 
     def _parse_response(self, raw: RawResponse) -> Response | None:
         response = parse_response(raw)

@@ -431,6 +431,32 @@ class Engine:
             out.transitions.append(Transition(live.alert, event, now, detail))
         return out
 
+    def shift(self, delta: float) -> None:
+        """The wall clock was stepped by `delta` s: move every elapsed-time deadline with it.
+
+        Hold-offs, escalation and reminders, presence, rate-limit windows, group windows and
+        sensor supervision measure elapsed seconds, so an NTP correction or a restored RTC
+        must neither stall them by the step nor fire them all at once. Schedules, rosters
+        and the digest follow local wall time and are not moved.
+        """
+        if not delta:
+            return
+        self._timers.clear()  # rebuilt below: each live alert pushes its moved deadline
+        for live in self._live.values():
+            a = live.alert
+            due = None if a.due is None else a.due + delta
+            live.alert = a.with_state(a.state, raised_at=a.raised_at + delta, due=due)
+        for key, a in self._armed.items():
+            self._armed[key] = a.with_state(a.state, raised_at=a.raised_at + delta)
+        for table in (self._present, self._last_seen, self._batch_due):
+            for name in table:
+                table[name] += delta
+        for handset, log in self._ring_log.items():
+            self._ring_log[handset] = deque(t + delta for t in log)
+        self._next_supervision += delta
+        self._started += delta
+        self._now += delta
+
     def tick(self, now: float) -> Outcome:
         """Fire every timer due at `now`."""
         out = Outcome()

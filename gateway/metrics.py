@@ -100,6 +100,11 @@ class Metrics:
         self.journal_failing = Gauge(
             "alertgw_journal_failing", "1 while journal commits fail", registry=r
         )
+        self.clock_steps = Counter(
+            "alertgw_clock_steps_total",
+            "Wall-clock steps (NTP, RTC) that moved the pending timers with them",
+            registry=r,
+        )
         self.config_reloads = Counter(
             "alertgw_config_reloads_total", "Config reloads by result", ["result"], registry=r
         )

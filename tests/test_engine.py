@@ -92,6 +92,12 @@ class Clocked:
         self.now = target
         self.out.extend(self.engine.tick(self.now))
 
+    def step(self, seconds: float) -> None:
+        """Step the wall clock (NTP, an RTC) and tell the engine, as the gateway does."""
+        self.engine.shift(seconds)
+        self.start += seconds
+        self.now += seconds
+
     def signal(self, device: str, state: str = "raised", *, kind: str | None = None) -> Outcome:
         """Feed one signal from a configured device at the current time."""
         dc = self.engine.config.devices[device]
@@ -711,3 +717,57 @@ def test_a_roster_without_failsafe_is_refused_when_the_default_ladder_applies() 
     )
     with pytest.raises(ConfigError, match=r"roster\.failsafe"):
         config(base=base)
+
+
+# -- a stepped wall clock (NTP correction, an RTC restored at boot) ----------------------
+
+
+def test_a_clock_stepped_back_does_not_stall_hold_off_or_escalation() -> None:
+    """The clock steps back 1 h during a 45 s hold-off: it rings at 45 s, escalates every 60 s."""
+    c = Clocked(config())
+    c.signal("bed-101")  # fall risk, night: held 45 s
+    c.at(10)
+    c.step(-3600)
+    c.at(200)
+    assert c.rings() == [
+        (45, "n-ost", "bed_exit"),
+        (105, "n-vest", "bed_exit"),
+        (165, "vakt", "bed_exit"),
+    ]
+
+
+def test_a_clock_stepped_forward_does_not_call_a_reporting_sensor_silent() -> None:
+    """A sensor heard 10 s before the clock jumps 6 h ahead is silent only 600 s later."""
+    c = Clocked(config("supervision: {kinds: {epilepsy: 600}}\n"))
+    c.at(300)
+    c.signal("epi-101", "report")
+    c.at(310)
+    c.step(6 * 3600)
+    c.at(320)
+    assert c.rings() == []
+    c.at(920)
+    assert [k for _, _, k in c.rings()] == ["safety_sensor_silent"]
+
+
+def test_a_clock_step_moves_presence_expiry() -> None:
+    """Presence (1 h timeout) expires 1 h after it began, not 2 h, when the clock steps back."""
+    c = Clocked(config())
+    c.signal("pres-102")  # a clear that is never seen: presence expires after 3600 s
+    c.signal("bed-102")  # muted by presence, armed
+    c.at(10)
+    c.step(-3600)
+    c.at(3601 + 1200)  # the re-raised bed exit's night hold-off is 1200 s
+    assert c.rings() == [(4800, "n-ost", "bed_exit")]
+
+
+def test_a_clock_step_moves_the_rate_limit_window() -> None:
+    """Rings batched past the rate limit go out when the window ends in elapsed time."""
+    c = Clocked(config("rate_limit: {max: 1, per: 600}\n"))
+    c.signal("cord-101")
+    c.signal("cord-201")
+    c.signal("cord-102")  # n-ost had its one ring: batched until 600 s
+    c.at(10)
+    c.step(-3600)
+    c.at(601)
+    batches = [d for d in c.out.deliveries if d.action == "batch" and d.handset == "n-ost"]
+    assert [round(d.payload["sent_at"] - c.start) for d in batches] == [600]

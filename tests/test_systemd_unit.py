@@ -112,6 +112,13 @@ def test_private_devices_choice_is_explained() -> None:
     assert "serial" in comment
 
 
+def test_unit_starts_after_the_clock_source_without_waiting_for_it(unit: Directives) -> None:
+    """Ordered after time-sync.target, never requiring it: no NTP must not mean no alarms."""
+    assert "time-sync.target" in " ".join(values(unit, "Unit", "After")).split()
+    for key in ("Wants", "Requires", "BindsTo", "Requisite"):
+        assert "time-sync.target" not in " ".join(values(unit, "Unit", key))
+
+
 def test_unit_is_installable(unit: Directives) -> None:
     """[Install] wires the unit into multi-user.target so `systemctl enable` works."""
     assert values(unit, "Install", "WantedBy") == ["multi-user.target"]
