@@ -173,6 +173,11 @@ class Engine:
         # still empty), by alert key: raised afresh when the staff leave or the inhibiting
         # alert ends, so neither drops one for good.
         self._armed: dict[str, Alert] = {}
+        # Armed keys a schedule-bound rule suppressed (bed exit by day): raised afresh at the
+        # next start or end of a rule's schedule, so the night rule sees a bed still empty.
+        self._at_boundary: set[str] = set()
+        self._boundary_due: float | None = None
+        self._armed_source: dict[str, str] = {}  # armed key -> its signal's source
         self._last_seen: dict[str, float] = {}  # device -> last signal of any kind
         self._silent: set[str] = set()  # devices flagged silent
         # Devices a rule scenario does not simulate: their silence would be the scenario's.
@@ -200,6 +205,9 @@ class Engine:
         self.config = config
         self.calendar = Calendar(config)
         self._rules = [_Rule.compile(r) for r in config.rules]
+        self._rule_schedules = {r.match.schedule for r in config.rules if r.match.schedule}
+        if self._at_boundary:
+            self._boundary_due = self._now  # the next tick decides them under the new rules
         self._routes = [
             (frozenset(r.kinds), frozenset(r.zones), r.handsets) for r in config.routing
         ]
@@ -246,6 +254,8 @@ class Engine:
         dues.extend(self._present.values())
         if self._digest_due is not None:
             dues.append(self._digest_due)
+        if self._boundary_due is not None:
+            dues.append(self._boundary_due)
         if self._supervised():
             dues.append(self._next_supervision)
         return min(dues) if dues else None
@@ -353,6 +363,7 @@ class Engine:
         key = f"{signal.device}:{signal.kind}"
         if signal.state is SignalState.CLEARED:
             self._armed.pop(key, None)
+            self._armed_source.pop(key, None)
             self._clear_key(key, now, signal.id, out)
             return out
         existing = self._by_key.get(key)
@@ -483,6 +494,9 @@ class Engine:
                 self._flush_batch(handset, now, out)
         if self._digest_due is not None and self._digest_due <= now:
             self._send_digest(now, out)
+        if self._boundary_due is not None and self._boundary_due <= now:
+            self._boundary_due = None
+            self._schedule_changed(now, out)
         if self._supervised() and self._next_supervision <= now:
             self._supervise(now, out)
             self._next_supervision = now + SUPERVISION_PERIOD
@@ -544,6 +558,8 @@ class Engine:
         out.transitions.append(Transition(alert, "raised", now, signal.id))
         if rule is not None and rule.action == "suppress":
             self._suppress(alert, now, "rule", rule.name, out)
+            if rule.match.schedule is not None:
+                self._arm_until_boundary(alert, signal.source, now)
             return
         if not kc.critical and signal.room in self._present:
             self._suppress(alert, now, "presence", f"staff in room {signal.room}", out)
@@ -809,11 +825,29 @@ class Engine:
         if not self.config.kind(alert.kind).edge and alert.device in self._devices:
             self._armed[alert.key] = alert
 
+    def _arm_until_boundary(self, alert: Alert, source: str, now: float) -> None:
+        """Arm a level condition a schedule-bound rule suppressed until that schedule changes."""
+        self._arm(alert)
+        if alert.key not in self._armed:
+            return  # an edge kind (a button press) is not a condition: it does not come back
+        self._at_boundary.add(alert.key)
+        self._armed_source[alert.key] = source
+        due = self.calendar.next_boundary(self._rule_schedules, now)
+        if due is not None and (self._boundary_due is None or due < self._boundary_due):
+            self._boundary_due = due
+
+    def _schedule_changed(self, now: float, out: Outcome) -> None:
+        """A rule's schedule started or ended: raise the conditions it suppressed afresh."""
+        keys, self._at_boundary = self._at_boundary, set()
+        for key in keys:
+            if key in self._armed and key not in self._by_key:
+                self._raise_armed(key, "schedule", now, out)
+
     def _raise_armed(self, key: str, why: str, now: float, out: Outcome) -> None:
         alert = self._armed.pop(key)
         signal = Signal(
             id=alert.signal_id,
-            source=why,
+            source=self._armed_source.pop(key, why),
             device=alert.device,
             room=alert.room,
             kind=alert.kind,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Iterable
 from zoneinfo import ZoneInfo
 
 from gateway.config import Config, OverrideConfig, ScheduleConfig, parse_hhmm
@@ -44,7 +45,14 @@ class Calendar:
 
     def next_time(self, hhmm: str, after: float) -> float:
         """Epoch of the next local HH:MM strictly after `after`."""
-        h, m = parse_hhmm(hhmm)
+        return self._next(*parse_hhmm(hhmm), after)
+
+    def next_boundary(self, names: Iterable[str], after: float) -> float | None:
+        """Epoch of the next start or end of any of the named schedules after `after`."""
+        times = [self._next(h, m, after) for name in names for h, m in self._schedules[name][:2]]
+        return min(times, default=None)
+
+    def _next(self, h: int, m: int, after: float) -> float:
         local = self.local(after)
         for add in range(3):
             day = local.date() + dt.timedelta(days=add)

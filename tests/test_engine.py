@@ -771,3 +771,50 @@ def test_a_clock_step_moves_the_rate_limit_window() -> None:
     c.at(601)
     batches = [d for d in c.out.deliveries if d.action == "batch" and d.handset == "n-ost"]
     assert [round(d.payload["sent_at"] - c.start) for d in batches] == [600]
+
+
+# -- a level condition a schedule-bound rule suppressed, when the schedule changes --------
+
+EVENING = dt.datetime(2026, 11, 24, 21, 55, tzinfo=OSLO).timestamp()
+
+
+def test_a_bed_exit_suppressed_by_day_is_decided_again_when_the_night_starts() -> None:
+    """Out of bed at 21:55 (bed-day: suppressed), still out at 22:00: the night hold-off rings."""
+    c = Clocked(config(), start=EVENING)
+    c.signal("bed-102")
+    c.at(300 + 1199)  # the bed sensor has sent nothing new since 21:55
+    assert c.rings() == []
+    c.at(300 + 1200)  # 22:00 + the night rule's 20 min hold-off
+    assert c.rings() == [(1500, "n-ost", "bed_exit")]
+
+
+def test_a_bed_exit_cleared_before_the_night_does_not_come_back() -> None:
+    """Back in bed at 21:58: nothing is raised at 22:00."""
+    c = Clocked(config(), start=EVENING)
+    c.signal("bed-102")
+    c.at(180)
+    c.signal("bed-102", "cleared")
+    c.at(3600)
+    assert c.rings() == []
+
+
+def test_a_button_pressed_during_a_suppressing_schedule_does_not_come_back() -> None:
+    """A pull cord suppressed by a daytime rule is a press, not a condition: 22:00 is quiet."""
+    day_cords = (
+        "  - {name: cord-day, match: {kinds: [pull_cord], schedule: day}, action: suppress}\n"
+    )
+    c = Clocked(config(base=YAML.replace("rules:\n", "rules:\n" + day_cords)), start=EVENING)
+    c.signal("cord-102")
+    c.at(3600)
+    assert c.rings() == []
+
+
+def test_a_reload_decides_again_a_condition_its_removed_rule_suppressed() -> None:
+    """Removing bed-day by reload at 21:56 rings the bed still empty since 21:55 at once."""
+    c = Clocked(config(), start=EVENING)
+    c.signal("bed-102")
+    c.at(60)
+    rule = "  - {name: bed-day, match: {kinds: [bed_exit], schedule: day}, action: suppress}\n"
+    c.engine.reconfigure(config(base=YAML.replace(rule, "")), c.now)
+    c.at(61)
+    assert c.rings() == [(60, "d-ost", "bed_exit")]

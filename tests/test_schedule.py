@@ -68,3 +68,11 @@ def test_next_time_across_dst() -> None:
         local = cal.local(nxt)
         assert (local.hour, local.minute) == (7, 30)
         assert local.date() == dt.date(day[0], day[1], day[2] + 1)
+
+
+def test_next_boundary_is_the_nearest_start_or_end() -> None:
+    """The next change of any named schedule: 22:00 from 21:55, 07:00 from 23:00."""
+    cal = Calendar(CFG)
+    assert cal.next_boundary(["night", "day"], ts(2026, 11, 24, 21, 55)) == ts(2026, 11, 24, 22)
+    assert cal.next_boundary(["night"], ts(2026, 11, 24, 23)) == ts(2026, 11, 25, 7)
+    assert cal.next_boundary([], ts(2026, 11, 24, 23)) is None

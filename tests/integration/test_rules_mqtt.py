@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from gateway.config import load_config
 from tests.conftest import Broker, running, unique
@@ -104,6 +106,42 @@ async def test_hold_off_auto_cancel_and_ring(broker: Broker, tmp_path: Path) -> 
         await p.z2m("rom101/seng", {"occupancy": True})
         await asyncio.sleep(0.1)
         await advance(clock, 46, r.gateway.kick)
+        handset, msg = await p.next()
+        assert (handset, msg["type"], msg["kind"]) == ("n1", "ring", "bed_exit")
+
+
+async def test_a_bed_exit_suppressed_by_day_rings_once_the_night_starts(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Through MQTT: out of bed at 21:55 (day rule: suppress), no new message; rings at 22:00:45."""
+    path = write_config(tmp_path, broker.port)
+    night_and_day = (
+        'schedules:\n  night: {start: "22:00", end: "07:00"}\n'
+        '  day: {start: "07:00", end: "22:00"}\n'
+        "roster:\n  shifts: [{schedule: night, assign: {ost: [n1]}},"
+        " {schedule: day, assign: {ost: [n2]}}]\n"
+        "  failsafe: [vakt]\n"
+        "rules:\n"
+        "  - {name: bed-night, match: {kinds: [bed_exit], schedule: night}, hold_off: 45}\n"
+        "  - {name: bed-day, match: {kinds: [bed_exit], schedule: day}, action: suppress}\n"
+    )
+    text = path.read_text()
+    path.write_text(
+        text[: text.index("schedules:")] + night_and_day + text[text.index("journal:") :]
+    )
+    clock = FakeClock()
+    clock.now = dt.datetime(2026, 11, 24, 21, 55, tzinfo=ZoneInfo("Europe/Oslo")).timestamp()
+    async with (
+        running(load_config(path), clock=clock) as r,
+        peer(broker.port, prefix_of(path)) as p,
+    ):
+        await seed(p)
+        await p.z2m("rom101/seng", {"occupancy": True})
+        await asyncio.sleep(0.1)
+        await advance(clock, 5 * 60, r.gateway.kick)  # 22:00, the router wakes for the night
+        await advance(clock, 44, r.gateway.kick)
+        assert await p.nothing(0.3)
+        await advance(clock, 1, r.gateway.kick)  # 22:00:45: the night rule's hold-off is over
         handset, msg = await p.next()
         assert (handset, msg["type"], msg["kind"]) == ("n1", "ring", "bed_exit")
 
