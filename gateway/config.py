@@ -452,6 +452,9 @@ def parse_config(text: str, *, filename: str = "<memory>") -> Config:
         tree = compose(text, filename=filename)
     except ValueError as exc:
         raise ConfigError([str(exc)]) from None
+    if tree.value is None or tree.value == {}:
+        # A truncated or emptied file would run a gateway that watches nothing and rings nobody.
+        raise ConfigError([f"{filename}: the configuration is empty; was the file truncated?"])
     problems = Problems(filename)
     config = load(Config, tree, problems)
     if problems.lines or config is None:
@@ -732,6 +735,8 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
                     f"routing[{i}].zones[{j}]",
                     f"unknown zone {zone!r} (known: {_few(config.zones)})",
                 )
+    if not config.handsets and (config.devices or config.sources):
+        problems.add(1, "handsets", "no handset configured: no alert could ring anyone")
     if config.handsets and not config.routing and config.roster is None:
         problems.add(1, "routing", "no routing and no roster: no alert would reach any handset")
     _check_rules(config, tree, problems)

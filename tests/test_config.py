@@ -127,12 +127,18 @@ def test_lookup_helpers_use_builtins_and_zones() -> None:
     assert config.priority("wander") is Priority.HIGH
 
 
-def test_empty_file_is_the_default_config() -> None:
-    """An empty file is a valid config made of defaults."""
-    config = parse_config("", filename=FILE)
-    assert config.devices == {}
-    assert config.routing == ()
-    assert config.site.timezone == "Europe/Oslo"
+@pytest.mark.parametrize("text", ["", "# alertgw config\n", "---\n", "{}\n"])
+def test_an_empty_config_file_is_refused(text: str) -> None:
+    """A truncated or emptied file is refused: it would run a gateway that rings nobody."""
+    assert only_problem(text) == f"{FILE}: the configuration is empty; was the file truncated?"
+
+
+def test_devices_without_any_handset_are_refused() -> None:
+    """Sensors configured but no handset at all: nothing could ever ring."""
+    text = BASE[: BASE.index("handsets:")] + BASE[BASE.index("journal:") :]
+    assert only_problem(text) == (
+        f"{FILE}:1: handsets: no handset configured: no alert could ring anyone"
+    )
 
 
 def test_single_string_where_a_list_is_expected_becomes_a_one_item_tuple() -> None:

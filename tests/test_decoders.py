@@ -41,6 +41,9 @@ devices:
   leak-105: {room: "105", kind: water_leak, alert_on_startup: true}
   epi-201: {room: "201", kind: epilepsy, name: rom201/epi}
   fall-101: {room: "101", kind: fall, source: integrator}
+handsets:
+  h1: {channel: console}
+routing: [{handsets: [h1]}]
 """
 
 CONFIG: Config = parse_config(CONFIG_YAML, filename="decoders.yaml")

@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from gateway.config import Config, load_config, parse_config
+from gateway.config import Config, load_config
 from gateway.decoders import Zigbee2MqttDecoder
 from gateway.simulate import NIGHT_SECONDS, NightSimulator
 
@@ -108,4 +108,4 @@ def test_base_topic_is_configurable(demo: Config) -> None:
 
 def test_a_config_without_devices_has_a_quiet_night() -> None:
     """No devices, no events."""
-    assert NightSimulator(parse_config("", filename="empty.yaml")).night() == []
+    assert NightSimulator(Config()).night() == []
