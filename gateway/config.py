@@ -880,15 +880,23 @@ def _check_rules(config: Config, tree: Located, problems: Problems) -> None:
                 need(handsets, config.handsets, (*where, "assign", zone), "handset")
         for i, ov in enumerate(roster.overrides):
             where = ("roster", "overrides", i)
+            bounds: list[float] = []
             for key in ("start", "end"):
                 try:
-                    dt.datetime.fromisoformat(getattr(ov, key))
+                    bounds.append(_local_epoch(getattr(ov, key), config.site.timezone))
                 except ValueError:
                     problems.add(
                         _line(tree, *where, key),
                         _path(*where, key),
                         "expected a local date and time like 2026-12-24T22:00",
                     )
+            if len(bounds) == 2 and bounds[1] <= bounds[0]:
+                # Christmas night written 24 Dec 22:00 -> 24 Dec 07:00 would never apply.
+                problems.add(
+                    _line(tree, *where, "end"),
+                    _path(*where, "end"),
+                    f"ends at {ov.end}, not after its start {ov.start}: it would never apply",
+                )
             if ov.zone not in config.zones:
                 problems.add(
                     _line(tree, *where, "zone"), _path(*where, "zone"), f"unknown zone {ov.zone!r}"
@@ -931,6 +939,19 @@ def _check_rules(config: Config, tree: Located, problems: Problems) -> None:
             )
     if config.rate_limit is not None and config.rate_limit.max < 1:
         problems.add(_line(tree, "rate_limit", "max"), "rate_limit.max", "expected >= 1")
+
+
+def _local_epoch(text: str, timezone: str) -> float:
+    """Epoch of an ISO date and time; without an offset it is local to the site."""
+    import zoneinfo  # noqa: PLC0415 - only needed for this check
+
+    value = dt.datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        try:
+            value = value.replace(tzinfo=zoneinfo.ZoneInfo(timezone))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            value = value.replace(tzinfo=dt.UTC)  # the bad zone is reported on its own line
+    return value.timestamp()
 
 
 def _path(*parts: str | int) -> str:

@@ -834,3 +834,26 @@ def test_mqtt_topics_the_broker_would_refuse_are_problems() -> None:
         f"{FILE}:{line_of(text, 'night1:')}: handsets.night1.address: 't/natt+dag': a topic "
         "alertgw publishes to cannot hold the wildcards + or #",
     ]
+
+
+ROSTER = """\
+schedules:
+  all: {start: "00:00", end: "00:00"}
+roster:
+  shifts: [{schedule: all, assign: {east: [night1], west: [night2]}}]
+  overrides:
+    - {start: "2026-12-24T22:00", end: "2026-12-25T07:00", zone: east, handsets: [night2]}
+  failsafe: [night2]
+"""
+
+
+def test_an_override_that_ends_before_it_starts_is_refused() -> None:
+    """Christmas cover written 24 Dec 22:00 -> 24 Dec 07:00 would never apply: refused."""
+    text = BASE.replace("routing:", ROSTER + "routing:", 1)
+    assert parse_config(text, filename=FILE).roster is not None  # the intended dates pass
+    wrong = text.replace('end: "2026-12-25T07:00"', 'end: "2026-12-24T07:00"')
+    line = line_of(wrong, "2026-12-24T07:00")
+    assert only_problem(wrong) == (
+        f"{FILE}:{line}: roster.overrides[0].end: ends at "
+        "2026-12-24T07:00, not after its start 2026-12-24T22:00: it would never apply"
+    )
