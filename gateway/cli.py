@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from gateway import cli_tools, logs
 from gateway.config import EX_CONFIG, Config, load_config
+from gateway.coverage import roster_gaps
 from gateway.errors import ConfigError, JournalError
 from gateway.journal import Journal
 
@@ -51,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_CONFIG
     if args.command == "check":
         print(summary(config))
+        # A gap is a warning, not a refusal: at run time it is loud already (no_staff_on_duty
+        # rings the failsafe group), and a home may staff a zone from another on purpose.
+        for line in roster_gaps(config):
+            print(f"warning: {line}")
         return 0
     if args.command == "reload":
         return _reload(config)

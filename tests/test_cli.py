@@ -69,6 +69,30 @@ def test_check_valid_config_prints_summary_and_returns_0(
     assert "metrics off" in out
 
 
+def test_check_warns_about_a_roster_gap_and_still_returns_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Shifts 07-21 and 22-07: `check` passes but warns that 21:00-22:00 has nobody on duty."""
+    roster = (
+        "schedules:\n"
+        '  day: {start: "07:00", end: "21:00"}\n'
+        '  night: {start: "22:00", end: "07:00"}\n'
+        "roster:\n"
+        "  shifts:\n"
+        "    - {schedule: day, assign: {east: [night1]}}\n"
+        "    - {schedule: night, assign: {east: [night1]}}\n"
+        "  failsafe: [night1]\n"
+    )
+    path = write_config(tmp_path, VALID.replace("routing:\n  - {handsets: [night1]}\n", roster))
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("OK ")
+    assert (
+        "warning: roster: zone east has nobody on duty 21:00-22:00 every day (an alert there "
+        "raises no_staff_on_duty and rings the failsafe group)\n"
+    ) in out
+
+
 def test_check_misspelled_key_returns_78_with_one_line_per_problem(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

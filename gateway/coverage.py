@@ -1,0 +1,62 @@
+"""Where a roster leaves a zone with nobody on duty: a week swept minute by minute."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from gateway.config import Config
+from gateway.engine import Engine
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAY = 24 * 60
+_WEEK = 7 * _DAY
+
+
+def roster_gaps(config: Config) -> list[str]:
+    """One line per zone and uncovered stretch of a week; empty when always staffed."""
+    if config.roster is None:
+        return []
+    engine = Engine(config)  # the run-time answer to "who is on duty", overrides aside
+    # A week without a DST change, so each minute of the week is one local wall time.
+    monday = dt.datetime(2026, 1, 5, tzinfo=engine.calendar.tz).timestamp()
+    lines: list[str] = []
+    for zone in config.zones:
+        uncovered = [not engine.team("*", zone, monday + 60 * m) for m in range(_WEEK)]
+        lines.extend(
+            f"roster: zone {zone} has nobody on duty {when} (an alert there raises "
+            "no_staff_on_duty and rings the failsafe group)"
+            for when in _describe(uncovered)
+        )
+    return lines
+
+
+def _describe(uncovered: list[bool]) -> list[str]:
+    if all(uncovered):
+        return ["at any time"]
+    first = uncovered.index(False)  # start on a staffed minute, so no gap wraps the scan
+    runs: list[tuple[int, int]] = []
+    for i in range(first, first + _WEEK):
+        minute = i % _WEEK
+        if not uncovered[minute]:
+            continue
+        if runs and (runs[-1][0] + runs[-1][1]) % _WEEK == minute:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((minute, 1))
+    daily: dict[str, list[str]] = {}
+    out: list[str] = []
+    for start, length in runs:
+        end = (start + length) % _WEEK
+        if length > _DAY:
+            out.append(f"from {_at(start, day=True)} to {_at(end, day=True)}")
+        else:
+            daily.setdefault(f"{_at(start)}-{_at(end)}", []).append(_DAYS[start // _DAY])
+    for hours, days in daily.items():
+        on = "every day" if len(days) == len(_DAYS) else "on " + ", ".join(days)
+        out.append(f"{hours} {on}")
+    return out
+
+
+def _at(minute: int, *, day: bool = False) -> str:
+    text = f"{minute % _DAY // 60:02d}:{minute % 60:02d}"
+    return f"{_DAYS[minute // _DAY]} {text}" if day else text

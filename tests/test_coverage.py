@@ -1,0 +1,83 @@
+"""Roster gaps: zones and times of the week with nobody on duty."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.config import parse_config
+from gateway.coverage import roster_gaps
+
+BASE = """
+site: {timezone: Europe/Oslo}
+zones:
+  ost: {rooms: ["101"]}
+  vest: {rooms: ["201"]}
+handsets:
+  a: {channel: console}
+  b: {channel: console}
+  vakt: {channel: console}
+schedules:
+  day: {start: "07:00", end: "21:00"}
+  night: {start: "22:00", end: "07:00"}
+  full_day: {start: "07:00", end: "22:00"}
+  weeknight: {start: "22:00", end: "07:00", days: [mon, tue, wed, thu, fri]}
+"""
+SUFFIX = " (an alert there raises no_staff_on_duty and rings the failsafe group)"
+
+
+def gaps(shifts: str) -> list[str]:
+    """The gap lines of BASE with these roster shifts."""
+    return roster_gaps(
+        parse_config(BASE + f"roster:\n  shifts:\n{shifts}  failsafe: [vakt]\n", filename="r.yaml")
+    )
+
+
+def test_a_fully_staffed_roster_has_no_gaps() -> None:
+    """Day and night shifts that meet leave no gap."""
+    shifts = (
+        "    - {schedule: full_day, assign: {ost: [a], vest: [b]}}\n"
+        "    - {schedule: night, assign: {ost: [b], vest: [b]}}\n"
+    )
+    assert gaps(shifts) == []
+
+
+def test_an_hour_between_shifts_is_a_daily_gap() -> None:
+    """Shifts 07-21 and 22-07 leave 21:00-22:00 unstaffed every day."""
+    shifts = (
+        "    - {schedule: day, assign: {ost: [a], vest: [b]}}\n"
+        "    - {schedule: night, assign: {ost: [b], vest: [b]}}\n"
+    )
+    assert gaps(shifts) == [
+        "roster: zone ost has nobody on duty 21:00-22:00 every day" + SUFFIX,
+        "roster: zone vest has nobody on duty 21:00-22:00 every day" + SUFFIX,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("vest", "expected"),
+    [
+        ("", "at any time"),  # vest is in no shift's assign
+        ("vest: [], ", "at any time"),  # assigned to nobody
+    ],
+)
+def test_a_zone_nobody_is_assigned_to_is_never_staffed(vest: str, expected: str) -> None:
+    """A zone missing from every shift, or assigned an empty list, is a gap all week."""
+    shifts = (
+        f"    - {{schedule: full_day, assign: {{{vest}ost: [a]}}}}\n"
+        f"    - {{schedule: night, assign: {{{vest}ost: [b]}}}}\n"
+    )
+    assert gaps(shifts) == [f"roster: zone vest has nobody on duty {expected}" + SUFFIX]
+
+
+def test_a_weekday_night_shift_leaves_the_weekend_nights_open() -> None:
+    """Nights staffed Monday to Friday only: Saturday and Sunday nights are gaps."""
+    shifts = (
+        "    - {schedule: full_day, assign: {ost: [a], vest: [a]}}\n"
+        "    - {schedule: weeknight, assign: {ost: [b], vest: [b]}}\n"
+    )
+    assert gaps(shifts)[0] == "roster: zone ost has nobody on duty 22:00-07:00 on sat, sun" + SUFFIX
+
+
+def test_static_routing_without_a_roster_reports_nothing() -> None:
+    """Without a roster there are no shifts to leave gaps."""
+    assert roster_gaps(parse_config(BASE + "routing: [{handsets: [a]}]\n")) == []
