@@ -32,9 +32,9 @@ class Calendar:
         local = self.local(ts)
         minute = local.hour * 60 + local.minute
         start, end = sh * 60 + sm, eh * 60 + em
-        if start == end:  # "00:00"-"00:00": all day
+        if start == end:  # 24 h from `start`: "07:00"-"07:00" on sat runs to Sunday 07:00
             inside = True
-            day = local.weekday()
+            day = local.weekday() if minute >= start else (local.weekday() - 1) % 7
         elif start < end:
             inside = start <= minute < end
             day = local.weekday()

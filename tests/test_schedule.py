@@ -76,3 +76,13 @@ def test_next_boundary_is_the_nearest_start_or_end() -> None:
     assert cal.next_boundary(["night", "day"], ts(2026, 11, 24, 21, 55)) == ts(2026, 11, 24, 22)
     assert cal.next_boundary(["night"], ts(2026, 11, 24, 23)) == ts(2026, 11, 25, 7)
     assert cal.next_boundary([], ts(2026, 11, 24, 23)) is None
+
+
+def test_a_24_hour_shift_with_days_runs_from_its_start_to_the_next_day() -> None:
+    """07:00-07:00 on [sat] covers Saturday 07:00 to Sunday 07:00, not Saturday 00-24."""
+    cfg = parse_config('schedules:\n  weekend: {start: "07:00", end: "07:00", days: [sat]}\n')
+    cal = Calendar(cfg)
+    assert cal.active("weekend", ts(2026, 11, 28, 12))  # Saturday noon
+    assert cal.active("weekend", ts(2026, 11, 29, 3))  # Sunday 03:00, inside the 24 h
+    assert not cal.active("weekend", ts(2026, 11, 28, 3))  # Saturday 03:00: Friday's night
+    assert not cal.active("weekend", ts(2026, 11, 29, 7))  # Sunday 07:00: over
