@@ -60,6 +60,8 @@ log = structlog.get_logger("alertgw.espa")
 READ_SIZE: Final = 1024
 SEND_TIMEOUT: Final = 60.0
 """Upper bound for one call to be ACKed; the line itself retries busy selections forever."""
+MAX_CALLS_PER_ADDRESS: Final = 32
+"""Outstanding calls remembered per call address for status matching (oldest forgotten)."""
 
 _PRIORITY: Final = {
     "critical": Priority.ALARM,
@@ -189,7 +191,9 @@ class EspaLink:
         self._writer: asyncio.StreamWriter | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._pending: dict[Handle, tuple[asyncio.Future[None], str]] = {}
-        self._carries: dict[str, str] = {}  # call address -> alert id of the call it shows
+        # call address -> alert id -> display texts (record 2 as sent) of its calls there.
+        # A status names its call by address and text (§7), never "the last call paged".
+        self._calls: dict[str, dict[str, set[bytes]]] = {}
         self._incoming: dict[str, bool] = {}  # active received call -> journaled by the core
         self._peer_up = False
         self._peer_down = False  # the line reported the peer silent (not just unknown)
@@ -244,6 +248,10 @@ class EspaLink:
         if oversized:
             self._log.info("espa_text_truncated", alert_id=delivery.alert_id, fields=oversized)
         block = call.to_block(encoding=self._encoding, display_limit=self._cfg.display_limit)
+        text = block.get("2") or b""
+        if not call.is_reset:
+            # Known before the ACK: the DECT may report "paged" in the next poll.
+            self._remember_call(address, delivery.alert_id, text)
         loop = asyncio.get_running_loop()
         handle = self._line.send_block(block)
         done: asyncio.Future[None] = loop.create_future()
@@ -260,9 +268,7 @@ class EspaLink:
             self._pending.pop(handle, None)
             self._line.cancel(handle)
         if call.is_reset:
-            self._carries.pop(address, None)
-        else:
-            self._carries[address] = delivery.alert_id
+            self._forget_call(address, delivery.alert_id)
 
     # --- port session ----------------------------------------------------------------------
 
@@ -381,7 +387,8 @@ class EspaLink:
                 case Header.CALL:
                     self._on_call(Call.from_block(block, encoding=self._encoding))
                 case Header.STATUS:
-                    self._on_status(StatusReport.from_block(block, encoding=self._encoding))
+                    report = StatusReport.from_block(block, encoding=self._encoding)
+                    self._on_status(report, block.get("2"))
                 case Header.STATUS_REQUEST:
                     self._on_status_request(Call.from_block(block, encoding=self._encoding))
                 case _:
@@ -438,7 +445,7 @@ class EspaLink:
         )
         self._log.debug("espa_status_request_answered", status=status.value)
 
-    def _on_status(self, report: StatusReport) -> None:
+    def _on_status(self, report: StatusReport, text: bytes | None) -> None:
         address = report.address
         outcome = report.outcome
         if report.system_status is SystemStatus.TRANSMITTER_FAILURE:
@@ -458,13 +465,13 @@ class EspaLink:
             self._signal(SignalState.CLEARED, "call_delivered", kind="paging_fault")
         if address is None or outcome is None:
             return
-        alert_id = self._carries.get(address)
         handsets = self._by_address.get(address, [])
-        if alert_id is None or not handsets or self._put is None:
-            self._log.debug("espa_status_unmatched", outcome=outcome.value)
+        if not handsets or self._put is None:
+            self._log.debug("espa_status_unmatched", outcome=outcome.value, reason="no_handset")
             return
+        alert_ids = self._match_status(address, text, outcome)
         now = time.time()
-        for handset in handsets:
+        for handset, alert_id in ((h, a) for a in alert_ids for h in handsets):
             item: DeliveryReport | Response | None = None
             match outcome:
                 case StatusOutcome.DELIVERED:
@@ -482,6 +489,47 @@ class EspaLink:
             )
             if item is not None:
                 self._put(item)
+
+    def _match_status(self, address: str, text: bytes | None, outcome: StatusOutcome) -> list[str]:
+        """The alerts a status for `address` (with display `text`, if any) is about.
+
+        Without text the address alone must name one call. A status that would accept or
+        confirm a call must name exactly one alert; absent and fault move every candidate
+        on, since ringing someone more is safe and a missed escalation is not.
+        """
+        calls = self._calls.get(address, {})
+        if text is None:
+            found = list(calls)
+        else:
+            found = [alert_id for alert_id, texts in calls.items() if text in texts]
+        if len(found) == 1 or (found and outcome in (StatusOutcome.ABSENT, StatusOutcome.FAILED)):
+            return found
+        if outcome in (StatusOutcome.PENDING, StatusOutcome.TERMINATED, StatusOutcome.SPEECH_OPEN):
+            return []  # nothing for the core either way
+        reason = "ambiguous" if found else "unmatched"
+        self._rejects.labels(self.name, f"espa_status_{reason}").inc()
+        self._log.warning(
+            f"espa_status_{reason}",
+            outcome=outcome.value,
+            candidates=len(found),
+            with_text=text is not None,
+        )
+        return []
+
+    def _remember_call(self, address: str, alert_id: str, text: bytes) -> None:
+        calls = self._calls.setdefault(address, {})
+        texts = calls.pop(alert_id, set())  # re-inserted last: the newest call
+        texts.add(text)
+        calls[alert_id] = texts
+        while len(calls) > MAX_CALLS_PER_ADDRESS:
+            del calls[next(iter(calls))]
+
+    def _forget_call(self, address: str, alert_id: str) -> None:
+        calls = self._calls.get(address)
+        if calls is not None:
+            calls.pop(alert_id, None)
+            if not calls:
+                del self._calls[address]
 
     # --- helpers ---------------------------------------------------------------------------
 

@@ -350,6 +350,71 @@ async def test_status_replies_map_back_to_the_alert() -> None:
         ]
 
 
+def ring_for(alert_id: str, text: str, action: str = "ring") -> Delivery:
+    """A delivery of `alert_id` with `text` to the ESPA handset dect21 (call address 21)."""
+    payload = {
+        "type": action,
+        "alert_id": alert_id,
+        "seq": 1,
+        "kind": "pull_cord",
+        "priority": "high",
+        "critical": False,
+        "text": text,
+        "state": "cleared" if action == "cancel" else "active",
+    }
+    return Delivery(alert_id=alert_id, handset="dect21", seq=1, action=action, payload=payload)
+
+
+async def test_acknowledging_an_older_call_does_not_accept_the_newer_alert() -> None:
+    """A DECT ack (status '6') names its call by address and text: room 101's ack accepts a1."""
+    async with dect_link() as (link, put, dect):
+        async with asyncio.timeout(3):
+            await link.send(ring_for("a1", "Call room 101"))
+            await link.send(ring_for("a2", "Call room 102"))
+        first = dect.calls.get_nowait()
+        dect.status("21", "6", text=first.records["2"])  # the carer acks the room-101 call
+        got = await put.wait_for(lambda i: isinstance(i, Response))
+        assert isinstance(got, Response)
+        assert got.kind is ResponseKind.ACCEPT
+        assert got.alert_id == "a1", f"ack of room 101's call accepted alert {got.alert_id}"
+
+
+async def test_reset_of_an_older_call_keeps_status_mapping_of_the_current_one() -> None:
+    """Cancelling a1 forgets only a1's call: the DECT's later ack of a2's call still maps."""
+    async with dect_link() as (link, put, dect):
+        async with asyncio.timeout(3):
+            await link.send(ring_for("a1", "Call room 101"))
+            await link.send(ring_for("a2", "Call room 102"))
+            await link.send(ring_for("a1", "Call room 101", action="cancel"))
+        dect.calls.get_nowait()
+        second = dect.calls.get_nowait()
+        dect.status("21", "6", text=second.records["2"])
+        got = await put.wait_for(lambda i: isinstance(i, Response))
+        assert isinstance(got, Response)
+        assert got.alert_id == "a2"
+
+
+async def test_ambiguous_or_stale_status_accepts_nothing_and_says_so() -> None:
+    """An ack without text for two calls, or for a call already reset, is logged, not applied."""
+    async with dect_link() as (link, put, dect):
+        async with asyncio.timeout(3):
+            await link.send(ring_for("a1", "Call room 101"))
+            await link.send(ring_for("a2", "Call room 102"))
+            await link.send(ring_for("a1", "Call room 101", action="cancel"))
+            await link.send(ring_for("a3", "Call room 103"))
+        with capture_logs() as logs:
+            dect.status("21", "6")  # no text: a2 or a3?
+            dect.status("21", "6", text=b"Call room 101")  # a1 was reset: stale
+            dect.status("21", "4")  # absent without text: both move on (never fewer rings)
+            await put.wait_for(lambda i: isinstance(i, Response))
+            await asyncio.sleep(0.3)
+        got = [(i.alert_id, i.kind) for i in put.items if isinstance(i, Response)]
+        assert sorted(got) == [("a2", ResponseKind.REJECT), ("a3", ResponseKind.REJECT)]
+        events = [(e["event"], e.get("candidates")) for e in logs if e["log_level"] == "warning"]
+        assert ("espa_status_ambiguous", 2) in events
+        assert ("espa_status_unmatched", 0) in events
+
+
 def is_fault(state: SignalState) -> Callable[[Item], bool]:
     """Match a paging_fault signal in `state`."""
     return lambda i: isinstance(i, Signal) and i.kind == "paging_fault" and i.state is state
