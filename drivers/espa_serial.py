@@ -23,7 +23,7 @@ import structlog
 
 from gateway.backoff import Backoff
 from gateway.config import Config, EspaLinkConfig
-from gateway.errors import ConfigError, DeliveryError, DriverError
+from gateway.errors import ConfigError, DeliveryError, DriverError, PermanentDeliveryError
 from gateway.espa import (
     Block,
     BlockDelivered,
@@ -343,8 +343,11 @@ class EspaLink:
             case BlockFailed(handle=handle, reason=reason):
                 entry = self._pending.pop(handle, None)
                 if entry is not None and not entry[0].done():
+                    # '3' NAK: the paging system called the message invalid; the same bytes
+                    # can never succeed, so the lane must fail it rather than retry it.
+                    error = PermanentDeliveryError if reason == "rejected" else DeliveryError
                     entry[0].set_exception(
-                        DeliveryError(
+                        error(
                             f"espa handset {entry[1]}: call not accepted by {self._cfg.port} "
                             f"({reason})"
                         )

@@ -30,7 +30,14 @@ from gateway.clockstep import ClockWatch, elapsed_clock
 from gateway.config import Config, handset_topic, load_config
 from gateway.decoders import MAX_PAYLOAD, Decoder, make_decoder
 from gateway.engine import Engine, Transition, safe_text
-from gateway.errors import ConfigError, DecodeError, DeliveryError, JournalError, ShutdownError
+from gateway.errors import (
+    ConfigError,
+    DecodeError,
+    DeliveryError,
+    JournalError,
+    PermanentDeliveryError,
+    ShutdownError,
+)
 from gateway.journal import Journal
 from gateway.metrics import Metrics
 from gateway.model import Delivery, DeliveryState, Response, ResponseKind, Signal, SignalState
@@ -45,6 +52,7 @@ BATCH_MAX = 512
 GEN = "gen:"  # levels-table prefix for per-key alert generations
 SALT = "alert_id_salt"  # per-installation salt of derived alert ids
 SEND_WINDOW = 64
+REFUSED_HOLD = 30.0  # s: a refused message moves its alert on at most this often
 COMMIT_GATHER = 64  # signals that start a commit without waiting for journal.commit_delay
 # Signal rows kept in memory while the journal cannot be written (about 1 KB each); older
 # ones are dropped, counted and logged. Alerts and their timelines are always kept.
@@ -702,6 +710,12 @@ class Gateway:
                 )
                 if error is not None and not isinstance(error, DeliveryError):
                     raise error  # a bug, not a link problem: let the supervisor see it
+                if isinstance(error, PermanentDeliveryError):
+                    lane.window.popleft()
+                    lane.stuck = False
+                    self._refused(lane, delivery, error)
+                    self._settle(lane)
+                    continue
                 delay = lane.backoff.fail()
                 self.metrics.deliveries.labels(lane.handset, delivery.action, "retry").inc()
                 if lane.backoff.first_failure:  # once per outage, not once per message
@@ -731,6 +745,31 @@ class Gateway:
                 lane.window[i] = (delivery, t0, self._submit(lane, delivery))
         lane.stuck = False
         self._settle(lane)
+
+    def _refused(self, lane: _Lane, delivery: Delivery, error: DeliveryError) -> None:
+        """The channel refused `delivery` for good: fail it, and move its alert on at once."""
+        handset = lane.handset
+        log.error(
+            "delivery_refused",
+            handset=handset,
+            alert_id=delivery.alert_id,
+            action=delivery.action,
+            error=str(error),
+        )
+        self._confirm(delivery.id, DeliveryState.FAILED)
+        now = time.monotonic()
+        last = lane.refused.get(delivery.alert_id)
+        lane.refused[delivery.alert_id] = now
+        if len(lane.refused) > 1000:
+            lane.refused.clear()
+        # At the last step the engine rings a failed handset again: a message refused every
+        # time would loop as fast as the line answers. Once per REFUSED_HOLD is enough.
+        if delivery.action == "cancel" or (last is not None and now - last < REFUSED_HOLD):
+            self.metrics.delivery_count(handset, delivery.action, "failed").inc()
+        else:
+            # Counted as a failed ring where the router hands it to the engine.
+            self.put(DeliveryReport(handset, delivery.alert_id, "failed", time.time(), "refused"))
+        self._update_outbox_gauge()
 
     def _delivered(self, handset: str, delivery: Delivery, t0: float) -> None:
         if delivery.id is not None:
@@ -940,6 +979,7 @@ class _Lane:
     )
     stuck: bool = False  # the window's head failed; the lane's task is retrying it
     backoff: Backoff = dataclasses.field(default_factory=lambda: Backoff(initial=0.2, maximum=5.0))
+    refused: dict[str, float] = dataclasses.field(default_factory=dict)  # alert id -> when
     wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     idle: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     on_settled: Callable[[asyncio.Future[None]], None] = lambda _: None

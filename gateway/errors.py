@@ -36,5 +36,9 @@ class DeliveryError(GatewayError):
     """A handset channel could not deliver; the message names the handset."""
 
 
+class PermanentDeliveryError(DeliveryError):
+    """The channel refused this message for good (e.g. ESPA '3' NAK): resending cannot help."""
+
+
 class ShutdownError(GatewayError):
     """Raised inside the supervisor to turn a shutdown signal into a clean exit."""

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+
+from structlog.testing import capture_logs
 
 from gateway.app import Gateway
 from gateway.config import Config, parse_config
 from gateway.journal import Journal
 from tests.conftest import Broker, free_port, running, unique
-from tests.integration.espa_peer import Dect, NurseCall, PtyPeer, Tok
+from tests.integration.espa_peer import ACK, EOT, NAK, Dect, NurseCall, PtyPeer, Tok
 from tests.integration.helpers import peer
 
 # Linux ptys refuse 7-bit and parity settings, so the links run 8N1 here.
@@ -199,3 +201,154 @@ async def test_a_nurse_call_during_shutdown_is_journaled(tmp_path: Path) -> None
     with sqlite3.connect(tmp_path / "journal.db") as conn:
         rooms = sorted(row[0] for row in conn.execute("SELECT room FROM signals"))
     assert rooms == ["101", "102"]
+
+
+# --- a DECT line through the whole gateway, MQTT broker absent ---------------------------------
+
+DECT_ONLY_YAML = """
+site: {{name: Test unit, timezone: Europe/Oslo}}
+mqtt: {{host: 127.0.0.1, port: {port}, client_id: dect, backoff_initial: 0.05, backoff_max: 0.5}}
+sources:
+  nurse: {{type: espa, decoder: espa, link: ward}}
+espa:
+  ward: {{port: "{ward}", role: station, local_address: "2", remote_address: "1", {link}}}
+  dect: {{port: "{dect}", role: control_station, local_address: "1", remote_address: "2", {link}}}
+zones:
+  east: {{rooms: ["101", "102"]}}
+devices:
+  call-101: {{room: "101", kind: pull_cord, name: "101", source: nurse}}
+  call-102: {{room: "102", kind: pull_cord, name: "102", source: nurse}}
+handsets:
+  dect21: {{channel: espa, link: dect, address: "21"}}
+  dect22: {{channel: espa, link: dect, address: "22"}}
+routing:
+  - {{kinds: [pull_cord], handsets: [dect21]}}
+escalation:
+  default:
+    steps:
+      - {{to: primary, after: 600}}
+      - {{to: failsafe, after: 600}}
+roster: {{failsafe: [dect22]}}
+journal: {{path: "{db}"}}
+metrics: {{enabled: false}}
+"""
+
+
+@contextlib.asynccontextmanager
+async def dect_gateway(
+    tmp_path: Path, dect_factory: Callable[[PtyPeer], Dect]
+) -> AsyncIterator[tuple[Gateway, NurseCall, Dect]]:
+    """A gateway between a nurse-call pty and a simulated DECT; the MQTT broker is absent."""
+    ward, dect_port = PtyPeer(), PtyPeer()
+    dect = dect_factory(dect_port)
+    sim = asyncio.create_task(dect.run(), name="test.dect")
+    text = DECT_ONLY_YAML.format(
+        port=free_port(), ward=ward.path, dect=dect_port.path, link=LINK, db=tmp_path / "j.db"
+    )
+    gw = Gateway(parse_config(text, filename="test.yaml"), serve_metrics=False, drain_timeout=1.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gw.run(stop.wait))
+    try:
+        await asyncio.wait_for(gw.ready.wait(), 10)
+        nurse = NurseCall(ward)
+        await until_polled(nurse)
+        yield gw, nurse, dect
+    finally:
+        stop.set()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(task, 10)
+        sim.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sim
+        ward.close()
+        dect_port.close()
+
+
+def nurse_call(room: str, call_type: str = "3") -> list[tuple[str, bytes]]:
+    """A nurse-call block for call point `room` ('3' standard call, '1' reset)."""
+    return [("1", room.encode()), ("2", f"Rom {room}".encode()), ("4", call_type.encode())]
+
+
+class ContentRejectingDect(Dect):
+    """A DECT that answers '3' NAK (invalid message) to the call blocks `reject` picks."""
+
+    def __init__(self, port: PtyPeer, reject: Callable[[Tok], bool]) -> None:
+        super().__init__(port)
+        self.reject = reject
+        self.rejected = 0
+
+    async def run(self) -> None:
+        """Like Dect.run, with a content-based '3' NAK."""
+        selected = other_polled = False
+        while True:
+            tok = await self.port.tokens.get()
+            if tok.kind == "eot":
+                selected = other_polled = False
+            elif tok.kind == "enq" and tok.arg != self.own:
+                other_polled = True
+            elif tok.kind == "enq" and other_polled:
+                other_polled = False
+                selected = True
+                self.port.write(bytes([ACK]))
+            elif tok.kind == "enq":
+                self.port.write(bytes([EOT]))
+            elif tok.kind == "block" and selected:
+                if self.reject(tok):
+                    self.rejected += 1
+                    self.port.write(b"3" + bytes([NAK]))
+                else:
+                    self.port.write(bytes([ACK]))
+                    self.calls.put_nowait(tok)
+
+
+async def test_a_rejected_page_fails_at_once_and_later_pages_still_go_out(tmp_path: Path) -> None:
+    """A '3' NAK (invalid message) fails that page: the alert escalates now, the lane moves on.
+
+    Resending bytes the DECT called invalid can never succeed; retrying them forever held
+    every later page to that handset (room 102 here) and told the engine nothing.
+    """
+
+    def reject_101_on_21(tok: Tok) -> bool:
+        return tok.records.get("1") == b"21" and b"101" in tok.records.get("2", b"")
+
+    async with dect_gateway(tmp_path, lambda p: ContentRejectingDect(p, reject_101_on_21)) as (
+        gw,
+        nurse,
+        dect,
+    ):
+        with capture_logs() as logs:
+            assert [t.kind for t in await nurse.call(nurse_call("101"))] == ["ack", "ack"]
+            failsafe = await next_call(dect)  # dect21 refused it: the failsafe at once
+            assert failsafe.records["1"] == b"22"
+            assert b"101" in failsafe.records["2"]
+            assert [t.kind for t in await nurse.call(nurse_call("102"))] == ["ack", "ack"]
+            page = await next_call(dect)
+        assert page.records["1"] == b"21"
+        assert b"102" in page.records["2"]
+        assert isinstance(dect, ContentRejectingDect)
+        assert dect.rejected == 1
+        refused = [e for e in logs if e["event"] == "delivery_refused"]
+        assert [(e["handset"], e["log_level"]) for e in refused] == [("dect21", "error")]
+        failed = gw.metrics.deliveries.labels("dect21", "ring", "failed")._value.get()
+        assert failed == 1
+
+
+async def test_a_page_refused_at_every_step_does_not_loop(tmp_path: Path) -> None:
+    """A page every handset refuses moves its alert on once, not as fast as the line answers.
+
+    At the last step the engine rings a failed handset again; without a hold, refusal,
+    escalation and the next refusal would chase each other for as long as the alert lives.
+    """
+
+    def reject_101(tok: Tok) -> bool:
+        return b"101" in tok.records.get("2", b"")
+
+    async with dect_gateway(tmp_path, lambda p: ContentRejectingDect(p, reject_101)) as (
+        _,
+        nurse,
+        dect,
+    ):
+        assert [t.kind for t in await nurse.call(nurse_call("101"))] == ["ack", "ack"]
+        await asyncio.sleep(2.0)
+        assert isinstance(dect, ContentRejectingDect)
+        assert 2 <= dect.rejected <= 4, dect.rejected

@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 from drivers.espa_serial import EspaLink, build_espa, line_config
 from gateway.config import EspaLinkConfig, parse_config
-from gateway.errors import ConfigError, DeliveryError
+from gateway.errors import ConfigError, DeliveryError, PermanentDeliveryError
 from gateway.metrics import Metrics
 from gateway.model import Delivery, Response, ResponseKind, Signal, SignalState
 from gateway.ports import DeliveryReport, Inbound, Item
@@ -457,14 +457,14 @@ async def test_busy_select_is_retried_until_accepted() -> None:
 
 
 async def test_naked_block_is_resent_and_rejected_block_fails() -> None:
-    """A '1' NAK leads to a resend; a '3' NAK raises DeliveryError naming handset and port."""
+    """A '1' NAK leads to a resend; a '3' NAK is a permanent failure naming handset and port."""
     async with dect_link() as (link, _, dect):
         dect.nak_blocks = 1
         async with asyncio.timeout(3):
             await link.send(delivery())
         assert dect.calls.qsize() == 1
         dect.reject_blocks = 1
-        with pytest.raises(DeliveryError, match=r"dect21.*/dev/pts/.*rejected"):
+        with pytest.raises(PermanentDeliveryError, match=r"dect21.*/dev/pts/.*rejected"):
             async with asyncio.timeout(3):
                 await link.send(delivery())
 
