@@ -60,6 +60,8 @@ log = structlog.get_logger("alertgw.espa")
 READ_SIZE: Final = 1024
 SEND_TIMEOUT: Final = 60.0
 """Upper bound for one call to be ACKed; the line itself retries busy selections forever."""
+FAULT_AFTER: Final = 3
+"""Calls failed in a row (NAKed, refused, never ACKed) that raise a paging_fault alarm."""
 MAX_CALLS_PER_ADDRESS: Final = 32
 """Outstanding calls remembered per call address for status matching (oldest forgotten)."""
 
@@ -198,7 +200,9 @@ class EspaLink:
         self._peer_up = False
         self._peer_down = False  # the line reported the peer silent (not just unknown)
         self._signalled_down = False  # a link_down signal is raised and not yet cleared
-        self._signalled_fault = False  # a paging_fault signal is raised and not yet cleared
+        self._faults: set[str] = set()  # causes of the raised paging_fault signal
+        self._failures = 0  # calls failed in a row since the last ACKed one
+        self._failed_calls = metrics.espa_calls_failed
         self._outage = False  # a WARNING was logged for the current outage
         self._warned: set[str] = set()
 
@@ -261,6 +265,7 @@ class EspaLink:
             async with asyncio.timeout(SEND_TIMEOUT):
                 await done
         except TimeoutError:
+            self._call_failed("no_ack")
             raise DeliveryError(
                 f"espa handset {handset}: no ACK from {self._cfg.port} within {SEND_TIMEOUT:g} s"
             ) from None
@@ -337,10 +342,15 @@ class EspaLink:
             case BlockReceived(block=block):
                 self._on_block(block)
             case BlockDelivered(handle=handle):
+                self._failures = 0
+                if "calls_failing" in self._faults:
+                    self._log.info("espa_calls_recovered")
+                    self._fault("calls_failing", active=False, why="call_accepted")
                 entry = self._pending.pop(handle, None)
                 if entry is not None and not entry[0].done():
                     entry[0].set_result(None)
             case BlockFailed(handle=handle, reason=reason):
+                self._call_failed(reason)
                 entry = self._pending.pop(handle, None)
                 if entry is not None and not entry[0].done():
                     # '3' NAK: the paging system called the message invalid; the same bytes
@@ -454,18 +464,16 @@ class EspaLink:
         if report.system_status is SystemStatus.TRANSMITTER_FAILURE:
             # The paging system is up but cannot reach its handsets: calls we hand it are
             # ACKed and then go nowhere. Nobody on a night shift can see that; raise it.
-            if not self._signalled_fault:
-                self._signalled_fault = True
+            if "transmitter_failure" not in self._faults:
                 self._log.warning("espa_transmitter_failure")
-                self._signal(SignalState.RAISED, "transmitter_failure", kind="paging_fault")
-        elif self._signalled_fault and outcome in (
+                self._fault("transmitter_failure", active=True)
+        elif "transmitter_failure" in self._faults and outcome in (
             StatusOutcome.DELIVERED,
             StatusOutcome.ACKNOWLEDGED,
         ):
             # ESPA has no "transmitter OK" record; a call that reached a handset proves it.
-            self._signalled_fault = False
             self._log.info("espa_transmitter_recovered")
-            self._signal(SignalState.CLEARED, "call_delivered", kind="paging_fault")
+            self._fault("transmitter_failure", active=False, why="call_delivered")
         if address is None or outcome is None:
             return
         handsets = self._by_address.get(address, [])
@@ -559,6 +567,27 @@ class EspaLink:
                     DeliveryError(f"espa handset {handset}: {why} on {self._cfg.port}")
                 )
         self._pending.clear()
+
+    def _call_failed(self, reason: str) -> None:
+        """Count a call the paging system did not take; raise paging_fault after FAULT_AFTER."""
+        self._failed_calls.labels(self.link, reason).inc()
+        self._failures += 1
+        if self._failures >= FAULT_AFTER and "calls_failing" not in self._faults:
+            # The peer answers polls, so the link looks up, yet no page goes out.
+            self._log.warning("espa_calls_failing", failures=self._failures, last=reason)
+            self._fault("calls_failing", active=True)
+
+    def _fault(self, cause: str, *, active: bool, why: str = "") -> None:
+        """Raise one paging_fault while any cause holds; clear it when the last one ends."""
+        was = bool(self._faults)
+        if active:
+            self._faults.add(cause)
+        else:
+            self._faults.discard(cause)
+        if self._faults and not was:
+            self._signal(SignalState.RAISED, cause, kind="paging_fault")
+        elif was and not self._faults:
+            self._signal(SignalState.CLEARED, why or cause, kind="paging_fault")
 
     def _raise_link_down(self, reason: str) -> None:
         if not self._signalled_down:

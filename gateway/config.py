@@ -414,9 +414,10 @@ BUILTIN_KINDS: Mapping[str, KindConfig] = MappingProxyType(
         ),
         "no_staff_on_duty": KindConfig(priority="high", text="Nobody on duty for zone {zone}"),
         "link_down": KindConfig(priority="medium", technical=True, text="Link down: {device}"),
-        # ESPA record 8: the paging system cannot transmit, so its handsets get nothing.
+        # ESPA record 8 (transmitter failure), or every call failing in a row: the paging
+        # system answers the line, but its handsets get nothing.
         "paging_fault": KindConfig(
-            priority="high", technical=True, text="Paging transmitter failure ({device})"
+            priority="high", technical=True, text="Paging system fault ({device})"
         ),
         "broker_dropping": KindConfig(
             priority="high", technical=True, text="MQTT broker dropping messages ({device})"

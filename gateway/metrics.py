@@ -82,6 +82,12 @@ class Metrics:
         self.escalations = Counter(
             "alertgw_escalations_total", "Escalation steps taken", ["kind", "why"], registry=r
         )
+        self.espa_calls_failed = Counter(
+            "alertgw_espa_calls_failed_total",
+            "ESPA calls the paging system did not take (NAKed, refused '3', never ACKed)",
+            ["link", "reason"],
+            registry=r,
+        )
         # Cached children for the per-signal hot path.
         self.signal_count = Labelled(self.signals)
         self.alert_count = Labelled(self.alerts)

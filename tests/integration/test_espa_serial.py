@@ -13,6 +13,7 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
+from drivers import espa_serial
 from drivers.espa_serial import EspaLink, build_espa, line_config
 from gateway.config import EspaLinkConfig, parse_config
 from gateway.errors import ConfigError, DeliveryError, PermanentDeliveryError
@@ -444,6 +445,70 @@ async def test_transmitter_failure_raises_a_paging_fault_until_a_call_gets_throu
         assert "espa_transmitter_recovered" in events
         # The paged status still reports the call delivered to the core.
         assert any(isinstance(i, DeliveryReport) and i.status == "delivered" for i in put.items)
+
+
+async def test_a_paging_system_that_fails_every_call_raises_a_paging_fault() -> None:
+    """Three calls in a row NAKed to exhaustion raise paging_fault; the next ACKed call clears it.
+
+    The DECT answers polls, so the link is "up": without this nothing but a retry counter
+    showed that no page was going out.
+    """
+    async with dect_link() as (link, put, dect):
+        dect.nak_blocks = 10**9
+        with capture_logs() as logs:
+            for _ in range(3):  # the lane's retries
+                with pytest.raises(DeliveryError, match="retries_exhausted"):
+                    async with asyncio.timeout(5):
+                        await link.send(delivery())
+            raised = await put.wait_for(is_fault(SignalState.RAISED))
+            dect.nak_blocks = 0
+            async with asyncio.timeout(3):
+                await link.send(delivery())
+            cleared = await put.wait_for(is_fault(SignalState.CLEARED))
+        assert isinstance(raised, Signal)
+        assert isinstance(cleared, Signal)
+        assert raised.device == "espa:l1"
+        assert raised.attrs == {"reason": "calls_failing"}
+        warned = [e for e in logs if e["event"] == "espa_calls_failing"]
+        assert [(e["log_level"], e["failures"], e["last"]) for e in warned] == [
+            ("warning", 3, "retries_exhausted")
+        ]
+        assert "espa_calls_recovered" in [e["event"] for e in logs]
+        failed = link._failed_calls.labels("l1", "retries_exhausted")._value.get()
+        assert failed == 3
+
+
+async def test_a_paging_system_busy_forever_raises_a_paging_fault(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Calls that never get an ACK (busy to every selection) count as failures too."""
+    monkeypatch.setattr(espa_serial, "SEND_TIMEOUT", 0.3)
+    async with dect_link() as (link, put, dect):
+        dect.busy_selects = 10**9
+        for _ in range(3):
+            with pytest.raises(DeliveryError, match="no ACK"):
+                await link.send(delivery())
+        raised = await put.wait_for(is_fault(SignalState.RAISED))
+        assert isinstance(raised, Signal)
+        assert raised.attrs == {"reason": "calls_failing"}
+
+
+async def test_calls_going_through_do_not_clear_a_transmitter_failure() -> None:
+    """An ACKed call proves the line, not the transmitter: record 8's fault stays raised."""
+    async with dect_link() as (link, put, dect):
+        dect.system_status("1")
+        await put.wait_for(is_fault(SignalState.RAISED))
+        dect.nak_blocks = 10**9
+        for _ in range(3):
+            with pytest.raises(DeliveryError):
+                async with asyncio.timeout(5):
+                    await link.send(delivery())
+        dect.nak_blocks = 0
+        async with asyncio.timeout(3):
+            await link.send(delivery())
+        await asyncio.sleep(0.2)
+        faults = [i.state for i in put.items if isinstance(i, Signal) and i.kind == "paging_fault"]
+        assert faults == [SignalState.RAISED]
 
 
 async def test_busy_select_is_retried_until_accepted() -> None:
