@@ -123,6 +123,11 @@ class Gateway:
         self._lanes = {h: _Lane(h, self._channels.get(h)) for h in config.handsets}
         for lane in self._lanes.values():
             lane.on_settled = functools.partial(self._settle, lane)
+            if not hasattr(lane.channel, "submit"):
+                # A channel without `submit` (ESPA: one half-duplex line, and pagers know no
+                # sequence numbers) gets one message in flight, so a retried ring can never
+                # reach the pager after the cancel that followed it.
+                lane.limit = 1
         self.ready = asyncio.Event()
         self.notifier = Notifier()
         self._record: TextIO | None = None
@@ -645,7 +650,7 @@ class Gateway:
             self._confirm(delivery.id, DeliveryState.FAILED)
             return
         lane.idle.clear()
-        if self._live and not lane.stuck and not lane.backlog and len(lane.window) < SEND_WINDOW:
+        if self._live and not lane.stuck and not lane.backlog and len(lane.window) < lane.limit:
             self._start(lane, delivery, t0)
         else:
             lane.backlog.append((delivery, t0))
@@ -684,7 +689,7 @@ class Gateway:
         self._refill(lane)
 
     def _refill(self, lane: _Lane) -> None:
-        while lane.backlog and not lane.stuck and len(lane.window) < SEND_WINDOW:
+        while lane.backlog and not lane.stuck and len(lane.window) < lane.limit:
             delivery, t0 = lane.backlog.popleft()
             self._start(lane, delivery, t0)
         if not lane.backlog and not lane.window:
@@ -693,7 +698,8 @@ class Gateway:
     async def _handset_loop(self, lane: _Lane) -> None:
         """Start what waited for the gateway to run; retry a lane's failed head, in order.
 
-        Messages start in order and up to SEND_WINDOW await their channel's ACK at once
+        Messages start in order and up to `lane.limit` (SEND_WINDOW, or one for a channel
+        without `submit`) await their channel's ACK at once
         (one per broker round trip would cap a handset at a few thousand a second); they
         are confirmed in order, and a failure is retried before anything newer confirms.
         """
@@ -979,6 +985,7 @@ class _Lane:
     )
     stuck: bool = False  # the window's head failed; the lane's task is retrying it
     backoff: Backoff = dataclasses.field(default_factory=lambda: Backoff(initial=0.2, maximum=5.0))
+    limit: int = SEND_WINDOW  # messages awaiting their ACK at once
     refused: dict[str, float] = dataclasses.field(default_factory=dict)  # alert id -> when
     wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     idle: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)

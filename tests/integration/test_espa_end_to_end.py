@@ -352,3 +352,28 @@ async def test_a_page_refused_at_every_step_does_not_loop(tmp_path: Path) -> Non
         await asyncio.sleep(2.0)
         assert isinstance(dect, ContentRejectingDect)
         assert 2 <= dect.rejected <= 4, dect.rejected
+
+
+def flaky_dect(port: PtyPeer) -> Dect:
+    """A DECT that is busy once, then loses the first block three times (line noise)."""
+    dect = Dect(port)
+    dect.busy_selects = 1
+    dect.nak_blocks = 3
+    return dect
+
+
+async def test_a_failed_ring_is_never_sent_after_its_own_cancel(tmp_path: Path) -> None:
+    """One ESPA message in flight per handset: a cancel never overtakes its retried ring.
+
+    With a window of sends the cancel behind a failed ring was ACKed first and the ring
+    retried after it, leaving the DECT ringing for a call the nurse-call system had reset.
+    """
+    async with dect_gateway(tmp_path, flaky_dect) as (_, nurse, dect):
+        assert [t.kind for t in await nurse.call(nurse_call("101"))] == ["ack", "ack"]
+        assert [t.kind for t in await nurse.call(nurse_call("101", "1"))] == ["ack", "ack"]
+        seen: list[bytes] = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(6):
+                while len(seen) < 2:
+                    seen.append((await dect.calls.get()).records["4"])
+        assert seen == [b"3", b"1"], f"call types in the order the DECT got them: {seen}"
