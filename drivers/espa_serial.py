@@ -147,6 +147,10 @@ def build_espa(config: Config, metrics: Metrics) -> tuple[list[Source], dict[str
     return sources, channels
 
 
+class _PortUnusableError(DriverError):
+    """pyserial refused the port's URL or settings: retrying unchanged will not help."""
+
+
 class _DrivenByChannel:
     """The source face of a link that also carries handsets: the channel task runs the port."""
 
@@ -228,13 +232,16 @@ class EspaLink:
             except (OSError, termios.error, DriverError) as exc:
                 error: Exception = exc
             self._close(loop, report=True)
-            delay = self._backoff.fail()
-            self._raise_link_down("port")
+            unusable = isinstance(error, _PortUnusableError)
+            delay = self._backoff.fail(fatal=unusable)
+            self._raise_link_down("port_config" if unusable else "port")
             if self._outage:
                 self._log.debug("espa_port_failed", error=str(error), retry_in=round(delay, 2))
             else:
                 self._outage = True
-                self._log.warning("espa_port_failed", error=str(error), retry_in=round(delay, 2))
+                # A port pyserial cannot even parse will not heal by itself: say so louder.
+                level = self._log.error if unusable else self._log.warning
+                level("espa_port_failed", error=str(error), retry_in=round(delay, 2))
             await asyncio.sleep(delay)
 
     async def send(self, delivery: Delivery) -> None:
@@ -279,13 +286,18 @@ class EspaLink:
 
     async def _session(self, loop: asyncio.AbstractEventLoop) -> None:
         cfg = self._cfg
-        reader, self._writer = await open_port(
-            cfg.port,
-            baudrate=cfg.baudrate,
-            bytesize=cfg.bytesize,
-            parity=cfg.parity,
-            stopbits=cfg.stopbits,
-        )
+        try:
+            reader, self._writer = await open_port(
+                cfg.port,
+                baudrate=cfg.baudrate,
+                bytesize=cfg.bytesize,
+                parity=cfg.parity,
+                stopbits=cfg.stopbits,
+            )
+        except ValueError as exc:
+            # pyserial: an unknown URL scheme or a setting it refuses. `check` catches the
+            # usual ones; here it must not end the link task, which would end the daemon.
+            raise _PortUnusableError(f"espa port {cfg.port}: {exc}") from exc
         self._warned.clear()
         self._line.start(loop.time())
         self._log.info("espa_port_opened", role=cfg.role)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import importlib.util
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -713,6 +715,9 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
                 f"espa.{name}",
                 "local_address and remote_address must differ",
             )
+        port_problem = _serial_port_problem(lc.port)
+        if port_problem:
+            problems.add(_line(tree, "espa", name, "port"), f"espa.{name}.port", port_problem)
     known_kinds = set(config.kinds) | set(BUILTIN_KINDS)
     for i, route in enumerate(config.routing):
         for j, handset in enumerate(route.handsets):
@@ -751,6 +756,32 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
             "site.timezone",
             f"unknown IANA time zone {config.site.timezone!r}",
         )
+
+
+def _serial_port_problem(port: str) -> str | None:
+    """What pyserial would refuse about a port path or URL (it raises only when opening)."""
+    if "://" not in port:
+        if port.startswith("/"):
+            return None
+        return "expected a device path such as /dev/ttyUSB0, or a URL such as socket://host:port"
+    scheme, rest = port.split("://", 1)
+    try:
+        known = bool(re.fullmatch(r"[a-z0-9_]+", scheme)) and (
+            importlib.util.find_spec(f"serial.urlhandler.protocol_{scheme}") is not None
+        )
+    except ImportError:
+        known = False
+    if not known:
+        return f"unknown URL scheme {scheme!r} (expected socket://host:port, rfc2217://, …)"
+    if scheme in ("socket", "rfc2217"):
+        try:
+            parts = urllib.parse.urlsplit(port)
+            has_port = parts.port is not None
+        except ValueError:
+            has_port = False
+        if not parts.hostname or not has_port:
+            return f"expected {scheme}://host:port, got {scheme}://{rest}"
+    return None
 
 
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")

@@ -857,3 +857,34 @@ def test_an_override_that_ends_before_it_starts_is_refused() -> None:
         f"{FILE}:{line}: roster.overrides[0].end: ends at "
         "2026-12-24T07:00, not after its start 2026-12-24T22:00: it would never apply"
     )
+
+
+@pytest.mark.parametrize(
+    ("port", "expected"),
+    [
+        (
+            "sockt://10.0.0.5:4001",
+            "unknown URL scheme 'sockt' (expected socket://host:port, rfc2217://, …)",
+        ),
+        ("socket://10.0.0.5", "expected socket://host:port, got socket://10.0.0.5"),
+        (
+            "ttyUSB0",
+            "expected a device path such as /dev/ttyUSB0, or a URL such as socket://host:port",
+        ),
+    ],
+)
+def test_espa_port_that_cannot_open_is_a_problem(port: str, expected: str) -> None:
+    """A misspelt port URL is refused by `check` with its line, not left to kill the daemon."""
+    text = edit("sources:\n", ESPA_SOURCE)
+    text += f'espa:\n  l1:\n    port: "{port}"\n'
+    where = line_of(text, 'port: "')
+    assert only_problem(text) == f"{FILE}:{where}: espa.l1.port: {expected}"
+
+
+@pytest.mark.parametrize(
+    "port", ["/dev/ttyUSB0", "socket://10.0.0.5:4001", "rfc2217://[::1]:2217", "loop://"]
+)
+def test_espa_port_paths_and_urls_pyserial_opens_are_accepted(port: str) -> None:
+    """Device paths and the URL schemes pyserial knows pass `check`."""
+    text = edit("sources:\n", ESPA_SOURCE) + f'espa:\n  l1: {{port: "{port}"}}\n'
+    assert parse_config(text, filename=FILE).espa["l1"].port == port

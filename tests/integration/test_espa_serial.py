@@ -585,3 +585,29 @@ def test_build_espa_refuses_two_sources_on_one_link() -> None:
     text = BUILD_YAML.replace("link: calls_only", "link: both")
     with pytest.raises(ConfigError, match=r"espa\.both: named by more than one source"):
         build_espa(parse_config(text, filename="test.yaml"), Metrics())
+
+
+async def test_a_port_url_pyserial_does_not_know_is_retried_not_fatal() -> None:
+    """pyserial's ValueError for an unknown URL scheme raises link_down and is retried.
+
+    `alertgw check` refuses such a URL; this is the net under it. Uncaught, the ValueError
+    ended the link task and with it the supervisor's TaskGroup: the whole daemon, MQTT too.
+    """
+    cfg = espa_config("sockt://10.0.0.5:4001", "control_station")
+    link = EspaLink(name="l1", config=cfg, metrics=Metrics(), handsets={"dect21": "21"})
+    put = Collector()
+    with capture_logs() as logs:
+        task = asyncio.create_task(link.run(put))
+        await put.wait_for(is_link(SignalState.RAISED))
+        await asyncio.sleep(0.5)
+    try:
+        assert not task.done(), f"link task ended: {task.exception()!r}"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    failed = [e for e in logs if e["event"] == "espa_port_failed"]
+    assert failed[0]["log_level"] == "error"
+    assert "sockt" in failed[0]["error"]
+    # a config problem: straight to the cap (with its jitter)
+    assert cfg.backoff_max / 2 <= failed[0]["retry_in"] <= cfg.backoff_max
