@@ -756,6 +756,70 @@ def test_cancel_queued_block() -> None:
     assert cs.data_to_send() == EOT + b"\x32\x05"
 
 
+def test_cancel_of_a_block_being_selected_stops_it() -> None:
+    """cancel() withdraws the block whose select is unanswered: it is never retried."""
+    cs = ControlStation(CS_CONFIG)
+    cs.start(0.0)
+    cs.data_to_send()
+    handle = cs.send_block(CALL)
+    cs.timer(0.0)
+    assert _state(cs) is LineState.WAIT_SELECT_ACK
+    cs.data_to_send()
+    assert cs.cancel(handle)
+    assert cs.pending == 0
+    sent = b""
+    t = 0.0
+    for _ in range(40):  # the select times out, then the line only polls
+        t += 0.5
+        cs.timer(t)
+        sent += cs.data_to_send()
+    assert b"\x01" not in sent
+    assert b"\x31\x05\x32\x05" not in sent
+    assert not cs.cancel(handle)
+    assert cs.events() == []
+
+
+def test_cancel_while_selected_ends_the_transaction_without_the_block() -> None:
+    """A select ACKed after cancel() gets EOT, not the block; the line then goes on polling."""
+    cs = ControlStation(CS_CONFIG)
+    cs.start(0.0)
+    handle = cs.send_block(CALL)
+    cs.timer(0.0)
+    cs.data_to_send()
+    assert cs.cancel(handle)
+    cs.receive(ACK, 0.1)
+    assert cs.data_to_send() == EOT
+    assert _state(cs) is LineState.IDLE
+    assert cs.pending == 0
+
+
+def test_cancel_of_a_naked_block_stops_its_resends() -> None:
+    """A block cancelled while awaiting its ACK is not resent after a NAK or a timeout."""
+    for reply in (b"\x31\x15", b""):
+        cs, handle = _cs_waiting_block_ack()
+        assert cs.cancel(handle)
+        assert cs.pending == 0
+        if reply:
+            cs.receive(reply, 0.2)
+        else:
+            cs.timer(0.1 + CS_CONFIG.reply_timeout)
+        assert cs.data_to_send() == EOT
+        cs.timer(10.0)
+        assert CALL_FRAME not in cs.data_to_send()
+        assert _of(BlockFailed, cs.events()) == []
+
+
+def test_cancelled_block_is_dropped_when_the_port_is_lost() -> None:
+    """connection_lost() requeues the block in flight, but not one its owner withdrew."""
+    cs, handle = _cs_waiting_block_ack()
+    cs.cancel(handle)
+    cs.connection_lost(0.5)
+    cs.start(1.0)
+    cs.timer(2.0)
+    assert b"\x31\x05\x32\x05" not in cs.data_to_send()
+    assert cs.pending == 0
+
+
 def test_send_block_validates_destination() -> None:
     """send_block refuses our own or a non-digit destination."""
     cs = ControlStation(CS_CONFIG)

@@ -203,6 +203,7 @@ class _Outgoing:
     dest: str
     frame: bytes
     sends: int = 0
+    withdrawn: bool = False  # cancelled while in flight: finish the transaction without it
 
 
 @dataclass(slots=True)
@@ -258,8 +259,9 @@ class _Line:
 
     @property
     def pending(self) -> int:
-        """Blocks queued or in flight."""
-        return len(self._queue) + (self._current is not None)
+        """Blocks queued or in flight (a withdrawn block finishing its transaction is not)."""
+        current = self._current
+        return len(self._queue) + (current is not None and not current.withdrawn)
 
     def start(self, now: float) -> None:
         """Begin (or, after `connection_lost`, resume) the line procedure at time `now`."""
@@ -319,7 +321,16 @@ class _Line:
         return handle
 
     def cancel(self, handle: Handle) -> bool:
-        """Drop a queued block; return False if it is unknown, finished or being sent."""
+        """Withdraw a queued or in-flight block; return False if it is unknown or finished.
+
+        A block being selected or sent is never sent (again): a select answered with ACK
+        gets EOT, a NAK or timeout ends the transaction instead of resending, and no
+        event is reported for it. A block already on the wire may still have been taken.
+        """
+        current = self._current
+        if current is not None and current.handle == handle and not current.withdrawn:
+            current.withdrawn = True
+            return True
         for item in self._queue:
             if item.handle == handle:
                 self._queue.remove(item)
@@ -329,9 +340,9 @@ class _Line:
     def connection_lost(self, now: float) -> None:
         """Note the port is gone: requeue the block in flight, report links down, stop."""
         del now  # part of the uniform call shape; nothing here depends on time
-        if self._current is not None:
+        if self._current is not None and not self._current.withdrawn:
             self._queue.appendleft(self._current)
-            self._current = None
+        self._current = None
         for addr, link in self._links.items():
             if link.up is not False:
                 link.up = False
@@ -455,6 +466,11 @@ class _Line:
     def _on_select_reply(self, token: Token, now: float) -> None:
         item = self._current
         assert item is not None
+        if isinstance(token, Ack) and item.withdrawn:
+            self._heard(item.dest, now)
+            self._current = None
+            self._end_transaction(now)  # selected, but nothing to send any more
+            return
         if isinstance(token, Ack):
             self._heard(item.dest, now)
             self._transmit(item, now)
@@ -478,7 +494,8 @@ class _Line:
         assert item is not None
         if isinstance(token, Ack):
             self._heard(item.dest, now)
-            self._events.append(BlockDelivered(item.handle))
+            if not item.withdrawn:
+                self._events.append(BlockDelivered(item.handle))
             self._current = None
             self._end_transaction(now)  # one block per selection (§4.2 [OURS])
         elif isinstance(token, Nak):
@@ -501,7 +518,7 @@ class _Line:
     def _resend_or_fail(self, now: float) -> None:
         item = self._current
         assert item is not None
-        if item.sends <= self._config.max_retransmissions:
+        if item.sends <= self._config.max_retransmissions and not item.withdrawn:
             self._transmit(item, now)
             return
         self._fail(item, "retries_exhausted")  # §10 #3
@@ -509,9 +526,12 @@ class _Line:
         self._end_transaction(now)
 
     def _fail(self, item: _Outgoing, reason: FailureReason) -> None:
-        self._events.append(BlockFailed(item.handle, reason))
+        if not item.withdrawn:
+            self._events.append(BlockFailed(item.handle, reason))
 
     def _requeue(self, item: _Outgoing, now: float) -> None:
+        if item.withdrawn:
+            return  # its owner gave up on it: drop it instead of trying again
         self._queue.appendleft(item)
         link = self._links.get(item.dest)
         down = link is not None and link.up is False

@@ -20,7 +20,7 @@ from gateway.errors import ConfigError, DeliveryError, PermanentDeliveryError
 from gateway.metrics import Metrics
 from gateway.model import Delivery, Response, ResponseKind, Signal, SignalState
 from gateway.ports import DeliveryReport, Inbound, Item
-from tests.integration.espa_peer import GARBAGE, Dect, NurseCall, PtyPeer, link_to
+from tests.integration.espa_peer import EOT, GARBAGE, Dect, NurseCall, PtyPeer, link_to
 
 # Linux ptys refuse 7-bit and parity settings (EINVAL), so pty tests run 8N1.
 FAST: dict[str, Any] = {
@@ -611,3 +611,50 @@ async def test_a_port_url_pyserial_does_not_know_is_retried_not_fatal() -> None:
     assert "sockt" in failed[0]["error"]
     # a config problem: straight to the cap (with its jitter)
     assert cfg.backoff_max / 2 <= failed[0]["retry_in"] <= cfg.backoff_max
+
+
+class SilentToSelects(Dect):
+    """A DECT that answers polls but never a selection (e.g. configured with another address)."""
+
+    async def run(self) -> None:
+        """Answer polls with EOT; ignore selections and blocks."""
+        other_polled = False
+        while True:
+            tok = await self.port.tokens.get()
+            if tok.kind == "eot":
+                other_polled = False
+            elif tok.kind == "enq" and tok.arg != self.own:
+                other_polled = True
+            elif tok.kind == "enq" and other_polled:
+                other_polled = False  # a selection: stay silent
+            elif tok.kind == "enq":
+                self.port.write(bytes([EOT]))
+
+
+async def test_send_that_gave_up_leaves_nothing_queued_on_the_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A send() that timed out withdraws its block: it is never paged later with no owner.
+
+    The block was being selected when send() gave up, and `cancel()` only searched the
+    queue: the orphan was retried forever, one more per timeout, and a recovered DECT got
+    the same page several times.
+    """
+    monkeypatch.setattr(espa_serial, "SEND_TIMEOUT", 0.5)
+    peer = PtyPeer()
+    dect = SilentToSelects(peer)
+    sim = asyncio.create_task(dect.run())
+    try:
+        cfg = dataclasses.replace(espa_config(peer.path, "control_station"), reply_timeout=2.0)
+        async with running_link(cfg, source=None, handsets={"dect21": "21"}) as (link, _):
+            async with asyncio.timeout(3):
+                while not link.connected:
+                    await asyncio.sleep(0.02)
+            with pytest.raises(DeliveryError, match="no ACK"):
+                await link.send(delivery())
+            assert link._line.pending == 0, "the abandoned block is still queued or in flight"
+    finally:
+        sim.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sim
+        peer.close()
