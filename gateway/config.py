@@ -421,6 +421,10 @@ BUILTIN_KINDS: Mapping[str, KindConfig] = MappingProxyType(
         "paging_fault": KindConfig(
             priority="high", technical=True, text="Paging system fault ({device})"
         ),
+        # An ESPA call (already ACKed on the line) from a call point not under devices:.
+        "unknown_call_point": KindConfig(
+            priority="high", technical=True, text="Unknown call point {device}"
+        ),
         "broker_dropping": KindConfig(
             priority="high", technical=True, text="MQTT broker dropping messages ({device})"
         ),

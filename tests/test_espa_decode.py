@@ -101,13 +101,31 @@ def test_devices_of_any_source_and_id_fallback(config: Config) -> None:
     assert sig.device == "104"
 
 
-def test_unknown_address_and_other_sources_device_are_rejected(config: Config) -> None:
-    """An address naming no device of this source raises DecodeError('unknown_device')."""
+def test_call_from_an_unknown_call_point_raises_a_technical_alarm(config: Config) -> None:
+    """A call from an address naming no device of this source is an unknown_call_point alarm.
+
+    The line has already ACKed it, so the nurse-call system believes it paged: dropping it
+    with a counter left a person's call unanswered and nobody told. The alarm names the
+    link and the call point address.
+    """
     decoder = EspaDecoder(source="nurse", config=config)
     for address in ("999", "103"):
-        with pytest.raises(DecodeError) as err:
-            decoder.decode(f"espa/ward/{address}", payload(address=address), 1.0)
-        assert err.value.reason == "unknown_device"
+        (sig,) = decoder.decode(f"espa/ward/{address}", payload(address=address), 1.0)
+        assert sig.kind == "unknown_call_point"
+        assert sig.state is SignalState.RAISED
+        assert sig.device == f"espa:ward:{address}"
+        assert sig.source == "nurse"
+        assert sig.room == ""
+        assert sig.attrs == {"address": address, "call_type": "3"}
+    assert config.kind("unknown_call_point").technical
+
+
+def test_reset_from_an_unknown_call_point_is_rejected(config: Config) -> None:
+    """A reset from an unknown call point clears nothing: it is rejected as unknown_device."""
+    decoder = EspaDecoder(source="nurse", config=config)
+    with pytest.raises(DecodeError) as err:
+        decoder.decode("espa/ward/999", payload(address="999", call_type="1"), 1.0)
+    assert err.value.reason == "unknown_device"
 
 
 def test_repeated_identical_calls_get_distinct_ids(config: Config) -> None:

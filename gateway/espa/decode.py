@@ -3,7 +3,8 @@
 The driver (`drivers.espa_serial`) turns each header-1 call block into JSON
 `{"address", "message", "call_type", "priority", "beep", "transmissions"}` on topic
 `espa/<link>/<address>`. The call address names the device (`DeviceConfig.name`, else the
-device id); call type '1' (reset) clears the alert, anything else raises it (§7).
+device id); call type '1' (reset) clears the alert, anything else raises it (§7). A call
+from an address naming no device raises the technical `unknown_call_point` alarm.
 """
 
 from __future__ import annotations
@@ -76,10 +77,14 @@ class EspaDecoder(StatelessDecoder):
         ):
             raise DecodeError("bad_field", "transmissions must be an integer")
         entry = self._by_address.get(address)
-        if entry is None:
-            raise DecodeError("unknown_device", address)
-        dev_id, dc = entry
         state = SignalState.CLEARED if call_type == CallType.RESET else SignalState.RAISED
+        if entry is None:
+            if state is SignalState.CLEARED:
+                raise DecodeError("unknown_device", address)
+            # The line has ACKed it: the nurse-call system believes it paged. A call point
+            # missing from `devices:` (or a misspelt name) must reach a technician.
+            return [self._unknown_call_point(topic, payload, now, address, call_type)]
+        dev_id, dc = entry
         attrs: dict[str, Any] = {"address": address}
         # The display message is kept out of attrs: nurse-call texts may name residents.
         for key, value in (
@@ -103,6 +108,30 @@ class EspaDecoder(StatelessDecoder):
                 received_at=now,
             )
         ]
+
+    def _unknown_call_point(
+        self, topic: str, payload: bytes, now: float, address: str, call_type: str | None
+    ) -> Signal:
+        attrs: dict[str, Any] = {"address": address}
+        if call_type is not None:
+            attrs["call_type"] = call_type
+        return Signal(
+            id=self._new_id(topic, payload, now),
+            source=self.source,
+            device=f"espa:{_link_of(topic)}:{address}",
+            room="",
+            kind="unknown_call_point",
+            state=SignalState.RAISED,
+            ts=now,
+            attrs=attrs,
+            received_at=now,
+        )
+
+
+def _link_of(topic: str) -> str:
+    """The link name of an `espa/<link>/<address>` topic."""
+    parts = topic.split("/", 2)
+    return parts[1] if len(parts) == 3 and parts[0] == "espa" else topic
 
 
 def _optional(data: dict[str, Any], key: str, allowed: frozenset[str]) -> str | None:

@@ -229,6 +229,7 @@ escalation:
       - {{to: primary, after: 600}}
       - {{to: failsafe, after: 600}}
 roster: {{failsafe: [dect22]}}
+technical: {{handsets: [dect22], digest: false}}
 journal: {{path: "{db}"}}
 metrics: {{enabled: false}}
 """
@@ -377,3 +378,18 @@ async def test_a_failed_ring_is_never_sent_after_its_own_cancel(tmp_path: Path) 
                 while len(seen) < 2:
                     seen.append((await dect.calls.get()).records["4"])
         assert seen == [b"3", b"1"], f"call types in the order the DECT got them: {seen}"
+
+
+async def test_a_call_from_an_unknown_call_point_rings_the_technician(tmp_path: Path) -> None:
+    """A call the line ACKed from a call point missing from devices: is a technical alarm.
+
+    It used to be ACKed and dropped with a counter: the nurse-call system believed it had
+    paged, and nobody was rung or told.
+    """
+    async with dect_gateway(tmp_path, Dect) as (gw, nurse, dect):
+        assert [t.kind for t in await nurse.call(nurse_call("999"))] == ["ack", "ack"]
+        page = await next_call(dect)
+        assert page.records["1"] == b"22"  # the technician
+        assert page.records["2"] == b"Unknown call point espa:ward:999"
+        signals = gw.metrics.signals.labels("nurse", "unknown_call_point", "raised")
+        assert signals._value.get() == 1
