@@ -705,6 +705,15 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
                     f"handsets.{name}.address",
                     "an espa handset needs its call address (pager/DECT number)",
                 )
+            elif not re.fullmatch(r"[!-~]{1,16}", hc.address):
+                # Record 1 holds at most 16 characters (§5): a longer one was cut to another
+                # pager's number, and control characters were silently dropped.
+                problems.add(
+                    _line(tree, "handsets", name),
+                    f"handsets.{name}.address",
+                    "an ESPA call address is 1-16 printable ASCII characters without spaces"
+                    " (the pager, handset or group number)",
+                )
     for name, lc in config.espa.items():
         for key in ("local_address", "remote_address"):
             if not re.fullmatch(r"[0-9]", getattr(lc, key)):
@@ -718,6 +727,13 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
                 _line(tree, "espa", name),
                 f"espa.{name}",
                 "local_address and remote_address must differ",
+            )
+        if lc.encoding == "latin-1" and lc.bytesize == 7:
+            problems.add(
+                _line(tree, "espa", name, "encoding"),
+                f"espa.{name}.encoding",
+                "latin-1 needs bytesize: 8 (a 7-bit line drops bit 7 of every Nordic letter);"
+                " use iso646-no on a 7-bit line",
             )
         port_problem = _serial_port_problem(lc.port)
         if port_problem:

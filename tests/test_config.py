@@ -888,3 +888,33 @@ def test_espa_port_paths_and_urls_pyserial_opens_are_accepted(port: str) -> None
     """Device paths and the URL schemes pyserial knows pass `check`."""
     text = edit("sources:\n", ESPA_SOURCE) + f'espa:\n  l1: {{port: "{port}"}}\n'
     assert parse_config(text, filename=FILE).espa["l1"].port == port
+
+
+def test_latin1_text_on_a_7_bit_espa_line_is_a_problem() -> None:
+    """`encoding: latin-1` needs 8 data bits: a 7-bit UART garbles every Nordic letter.
+
+    It drops bit 7, and the BCC (an XOR) still matches, so the DECT ACKs and shows
+    "Dxr epen" for "Dør åpen" without any error anywhere.
+    """
+    text = (
+        edit("sources:\n", ESPA_SOURCE) + "espa:\n  l1: {port: /dev/ttyUSB0, encoding: latin-1}\n"
+    )
+    assert only_problem(text) == (
+        f"{FILE}:{line_of(text, 'encoding:')}: espa.l1.encoding: latin-1 needs bytesize: 8"
+        " (a 7-bit line drops bit 7 of every Nordic letter); use iso646-no on a 7-bit line"
+    )
+    eight_bit = text.replace("encoding: latin-1", "encoding: latin-1, bytesize: 8, parity: N")
+    assert parse_config(eight_bit, filename=FILE).espa["l1"].encoding == "latin-1"
+
+
+@pytest.mark.parametrize("address", ["12345678901234567", "21 22", "2\t1"])
+def test_espa_handset_address_espa_cannot_carry_is_a_problem(address: str) -> None:
+    """A call address over 16 characters (§5) was cut to another pager's number: refused."""
+    text = edit("  night2: {channel: console}\n", "  dect: {channel: espa, link: l1, address: X}\n")
+    text = text.replace("address: X", json.dumps({"address": address})[1:-1])
+    text += "espa:\n  l1: {port: /dev/ttyUSB0}\n"
+    text = text.replace("handsets: [night2]", "handsets: [dect]")
+    assert only_problem(text) == (
+        f"{FILE}:{line_of(text, 'dect:')}: handsets.dect.address: an ESPA call address is"
+        " 1-16 printable ASCII characters without spaces (the pager, handset or group number)"
+    )
