@@ -70,6 +70,8 @@ class Outcome:
 
 # A dead safety sensor or an unstaffed zone rings at once, never in a rate-limit batch.
 _NEVER_BATCHED = frozenset({"safety_sensor_silent", "no_staff_on_duty"})
+# Technical alarms behind which a person is waiting: never only in a digest.
+_SOMEONE_CALLING = frozenset({"unknown_call_point"})
 # `accepted_by` of a critical alarm that staff presence stopped: "presence:<room>".
 _PRESENCE = "presence:"
 
@@ -1085,6 +1087,13 @@ class Engine:
     def _technical(self, live: _Live, now: float, out: Outcome) -> None:
         tech = self.config.technical
         alert = live.alert
+        if alert.kind in _SOMEONE_CALLING:
+            # A person pressed a call button alertgw cannot place: it is a technical fault,
+            # but it must not wait for a digest. Everyone on duty and the technician.
+            for h in dict.fromkeys([*self._failsafe(alert.kind, now), *tech.handsets]):
+                self._ring(live, h, now, out, rate_limited=False)
+            live.alert = live.alert.with_state(AlertState.ACTIVE, due=None)
+            return
         if not tech.handsets:
             out.transitions.append(Transition(alert, "logged", now, "no technical handsets"))
             return

@@ -818,3 +818,14 @@ def test_a_reload_decides_again_a_condition_its_removed_rule_suppressed() -> Non
     c.engine.reconfigure(config(base=YAML.replace(rule, "")), c.now)
     c.at(61)
     assert c.rings() == [(60, "d-ost", "bed_exit")]
+
+
+def test_a_call_from_an_unknown_call_point_rings_everyone_on_duty_not_the_digest() -> None:
+    """Technical (nobody mapped the call point), but a person is waiting behind it."""
+    c = Clocked(config())
+    sig = Signal(
+        "u1", "nurse", "espa:ward:999", "", "unknown_call_point", SignalState.RAISED, c.now
+    )
+    c.out.extend(c.engine.handle_signal(sig, c.now))
+    assert sorted(h for _, h, _ in c.rings()) == ["n-ost", "n-vest", "tech", "vakt"]
+    assert "digest" not in c.events("a1")
