@@ -59,6 +59,8 @@ COMMIT_GATHER = 64  # signals that start a commit without waiting for journal.co
 UNWRITTEN_SIGNALS_CAP = 100_000
 # A commit that has not returned by then is a hung write (a dying SD card, a stalled mount).
 JOURNAL_STALL_AFTER = 5.0
+# The broker out of reach this long is a technical alarm (a restart takes a few seconds).
+BROKER_DOWN_ALARM_AFTER = 30.0
 DUP_WINDOW = 3600.0
 REJECT_LOG_INTERVAL = 60.0
 
@@ -286,6 +288,9 @@ class Gateway:
                         tg.create_task(
                             self.link.run(self.put, after_read=self._route_soon),
                             name="gateway.mqtt",
+                        )
+                        tg.create_task(
+                            self._broker_watch_loop(self.link), name="gateway.broker_watch"
                         )
                     for src in self._sources:
                         tg.create_task(src.run(self.put), name=f"gateway.source[{src.name}]")
@@ -916,18 +921,31 @@ class Gateway:
 
     def _journal_alarm(self, state: SignalState, why: str) -> Signal:
         """A technical `link_down` alarm for the journal file."""
-        now = time.time()
-        return Signal(
-            id=f"journal:{state.value}:{uuid.uuid4().hex[:12]}",
-            source="journal",
-            device="journal",
-            room="",
-            kind="link_down",
-            state=state,
-            ts=now,
-            attrs={"reason": why},
-            received_at=now,
-        )
+        return _link_alarm("journal", state, why)
+
+    async def _broker_watch_loop(self, link: MqttLink) -> None:
+        """A broker out of reach for BROKER_DOWN_ALARM_AFTER is a technical `link_down` alarm.
+
+        Every Zigbee sensor and MQTT handset is dead meanwhile; an ESPA pager or the
+        console can still tell someone, and the journal keeps the outage for the audit.
+        """
+        mc = self.config.mqtt
+        device = f"mqtt:{mc.host}:{mc.port}" if mc is not None else "mqtt"
+        down_since: float | None = None
+        raised = False
+        while True:
+            await asyncio.sleep(1.0)
+            if link.connected:
+                down_since = None
+                if raised:
+                    raised = False
+                    self.put(_link_alarm(device, SignalState.CLEARED, "connected again"))
+            elif down_since is None:
+                down_since = time.monotonic()
+            elif not raised and time.monotonic() - down_since >= BROKER_DOWN_ALARM_AFTER:
+                raised = True
+                why = f"broker out of reach for {BROKER_DOWN_ALARM_AFTER:g} s"
+                self.put(_link_alarm(device, SignalState.RAISED, why))
 
     async def _retention_loop(self) -> None:
         keep = self.config.journal.retention_days * 86400
@@ -1011,6 +1029,22 @@ _RESTART_SECTIONS = (
 def restart_sections(old: Config, new: Config) -> list[str]:
     """Sections whose change a hot reload cannot apply (drivers and storage)."""
     return [name for name in _RESTART_SECTIONS if getattr(old, name) != getattr(new, name)]
+
+
+def _link_alarm(device: str, state: SignalState, why: str) -> Signal:
+    """A technical `link_down` alarm (raised or cleared) for one of alertgw's own links."""
+    now = time.time()
+    return Signal(
+        id=f"{device}:{state.value}:{uuid.uuid4().hex[:12]}",
+        source=device.split(":", 1)[0],
+        device=device,
+        room="",
+        kind="link_down",
+        state=state,
+        ts=now,
+        attrs={"reason": why},
+        received_at=now,
+    )
 
 
 def parse_response(raw: RawResponse) -> Response | None:

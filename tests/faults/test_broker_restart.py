@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 
@@ -129,3 +130,43 @@ async def test_messages_failed_in_an_outage_are_resent_together_when_the_broker_
     # Every failed message went out again in one round when the link came back (a second
     # round only if the reconnect raced the first resend), not one round per message.
     assert 1 <= retries <= 2
+
+
+async def test_a_broker_out_of_reach_is_a_link_down_alarm_cleared_on_reconnect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like an ESPA line or the journal, a lost broker is a technical alarm, not only a log."""
+    import gateway.app  # noqa: PLC0415 - the threshold under test
+    from tests.conftest import free_port, make_config  # noqa: PLC0415
+
+    monkeypatch.setattr(gateway.app, "BROKER_DOWN_ALARM_AFTER", 1.0)
+    b = Broker(port=free_port(), workdir=tmp_path / "mosquitto")
+    b.start()
+    device = f"mqtt:127.0.0.1:{b.port}"
+    try:
+        config = make_config(b.port, tmp_path, prefix=unique("t"), client_id=unique("gw"))
+        async with running(config) as r:
+            engine = r.gateway.engine
+
+            async def alarm_is(active: bool) -> bool:
+                for _ in range(200):
+                    if any(a.device == device for a in engine.active) == active:
+                        return True
+                    await asyncio.sleep(0.05)
+                return False
+
+            await asyncio.sleep(1.5)
+            assert await alarm_is(False)  # connected: no alarm
+            b.stop()
+            assert await alarm_is(True)
+            (alarm,) = [a for a in engine.active if a.device == device]
+            assert alarm.kind == "link_down"
+            b.start()
+            assert await alarm_is(False)
+    finally:
+        b.stop()
+    with sqlite3.connect(tmp_path / "journal.db") as conn:
+        states = [
+            row[0] for row in conn.execute("SELECT state FROM alerts WHERE device = ?", (device,))
+        ]
+    assert states == ["cleared"]
