@@ -1041,8 +1041,10 @@ def _covers(a: MatchConfig, b: MatchConfig) -> bool:
     return (
         all(
             wider(getattr(a, f), getattr(b, f))
-            for f in ("kinds", "states", "devices", "rooms", "zones", "tags", "sources")
+            for f in ("kinds", "states", "devices", "rooms", "zones", "sources")
         )
+        # A device must carry every tag a rule names: fewer tags match more.
+        and set(a.tags) <= set(b.tags)
         and set(a.not_tags) <= set(b.not_tags)
         and (a.schedule is None or a.schedule == b.schedule)
     )

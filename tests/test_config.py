@@ -811,6 +811,9 @@ def test_a_rule_below_a_wider_one_is_refused_as_dead() -> None:
         " schedule: night}, hold_off: 45}\n"
         "  - {name: door-night, match: {kinds: [door_open], schedule: night}, hold_off: 60}\n"
         "  - {name: door-dementia, match: {kinds: [door_open], tags: [dementia]}}\n"
+        # A device must carry every tag: the narrower two-tag rule first is right.
+        "  - {name: cord-both, match: {kinds: [pull_cord], tags: [dementia, fall_risk]}}\n"
+        "  - {name: cord-one, match: {kinds: [pull_cord], tags: [dementia]}}\n"
     )
     assert only_problem(text) == (
         f"{FILE}:{line_of(text, '{name: bed-fall-risk')}: rules[1]: rule 'bed-fall-risk' never "
