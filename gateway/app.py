@@ -541,6 +541,21 @@ class Gateway:
                 self._uncommitted_ids.add(sig.id)
         return decoded
 
+    async def _seen(self, signal_id: str, received_at: float) -> bool:
+        """Whether the journal holds the signal; unknown (a failing journal) counts as no.
+
+        The lookup shares the database thread with a commit that may hang or fail: ringing
+        a redelivered signal twice is better than routing nothing behind it.
+        """
+        if self._journal_down:
+            return False
+        try:
+            async with asyncio.timeout(1.0):
+                return await self.journal.seen_signal(signal_id, received_at - DUP_WINDOW)
+        except (TimeoutError, sqlite3.Error) as exc:
+            log.warning("duplicate_lookup_failed", signal_id=signal_id, error=repr(exc))
+            return False
+
     async def _decode(self, item: Inbound) -> list[Signal]:
         if not item.dup:
             return self._decode_fresh(item)
@@ -549,9 +564,7 @@ class Gateway:
             if sig.state is SignalState.REPORT:
                 out.append(sig)  # proof of life for supervision; not journaled
                 continue
-            if sig.id in self._uncommitted_ids or await self.journal.seen_signal(
-                sig.id, item.received_at - DUP_WINDOW
-            ):
+            if sig.id in self._uncommitted_ids or await self._seen(sig.id, item.received_at):
                 self.metrics.duplicates.labels(item.source).inc()
                 log.info("signal_duplicate_dropped", source=item.source, signal_id=sig.id)
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -142,3 +143,28 @@ async def test_a_hung_write_is_reported_and_does_not_stop_intake(
         ]
     assert {f"f{i}" for i in range(ROUNDS)} | {f"c{i}" for i in range(ROUNDS)} <= ids
     assert journal_alarm == ["cleared"]
+
+
+async def test_a_redelivery_is_routed_when_the_journal_cannot_answer_if_it_saw_it(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The duplicate lookup shares the database: a failing one must not stop routing."""
+    from gateway.ports import Inbound  # noqa: PLC0415
+
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix)
+    async with running(config) as r:
+        gw = r.gateway
+
+        async def failing_lookup(*_: object) -> bool:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(gw.journal, "seen_signal", failing_lookup)
+        item = Inbound(
+            "integrator", f"{prefix}/in/x", b'{"device": "fall-101", "id": "f-dup"}', 0.0, dup=True
+        )
+        assert [s.id for s in await gw._decode(item)] == ["f-dup"]
+        gw._journal_down = True  # a hung or failing journal: no lookup at all
+        item = dataclasses.replace(item, payload=b'{"device": "fall-101", "id": "f-dup2"}')
+        assert [s.id for s in await gw._decode(item)] == ["f-dup2"]
+        gw._journal_down = False
