@@ -918,6 +918,10 @@ class Engine:
             for h in live.handsets:
                 if h != accepter:
                     out.deliveries.append(self._delivery(live, h, "update", now))
+        elif alert.kind in _SOMEONE_CALLING and accepter is None:
+            # No ladder escalates it and nothing clears it: a second call rings them again.
+            for h in live.handsets:
+                out.deliveries.append(self._delivery(live, h, "ring", now, reminder=True))
 
     # -- finishing ------------------------------------------------------------------------
 

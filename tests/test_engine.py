@@ -829,3 +829,7 @@ def test_a_call_from_an_unknown_call_point_rings_everyone_on_duty_not_the_digest
     c.out.extend(c.engine.handle_signal(sig, c.now))
     assert sorted(h for _, h, _ in c.rings()) == ["n-ost", "n-vest", "tech", "vakt"]
     assert "digest" not in c.events("a1")
+    c.at(3600)  # nobody answered, and the call point calls again: everyone rings again
+    again = dataclasses.replace(sig, id="u2", ts=c.now)
+    c.out.extend(c.engine.handle_signal(again, c.now))
+    assert sorted(h for t, h, _ in c.rings() if t == 3600) == ["n-ost", "n-vest", "tech", "vakt"]
