@@ -1077,13 +1077,15 @@ def parse_response(raw: RawResponse) -> Response | None:
     alert_id, response, reason = data.get("alert_id"), data.get("response"), data.get("reason")
     if not isinstance(alert_id, str) or not alert_id or len(alert_id) > 64:
         return None
-    if not isinstance(response, str) or not (reason is None or isinstance(reason, str)):
+    if not isinstance(response, str):
         return None
     try:
         kind = ResponseKind(response)
     except ValueError:
         return None
-    return Response(raw.handset, alert_id, kind, raw.received_at, safe_text(reason or ""))
+    # A reason is a note for the audit: one that is not text is dropped, not the answer.
+    note = safe_text(reason) if isinstance(reason, str) else ""
+    return Response(raw.handset, alert_id, kind, raw.received_at, note)
 
 
 async def _send_into(

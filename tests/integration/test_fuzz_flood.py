@@ -133,14 +133,13 @@ async def test_babbling_sensor_is_coalesced_and_critical_passes(
 async def test_hostile_handset_answers_are_refused_and_routing_goes_on(
     broker: Broker, tmp_path: Path
 ) -> None:
-    """A `reason` nested 1,000 lists deep once stopped the daemon (RecursionError in str())."""
+    """An answer nested 1,000 lists deep once stopped the daemon (RecursionError in str())."""
     prefix = unique("t")
     config = make_config(broker.port, tmp_path, prefix=prefix)
-    deep = b'{"alert_id": "x", "response": "reject", "reason": ' + b"[" * 1000 + b"]" * 1000
+    deep = b'{"alert_id": "x", "response": ' + b"[" * 1000 + b"]" * 1000
     answers = [
         deep + b"}",
         b'{"alert_id": "x", "response": ["accept"]}',
-        b'{"alert_id": "x", "response": "accept", "reason": {"a": 1}}',
         b'{"alert_id": "x", "response": "accept", "reason": "' + b"x" * 70_000 + b'"}',
     ]
     async with running(config) as r, peer(broker.port, prefix) as p:
@@ -156,4 +155,14 @@ async def test_hostile_handset_answers_are_refused_and_routing_goes_on(
         await p.json_signal({"device": "fall-101", "id": "f1"})
         _, ring = await p.next()
         assert (ring["type"], ring["signal_id"]) == ("ring", "f1")
+        # An answer whose reason is not text still counts; only the reason is dropped.
+        await p.respond("night1", ring["alert_id"], "accept")
+        await p.client.publish(
+            f"{prefix}/handset/night1/response",
+            orjson.dumps({"alert_id": ring["alert_id"], "response": "resolve", "reason": 0}),
+            qos=1,
+        )
+        while (msg := (await p.next())[1])["type"] != "cancel":
+            pass
+        assert msg["alert_id"] == ring["alert_id"]
         assert not r.task.done()
