@@ -565,12 +565,12 @@ class Engine:
             return
         if not kc.critical and signal.room in self._present:
             self._suppress(alert, now, "presence", f"staff in room {signal.room}", out)
-            self._arm(alert)
+            self._arm(alert, signal.source)
             return
         inhibitor = None if kc.critical else self._inhibitor(alert)
         if inhibitor is not None:
             self._suppress(alert, now, "inhibited", inhibitor, out)
-            self._arm(alert)
+            self._arm(alert, signal.source)
             return
         live = _Live(alert, [], 0, self._ladder(alert.rule, critical=alert.critical), self._timers)
         self._live[alert.id] = live
@@ -819,24 +819,29 @@ class Engine:
             self._arm(live.alert)
             self._finish(live, state, now, f"staff in room {room}", out, reason="presence")
 
-    def _arm(self, alert: Alert) -> None:
+    def _arm(self, alert: Alert, source: str | None = None) -> None:
         """Remember a level condition presence or inhibition muted, to raise it again after.
 
         Its sensor's CLEARED disarms it; an edge kind (a pressed button) is not a condition.
+        `source` is the signal's, so rules matching on `sources` still match it then.
         """
         if not self.config.kind(alert.kind).edge and alert.device in self._devices:
             self._armed[alert.key] = alert
+            if source is None:
+                self._armed_source.pop(alert.key, None)
+            else:
+                self._armed_source[alert.key] = source
 
     def _arm_until_boundary(self, alert: Alert, source: str, now: float) -> None:
         """Arm a level condition a schedule-bound rule suppressed until that schedule changes."""
-        self._arm(alert)
+        self._arm(alert, source)
         if alert.key not in self._armed:
             return  # an edge kind (a button press) is not a condition: it does not come back
         self._at_boundary.add(alert.key)
-        self._armed_source[alert.key] = source
-        due = self.calendar.next_boundary(self._rule_schedules, now)
-        if due is not None and (self._boundary_due is None or due < self._boundary_due):
-            self._boundary_due = due
+        # Once set, the next boundary is known (a reload re-decides at once): no zoneinfo
+        # work for every signal the day rule suppresses.
+        if self._boundary_due is None:
+            self._boundary_due = self.calendar.next_boundary(self._rule_schedules, now)
 
     def _schedule_changed(self, now: float, out: Outcome) -> None:
         """A rule's schedule started or ended: raise the conditions it suppressed afresh."""
