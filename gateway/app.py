@@ -328,7 +328,10 @@ class Gateway:
             if server is not None:
                 server.shutdown()
                 server.server_close()
-            await self.journal.close()
+            # A hung write would hold the close (and the pid lock) for good.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(None if not self._journal_down else 5.0):
+                    await self.journal.close()
             pidlock.release()
 
     async def _restore(self) -> None:
@@ -873,18 +876,23 @@ class Gateway:
             )
         )
         try:
-            if not (await asyncio.wait({commit}, timeout=JOURNAL_STALL_AFTER))[0]:
+            stalled = False
+            while not (await asyncio.wait({commit}, timeout=JOURNAL_STALL_AFTER))[0]:
                 # Held acks would stop intake at the broker's in-flight limit: as for a
-                # failing journal, route from memory and say so.
-                log.error(
-                    "journal_write_stalled",
-                    seconds=JOURNAL_STALL_AFTER,
-                    file=str(self.journal.path),
-                    waiting_signals=len(batch.signals),
-                )
-                acks, batch.acks = batch.acks, []
-                for ack in acks:
-                    ack()
+                # failing journal, route from memory and say so (and keep memory capped
+                # for as long as the write hangs).
+                if not stalled:
+                    stalled = True
+                    log.error(
+                        "journal_write_stalled",
+                        seconds=JOURNAL_STALL_AFTER,
+                        file=str(self.journal.path),
+                        waiting_signals=len(batch.signals),
+                    )
+                    self.metrics.journal_errors.inc()
+                    acks, batch.acks = batch.acks, []
+                    for ack in acks:
+                        ack()
                 self._journal_unwritable(f"a write has hung for {JOURNAL_STALL_AFTER:g} s")
             await commit
         except asyncio.CancelledError:
