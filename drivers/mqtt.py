@@ -20,7 +20,7 @@ from drivers.paho_io import PahoLoopIO
 from gateway.backoff import Backoff
 from gateway.config import MqttConfig, read_password
 from gateway.errors import DeliveryError
-from gateway.fairshare import FairShare
+from gateway.fairshare import FairShare, is_event, same_state
 from gateway.metrics import Metrics
 from gateway.model import Delivery, Signal, SignalState
 from gateway.mqttwire import Publish
@@ -60,7 +60,7 @@ class MqttLink:
         self._dropped: int | None = None  # broker's $SYS drop counter, first value = baseline
         # source name -> FairShare, for sources whose topic names one device
         self._fair = {
-            name: FairShare[Publish](rate=rate, burst=burst)
+            name: FairShare[Publish](rate=rate, burst=burst, replaces=_same_state, keep=_is_event)
             for name, (rate, burst) in (fair_share or {}).items()
         }
         self._topic_source: dict[str, str | None] = {}
@@ -165,8 +165,10 @@ class MqttLink:
             schedule()
 
         def schedule() -> None:
+            if flush:
+                return  # a release is due already; it reschedules itself
             dues = [d for f in self._fair.values() if (d := f.next_deadline()) is not None]
-            if dues and not flush:
+            if dues:
                 flush.append(loop.call_at(min(dues), release))
 
         # Messages go straight from paho's reader (on the loop thread: aiomqtt drives paho
@@ -175,14 +177,16 @@ class MqttLink:
         def receive(msg: Publish) -> None:
             source = self._source_of(msg.topic)
             if source is not None and (fair := self._fair.get(source)) is not None:
-                admitted, superseded = fair.offer(msg.topic, msg, loop.time())
+                go, superseded = fair.offer(msg.topic, msg, loop.time())
                 if superseded is not None:
-                    # The newer message carries the device's whole state; this one is moot.
+                    # The newer report says all this one did (never a press or a change).
                     paho_client.ack(superseded.mid, superseded.qos)
                     rate_limited[source].inc()
-                if not admitted:
-                    schedule()
-                    return
+                for queued in go:
+                    self._dispatch(queued, paho_client, put)
+                if not go or go[-1] is not msg:
+                    schedule()  # msg is queued
+                return
             self._dispatch(msg, paho_client, put)
 
         def on_message(c: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:  # noqa: ANN401
@@ -410,6 +414,14 @@ def _raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+def _same_state(old: Publish, new: Publish) -> bool:
+    return same_state(old.payload, new.payload)
+
+
+def _is_event(msg: Publish) -> bool:
+    return is_event(msg.payload)
 
 
 def _status_payload(state: str) -> bytes:

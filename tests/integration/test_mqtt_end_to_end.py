@@ -191,3 +191,27 @@ async def test_gathered_commit_is_flushed_and_acknowledged_at_shutdown(
         assert pending == []  # the PUBACK's "sent" mark was committed too
         async with running(config):
             assert await p.nothing(0.7)
+
+
+async def test_rate_limited_z2m_device_never_loses_a_button_press(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A press on a device over its fair share still rings, though reports follow it.
+
+    Review finding 5: past max_rate (20/s, burst 40) a device's newer message replaced
+    the parked one, which is right for level reports and wrong for `action`, which
+    Zigbee2MQTT never repeats: the battery report after the press erased it.
+    """
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix)
+    async with running(config) as r, peer(broker.port, prefix) as p:
+        # A babbling pull-cord device (or its queued reports after an outage).
+        for i in range(60):
+            await p.z2m("rom103/snor", {"battery": 90, "linkquality": 100 + i % 50})
+        await p.z2m("rom103/snor", {"action": "single", "battery": 90, "linkquality": 80})
+        await p.z2m("rom103/snor", {"battery": 90, "linkquality": 81})  # the next report
+        _, ring = await p.next(timeout=5.0)
+        coalesced = r.gateway.metrics.rejects.labels("zigbee", "rate_limited")._value.get()
+    assert ring["type"] == "ring"
+    assert ring["kind"] == "pull_cord"
+    assert coalesced > 0  # the reports around it were still coalesced
