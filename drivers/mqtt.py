@@ -196,7 +196,7 @@ class MqttLink:
             except UnicodeDecodeError:
                 c.ack(msg.mid, msg.qos)  # no source can match it
                 return
-            receive(Publish(topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.dup)))
+            receive(Publish(topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.dup), msg.retain))
 
         paho_client.on_message = on_message
         aiomqtt_on_publish = paho_client.on_publish
@@ -316,7 +316,7 @@ class MqttLink:
             return
         source = self._source_of(topic)
         if source is not None:
-            put(Inbound(source, topic, payload, now, msg.dup, ack, qos > 0))
+            put(Inbound(source, topic, payload, now, msg.dup, ack, qos > 0, msg.retain))
             return
         ack()  # not ours (e.g. our own status topic under a wildcard)
 

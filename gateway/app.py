@@ -528,7 +528,9 @@ class Gateway:
         if decoder is None:
             return []
         try:
-            decoded = decoder.decode(item.topic, item.payload, item.received_at)
+            decoded = decoder.decode(
+                item.topic, item.payload, item.received_at, retained=item.retain
+            )
         except DecodeError as exc:
             self._reject(item.source, exc.reason, item.topic, exc.detail)
             return []

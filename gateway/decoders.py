@@ -32,8 +32,14 @@ def content_id(topic: str, payload: bytes, ts: float) -> str:
 class Decoder(Protocol):
     """Turns one MQTT message into zero or more signals."""
 
-    def decode(self, topic: str, payload: bytes, now: float) -> list[Signal]:
-        """Decode a message; raise DecodeError with a stable reason when it is malformed."""
+    def decode(
+        self, topic: str, payload: bytes, now: float, *, retained: bool = False
+    ) -> list[Signal]:
+        """Decode a message; raise DecodeError with a stable reason when it is malformed.
+
+        `retained` marks a message the broker replays because we subscribed (MQTT retain
+        flag): it is the source's last state, not something that just happened.
+        """
         ...
 
     def levels(self) -> Mapping[str, Any]:
@@ -104,8 +110,12 @@ class StatelessDecoder:
         return {}
 
 
-class JsonDecoder(StatelessDecoder):
-    """The generic integrator payload: {"device", "state", "kind"?, "id"?, "ts"?, ...}."""
+class JsonDecoder:
+    """The generic integrator payload: {"device", "state", "kind"?, "id"?, "ts"?, ...}.
+
+    It remembers the last raised/cleared state per device and kind, only so that a retained
+    message replayed at every (re)subscription rings when it is news, not every time.
+    """
 
     def __init__(self, *, source: str, config: Config, new_id: IdFactory = content_id) -> None:
         self.source = source
@@ -113,9 +123,28 @@ class JsonDecoder(StatelessDecoder):
             name: dc for name, dc in config.devices.items() if dc.source in (None, source)
         }
         self._new_id = new_id
+        self._prefix = f"json:{source}:"
+        self._levels: dict[str, bool] = {}
+        self._dirty: set[str] = set()
 
-    def decode(self, topic: str, payload: bytes, now: float) -> list[Signal]:
-        """Decode one integrator message."""
+    def levels(self) -> Mapping[str, Any]:
+        """Return the last state per device and kind."""
+        return dict(self._levels)
+
+    def restore(self, levels: Mapping[str, Any]) -> None:
+        """Restore this source's states saved before a restart."""
+        self._levels.update({k: bool(v) for k, v in levels.items() if k.startswith(self._prefix)})
+
+    def changed_levels(self) -> dict[str, Any]:
+        """Return and forget the states changed since the last call."""
+        out = {k: self._levels[k] for k in self._dirty}
+        self._dirty.clear()
+        return out
+
+    def decode(
+        self, topic: str, payload: bytes, now: float, *, retained: bool = False
+    ) -> list[Signal]:
+        """Decode one integrator message (a retained one rings only if its state is news)."""
         if len(topic) > MAX_TOPIC:
             raise DecodeError("topic_too_long", f"{len(topic)} chars")
         data = _parse_json(payload)
@@ -140,6 +169,15 @@ class JsonDecoder(StatelessDecoder):
             raise DecodeError("bad_field", "id must be a short string")
         ts = _ts(data.get("ts"), now)
         attrs = {k: v for k, v in data.items() if k not in _JSON_KEYS}
+        if state is not SignalState.REPORT:
+            key = f"{self._prefix}{device}/{kind}"
+            active = state is SignalState.RAISED
+            previous = self._levels.get(key)
+            if previous != active:
+                self._levels[key] = active
+                self._dirty.add(key)
+            elif retained:
+                state = SignalState.REPORT  # the broker replaying what we already know
         return [
             Signal(
                 id=str(sid) if sid is not None else self._new_id(topic, payload, now),
@@ -196,8 +234,14 @@ class Zigbee2MqttDecoder:
         self._dirty.clear()
         return out
 
-    def decode(self, topic: str, payload: bytes, now: float) -> list[Signal]:
-        """Decode one Zigbee2MQTT message."""
+    def decode(
+        self, topic: str, payload: bytes, now: float, *, retained: bool = False
+    ) -> list[Signal]:
+        """Decode one Zigbee2MQTT message.
+
+        A retained message is state sync: levels ring only on a change from the remembered
+        level, and a retained press (`action`) is old news and never rings.
+        """
         if len(topic) > MAX_TOPIC:
             raise DecodeError("topic_too_long", f"{len(topic)} chars")
         if not topic.startswith(self._base):
@@ -215,7 +259,7 @@ class Zigbee2MqttDecoder:
         data = _parse_json(payload)
         if not isinstance(data, dict):
             raise DecodeError("bad_shape", "expected a JSON object")
-        return self._state(topic, payload, entry, data, now)
+        return self._state(topic, payload, entry, data, now, retained=retained)
 
     def _signal(
         self,
@@ -248,15 +292,23 @@ class Zigbee2MqttDecoder:
         entry: tuple[str, DeviceConfig],
         data: dict[str, Any],
         now: float,
+        *,
+        retained: bool,
     ) -> list[Signal]:
         dev_id, dc = entry
         out: list[Signal] = []
         attrs = {k: data[k] for k in _KEEP_ATTRS if k in data}
         field = dc.field or _default_field(dc.kind)
+        stale_press = False
         if field == "action":
             action = data.get("action")
             # `action` is never cached by Z2M: it appears only in the press's own message.
-            if action not in (None, "") and (dc.raised in (None, True) or action == dc.raised):
+            pressed = action not in (None, "") and (
+                dc.raised in (None, True) or action == dc.raised
+            )
+            # A retained press is replayed at every subscription: it happened long ago.
+            stale_press = pressed and retained
+            if pressed and not retained:
                 out.append(
                     self._signal(
                         topic=topic,
@@ -303,6 +355,8 @@ class Zigbee2MqttDecoder:
                         attrs=attrs,
                     )
                 )
+        if stale_press and not out:
+            raise DecodeError("retained_press", "a retained press is old news; not rung")
         if not out:
             # A pure report (battery, link quality, repeated state): proof of life only.
             out.append(

@@ -22,6 +22,8 @@ class Inbound:
     # The source sends it again if it is never acknowledged (MQTT QoS 1), so it may be
     # dropped during a shutdown; an ESPA call the line already confirmed may not.
     redeliverable: bool = False
+    # Replayed by the broker because we subscribed (MQTT retain flag): last state, not news.
+    retain: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

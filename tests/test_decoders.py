@@ -480,12 +480,70 @@ def test_json_bad_payloads_raise_stable_reasons(payload: bytes, expected: str) -
     assert reason(jdec(), "in/x", payload) == expected
 
 
-def test_json_decoder_is_stateless() -> None:
-    """The JSON decoder has no levels to save or restore."""
+def test_json_decoder_keeps_only_its_own_states() -> None:
+    """The JSON decoder saves its last state per device and kind, and restores only those."""
     dec = jdec()
-    dec.restore({"a": True})
+    dec.restore({"a": True, "json:other:fall-101/fall": True})
     assert dec.levels() == {}
     assert dec.changed_levels() == {}
+    send(dec, "in/x", {"device": "fall-101", "state": "raised"})
+    assert dec.changed_levels() == {"json:integrator:fall-101/fall": True}
+    send(dec, "in/x", {"device": "fall-101", "state": "raised"})
+    assert dec.changed_levels() == {}
+
+
+# --- retained messages (the broker replays them at every subscription) ---------------------
+
+
+def retained(dec: Zigbee2MqttDecoder | JsonDecoder, topic: str, body: Any) -> list[Signal]:  # noqa: ANN401
+    """Decode `body` as a retained message."""
+    return dec.decode(topic, orjson.dumps(body), NOW, retained=True)
+
+
+def test_retained_press_never_rings() -> None:
+    """A retained Z2M press is old news, replayed at every (re)subscription: rejected, not rung.
+
+    Review finding 7: a pull cord's retained press rang the night staff again after every
+    broker blip or restart.
+    """
+    dec = z2m()
+    with pytest.raises(DecodeError) as info:
+        retained(dec, Z + "rom103/snor", {"action": "single", "battery": 90})
+    assert info.value.reason == "retained_press"
+    assert states(send(dec, Z + "rom103/snor", {"action": "single"})) == [("pull_cord", R)]
+
+
+def test_retained_press_still_carries_its_battery_low_change() -> None:
+    """A retained press with news besides (battery low) gives that news, never the press."""
+    dec = z2m()
+    send(dec, Z + "rom103/snor", {"battery_low": False})
+    out = retained(dec, Z + "rom103/snor", {"action": "single", "battery_low": True})
+    assert states(out) == [("battery_low", R)]
+
+
+def test_retained_level_rings_only_when_it_differs_from_the_remembered_level() -> None:
+    """A retained level is the device's current state: a change rings, a repeat reports."""
+    dec = z2m()
+    send(dec, Z + "rom101/seng", {"occupancy": False})
+    assert states(retained(dec, Z + "rom101/seng", {"occupancy": False})) == [("bed_exit", P)]
+    assert states(retained(dec, Z + "rom101/seng", {"occupancy": True})) == [("bed_exit", R)]
+    restarted = z2m()
+    restarted.restore(dec.levels())
+    assert states(retained(restarted, Z + "rom101/seng", {"occupancy": True})) == [("bed_exit", P)]
+
+
+def test_retained_json_signal_rings_only_when_its_state_is_news() -> None:
+    """A retained integrator signal rings once; replays of the same state only report."""
+    dec = jdec()
+    body = {"id": "nc-1", "device": "fall-101", "state": "raised"}
+    assert states(retained(dec, "in/x", body)) == [("fall", R)]
+    assert states(retained(dec, "in/x", body)) == [("fall", P)]
+    restarted = jdec()
+    restarted.restore(dec.levels())
+    assert states(retained(restarted, "in/x", body)) == [("fall", P)]
+    assert states(send(restarted, "in/x", body)) == [("fall", R)]  # a fresh one always rings
+    cleared = {"device": "fall-101", "state": "cleared"}
+    assert states(retained(restarted, "in/x", cleared)) == [("fall", C)]
 
 
 # --- properties ----------------------------------------------------------------------------

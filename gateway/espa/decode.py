@@ -53,7 +53,9 @@ class EspaDecoder(StatelessDecoder):
             if dc.source in (None, source):
                 self._by_address[dc.name or dev_id] = (dev_id, dc)
 
-    def decode(self, topic: str, payload: bytes, now: float) -> list[Signal]:
+    def decode(
+        self, topic: str, payload: bytes, now: float, *, retained: bool = False
+    ) -> list[Signal]:
         """Decode one received call; raise DecodeError on malformed input or unknown address."""
         if len(payload) > MAX_PAYLOAD:
             raise DecodeError("payload_too_large", f"{len(payload)} bytes")
