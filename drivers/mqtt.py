@@ -58,6 +58,7 @@ class MqttLink:
         self._handset_topics = dict(handsets)
         self._response_topics = {f"{base}/response": hs for hs, base in handsets.items()}
         self._dropped: int | None = None  # broker's $SYS drop counter, first value = baseline
+        self._refused: set[str] = set()  # filters the broker refused, with link_down raised
         # source name -> FairShare, for sources whose topic names one device
         self._fair = {
             name: FairShare[Publish](rate=rate, burst=burst, replaces=_same_state, keep=_is_event)
@@ -213,7 +214,7 @@ class MqttLink:
         paho_client.on_publish = on_publish
         self._sweeper = loop.call_later(1.0, self._sweep_acks)
         try:
-            await self._connected_session(client, paho_client, receive)
+            await self._connected_session(client, paho_client, receive, put)
         finally:
             self._paho = None
             self._io = None
@@ -255,7 +256,11 @@ class MqttLink:
         return found
 
     async def _connected_session(
-        self, client: aiomqtt.Client, paho_client: paho.Client, receive: Callable[[Publish], None]
+        self,
+        client: aiomqtt.Client,
+        paho_client: paho.Client,
+        receive: Callable[[Publish], None],
+        put: Put,
     ) -> None:
         cfg = self._cfg
         status = cfg.status_topic
@@ -275,8 +280,9 @@ class MqttLink:
             if cfg.watch_broker_drops:
                 filters.append((SYS_DROPPED, 0))
             if filters:
-                await client.subscribe(filters)
+                granted = await client.subscribe(filters)
                 _raise_if_cancelled()
+                self._check_subscriptions([f for f, _ in filters], granted, put)
             await client.publish(status, _status_payload("online"), qos=1, retain=True)
             _raise_if_cancelled()
             self._client = client
@@ -284,7 +290,7 @@ class MqttLink:
             self._io = io if io.fast else None
             self._connected.set()
             self._metrics.connected.labels(driver="mqtt").set(1)
-            self._log.info("mqtt_connected", subscriptions=len(filters))
+            self._log.info("mqtt_connected", subscriptions=len(filters), refused=len(self._refused))
             self._backoff.reset()
             # Messages arrive through on_message; this only waits for the connection to drop.
             try:
@@ -292,6 +298,47 @@ class MqttLink:
                     pass
             finally:
                 io.close()
+
+    def _check_subscriptions(
+        self, filters: Sequence[str], granted: Sequence[object], put: Put
+    ) -> None:
+        """Make a refused subscription (SUBACK 0x80) loud, and clear it once granted.
+
+        A refused filter is a deaf sensor tree or a handset whose answers never arrive,
+        behind a session that looks healthy: log it, export it, raise `link_down` for it.
+        """
+        gauge = self._metrics.subscription_refused
+        for topic_filter, code in zip(filters, granted, strict=False):
+            value = getattr(code, "value", code)
+            refused = not isinstance(value, int) or value >= 0x80
+            gauge.labels(topic_filter).set(1 if refused else 0)
+            if refused and topic_filter not in self._refused:
+                self._refused.add(topic_filter)
+                self._log.error(
+                    "mqtt_subscription_refused", topic_filter=topic_filter, code=str(code)
+                )
+                self._link_signal(topic_filter, SignalState.RAISED, put)
+            elif not refused and topic_filter in self._refused:
+                self._refused.discard(topic_filter)
+                self._log.info("mqtt_subscription_granted", topic_filter=topic_filter)
+                self._link_signal(topic_filter, SignalState.CLEARED, put)
+
+    def _link_signal(self, topic_filter: str, state: SignalState, put: Put) -> None:
+        now = time.time()
+        device = f"mqtt subscription {topic_filter}"
+        put(
+            Signal(
+                id=f"mqtt-sub:{topic_filter}:{state.value}:{now:.6f}",
+                source="mqtt",
+                device=device,
+                room="",
+                kind="link_down",
+                state=state,
+                ts=now,
+                attrs={"reason": "subscription refused by the broker"},
+                received_at=now,
+            )
+        )
 
     def _dispatch(self, msg: Publish, paho_client: paho.Client, put: Put) -> None:
         topic = msg.topic

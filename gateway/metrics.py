@@ -111,6 +111,12 @@ class Metrics:
             "Wall-clock steps (NTP, RTC) that moved the pending timers with them",
             registry=r,
         )
+        self.subscription_refused = Gauge(
+            "alertgw_mqtt_subscription_refused",
+            "1 while the broker refuses this topic filter (SUBACK 0x80): its messages never come",
+            ["topic_filter"],
+            registry=r,
+        )
         self.config_reloads = Counter(
             "alertgw_config_reloads_total", "Config reloads by result", ["result"], registry=r
         )

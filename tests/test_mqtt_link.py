@@ -10,7 +10,8 @@ from drivers.mqtt import MqttLink, _raise_if_cancelled
 from gateway.config import MqttConfig
 from gateway.errors import DeliveryError
 from gateway.metrics import Metrics
-from gateway.model import Delivery
+from gateway.model import Delivery, Signal, SignalState
+from gateway.ports import Item
 
 
 async def test_overdue_puback_fails_its_delivery_and_a_fresh_one_waits() -> None:
@@ -63,3 +64,22 @@ async def test_a_cancellation_swallowed_by_wait_for_is_raised_again() -> None:
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 5)
     assert not ran_on.is_set()
+
+
+def test_a_refused_subscription_raises_link_down_once_and_clears_when_granted() -> None:
+    """SUBACK 0x80 raises one link_down per filter (not per session); a later grant clears it."""
+    metrics = Metrics()
+    link = MqttLink(config=MqttConfig(), sources={"z": ["z/#"]}, handsets={}, metrics=metrics)
+    got: list[Item] = []
+    link._check_subscriptions(["z/#", "r/1"], [1, 0x80], got.append)
+    link._check_subscriptions(["z/#", "r/1"], [1, 0x80], got.append)  # the next session
+    assert [(s.kind, s.device, s.state) for s in got if isinstance(s, Signal)] == [
+        ("link_down", "mqtt subscription r/1", SignalState.RAISED)
+    ]
+    assert metrics.subscription_refused.labels("r/1")._value.get() == 1
+    link._check_subscriptions(["z/#", "r/1"], [1, 1], got.append)
+    assert [s.state for s in got if isinstance(s, Signal)] == [
+        SignalState.RAISED,
+        SignalState.CLEARED,
+    ]
+    assert metrics.subscription_refused.labels("r/1")._value.get() == 0

@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
+import pytest
+from structlog.testing import capture_logs
 
-from tests.conftest import Broker, make_config, running, unique
+from gateway.config import parse_config
+from tests.conftest import BASE_YAML, Broker, free_port, make_config, running, unique
 from tests.integration.helpers import peer
+
+DYNSEC = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
+
+
+async def until(predicate: Callable[[], bool], timeout: float) -> bool:
+    """Poll `predicate` until it holds or `timeout` seconds pass; return its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return predicate()
 
 
 async def test_retained_press_does_not_ring_again_after_a_reconnect(
@@ -63,3 +83,78 @@ async def test_retained_press_published_while_down_still_rings(
             await p.client.publish(topic, b"", qos=1, retain=True)
     assert ring["type"] == "ring"
     assert ring["kind"] == "pull_cord"
+
+
+@pytest.fixture
+def dynsec_broker(tmp_path: Path) -> Iterator[tuple[Broker, Path]]:
+    """Mosquitto with the dynamic-security plugin, which answers a refused SUBSCRIBE 0x80.
+
+    (With `acl_file` Mosquitto 2.0 grants the SUBACK and silently never delivers.)
+    """
+    if not DYNSEC.exists():
+        pytest.skip("mosquitto dynamic security plugin not installed")
+    work = tmp_path / "dynsec"
+    work.mkdir()
+    ds = work / "dynsec.json"
+    subprocess.run(
+        ["mosquitto_ctrl", "dynsec", "init", str(ds), "alertgw", "gw-secret"],
+        check=True,
+        capture_output=True,
+    )
+    data = json.loads(ds.read_text())
+    data["defaultACLAccess"] = {
+        "publishClientSend": True,
+        "publishClientReceive": True,
+        "subscribe": True,
+        "unsubscribe": True,
+    }
+    ds.write_text(json.dumps(data))
+    (work / "pw").write_text("gw-secret\n")
+    body = (
+        ("user root\n" if os.geteuid() == 0 else "")
+        + "per_listener_settings false\nallow_anonymous true\n"
+        "listener {port} 127.0.0.1\n"
+        f"plugin {DYNSEC}\nplugin_opt_config_file {ds}\n"
+        "log_dest file {workdir}/mosquitto.log\n"
+    )
+    b = Broker(port=free_port(), workdir=work, body=body)
+    yield b, ds
+    b.stop()
+
+
+async def test_a_refused_subscription_is_loud(
+    dynsec_broker: tuple[Broker, Path], tmp_path: Path
+) -> None:
+    """A SUBACK failure (0x80) is an error naming the filter, a gauge and a link_down alarm.
+
+    Review finding 8: the SUBACK codes were ignored, so a refused response topic left
+    night1's accepts unheard behind `mqtt_connected` and driver_connected 1.
+    """
+    b, ds = dynsec_broker
+    prefix = unique("t")
+    refused = f"{prefix}/handset/night1/response"
+    data = json.loads(ds.read_text())
+    data["roles"][0]["acls"] = [
+        {"acltype": "subscribeLiteral", "topic": refused, "allow": False, "priority": 10}
+    ]
+    ds.write_text(json.dumps(data))
+    b.start()
+    text = BASE_YAML.format(
+        port=b.port, client_id=unique("gw"), prefix=prefix, db=tmp_path / "journal.db"
+    ).replace("mqtt:\n", f"mqtt:\n  username: alertgw\n  password_file: {b.workdir / 'pw'}\n", 1)
+    config = parse_config(text, filename="test.yaml")
+    with capture_logs() as logs:
+        async with running(config) as r:
+            gw = r.gateway
+            alarmed = await until(
+                lambda: any(
+                    a.kind == "link_down" and refused in a.device for a in gw.engine.active
+                ),
+                5,
+            )
+            gauge = gw.metrics.subscription_refused.labels(refused)._value.get()
+            granted = gw.metrics.subscription_refused.labels(f"{prefix}/z2m/#")._value.get()
+    errors = [e for e in logs if e["event"] == "mqtt_subscription_refused"]
+    assert [(e["log_level"], e["topic_filter"]) for e in errors] == [("error", refused)]
+    assert (gauge, granted) == (1, 0)
+    assert alarmed, "no link_down alarm for the refused subscription"
