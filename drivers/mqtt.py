@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import socket
 import ssl
 import time
@@ -213,6 +214,9 @@ class MqttLink:
 
         paho_client.on_publish = on_publish
         self._sweeper = loop.call_later(1.0, self._sweep_acks)
+        # Messages still queued from the last session (its timer died with it) go as soon
+        # as their bucket allows, connected or not: a QoS 0 press is never sent again.
+        schedule()
         try:
             await self._connected_session(client, paho_client, receive, put)
         finally:
@@ -222,6 +226,11 @@ class MqttLink:
                 self._sweeper.cancel()
             for handle in flush:
                 handle.cancel()
+            for fair in self._fair.values():
+                # A queued QoS 1 message's packet id means nothing on the next session, and
+                # the broker sends its own copy again (DUP, dropped as a duplicate once ours
+                # is routed); ours goes anyway, so a broker that lost the session loses none.
+                fair.rewrite_parked(_unacknowledgeable)
             lost = DeliveryError(f"mqtt broker {self._cfg.host}:{self._cfg.port} disconnected")
             for fut in self._acks.values():
                 if not fut.done():
@@ -461,6 +470,10 @@ def _raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+def _unacknowledgeable(msg: Publish) -> Publish:
+    return dataclasses.replace(msg, mid=0, qos=0) if msg.qos else msg
 
 
 def _same_state(old: Publish, new: Publish) -> bool:

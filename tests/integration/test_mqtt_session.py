@@ -158,3 +158,38 @@ async def test_a_refused_subscription_is_loud(
     assert [(e["log_level"], e["topic_filter"]) for e in errors] == [("error", refused)]
     assert (gauge, granted) == (1, 0)
     assert alarmed, "no link_down alarm for the refused subscription"
+
+
+@pytest.mark.parametrize("qos", [0, 1], ids=["qos0", "qos1"])
+async def test_message_parked_when_the_session_drops_is_released_after_reconnect(
+    broker: Broker, tmp_path: Path, qos: int
+) -> None:
+    """A rate-limited press queued when the session drops still rings after it, once.
+
+    Review finding 12: the release timer died with the session while the queue outlived
+    it, so a QoS 0 press (Z2M's default, never sent again) waited for the next flood. A
+    QoS 1 one is also sent again by the broker: it must not ring twice.
+    """
+    prefix = unique("t")
+    text = BASE_YAML.format(
+        port=broker.port, client_id=unique("gw"), prefix=prefix, db=tmp_path / "journal.db"
+    ).replace(
+        f"base_topic: {prefix}/z2m}}", f"base_topic: {prefix}/z2m, max_rate: 0.5, max_burst: 1}}"
+    )
+    config = parse_config(text, filename="test.yaml")
+    async with running(config) as r, peer(broker.port, prefix) as p:
+        link = r.gateway.link
+        assert link is not None
+        assert link._paho is not None
+        topic = f"{prefix}/z2m/rom103/snor"
+        await p.client.publish(topic, b'{"battery": 90}', qos=qos)  # takes the one token
+        await p.client.publish(topic, b'{"action": "single", "battery": 90}', qos=qos)
+        fair = link._fair["zigbee"]
+        assert await until(lambda: fair.parked == 1, 2)
+        link._paho.disconnect()  # the broker restarts, Wi-Fi drops...
+        await asyncio.sleep(0.3)
+        await asyncio.wait_for(link.wait_connected(), 10)
+        _, ring = await p.next(timeout=6)  # the token is back within 2 s
+        assert await p.nothing(2.5)  # the broker's own copy (QoS 1) was a duplicate
+    assert ring["type"] == "ring"
+    assert ring["kind"] == "pull_cord"
