@@ -60,6 +60,8 @@ class MqttLink:
         self._response_topics = {f"{base}/response": hs for hs, base in handsets.items()}
         self._dropped: int | None = None  # broker's $SYS drop counter, first value = baseline
         self._refused: set[str] = set()  # filters the broker refused, with link_down raised
+        self._session_present: bool | None = None  # CONNACK's flag for the current session
+        self._had_session = False  # a session was up before: session_present=0 means loss
         # source name -> FairShare, for sources whose topic names one device
         self._fair = {
             name: FairShare[Publish](rate=rate, burst=burst, replaces=_same_state, keep=_is_event)
@@ -213,6 +215,15 @@ class MqttLink:
                 aiomqtt_on_publish(c, userdata, mid, *rest)
 
         paho_client.on_publish = on_publish
+        aiomqtt_on_connect = paho_client.on_connect
+
+        def on_connect(c: paho.Client, userdata: Any, flags: Any, *rest: Any) -> None:  # noqa: ANN401
+            self._session_present = bool(getattr(flags, "session_present", False))
+            if aiomqtt_on_connect is not None:
+                aiomqtt_on_connect(c, userdata, flags, *rest)
+
+        paho_client.on_connect = on_connect
+        self._session_present = None
         self._sweeper = loop.call_later(1.0, self._sweep_acks)
         # Messages still queued from the last session (its timer died with it) go as soon
         # as their bucket allows, connected or not: a QoS 0 press is never sent again.
@@ -299,7 +310,15 @@ class MqttLink:
             self._io = io if io.fast else None
             self._connected.set()
             self._metrics.connected.labels(driver="mqtt").set(1)
-            self._log.info("mqtt_connected", subscriptions=len(filters), refused=len(self._refused))
+            self._log.info(
+                "mqtt_connected",
+                subscriptions=len(filters),
+                refused=len(self._refused),
+                session_present=self._session_present,
+            )
+            if self._had_session and self._session_present is False:
+                self._session_lost(put)
+            self._had_session = True
             self._backoff.reset()
             # Messages arrive through on_message; this only waits for the connection to drop.
             try:
@@ -307,6 +326,33 @@ class MqttLink:
                     pass
             finally:
                 io.close()
+
+    def _session_lost(self, put: Put) -> None:
+        """The broker forgot our persistent session: what it held for us while away is gone.
+
+        (A broker restarted without persistence, a lost mosquitto.db, or one past
+        persistent_client_expiration answers CONNACK session_present=0.)
+        """
+        broker = f"{self._cfg.host}:{self._cfg.port}"
+        self._metrics.sessions_lost.inc()
+        self._log.warning(
+            "mqtt_session_lost",
+            detail="the broker kept no session: messages queued for alertgw while away are lost",
+        )
+        now = time.time()
+        put(
+            Signal(
+                id=f"broker-session-lost-{now:.6f}",
+                source="mqtt",
+                device=f"broker {broker}",
+                room="",
+                kind="broker_dropping",
+                state=SignalState.RAISED,
+                ts=now,
+                attrs={"reason": "session_lost"},
+                received_at=now,
+            )
+        )
 
     def _check_subscriptions(
         self, filters: Sequence[str], granted: Sequence[object], put: Put

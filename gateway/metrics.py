@@ -117,6 +117,11 @@ class Metrics:
             ["topic_filter"],
             registry=r,
         )
+        self.sessions_lost = Counter(
+            "alertgw_mqtt_sessions_lost_total",
+            "Reconnects to a broker that had forgotten alertgw's session (queued messages lost)",
+            registry=r,
+        )
         self.config_reloads = Counter(
             "alertgw_config_reloads_total", "Config reloads by result", ["result"], registry=r
         )

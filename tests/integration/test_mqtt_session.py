@@ -193,3 +193,43 @@ async def test_message_parked_when_the_session_drops_is_released_after_reconnect
         assert await p.nothing(2.5)  # the broker's own copy (QoS 1) was a duplicate
     assert ring["type"] == "ring"
     assert ring["kind"] == "pull_cord"
+
+
+@pytest.mark.parametrize("persistence", [False, True], ids=["volatile", "persistent"])
+async def test_reconnect_to_a_broker_that_lost_the_session_is_loud(
+    tmp_path: Path, persistence: bool
+) -> None:
+    """CONNACK session_present=0 on a reconnect is a warning, a counter and a technical alarm.
+
+    Review finding 15: a broker restarted without persistence (or with its file lost, or
+    past persistent_client_expiration) had dropped everything queued for alertgw, and
+    alertgw just logged mqtt_connected. A broker that kept the session is not an alarm.
+    """
+    work = tmp_path / "broker"
+    body = (
+        ("user root\n" if os.geteuid() == 0 else "")
+        + "listener {port} 127.0.0.1\nallow_anonymous true\n"
+        + ("persistence true\npersistence_location {workdir}/\n" if persistence else "")
+        + "log_dest file {workdir}/mosquitto.log\n"
+    )
+    b = Broker(port=free_port(), workdir=work, body=body)
+    b.start()
+    try:
+        config = make_config(b.port, tmp_path, client_id=unique("gw"))
+        with capture_logs() as logs:
+            async with running(config) as r:
+                gw = r.gateway
+                link = gw.link
+                assert link is not None
+                b.restart()
+                await asyncio.sleep(0.5)
+                await asyncio.wait_for(link.wait_connected(), 10)
+                alarmed = await until(
+                    lambda: any(a.kind == "broker_dropping" for a in gw.engine.active), 1.0
+                )
+                lost = gw.metrics.sessions_lost._value.get()
+    finally:
+        b.stop()
+    warned = [e for e in logs if e["event"] == "mqtt_session_lost"]
+    assert [e["log_level"] for e in warned] == ([] if persistence else ["warning"])
+    assert (lost, alarmed) == ((0, False) if persistence else (1, True))
