@@ -333,25 +333,26 @@ class MqttLink:
         (A broker restarted without persistence, a lost mosquitto.db, or one past
         persistent_client_expiration answers CONNACK session_present=0.)
         """
-        broker = f"{self._cfg.host}:{self._cfg.port}"
         self._metrics.sessions_lost.inc()
         self._log.warning(
             "mqtt_session_lost",
             detail="the broker kept no session: messages queued for alertgw while away are lost",
         )
         now = time.time()
-        put(
-            Signal(
-                id=f"broker-session-lost-{now:.6f}",
-                source="mqtt",
-                device=f"broker {broker}",
-                room="",
-                kind="broker_dropping",
-                state=SignalState.RAISED,
-                ts=now,
-                attrs={"reason": "session_lost"},
-                received_at=now,
-            )
+        put(self._dropping_alarm(f"broker-session-lost-{now:.6f}", now, reason="session_lost"))
+
+    def _dropping_alarm(self, signal_id: str, now: float, **attrs: object) -> Signal:
+        """A technical `broker_dropping` alarm: the broker lost messages meant for alertgw."""
+        return Signal(
+            id=signal_id,
+            source="mqtt",
+            device=f"broker {self._cfg.host}:{self._cfg.port}",
+            room="",
+            kind="broker_dropping",
+            state=SignalState.RAISED,
+            ts=now,
+            attrs=attrs,
+            received_at=now,
         )
 
     def _check_subscriptions(
@@ -430,19 +431,10 @@ class MqttLink:
         previous, self._dropped = self._dropped, value
         if previous is None or value <= previous:
             return  # baseline, or the broker restarted and its counter reset
-        broker = f"{self._cfg.host}:{self._cfg.port}"
         self._log.error("broker_dropping_messages", dropped=value - previous, total=value)
         put(
-            Signal(
-                id=f"broker-dropped-{value}",
-                source="mqtt",
-                device=f"broker {broker}",
-                room="",
-                kind="broker_dropping",
-                state=SignalState.RAISED,
-                ts=now,
-                attrs={"dropped": value - previous, "total": value},
-                received_at=now,
+            self._dropping_alarm(
+                f"broker-dropped-{value}", now, dropped=value - previous, total=value
             )
         )
 
