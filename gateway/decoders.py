@@ -110,7 +110,43 @@ class StatelessDecoder:
         return {}
 
 
-class JsonDecoder:
+class LevelMemory:
+    """Base for decoders that remember a level per key, journaled across restarts.
+
+    A restart restores them, so a transition while alertgw was down still rings and a
+    replayed (retained) state that is no news does not.
+    """
+
+    def __init__(self, restore_prefix: str = "") -> None:
+        self._restore_prefix = restore_prefix
+        self._levels: dict[str, bool] = {}
+        self._dirty: set[str] = set()
+
+    def levels(self) -> Mapping[str, Any]:
+        """Return the last known level per key."""
+        return dict(self._levels)
+
+    def restore(self, levels: Mapping[str, Any]) -> None:
+        """Restore this decoder's levels saved before a restart."""
+        prefix = self._restore_prefix
+        self._levels.update({k: bool(v) for k, v in levels.items() if k.startswith(prefix)})
+
+    def changed_levels(self) -> dict[str, Any]:
+        """Return and forget the levels changed since the last call."""
+        out = {k: self._levels[k] for k in self._dirty}
+        self._dirty.clear()
+        return out
+
+    def _set_level(self, key: str, active: bool) -> bool | None:
+        """Record `active` for `key`; return the level before (None: never seen)."""
+        previous = self._levels.get(key)
+        if previous != active:
+            self._levels[key] = active
+            self._dirty.add(key)
+        return previous
+
+
+class JsonDecoder(LevelMemory):
     """The generic integrator payload: {"device", "state", "kind"?, "id"?, "ts"?, ...}.
 
     It remembers the last raised/cleared state per device and kind, only so that a retained
@@ -124,22 +160,7 @@ class JsonDecoder:
         }
         self._new_id = new_id
         self._prefix = f"json:{source}:"
-        self._levels: dict[str, bool] = {}
-        self._dirty: set[str] = set()
-
-    def levels(self) -> Mapping[str, Any]:
-        """Return the last state per device and kind."""
-        return dict(self._levels)
-
-    def restore(self, levels: Mapping[str, Any]) -> None:
-        """Restore this source's states saved before a restart."""
-        self._levels.update({k: bool(v) for k, v in levels.items() if k.startswith(self._prefix)})
-
-    def changed_levels(self) -> dict[str, Any]:
-        """Return and forget the states changed since the last call."""
-        out = {k: self._levels[k] for k in self._dirty}
-        self._dirty.clear()
-        return out
+        super().__init__(restore_prefix=self._prefix)
 
     def decode(
         self, topic: str, payload: bytes, now: float, *, retained: bool = False
@@ -170,13 +191,8 @@ class JsonDecoder:
         ts = _ts(data.get("ts"), now)
         attrs = {k: v for k, v in data.items() if k not in _JSON_KEYS}
         if state is not SignalState.REPORT:
-            key = f"{self._prefix}{device}/{kind}"
             active = state is SignalState.RAISED
-            previous = self._levels.get(key)
-            if previous != active:
-                self._levels[key] = active
-                self._dirty.add(key)
-            elif retained:
+            if self._set_level(f"{self._prefix}{device}/{kind}", active) == active and retained:
                 state = SignalState.REPORT  # the broker replaying what we already know
         return [
             Signal(
@@ -196,7 +212,7 @@ class JsonDecoder:
 _JSON_KEYS = frozenset({"id", "device", "kind", "state", "ts"})
 
 
-class Zigbee2MqttDecoder:
+class Zigbee2MqttDecoder(LevelMemory):
     """Zigbee2MQTT device state, action and availability messages."""
 
     def __init__(
@@ -217,22 +233,7 @@ class Zigbee2MqttDecoder:
         for dev_id, dc in config.devices.items():
             if dc.source in (None, source):
                 self._by_name[dc.name or dev_id] = (dev_id, dc)
-        self._levels: dict[str, bool] = {}
-        self._dirty: set[str] = set()
-
-    def levels(self) -> Mapping[str, Any]:
-        """Return the last known level per device and property."""
-        return dict(self._levels)
-
-    def restore(self, levels: Mapping[str, Any]) -> None:
-        """Restore levels saved before a restart, so a transition while down still rings."""
-        self._levels.update({k: bool(v) for k, v in levels.items()})
-
-    def changed_levels(self) -> dict[str, Any]:
-        """Return and forget the levels changed since the last call."""
-        out = {k: self._levels[k] for k in self._dirty}
-        self._dirty.clear()
-        return out
+        super().__init__()
 
     def decode(
         self, topic: str, payload: bytes, now: float, *, retained: bool = False
@@ -376,10 +377,7 @@ class Zigbee2MqttDecoder:
     def _transition(
         self, key: str, active: bool, dc: DeviceConfig | None, *, baseline_raises: bool = False
     ) -> SignalState | None:
-        previous = self._levels.get(key)
-        if previous != active:
-            self._levels[key] = active
-            self._dirty.add(key)
+        previous = self._set_level(key, active)
         if previous is None:
             # First sight of this device: take the level as a baseline, unless it is a
             # safety-critical kind or the installer asked to alert on startup.
