@@ -864,7 +864,7 @@ class Gateway:
                 self._journal_down = False
                 self.metrics.journal_failing.set(0)
                 self.notifier.status(f"routing for {self.config.site.name}")
-                self.put(self._journal_alarm(SignalState.CLEARED, "writing again"))
+                self.put(_link_alarm("journal", SignalState.CLEARED, "writing again"))
             for ack in batch.acks:
                 ack()  # only now may the broker forget the signal
             self._uncommitted_ids.difference_update(s.id for s in batch.signals)
@@ -914,7 +914,7 @@ class Gateway:
             self._journal_down = True
             self.metrics.journal_failing.set(1)
             self.notifier.status(f"JOURNAL WRITE FAILING: {why}; routing from memory")
-            self.put(self._journal_alarm(SignalState.RAISED, why))
+            self.put(_link_alarm("journal", SignalState.RAISED, why))
         acks, self._pending.acks = self._pending.acks, []
         for ack in acks:
             ack()
@@ -941,10 +941,6 @@ class Gateway:
             log.error("journal_write_still_failing", error=str(exc), attempts=failing.failures)
         await asyncio.sleep(retry_in)
         self._journal_wake.set()
-
-    def _journal_alarm(self, state: SignalState, why: str) -> Signal:
-        """A technical `link_down` alarm for the journal file."""
-        return _link_alarm("journal", state, why)
 
     async def _broker_watch_loop(self, link: MqttLink) -> None:
         """A broker out of reach for BROKER_DOWN_ALARM_AFTER is a technical `link_down` alarm.

@@ -9,12 +9,45 @@ from pathlib import Path
 
 import pytest
 
+from gateway.app import Gateway
 from tests.conftest import Broker, make_config, running, unique
 from tests.integration.helpers import peer
 
 pytestmark = pytest.mark.faults
 
 ROUNDS = 30  # more than the broker sends unacknowledged (20 by default)
+
+
+async def fill_disk(gw: Gateway) -> None:
+    """From now on no new page fits in the journal: commits fail with SQLITE_FULL."""
+    db = gw.journal.db
+    (pages,) = next(iter(await db.execute_fetchall("PRAGMA page_count")))
+    await db.execute(f"PRAGMA max_page_count={pages}")
+
+
+async def free_disk(gw: Gateway) -> None:
+    """Space again: commits succeed."""
+    await gw.journal.db.execute("PRAGMA max_page_count=1073741823")
+
+
+async def until_recovered(gw: Gateway) -> None:
+    """Wait until the journal has caught up with everything routed meanwhile."""
+    sample = gw.metrics.registry.get_sample_value
+    for _ in range(300):
+        if sample("alertgw_journal_failing") == 0 and not gw._pending.signals:
+            break
+        await asyncio.sleep(0.05)
+    assert sample("alertgw_journal_failing") == 0
+
+
+def journaled(tmp_path: Path) -> tuple[set[str], list[str]]:
+    """Signal ids in the journal, and the states of the journal's own alarm."""
+    with sqlite3.connect(tmp_path / "journal.db") as conn:
+        ids = {row[0] for row in conn.execute("SELECT id FROM signals")}
+        alarm = [
+            row[0] for row in conn.execute("SELECT state FROM alerts WHERE device = 'journal'")
+        ]
+    return ids, alarm
 
 
 async def test_a_full_disk_keeps_ringing_and_commits_everything_when_space_returns(
@@ -26,9 +59,7 @@ async def test_a_full_disk_keeps_ringing_and_commits_everything_when_space_retur
     async with running(config) as r, peer(broker.port, prefix) as p:
         gw = r.gateway
         sample = gw.metrics.registry.get_sample_value
-        db = gw.journal.db
-        (pages,) = next(iter(await db.execute_fetchall("PRAGMA page_count")))
-        await db.execute(f"PRAGMA max_page_count={pages}")  # the disk is full from now on
+        await fill_disk(gw)
         for i in range(ROUNDS):
             pad = "x" * 3000  # kept as an attribute: every signal needs new pages
             await p.json_signal({"device": "fall-101", "id": f"f{i}", "pad": pad})
@@ -43,17 +74,9 @@ async def test_a_full_disk_keeps_ringing_and_commits_everything_when_space_retur
         assert (sample("alertgw_journal_write_errors_total") or 0) >= 1
         assert sample("alertgw_journal_failing") == 1
         assert not r.task.done()
-        await db.execute("PRAGMA max_page_count=1073741823")  # space again
-        for _ in range(300):
-            if sample("alertgw_journal_failing") == 0 and not gw._pending.signals:
-                break
-            await asyncio.sleep(0.05)
-        assert sample("alertgw_journal_failing") == 0
-    with sqlite3.connect(tmp_path / "journal.db") as conn:
-        ids = {row[0] for row in conn.execute("SELECT id FROM signals")}
-        journal_alarm = [
-            row[0] for row in conn.execute("SELECT state FROM alerts WHERE device = 'journal'")
-        ]
+        await free_disk(gw)
+        await until_recovered(gw)
+    ids, journal_alarm = journaled(tmp_path)
     assert {f"f{i}" for i in range(ROUNDS)} | {f"c{i}" for i in range(ROUNDS)} <= ids
     # The failure was itself a technical alarm, cleared when commits worked again.
     assert journal_alarm == ["cleared"]
@@ -71,9 +94,7 @@ async def test_a_long_outage_keeps_alerts_but_caps_the_signal_records_in_memory(
     async with running(config) as r, peer(broker.port, prefix) as p:
         gw = r.gateway
         sample = gw.metrics.registry.get_sample_value
-        db = gw.journal.db
-        (pages,) = next(iter(await db.execute_fetchall("PRAGMA page_count")))
-        await db.execute(f"PRAGMA max_page_count={pages}")
+        await fill_disk(gw)
         for i in range(5):
             pad = "x" * 3000
             await p.json_signal({"device": "fall-101", "id": f"f{i}", "pad": pad})
@@ -87,14 +108,10 @@ async def test_a_long_outage_keeps_alerts_but_caps_the_signal_records_in_memory(
         assert [s.id for s in gw._pending.signals] == ["f3", "c3", "f4", "c4"]
         dropped = sample("alertgw_journal_signals_dropped_total")
         assert dropped
-        await db.execute("PRAGMA max_page_count=1073741823")
-        for _ in range(300):
-            if sample("alertgw_journal_failing") == 0 and not gw._pending.signals:
-                break
-            await asyncio.sleep(0.05)
-        assert sample("alertgw_journal_failing") == 0
+        await free_disk(gw)
+        await until_recovered(gw)
+    ids, _ = journaled(tmp_path)
     with sqlite3.connect(tmp_path / "journal.db") as conn:
-        ids = {row[0] for row in conn.execute("SELECT id FROM signals")}
         falls = conn.execute("SELECT COUNT(*) FROM alerts WHERE kind = 'fall'").fetchone()[0]
     # Whatever fitted before the disk filled, then the newest 4, and the journal's own
     # raised and cleared alarm: nothing else is missing but what was counted as dropped.
@@ -131,16 +148,8 @@ async def test_a_hung_write_is_reported_and_does_not_stop_intake(
         assert sample("alertgw_journal_failing") == 1
         assert any(a.device == "journal" for a in gw.engine.active)  # the technical alarm
         disk.set()
-        for _ in range(300):
-            if sample("alertgw_journal_failing") == 0 and not gw._pending.signals:
-                break
-            await asyncio.sleep(0.05)
-        assert sample("alertgw_journal_failing") == 0
-    with sqlite3.connect(tmp_path / "journal.db") as conn:
-        ids = {row[0] for row in conn.execute("SELECT id FROM signals")}
-        journal_alarm = [
-            row[0] for row in conn.execute("SELECT state FROM alerts WHERE device = 'journal'")
-        ]
+        await until_recovered(gw)
+    ids, journal_alarm = journaled(tmp_path)
     assert {f"f{i}" for i in range(ROUNDS)} | {f"c{i}" for i in range(ROUNDS)} <= ids
     assert journal_alarm == ["cleared"]
 
