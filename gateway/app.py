@@ -892,9 +892,8 @@ class Gateway:
                         waiting_signals=len(batch.signals),
                     )
                     self.metrics.journal_errors.inc()
-                    acks, batch.acks = batch.acks, []
-                    for ack in acks:
-                        ack()
+                    # Its acks go first, with what was routed since (_journal_unwritable).
+                    self._pending.acks[:0], batch.acks = batch.acks, []
                 self._journal_unwritable(f"a write has hung for {JOURNAL_STALL_AFTER:g} s")
             await commit
         except asyncio.CancelledError:
