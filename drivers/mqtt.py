@@ -414,8 +414,9 @@ class MqttLink:
             return
         handset = self._response_topics.get(topic)
         if handset is not None:
-            put(RawResponse(handset=handset, payload=payload, received_at=now))
-            ack()  # a lost response is re-sent by the handset app; it is not an alert
+            # Acknowledged once the accept or reject is journaled: a crash before that commit
+            # must not lose it, or the alert would escalate past the nurse on her way.
+            put(RawResponse(handset=handset, payload=payload, received_at=now, ack=ack))
             return
         source = self._source_of(topic)
         if source is not None:

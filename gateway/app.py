@@ -473,6 +473,8 @@ class Gateway:
                         self.engine.handle_delivery_failed(item.handset, item.alert_id, now)
                     )
             else:
+                if isinstance(item, RawResponse) and item.ack is not None:
+                    acks.append(item.ack)
                 response = item if isinstance(item, Response) else self._parse_response(item)
                 if response is None:
                     continue

@@ -100,6 +100,8 @@ class _Live:
     members: list[str] = dataclasses.field(default_factory=list)  # when a group leader
     condition_cleared: bool = False  # leader whose own condition ended while members remain
     rejected_by: set[str] = dataclasses.field(default_factory=set)
+    # Rejecters not rung and not accepting since their reject: a repeat of it is no news.
+    declined: set[str] = dataclasses.field(default_factory=set)
 
     def __post_init__(self) -> None:
         if self._alert.due is not None:
@@ -394,6 +396,11 @@ class Engine:
             # A handset may take over a critical alarm that staff presence stopped.
             self._accept(live, response.handset, now, out)
         elif response.kind is ResponseKind.REJECT:
+            if response.handset in live.declined:
+                # Declined and neither rung nor accepting since: a broker redelivery of the
+                # same answer (acked only after its commit) or a double tap, not news.
+                return out
+            live.declined.add(response.handset)
             live.rejected_by.add(response.handset)
             out.transitions.append(
                 Transition(alert, "rejected", now, response.handset, response.reason)
@@ -677,6 +684,7 @@ class Engine:
         if due is None and live.ladder.reminder > 0:
             due = now + live.ladder.reminder
         live.alert = live.alert.with_state(AlertState.ACCEPTED, accepted_by=handset, due=due)
+        live.declined.discard(handset)
         out.transitions.append(Transition(live.alert, "accepted", now, handset))
         for h in live.handsets:
             out.deliveries.append(self._delivery(live, h, "update", now))
@@ -994,6 +1002,7 @@ class Engine:
     ) -> None:
         if handset not in live.handsets:
             live.handsets.append(handset)
+        live.declined.discard(handset)
         limit = self.config.rate_limit
         if (
             rate_limited

@@ -28,11 +28,12 @@ class Inbound:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RawResponse:
-    """A handset's answer as bytes, not yet validated."""
+    """A handset's answer as bytes, not yet validated; `ack` once its outcome is journaled."""
 
     handset: str
     payload: bytes
     received_at: float
+    ack: Callable[[], None] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -350,6 +350,36 @@ def test_reject_moves_on_at_once() -> None:
     assert c.rings() == [(0, "n-ost", "pull_cord"), (5, "n-vest", "pull_cord")]
 
 
+def test_a_repeated_reject_is_no_news() -> None:
+    """The same reject twice (a broker redelivery, a double tap) escalates once.
+
+    Answers are acknowledged to the broker only after their commit, so a crash between
+    the two redelivers one the engine may already have applied.
+    """
+    c = Clocked(config())
+    c.signal("cord-102")
+    c.at(5)
+    c.respond("n-ost", "a1", "reject")
+    c.at(6)
+    assert c.respond("n-ost", "a1", "reject").transitions == []
+    assert c.rings() == [(0, "n-ost", "pull_cord"), (5, "n-vest", "pull_cord")]
+
+
+def test_a_reject_after_accepting_again_counts() -> None:
+    """Reject, then accept after all, then reject: the last reject gives the alert back."""
+    c = Clocked(config())
+    c.signal("cord-102")
+    c.at(5)
+    c.respond("n-ost", "a1", "reject")
+    c.at(10)
+    c.respond("n-ost", "a1")
+    c.at(20)
+    c.respond("n-ost", "a1", "reject")
+    alert = c.engine.alert("a1")
+    assert alert is not None
+    assert (alert.state, alert.accepted_by) == (AlertState.ACTIVE, None)
+
+
 def test_accept_stops_escalation_and_reminds() -> None:
     """After an accept nobody else rings; the accepter is reminded after the reminder time."""
     c = Clocked(config())

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,6 +18,8 @@ import aiomqtt
 import orjson
 import pytest
 
+from gateway.journal import Journal
+from gateway.model import AlertState
 from tests.conftest import Broker, unique
 from tests.faults.helpers import Handset, expected_rings, fault_config, sender, stream, tally
 
@@ -166,3 +169,73 @@ async def test_kill9_three_times_mid_stream_loses_nothing(broker: Broker, tmp_pa
     assert t.duplicate_rings == 0
     assert t.unexpected == 0
     assert rc == 0
+
+
+async def test_kill9_before_the_commit_keeps_a_handsets_accept(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """An accept is acknowledged to the broker only once journaled, so a crash keeps it.
+
+    Review finding: answers were PUBACKed on arrival, so a SIGKILL within commit_delay
+    lost the accept and, after the restart, the alert escalated past the nurse on her way.
+    """
+    prefix = unique("f")
+    _, config_path = fault_config(broker.port, tmp_path, prefix=prefix, client_id=unique("gw"))
+    text = config_path.read_text(encoding="utf-8")
+    # The longest gathering window, so the kill lands before the accept's commit.
+    longest = text.replace("synchronous: full}", "synchronous: full, commit_delay: 1}")
+    config_path.write_text(longest, encoding="utf-8")
+    db = tmp_path / "journal.db"
+    handset = Handset(broker.port, f"{prefix}/handset/+/alert", client_id=unique("h1"))
+    log_path = tmp_path / "daemon.log"
+    with log_path.open("wb") as log:
+        daemon = Daemon(config_path, log)
+        handset.start()
+        try:
+            await handset.wait_connected()
+            async with (
+                watch_status(broker.port, f"{prefix}/status") as status,
+                sender(broker.port, f"{prefix}/in/x") as s,
+                aiomqtt.Client("127.0.0.1", broker.port) as app,
+            ):
+                daemon.start()
+                await status.wait_online(1)
+                await s.send({"id": "cord-1", "device": "d0", "state": "raised"})
+                _, ring = await handset.next()
+                assert ring["type"] == "ring"
+                await _until_journaled(db, "SELECT 1 FROM signals WHERE id = 'cord-1'")
+                answer = {"alert_id": ring["alert_id"], "response": "accept"}
+                await app.publish(f"{prefix}/handset/h1/response", orjson.dumps(answer), qos=1)
+                _, update = await handset.next()
+                # The accept was routed; its commit is still up to a second away.
+                assert (update["type"], update["state"]) == ("update", "accepted")
+                await asyncio.to_thread(daemon.kill9)
+                daemon.start()
+                await status.wait_online(2)
+                # The broker redelivers the unacknowledged accept to the new daemon.
+                _, again = await handset.next(timeout=15)
+                assert (again["type"], again["state"]) == ("update", "accepted")
+                rc = await asyncio.to_thread(daemon.terminate)
+        finally:
+            daemon.cleanup()
+            await handset.stop()
+    assert rc == 0
+    journal = Journal(db)
+    await journal.open()
+    try:
+        (stored,) = await journal.recent_alerts(1)
+    finally:
+        await journal.close()
+    assert stored.alert.state is AlertState.ACCEPTED, log_path.read_text()[-3000:]
+    assert stored.alert.accepted_by == "h1"
+    assert [e[1] for e in stored.events].count("accepted") == 1
+
+
+async def _until_journaled(db: Path, query: str, timeout: float = 10.0) -> None:
+    """Wait until `query` finds a row in the running daemon's journal."""
+    async with asyncio.timeout(timeout):
+        while True:
+            with contextlib.closing(sqlite3.connect(db)) as conn:
+                if conn.execute(query).fetchone():
+                    return
+            await asyncio.sleep(0.05)
