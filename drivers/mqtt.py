@@ -420,7 +420,8 @@ class MqttLink:
             return
         source = self._source_of(topic)
         if source is not None:
-            put(Inbound(source, topic, payload, now, msg.dup, ack, qos > 0, msg.retain))
+            packet_id = mid if qos > 0 else 0
+            put(Inbound(source, topic, payload, now, msg.dup, ack, qos > 0, msg.retain, packet_id))
             return
         ack()  # not ours (e.g. our own status topic under a wildcard)
 

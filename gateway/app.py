@@ -531,7 +531,11 @@ class Gateway:
             return []
         try:
             decoded = decoder.decode(
-                item.topic, item.payload, item.received_at, retained=item.retain
+                item.topic,
+                item.payload,
+                item.received_at,
+                retained=item.retain,
+                packet_id=item.packet_id,
             )
         except DecodeError as exc:
             self._reject(item.source, exc.reason, item.topic, exc.detail)

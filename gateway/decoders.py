@@ -29,16 +29,33 @@ def content_id(topic: str, payload: bytes, ts: float) -> str:
     return digest.hexdigest()
 
 
+def _id_topic(topic: str, packet_id: int) -> str:
+    """The topic a content id is derived from, with the MQTT packet id when there is one.
+
+    A broker redelivery keeps its packet id, so it still maps to its first copy's id. A new
+    message with the same bytes (the same Zigbee press an hour later) gets another packet
+    id, so it is not taken for a redelivery of the first and dropped.
+    """
+    return f"{topic}\0{packet_id}" if packet_id else topic
+
+
 class Decoder(Protocol):
     """Turns one MQTT message into zero or more signals."""
 
     def decode(
-        self, topic: str, payload: bytes, now: float, *, retained: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        now: float,
+        *,
+        retained: bool = False,
+        packet_id: int = 0,
     ) -> list[Signal]:
         """Decode a message; raise DecodeError with a stable reason when it is malformed.
 
         `retained` marks a message the broker replays because we subscribed (MQTT retain
         flag): it is the source's last state, not something that just happened.
+        `packet_id` is the MQTT packet identifier (0 for none), part of derived signal ids.
         """
         ...
 
@@ -163,7 +180,13 @@ class JsonDecoder(LevelMemory):
         super().__init__(restore_prefix=self._prefix)
 
     def decode(
-        self, topic: str, payload: bytes, now: float, *, retained: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        now: float,
+        *,
+        retained: bool = False,
+        packet_id: int = 0,
     ) -> list[Signal]:
         """Decode one integrator message (a retained one rings only if its state is news)."""
         if len(topic) > MAX_TOPIC:
@@ -196,7 +219,9 @@ class JsonDecoder(LevelMemory):
                 state = SignalState.REPORT  # the broker replaying what we already know
         return [
             Signal(
-                id=str(sid) if sid is not None else self._new_id(topic, payload, now),
+                id=str(sid)
+                if sid is not None
+                else self._new_id(_id_topic(topic, packet_id), payload, now),
                 source=self.source,
                 device=device,
                 room=dc.room,
@@ -236,7 +261,13 @@ class Zigbee2MqttDecoder(LevelMemory):
         super().__init__()
 
     def decode(
-        self, topic: str, payload: bytes, now: float, *, retained: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        now: float,
+        *,
+        retained: bool = False,
+        packet_id: int = 0,
     ) -> list[Signal]:
         """Decode one Zigbee2MQTT message.
 
@@ -248,10 +279,11 @@ class Zigbee2MqttDecoder(LevelMemory):
         if not topic.startswith(self._base):
             raise DecodeError("foreign_topic", topic[:80])
         rest = topic[len(self._base) :]
+        id_topic = _id_topic(topic, packet_id)  # `_signal` derives ids from it
         if rest.startswith("bridge/"):
-            return self._bridge(rest, payload, now)
+            return self._bridge(rest, id_topic, payload, now)
         if rest.endswith("/availability"):
-            return self._availability(topic, rest[: -len("/availability")], payload, now)
+            return self._availability(id_topic, rest[: -len("/availability")], payload, now)
         if rest.endswith(("/set", "/get")):
             return []  # commands to Z2M, not observations
         entry = self._by_name.get(rest)
@@ -260,7 +292,7 @@ class Zigbee2MqttDecoder(LevelMemory):
         data = _parse_json(payload)
         if not isinstance(data, dict):
             raise DecodeError("bad_shape", "expected a JSON object")
-        return self._state(topic, payload, entry, data, now, retained=retained)
+        return self._state(id_topic, payload, entry, data, now, retained=retained)
 
     def _signal(
         self,
@@ -422,7 +454,7 @@ class Zigbee2MqttDecoder(LevelMemory):
             )
         ]
 
-    def _bridge(self, rest: str, payload: bytes, now: float) -> list[Signal]:
+    def _bridge(self, rest: str, topic: str, payload: bytes, now: float) -> list[Signal]:
         if rest != "bridge/state":
             return []  # info, devices, events, responses: inventory, not alerts
         state = _online_state(payload)
@@ -434,7 +466,6 @@ class Zigbee2MqttDecoder(LevelMemory):
         if change is None:
             return []
         bridge = DeviceConfig(room="", kind="bridge_offline")
-        topic = self._base + rest
         return [
             self._signal(
                 topic=topic,

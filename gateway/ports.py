@@ -24,6 +24,8 @@ class Inbound:
     redeliverable: bool = False
     # Replayed by the broker because we subscribed (MQTT retain flag): last state, not news.
     retain: bool = False
+    # The MQTT packet identifier (0 for none): a redelivery keeps it, a new message does not.
+    packet_id: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -698,3 +698,28 @@ def test_valid_json_signals_round_trip(
     assert (sig.device, sig.state, sig.kind, sig.id, sig.ts) == (device, state, kind, sid, ts)
     assert sig.room == CONFIG.devices[device].room
     assert dict(sig.attrs) == extra
+
+
+def test_the_packet_id_tells_a_new_identical_press_from_a_redelivery() -> None:
+    """Same bytes, same packet id: the same signal; another packet id: another signal."""
+    dec = z2m()
+    press = b'{"action": "single"}'
+    (first,) = dec.decode(Z + "rom103/snor", press, NOW, packet_id=7)
+    (redelivered,) = dec.decode(Z + "rom103/snor", press, NOW + 5, packet_id=7)
+    (again,) = dec.decode(Z + "rom103/snor", press, NOW + 60, packet_id=9)
+    assert first.id == redelivered.id
+    assert again.id != first.id
+    (unnumbered,) = dec.decode(Z + "rom103/snor", press, NOW)  # QoS 0: no packet id
+    assert len({first.id, again.id, unnumbered.id}) == 3
+    j = jdec()
+    body = b'{"device": "fall-101"}'
+    assert j.decode("in/x", body, NOW, packet_id=3)[0].id == (
+        j.decode("in/x", body, NOW, packet_id=3)[0].id
+    )
+    assert j.decode("in/x", body, NOW, packet_id=3)[0].id != (
+        j.decode("in/x", body, NOW, packet_id=4)[0].id
+    )
+    # An integrator's own id is its own dedup key, whatever the packet.
+    own = b'{"device": "fall-101", "id": "f-1"}'
+    assert j.decode("in/x", own, NOW, packet_id=3)[0].id == "f-1"
+    assert j.decode("in/x", own, NOW, packet_id=4)[0].id == "f-1"

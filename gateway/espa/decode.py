@@ -54,9 +54,18 @@ class EspaDecoder(StatelessDecoder):
                 self._by_address[dc.name or dev_id] = (dev_id, dc)
 
     def decode(
-        self, topic: str, payload: bytes, now: float, *, retained: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        now: float,
+        *,
+        retained: bool = False,
+        packet_id: int = 0,
     ) -> list[Signal]:
-        """Decode one received call; raise DecodeError on malformed input or unknown address."""
+        """Decode one received call; raise DecodeError on malformed input or unknown address.
+
+        ESPA calls are never redelivered: their ids are unique per call, `packet_id` unused.
+        """
         if len(payload) > MAX_PAYLOAD:
             raise DecodeError("payload_too_large", f"{len(payload)} bytes")
         try:

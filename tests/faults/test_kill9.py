@@ -180,11 +180,7 @@ async def test_kill9_before_the_commit_keeps_a_handsets_accept(
     lost the accept and, after the restart, the alert escalated past the nurse on her way.
     """
     prefix = unique("f")
-    _, config_path = fault_config(broker.port, tmp_path, prefix=prefix, client_id=unique("gw"))
-    text = config_path.read_text(encoding="utf-8")
-    # The longest gathering window, so the kill lands before the accept's commit.
-    longest = text.replace("synchronous: full}", "synchronous: full, commit_delay: 1}")
-    config_path.write_text(longest, encoding="utf-8")
+    config_path = _longest_commit_config(broker, tmp_path, prefix)
     db = tmp_path / "journal.db"
     handset = Handset(broker.port, f"{prefix}/handset/+/alert", client_id=unique("h1"))
     log_path = tmp_path / "daemon.log"
@@ -229,6 +225,68 @@ async def test_kill9_before_the_commit_keeps_a_handsets_accept(
     assert stored.alert.state is AlertState.ACCEPTED, log_path.read_text()[-3000:]
     assert stored.alert.accepted_by == "h1"
     assert [e[1] for e in stored.events].count("accepted") == 1
+
+
+async def test_kill9_before_the_commit_keeps_a_repeated_identical_press(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A press with the same bytes as an earlier one, redelivered after a crash, still rings.
+
+    Review finding: signal ids hashed topic and payload only, so the broker's redelivery
+    (DUP) of a second identical press was found in the journal as the first press and
+    dropped: the alert that had rung before the crash was gone after the restart.
+    The MQTT packet id, which a redelivery keeps, now tells the two apart.
+    """
+    prefix = unique("f")
+    config_path = _longest_commit_config(broker, tmp_path, prefix)
+    db = tmp_path / "journal.db"
+    handset = Handset(broker.port, f"{prefix}/handset/+/alert", client_id=unique("h1"))
+    press = {"device": "d0", "state": "raised"}  # no "id": the signal id is derived
+    log_path = tmp_path / "daemon.log"
+    with log_path.open("wb") as log:
+        daemon = Daemon(config_path, log)
+        handset.start()
+        try:
+            await handset.wait_connected()
+            async with (
+                watch_status(broker.port, f"{prefix}/status") as status,
+                sender(broker.port, f"{prefix}/in/x") as s,
+            ):
+                daemon.start()
+                await status.wait_online(1)
+                await s.send(press)
+                _, first = await handset.next()
+                await s.send({"device": "d0", "state": "cleared"})
+                _, cancel = await handset.next()
+                assert (first["type"], cancel["type"]) == ("ring", "cancel")
+                await _until_journaled(db, "SELECT 1 FROM alerts WHERE state != 'active'")
+                await s.send(press)  # the resident pulls the cord again
+                _, second = await handset.next()
+                assert second["type"] == "ring"
+                assert second["alert_id"] != first["alert_id"]
+                await asyncio.to_thread(daemon.kill9)  # before the second press's commit
+                daemon.start()
+                await status.wait_online(2)
+                _, again = await handset.next(timeout=15)
+                assert (again["alert_id"], again["seq"]) == (second["alert_id"], second["seq"])
+                rc = await asyncio.to_thread(daemon.terminate)
+        finally:
+            daemon.cleanup()
+            await handset.stop()
+    assert rc == 0
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        alerts = conn.execute("SELECT id, state FROM alerts ORDER BY rowid").fetchall()
+    assert [a[0] for a in alerts] == [first["alert_id"], second["alert_id"]], alerts
+    assert alerts[1][1] == "active"
+
+
+def _longest_commit_config(broker: Broker, tmp_path: Path, prefix: str) -> Path:
+    """The fault config with the longest gathering window, so a kill lands before a commit."""
+    _, path = fault_config(broker.port, tmp_path, prefix=prefix, client_id=unique("gw"))
+    text = path.read_text(encoding="utf-8")
+    longest = text.replace("synchronous: full}", "synchronous: full, commit_delay: 1}")
+    path.write_text(longest, encoding="utf-8")
+    return path
 
 
 async def _until_journaled(db: Path, query: str, timeout: float = 10.0) -> None:
