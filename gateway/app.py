@@ -266,8 +266,8 @@ class Gateway:
             pidlock.release()
             raise
         server = None
-        self._open_files()
         try:
+            self._open_files()  # inside: an unwritable record file still closes the journal
             await self._restore()
             if self._serve_metrics:
                 server, _ = start_http_server(

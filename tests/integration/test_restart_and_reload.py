@@ -8,8 +8,11 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+
 from gateway.app import Gateway
 from gateway.config import load_config
+from gateway.pidlock import PidLock
 from gateway.ports import Inbound
 
 YAML = """
@@ -126,3 +129,19 @@ async def test_a_reload_during_a_duplicate_lookup_keeps_the_level_change(tmp_pat
     with sqlite3.connect(tmp_path / "journal.db") as conn:
         (level,) = conn.execute("SELECT value FROM levels WHERE key = 'bed-101/occupancy'")
     assert level == ("false",)
+
+
+async def test_an_unwritable_record_file_fails_the_start_and_frees_the_journal(
+    tmp_path: Path,
+) -> None:
+    """A start that cannot open its capture file exits with the error and lets go of the lock."""
+    path = write(tmp_path, ["h1"])
+    (tmp_path / "capture").mkdir()  # the record path names a directory: open() fails
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text + f'record: {{path: "{tmp_path / "capture"}"}}\n', encoding="utf-8")
+    gw = Gateway(load_config(path), console=io.StringIO(), serve_metrics=False)
+    with pytest.raises(IsADirectoryError):
+        await gw.run(asyncio.Event().wait)
+    lock = PidLock(gw.pidfile)
+    lock.acquire()  # the failed start released the pid lock and closed the journal
+    lock.release()
