@@ -29,7 +29,7 @@ from gateway.backoff import Backoff
 from gateway.clockstep import ClockWatch, elapsed_clock
 from gateway.config import Config, handset_topic, load_config
 from gateway.decoders import MAX_PAYLOAD, Decoder, make_decoder
-from gateway.engine import Engine, Transition, safe_text
+from gateway.engine import CONDITION_PREFIX, Engine, Transition, safe_text
 from gateway.errors import (
     ConfigError,
     DecodeError,
@@ -337,7 +337,11 @@ class Gateway:
     async def _restore(self) -> None:
         saved = await self.journal.levels()
         generations = {k[len(GEN) :]: int(v) for k, v in saved.items() if k.startswith(GEN)}
-        levels = {k: v for k, v in saved.items() if not k.startswith(GEN) and k != SALT}
+        levels = {
+            k: v
+            for k, v in saved.items()
+            if not k.startswith((GEN, CONDITION_PREFIX)) and k != SALT
+        }
         salt = str(saved.get(SALT) or uuid.uuid4().hex[:12])
         if SALT not in saved:
             await self.journal.commit_batch([], [], [], {SALT: salt})
@@ -348,6 +352,9 @@ class Gateway:
         restored = await self.journal.active_alerts()
         for stored in restored:
             self.engine.restore(stored.alert, stored.handsets, stored.last_seq)
+        self.engine.restore_conditions(
+            {k: v for k, v in saved.items() if k.startswith(CONDITION_PREFIX)}
+        )
         pending = await self.journal.pending_deliveries()
         for d in pending:
             self._enqueue(d, 0.0)
@@ -489,6 +496,7 @@ class Gateway:
         for decoder in self._decoders.values():
             levels.update(decoder.changed_levels())
         levels.update({GEN + k: v for k, v in self.engine.changed_generations().items()})
+        levels.update(self.engine.changed_conditions())
         # Handset messages leave before their decisions commit: the commit is off the
         # latency path. A crash in between is safe: the broker redelivers the unacknowledged
         # signal, the engine re-creates the same alert id (it derives ids from key and

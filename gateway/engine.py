@@ -74,6 +74,10 @@ _NEVER_BATCHED = frozenset({"safety_sensor_silent", "no_staff_on_duty"})
 _SOMEONE_CALLING = frozenset({"unknown_call_point"})
 # `accepted_by` of a critical alarm that staff presence stopped: "presence:<room>".
 _PRESENCE = "presence:"
+# Journal keys (levels table) of what the engine remembers beyond its alerts.
+CONDITION_PREFIX = "engine:"
+_ARMED_KEY = CONDITION_PREFIX + "armed:"
+_PRESENT_KEY = CONDITION_PREFIX + "present:"
 
 
 def _by_presence(alert: Alert) -> bool:
@@ -182,6 +186,7 @@ class Engine:
         self._at_boundary: set[str] = set()
         self._boundary_due: float | None = None
         self._armed_source: dict[str, str] = {}  # armed key -> its signal's source
+        self._journaled_conditions: dict[str, Any] = {}  # as of the last changed_conditions()
         self._last_seen: dict[str, float] = {}  # device -> last signal of any kind
         self._silent: set[str] = set()  # devices flagged silent
         # Devices a rule scenario does not simulate: their silence would be the scenario's.
@@ -330,6 +335,83 @@ class Engine:
         out = {k: self._generation[k] for k in self._gen_dirty}
         self._gen_dirty.clear()
         return out
+
+    def changed_conditions(self) -> dict[str, Any]:
+        """Muted conditions and staff presence changed since the last call, to journal.
+
+        A bed still empty that presence, an inhibition or a day rule muted comes back when
+        that ends; a restart in between must not forget it, or it never rings: the sensor's
+        level was journaled, so no new edge comes either. Removed entries map to None.
+        """
+        if not self._armed and not self._present and not self._journaled_conditions:
+            return {}
+        current: dict[str, Any] = {
+            _PRESENT_KEY + room: until for room, until in self._present.items()
+        }
+        for key, a in self._armed.items():
+            current[_ARMED_KEY + key] = {
+                "id": a.id,
+                "kind": a.kind,
+                "room": a.room,
+                "zone": a.zone,
+                "device": a.device,
+                "priority": a.priority.value,
+                "critical": a.critical,
+                "raised_at": a.raised_at,
+                "signal_id": a.signal_id,
+                "text": a.text,
+                "rule": a.rule,
+                "source": self._armed_source.get(key),
+                "boundary": key in self._at_boundary,
+            }
+        before = self._journaled_conditions
+        if current == before:
+            return {}
+        changed = {k: v for k, v in current.items() if before.get(k) != v}
+        changed.update({k: None for k in before if k not in current})
+        self._journaled_conditions = current
+        return changed
+
+    def restore_conditions(self, saved: Mapping[str, Any]) -> None:
+        """Reload what `changed_conditions` journaled; conditions of removed devices lapse.
+
+        Conditions a schedule-bound rule muted are decided again at the next tick: a rule's
+        schedule may have started or ended while the daemon was down.
+        """
+        for name, value in saved.items():
+            if value is None:
+                continue
+            if name.startswith(_PRESENT_KEY) and isinstance(value, int | float):
+                self._present[name[len(_PRESENT_KEY) :]] = float(value)
+            elif name.startswith(_ARMED_KEY) and isinstance(value, dict):
+                key = name[len(_ARMED_KEY) :]
+                try:
+                    alert = Alert(
+                        id=str(value["id"]),
+                        key=key,
+                        kind=str(value["kind"]),
+                        room=str(value["room"]),
+                        zone=str(value["zone"]),
+                        device=str(value["device"]),
+                        priority=Priority(value["priority"]),
+                        critical=bool(value["critical"]),
+                        state=AlertState.RESOLVED,
+                        raised_at=float(value["raised_at"]),
+                        signal_id=str(value["signal_id"]),
+                        text=str(value["text"]),
+                        rule=str(value["rule"]),
+                    )
+                except (KeyError, TypeError, ValueError):
+                    continue  # written by another version: a lost mute beats a crash loop
+                if alert.device not in self._devices:
+                    continue
+                self._armed[key] = alert
+                if value.get("source") is not None:
+                    self._armed_source[key] = str(value["source"])
+                if value.get("boundary"):
+                    self._at_boundary.add(key)
+                    self._boundary_due = self._now
+        self.changed_conditions()  # what was just restored is journaled already
 
     # -- inputs ---------------------------------------------------------------------------
 

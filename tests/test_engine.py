@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -82,6 +83,7 @@ class Clocked:
         self.engine = Engine(cfg, new_id=lambda: f"a{next(ids)}", now=start)
         self.out = Outcome()
         self._n = itertools.count(1)
+        self.journaled: dict[str, Any] = {}  # what a test saved of changed_conditions()
 
     def at(self, seconds: float) -> None:
         """Advance the clock to start+seconds, firing timers on the way."""
@@ -574,6 +576,58 @@ def test_presence_does_not_rearm_a_condition_that_cleared() -> None:
     c.signal("pres-102", "cleared")
     c.at(3000)
     assert c.rings() == []
+
+
+def restarted(c: Clocked, cfg: Config) -> Clocked:
+    """A fresh engine at `c`'s time that reloads what `c` journaled (alerts and conditions)."""
+    fresh = Clocked(cfg, start=c.start)
+    fresh.now = c.now
+    fresh.engine.restore_conditions(c.engine.changed_conditions() | c.journaled)
+    return fresh
+
+
+def test_a_restart_keeps_a_bed_exit_muted_by_presence() -> None:
+    """Staff in the room at a restart; they leave after it; the bed is still empty: it rings.
+
+    The sensor's level is journaled, so no new edge comes after the restart: an engine that
+    forgot the muted condition would never ring this bed exit.
+    """
+    c = Clocked(config())
+    c.signal("pres-102")
+    c.signal("bed-102")  # suppressed by presence, armed
+    c.journaled = c.engine.changed_conditions()
+    assert any(k.startswith("engine:armed:") for k in c.journaled)
+    fresh = restarted(c, config())
+    fresh.signal("pres-102", "cleared")
+    fresh.at(1250)
+    assert fresh.rings() == [(1200, "n-ost", "bed_exit")]
+
+
+def test_a_restart_keeps_presence_until_it_expires() -> None:
+    """Presence journaled with its expiry: after a restart it still mutes, then lapses."""
+    c = Clocked(config("presence: {timeout: 600}\n"))
+    c.signal("pres-102")
+    c.signal("bed-102")
+    c.journaled = c.engine.changed_conditions()
+    fresh = restarted(c, config("presence: {timeout: 600}\n"))
+    fresh.at(599)
+    assert bed_exits(fresh) == []
+    fresh.at(1810)  # presence expired at 600; the bed exit comes back and holds 1200 s
+    assert fresh.rings() == [(1800, "n-ost", "bed_exit")]
+
+
+def test_conditions_are_journaled_only_when_they_change() -> None:
+    """Nothing armed: nothing to write; a disarmed condition is written as None (removed)."""
+    c = Clocked(config())
+    assert c.engine.changed_conditions() == {}
+    c.signal("pres-102")
+    c.signal("bed-102")
+    first = c.engine.changed_conditions()
+    assert set(first) == {"engine:present:102", "engine:armed:bed-102:bed_exit"}
+    assert c.engine.changed_conditions() == {}
+    c.signal("bed-102", "cleared")
+    c.signal("pres-102", "cleared")
+    assert c.engine.changed_conditions() == dict.fromkeys(first)
 
 
 def test_reconfigure_keeps_a_queued_digest() -> None:

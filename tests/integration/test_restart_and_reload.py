@@ -145,3 +145,46 @@ async def test_an_unwritable_record_file_fails_the_start_and_frees_the_journal(
     lock = PidLock(gw.pidfile)
     lock.acquire()  # the failed start released the pid lock and closed the journal
     lock.release()
+
+
+async def test_a_restart_keeps_a_bed_exit_that_staff_presence_muted(tmp_path: Path) -> None:
+    """Muted by staff in the room before a restart, the bed exit rings when they leave after it.
+
+    The bed's level is journaled, so the restarted daemon sees no new edge: only the
+    journaled muted condition (and the room's presence) can bring the bed exit back.
+    """
+    path = write(tmp_path, ["h1"])
+    text = path.read_text(encoding="utf-8")
+    path.write_text(
+        text.replace(
+            "  fall-101:",
+            '  pres-101: {room: "101", kind: presence, source: integrator}\n  fall-101:',
+        ),
+        encoding="utf-8",
+    )
+
+    def z(body: bytes) -> Inbound:
+        return Inbound("zigbee", "z/bed101", body, time.time())
+
+    def presence(state: str) -> Inbound:
+        body = f'{{"device": "pres-101", "state": "{state}"}}'.encode()
+        return Inbound("integrator", "in/x", body, time.time())
+
+    gw, stop, task, out = await start(path)
+    gw.put(z(b'{"occupancy": false}'))  # baseline: no exit (Z2M occupancy raises bed_exit)
+    gw.put(presence("raised"))  # the night round comes in
+    await settle()
+    gw.put(z(b'{"occupancy": true}'))  # the resident gets up with staff there: muted
+    await settle()
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert "RING" not in out.getvalue()
+
+    gw, stop, task, out = await start(path)
+    gw.put(presence("cleared"))  # staff leave; the bed is still empty
+    await settle()
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    rings = [line for line in out.getvalue().splitlines() if "RING" in line]
+    assert len(rings) == 1, out.getvalue()
+    assert "Out of bed room 101" in rings[0]
