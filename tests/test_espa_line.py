@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.espa import (
+    AckHold,
     Block,
     BlockDelivered,
     BlockFailed,
@@ -40,6 +41,9 @@ STATUS_FRAME = STATUS.encode()
 EOT, ACK, NAK = b"\x04", b"\x06", b"\x15"
 CS_CONFIG = LineConfig(local_address="1", remote_addresses=("2",))
 ST_CONFIG = LineConfig(local_address="2", remote_addresses=("1",))
+HOLD_CALLS = frozenset({"1"})
+ST_HOLD = replace(ST_CONFIG, hold_ack_headers=HOLD_CALLS)
+CS_HOLD = replace(CS_CONFIG, hold_ack_headers=HOLD_CALLS)
 
 Mangle = Callable[[bytes], bytes]
 
@@ -837,12 +841,31 @@ def test_send_block_validates_destination() -> None:
         ({"local_address": "1", "remote_addresses": ("1",)}, "other than local"),
         ({"local_address": "1", "remote_addresses": ("2", "2")}, "unique"),
         ({"local_address": "1", "remote_addresses": ("2",), "reply_timeout": 0}, "positive"),
+        (
+            {"local_address": "1", "remote_addresses": ("2",), "ack_hold_timeout": 0},
+            "positive",
+        ),
+        (
+            {
+                "local_address": "1",
+                "remote_addresses": ("2",),
+                "hold_ack_headers": HOLD_CALLS,
+                "ack_hold_timeout": 2.0,
+            },
+            "ack_hold_timeout",
+        ),
     ],
 )
 def test_line_config_rejects_bad_values(kwargs: dict[str, object], match: str) -> None:
     """LineConfig rejects addresses and timers the procedure cannot use."""
     with pytest.raises(ValueError, match=match):
         LineConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_ack_hold_timeout_is_unchecked_while_nothing_is_held() -> None:
+    """Without hold_ack_headers a short reply_timeout needs no matching ack_hold_timeout."""
+    config = LineConfig(local_address="1", remote_addresses=("2",), reply_timeout=0.5)
+    assert config.ack_hold_timeout == 1.0
 
 
 def test_input_before_start_is_ignored() -> None:
@@ -877,6 +900,184 @@ def test_multidrop_cs_passive_while_stations_talk() -> None:
     assert not _of(BlockReceived, cs.events())
     cs.receive(EOT, 0.8)
     assert _state(cs) is LineState.IDLE
+
+
+# --- held ACK: the caller ACKs a call once it has journaled it ----------------------------
+
+
+def _held_call(config: LineConfig = ST_HOLD) -> tuple[Station, AckHold]:
+    """A station holding the ACK of CALL, received at 0.1."""
+    station = _selected_station(config)
+    station.receive(CALL_FRAME, 0.1)
+    assert station.data_to_send() == b""
+    [event] = _of(BlockReceived, station.events())
+    assert event.block == CALL
+    assert event.hold is not None
+    assert _state(station) is LineState.HOLD_ACK
+    return station, event.hold
+
+
+def test_held_call_is_acked_only_on_release() -> None:
+    """A held call is reported at once and ACKed on release_ack, once; the line goes on."""
+    station, hold = _held_call()
+    station.timer(0.5)
+    assert station.data_to_send() == b""
+    assert station.release_ack(hold, 0.5)
+    assert station.data_to_send() == ACK
+    assert _state(station) is LineState.RECEIVING
+    assert not station.release_ack(hold, 0.6)
+    assert station.data_to_send() == b""
+    assert station.events() == []
+    station.receive(EOT, 0.7)
+    assert _state(station) is LineState.IDLE
+
+
+def test_blocks_with_other_headers_are_acked_at_once() -> None:
+    """Only the configured headers are held: a status block is ACKed on receipt."""
+    station = _selected_station(ST_HOLD)
+    station.receive(STATUS_FRAME, 0.1)
+    assert station.data_to_send() == ACK
+    assert _of(BlockReceived, station.events()) == [BlockReceived(STATUS, "1")]
+
+
+def test_calls_are_acked_at_once_without_hold_headers() -> None:
+    """The default line ACKs a call on receipt and reports it without a hold."""
+    station = _selected_station()
+    station.receive(CALL_FRAME, 0.1)
+    assert station.data_to_send() == ACK
+    assert _of(BlockReceived, station.events()) == [BlockReceived(CALL, "1")]
+
+
+def test_held_ack_is_sent_at_the_hold_timeout_with_a_warning() -> None:
+    """An unreleased hold is ACKed at ack_hold_timeout (a deadline) with ack_hold_expired."""
+    station, hold = _held_call()
+    due = 0.1 + ST_HOLD.ack_hold_timeout
+    assert station.next_deadline() == due
+    station.timer(due - 0.01)
+    assert station.data_to_send() == b""
+    station.timer(due)
+    assert station.data_to_send() == ACK
+    assert station.events() == [ProtocolWarning("ack_hold_expired", "1 s")]
+    assert _state(station) is LineState.RECEIVING
+    assert not station.release_ack(hold, due + 0.1)
+    assert station.data_to_send() == b""
+
+
+def test_resend_while_held_is_answered_by_the_one_held_ack() -> None:
+    """A resend of the held block is not reported again nor ACKed twice."""
+    station, hold = _held_call()
+    station.receive(CALL_FRAME, 0.5)
+    assert station.data_to_send() == b""
+    assert station.events() == [ProtocolWarning("duplicate_block", "header 1")]
+    assert station.release_ack(hold, 0.6)
+    assert station.data_to_send() == ACK
+
+
+def test_other_input_while_held_gets_no_answer() -> None:
+    """A corrupt block while the ACK is held is not NAKed: that would answer the held block."""
+    station, hold = _held_call()
+    station.receive(CALL_FRAME[:-1] + b"\x00", 0.5)
+    assert station.data_to_send() == b""
+    assert [e.code for e in _of(ProtocolWarning, station.events())] == ["unexpected_reply"]
+    assert station.release_ack(hold, 0.6)
+    assert station.data_to_send() == ACK
+
+
+def test_resend_after_release_is_acked_again_without_a_second_event() -> None:
+    """Edge 4 with a hold: a resend after the released ACK (lost) is ACKed at once."""
+    station, hold = _held_call()
+    station.release_ack(hold, 0.2)
+    assert station.data_to_send() == ACK
+    station.receive(CALL_FRAME, 2.1)
+    assert station.data_to_send() == ACK
+    assert station.events() == [ProtocolWarning("duplicate_block", "header 1")]
+
+
+def test_eot_while_held_drops_the_hold() -> None:
+    """An EOT ends the hold without an ACK: neither a late release nor the deadline sends one."""
+    station, hold = _held_call()
+    station.receive(EOT, 0.3)
+    assert _state(station) is LineState.IDLE
+    assert station.events() == [ProtocolWarning("ack_hold_dropped", "EOT before the ACK")]
+    assert not station.release_ack(hold, 0.4)
+    station.timer(5.0)
+    assert station.data_to_send() == b""
+    assert _state(station) is LineState.IDLE
+
+
+def test_connection_lost_while_held_drops_the_hold() -> None:
+    """A lost port ends the hold: after the restart a late release sends nothing."""
+    station, hold = _held_call()
+    station.connection_lost(0.3)
+    assert not station.release_ack(hold, 0.4)
+    station.start(1.0)
+    assert not station.release_ack(hold, 1.1)
+    station.timer(3.0)
+    assert station.data_to_send() == b""
+
+
+def test_late_release_does_not_ack_a_later_call() -> None:
+    """Releasing an expired hold never ACKs the next held call, which is not journaled yet."""
+    station, first = _held_call()
+    station.timer(2.0)
+    assert station.data_to_send() == ACK
+    station.receive(EOT + b"\x31\x05\x32\x05", 2.5)
+    assert station.data_to_send() == ACK
+    other = Call(address="77", message="ROM 7").to_block()
+    station.receive(other.encode(), 2.6)
+    [event] = _of(BlockReceived, station.events())
+    assert event.hold is not None
+    assert not station.release_ack(first, 2.7)
+    assert station.data_to_send() == b""
+    assert station.release_ack(event.hold, 2.8)
+    assert station.data_to_send() == ACK
+
+
+def test_control_station_holds_a_call_from_a_polled_station() -> None:
+    """A CS receiving a call from the station it polled holds the ACK the same way."""
+    cs = ControlStation(CS_HOLD)
+    cs.start(0.0)
+    cs.timer(0.5)
+    cs.receive(b"\x31\x05", 0.6)
+    assert cs.data_to_send() == EOT + b"\x32\x05" + ACK
+    cs.receive(CALL_FRAME, 0.7)
+    assert cs.data_to_send() == b""
+    [event] = _of(BlockReceived, cs.events())
+    assert event.source == "2"
+    assert event.hold is not None
+    assert cs.next_deadline() == 0.7 + CS_HOLD.ack_hold_timeout
+    assert cs.release_ack(event.hold, 0.8)
+    assert cs.data_to_send() == ACK
+    cs.receive(EOT, 0.9)
+    assert _state(cs) is LineState.IDLE
+
+
+def test_back_to_back_sender_waits_for_the_released_ack() -> None:
+    """The sending station sees its call delivered only after the release, and sends it once."""
+    wire = Wire(ControlStation(CS_HOLD), Station(ST_CONFIG))
+    wire.start()
+    handle = wire.st.send_block(CALL)
+    wire.run_for(0.6)
+    [event] = _of(BlockReceived, wire.cs_events)
+    assert event.hold is not None
+    assert not _of(BlockDelivered, wire.st_events)
+    assert wire.cs.release_ack(event.hold, wire.now)
+    wire.run_for(0.1)
+    assert _of(BlockDelivered, wire.st_events) == [BlockDelivered(handle)]
+    assert wire.sent("st").count(CALL_FRAME) == 1
+
+
+def test_back_to_back_unreleased_hold_is_acked_before_the_sender_resends() -> None:
+    """A caller that never releases still gets the call delivered, once, by the hold timeout."""
+    wire = Wire(ControlStation(CS_CONFIG), Station(ST_HOLD))
+    wire.start()
+    handle = wire.cs.send_block(CALL)
+    wire.run_for(3.0)
+    assert _of(BlockDelivered, wire.cs_events) == [BlockDelivered(handle)]
+    assert not _of(BlockFailed, wire.cs_events)
+    assert wire.sent("cs").count(CALL_FRAME) == 1
+    assert len(_of(BlockReceived, wire.st_events)) == 1
+    assert ProtocolWarning("ack_hold_expired", "1 s") in wire.st_events
 
 
 # --- back-to-back conversations ----------------------------------------------------------
@@ -1010,20 +1211,37 @@ _line_bytes = st.lists(
 
 
 @settings(max_examples=200, deadline=None)
-@given(script=_line_bytes, role=st.sampled_from(["cs", "station"]), strict=st.booleans())
+@given(
+    script=_line_bytes,
+    role=st.sampled_from(["cs", "station"]),
+    strict=st.booleans(),
+    release=st.sampled_from([None, "at_once", "next_step"]),
+)
 def test_property_line_never_raises(
-    script: list[tuple[bytes, float]], role: str, strict: bool
+    script: list[tuple[bytes, float]], role: str, strict: bool, release: str | None
 ) -> None:
-    """Arbitrary input never makes either role raise, leave a deadline due, or send 8-bit bytes."""
+    """Arbitrary input never makes either role raise, leave a deadline due, or send 8-bit bytes.
+
+    With `release` set, calls are held and released at once or after the next input.
+    """
     config = replace(CS_CONFIG if role == "cs" else ST_CONFIG, strict=strict)
+    if release is not None:
+        config = replace(config, hold_ack_headers=HOLD_CALLS)
     line: ControlStation | Station = ControlStation(config) if role == "cs" else Station(config)
     line.start(0.0)
     line.send_block(CALL)
     now = 0.0
+    held: list[AckHold] = []
     for data, gap in script:
         now += gap
         line.receive(data, now)
         line.timer(now)
+        for hold in held:
+            line.release_ack(hold, now)
+        held = [e.hold for e in _of(BlockReceived, line.events()) if e.hold is not None]
+        if release == "at_once":
+            for hold in held:
+                line.release_ack(hold, now)
         deadline = line.next_deadline()
         assert deadline is None or deadline > now
         sent = line.data_to_send()

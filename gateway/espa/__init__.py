@@ -24,6 +24,7 @@ from gateway.espa.codec import (
     sanitize_text,
 )
 from gateway.espa.line import (
+    AckHold,
     BlockDelivered,
     BlockFailed,
     BlockReceived,
@@ -57,6 +58,7 @@ from gateway.espa.records import (
 
 __all__ = [
     "Ack",
+    "AckHold",
     "BadBlock",
     "BadBlockReason",
     "Block",

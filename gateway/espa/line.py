@@ -27,6 +27,7 @@ from gateway.espa.codec import (
 from gateway.espa.records import validate_block
 
 __all__ = [
+    "AckHold",
     "BlockDelivered",
     "BlockFailed",
     "BlockReceived",
@@ -48,6 +49,9 @@ __all__ = [
 Handle = NewType("Handle", int)
 """Identifies one block passed to `send_block`."""
 
+AckHold = NewType("AckHold", int)
+"""Identifies one received block whose ACK waits for `release_ack`."""
+
 FailureReason: TypeAlias = Literal["rejected", "retries_exhausted"]
 LinkDownReason: TypeAlias = Literal["no_answer", "no_poll", "connection_lost"]
 WarningCode: TypeAlias = Literal[
@@ -56,6 +60,8 @@ WarningCode: TypeAlias = Literal[
     "unexpected_reply",
     "duplicate_identifiers",
     "duplicate_block",
+    "ack_hold_expired",
+    "ack_hold_dropped",
 ]
 
 _EOT: Final = bytes((EOT,))
@@ -67,10 +73,15 @@ _NAK_INVALID: Final = encode_nak("3")
 
 @dataclass(frozen=True, slots=True)
 class BlockReceived:
-    """A valid block was received and acknowledged; `source` is the sending station's address."""
+    """A valid block was received; `source` is the sending station's address.
+
+    It is acknowledged already, unless `hold` is set: then the ACK waits for
+    `release_ack(hold, now)` or, at the latest, `ack_hold_timeout`.
+    """
 
     block: Block
     source: str | None
+    hold: AckHold | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +153,7 @@ class LineState(Enum):
     WAIT_SELECT_ACK = "wait_select_ack"
     WAIT_BLOCK_ACK = "wait_block_ack"
     RECEIVING = "receiving"
+    HOLD_ACK = "hold_ack"
     PASSIVE = "passive"
 
 
@@ -170,6 +182,10 @@ class LineConfig:
     """In strict mode, blocks with other headers are answered `'3' NAK`."""
     mask_high_bit: bool = False
     max_block_length: int = DEFAULT_MAX_BLOCK_LENGTH
+    hold_ack_headers: frozenset[str] = frozenset()
+    """Valid blocks with these headers are ACKed only on `release_ack` (none by default)."""
+    ack_hold_timeout: float = 1.0
+    """A held ACK is sent anyway this long after its block; below reply_timeout when used."""
 
     def __post_init__(self) -> None:
         """Reject addresses and timers the line procedure cannot work with."""
@@ -190,9 +206,15 @@ class LineConfig:
             self.retry_delay,
             self.link_down_after,
             self.offline_poll_interval,
+            self.ack_hold_timeout,
         )
         if min(timers) <= 0 or self.dedup_window < 0:
             raise ValueError("ESPA timers must be positive")
+        if self.hold_ack_headers and self.ack_hold_timeout >= min(
+            self.reply_timeout, self.recovery_timeout
+        ):
+            # The sender resends or gives up after its reply timeout: a later ACK is no use.
+            raise ValueError("ack_hold_timeout must be below reply_timeout and recovery_timeout")
         if self.max_retransmissions < 0:
             raise ValueError("max_retransmissions must be >= 0")
 
@@ -240,6 +262,8 @@ class _Line:
         self._current: _Outgoing | None = None
         self._tm: str | None = None  # the station that selected us (source of blocks)
         self._last_received: _Received | None = None
+        self._hold: AckHold | None = None  # the block in HOLD_ACK
+        self._next_hold = 1
         self._tx_hold: dict[str, float] = {}
         self._links: dict[str, _Link] = {}
         self.accepting = True
@@ -309,6 +333,17 @@ class _Line:
         out, self._events = self._events, []
         return out
 
+    def release_ack(self, hold: AckHold, now: float) -> bool:
+        """ACK the block held as `hold`; False, sending nothing, if that hold has ended.
+
+        A hold ends with its ACK (released or timed out), an EOT, or `connection_lost`;
+        releasing it again, or late, is harmless.
+        """
+        if self._state is not LineState.HOLD_ACK or hold != self._hold:
+            return False
+        self._send_held_ack(now)
+        return True
+
     def send_block(self, block: Block, *, dest: str | None = None) -> Handle:
         """Queue `block` for `dest` (default: the first remote address); raise on bad fields."""
         target = self._config.remote_addresses[0] if dest is None else dest
@@ -352,6 +387,7 @@ class _Line:
         self._state = LineState.STOPPED
         self._deadline = None
         self._last_received = None
+        self._hold = None
 
     # --- role hooks ---------------------------------------------------------------------
 
@@ -412,6 +448,8 @@ class _Line:
             case LineState.RECEIVING:
                 self._deadline = now + self._config.recovery_timeout
                 self._on_incoming(token, now)
+            case LineState.HOLD_ACK:
+                self._on_while_holding(token)
             case LineState.PASSIVE:
                 self._deadline = now + self._config.recovery_timeout
             case _:
@@ -424,6 +462,10 @@ class _Line:
         if self._current is not None:
             self._requeue(self._current, now)
             self._current = None
+        if self._state is LineState.HOLD_ACK:
+            # The sender gave up before our ACK: it will likely send the block again.
+            self._events.append(ProtocolWarning("ack_hold_dropped", "EOT before the ACK"))
+            self._hold = None
         self._go_idle(now)
 
     def _on_deadline(self, now: float) -> None:
@@ -440,6 +482,12 @@ class _Line:
                 assert self._current is not None
                 self._missed(self._current.dest, now)
                 self._resend_or_fail(now)
+            case LineState.HOLD_ACK:
+                # Never stall the line on the caller: ACK anyway and say so.
+                self._events.append(
+                    ProtocolWarning("ack_hold_expired", f"{self._config.ack_hold_timeout:g} s")
+                )
+                self._send_held_ack(now)
             case LineState.RECEIVING | LineState.PASSIVE:
                 self._on_line_silent(now)
             case _:
@@ -572,13 +620,40 @@ class _Line:
         if reason is not None:
             self._reject_or_accept(reason, block.raw[1:-2])
             return
-        self._out += _ACK
         self._last_received = _Received(block, now)
-        self._events.append(BlockReceived(block, self._tm))
+        if block.header in self._config.hold_ack_headers:
+            # The caller ACKs once it has made the block safe (journaled it): a sender that
+            # saw our ACK earlier would believe a block delivered that a crash then lost.
+            self._hold = AckHold(self._next_hold)
+            self._next_hold += 1
+            self._state = LineState.HOLD_ACK
+            self._deadline = now + self._config.ack_hold_timeout
+            self._events.append(BlockReceived(block, self._tm, self._hold))
+        else:
+            self._out += _ACK
+            self._events.append(BlockReceived(block, self._tm))
         if block.duplicate_ids:
             # §10 #17: consumers take the last occurrence; tell the caller so it can log.
             ids = ",".join(block.duplicate_ids)
             self._events.append(ProtocolWarning("duplicate_identifiers", ids))
+
+    def _on_while_holding(self, token: Token) -> None:
+        # The sender waits for our reply to the held block (§4.2), so nothing should come.
+        # A resend of it (a sender with a shorter reply timeout) gets the one held ACK;
+        # answering anything else now would be taken as the answer to the held block.
+        last = self._last_received
+        if isinstance(token, Block) and last is not None and token == last.block:
+            self._events.append(ProtocolWarning("duplicate_block", f"header {token.header}"))
+        else:
+            self._events.append(
+                ProtocolWarning("unexpected_reply", f"{type(token).__name__} while ACK held")
+            )
+
+    def _send_held_ack(self, now: float) -> None:
+        self._out += _ACK
+        self._hold = None
+        self._state = LineState.RECEIVING
+        self._deadline = now + self._config.recovery_timeout  # the sender's EOT follows our ACK
 
     def _reject_or_accept(self, reason: str, payload: bytes) -> None:
         strict = self._config.strict
