@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import termios
 import time
 import uuid
@@ -25,6 +26,7 @@ from gateway.backoff import Backoff
 from gateway.config import Config, EspaLinkConfig
 from gateway.errors import ConfigError, DeliveryError, DriverError, PermanentDeliveryError
 from gateway.espa import (
+    AckHold,
     Block,
     BlockDelivered,
     BlockFailed,
@@ -92,6 +94,9 @@ def line_config(lc: EspaLinkConfig) -> LineConfig:
         # The line core's default (60 s, from PBX practice) would hold an alarm for a minute
         # after a paging system comes back; a care home wants it tried every few seconds.
         offline_poll_interval=lc.offline_poll_interval,
+        # A held call ACK must reach the sender well inside its reply timeout (ours is the
+        # best guess at its), or it resends the call; half leaves room for a slow line.
+        ack_hold_timeout=min(lc.reply_timeout, lc.recovery_timeout) / 2,
     )
 
 
@@ -186,6 +191,9 @@ class EspaLink:
             self._by_address.setdefault(address, []).append(handset)
         self._encoding = TextEncoding(config.encoding)
         settings = line or line_config(config)
+        if source is not None:
+            # Calls become signals here: ACK each only once it is journaled (`_on_call`).
+            settings = dataclasses.replace(settings, hold_ack_headers=frozenset({Header.CALL}))
         self._line: ControlStation | Station = (
             ControlStation(settings) if config.role == "control_station" else Station(settings)
         )
@@ -207,6 +215,7 @@ class EspaLink:
         self._faults: set[str] = set()  # causes of the raised paging_fault signal
         self._failures = 0  # calls failed in a row since the last ACKed one
         self._failed_calls = metrics.espa_calls_failed
+        self._unjournaled = metrics.espa_calls_acked_unjournaled.labels(name)
         self._outage = False  # a WARNING was logged for the current outage
         self._warned: set[str] = set()
 
@@ -334,11 +343,13 @@ class EspaLink:
         loop = asyncio.get_running_loop()
         now = loop.time()
         self._line.timer(now)
+        for event in self._line.events():
+            self._handle(event)
+        # After the events: a handler may answer on the line (a call with nothing to journal
+        # is ACKed at once).
         out = self._line.data_to_send()
         if out:
             writer.write(out)
-        for event in self._line.events():
-            self._handle(event)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -351,8 +362,8 @@ class EspaLink:
 
     def _handle(self, event: Event) -> None:
         match event:
-            case BlockReceived(block=block):
-                self._on_block(block)
+            case BlockReceived(block=block, hold=hold):
+                self._on_block(block, hold)
             case BlockDelivered(handle=handle):
                 self._failures = 0
                 if "calls_failing" in self._faults:
@@ -398,6 +409,14 @@ class EspaLink:
                 self._rejects.labels(self.name, f"espa_{reason}").inc()
                 # never the payload: it may hold display text (personal data)
                 self._log.warning("espa_invalid_block", reason=reason, acknowledged=acknowledged)
+            case ProtocolWarning(code="ack_hold_expired"):
+                # The journal did not confirm the call in time; the line ACKed it anyway so
+                # it does not stall. A crash before the commit now loses this call.
+                self._unjournaled.inc()
+                self._log.warning(
+                    "espa_ack_released_unjournaled",
+                    hold_timeout=self._line.config.ack_hold_timeout,
+                )
             case ProtocolWarning(code=code, detail=detail):
                 self._rejects.labels(self.name, f"espa_{code}").inc()
                 if code in ("garbage", "duplicate_block") or code in self._warned:
@@ -406,11 +425,14 @@ class EspaLink:
                     self._warned.add(code)
                     self._log.warning("espa_protocol_warning", code=code, detail=detail)
 
-    def _on_block(self, block: Block) -> None:
+    def _on_block(self, block: Block, hold: AckHold | None) -> None:
+        """Act on one received block; a held ACK goes out now unless a journal commit sends it."""
         try:
             match block.header:
                 case Header.CALL:
-                    self._on_call(Call.from_block(block, encoding=self._encoding))
+                    call = Call.from_block(block, encoding=self._encoding)
+                    if self._on_call(call, hold):
+                        hold = None
                 case Header.STATUS:
                     report = StatusReport.from_block(block, encoding=self._encoding)
                     self._on_status(report, block.get("2"))
@@ -420,11 +442,15 @@ class EspaLink:
                     self._log.info("espa_block_ignored", header=block.header)
         except MissingRecordError:
             self._log.warning("espa_invalid_block", reason="missing_call_address")
+        if hold is not None:
+            # Nothing to journal: ACK at once (`_service` writes it after the events).
+            self._line.release_ack(hold, asyncio.get_running_loop().time())
 
-    def _on_call(self, call: Call) -> None:
+    def _on_call(self, call: Call, hold: AckHold | None) -> bool:
+        """Put the call for routing; True if its `ack` callback releases `hold`."""
         if self._source is None or self._put is None:
             self._log.info("espa_call_ignored", reason="no source on this link")
-            return
+            return False
         address = call.address
         if call.is_reset:
             self._incoming.pop(address, None)
@@ -441,8 +467,12 @@ class EspaLink:
         incoming = self._incoming
 
         def journaled() -> None:
+            # Called after the commit that holds the signal, or at once while the journal
+            # is down (routing from memory then, as for MQTT: a stalled line helps nobody).
             if address in incoming:
                 incoming[address] = True
+            if hold is not None:
+                self._release_ack(hold)
 
         self._log.debug("espa_call_received", reset=call.is_reset)
         self._put(
@@ -454,6 +484,12 @@ class EspaLink:
                 ack=journaled,
             )
         )
+        return True
+
+    def _release_ack(self, hold: AckHold) -> None:
+        """Send the held ACK of a journaled call (nothing if the line dropped the hold)."""
+        if self._line.release_ack(hold, asyncio.get_running_loop().time()):
+            self._service()  # write it now and re-arm the timer without the hold deadline
 
     def _on_status_request(self, request: Call) -> None:
         # §7: answer with a header-2 block, sent when the control station next polls us.

@@ -88,6 +88,12 @@ class Metrics:
             ["link", "reason"],
             registry=r,
         )
+        self.espa_calls_acked_unjournaled = Counter(
+            "alertgw_espa_calls_acked_unjournaled_total",
+            "ESPA calls ACKed on the line before they were journaled (the ACK hold ran out)",
+            ["link"],
+            registry=r,
+        )
         # Cached children for the per-signal hot path.
         self.signal_count = Labelled(self.signals)
         self.alert_count = Labelled(self.alerts)

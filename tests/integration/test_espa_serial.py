@@ -20,7 +20,7 @@ from gateway.errors import ConfigError, DeliveryError, PermanentDeliveryError
 from gateway.metrics import Metrics
 from gateway.model import Delivery, Response, ResponseKind, Signal, SignalState
 from gateway.ports import DeliveryReport, Inbound, Item
-from tests.integration.espa_peer import EOT, GARBAGE, Dect, NurseCall, PtyPeer, link_to
+from tests.integration.espa_peer import EOT, GARBAGE, Dect, NurseCall, PtyPeer, frame, link_to
 
 # Linux ptys refuse 7-bit and parity settings (EINVAL), so pty tests run 8N1.
 FAST: dict[str, Any] = {
@@ -36,14 +36,21 @@ FAST: dict[str, Any] = {
 
 
 class Collector:
-    """A `put` that keeps every item and lets a test wait for one."""
+    """A `put` that keeps every item and lets a test wait for one.
 
-    def __init__(self) -> None:
+    It acknowledges each Inbound on the next loop pass, as the gateway does once the signal
+    is journaled; with `journal=False` it never does (a journal that does not answer).
+    """
+
+    def __init__(self, *, journal: bool = True) -> None:
         self.items: list[Item] = []
         self._changed = asyncio.Event()
+        self._journal = journal
 
     def __call__(self, item: Item) -> None:
         self.items.append(item)
+        if self._journal and isinstance(item, Inbound) and item.ack is not None:
+            asyncio.get_running_loop().call_soon(item.ack)
         self._changed.set()
 
     async def wait_for(self, match: Callable[[Item], bool], timeout: float = 3.0) -> Item:
@@ -73,7 +80,7 @@ def espa_config(
     """A fast link config; the gateway is '2' as station and '1' as control station."""
     local, remote = ("2", "1") if role == "station" else ("1", "2")
     base = EspaLinkConfig(port=port, role=role, local_address=local, remote_address=remote)
-    return dataclasses.replace(base, **FAST, **over)
+    return dataclasses.replace(base, **(FAST | over))
 
 
 @contextlib.asynccontextmanager
@@ -83,13 +90,14 @@ async def running_link(
     source: str | None = "nurse",
     handsets: dict[str, str] | None = None,
     link_down_after: float = 30.0,
+    journal: bool = True,
 ) -> AsyncIterator[tuple[EspaLink, Collector]]:
     """Run one EspaLink with a collecting `put` until the block ends."""
     line = dataclasses.replace(line_config(cfg), retry_delay=0.1, link_down_after=link_down_after)
     link = EspaLink(
         name="l1", config=cfg, metrics=Metrics(), source=source, handsets=handsets, line=line
     )
-    put = Collector()
+    put = Collector(journal=journal)
     task = asyncio.create_task(link.run(put), name="test.espa")
     try:
         yield link, put
@@ -152,6 +160,73 @@ async def test_calls_from_nurse_call_become_inbound_items() -> None:
             assert item.source == "nurse"
             assert item.topic == "espa/l1/101"
             assert link.connected
+    finally:
+        peer.close()
+
+
+async def test_a_call_is_acked_once_the_gateway_has_journaled_it() -> None:
+    """The line ACKs a call only when its Inbound's `ack` runs (after the journal commit)."""
+    peer = PtyPeer()
+    # A hold of 2 s: the fallback must not send the ACK while the test looks.
+    cfg = espa_config(peer.path, "station", reply_timeout=4.0, recovery_timeout=10.0)
+    try:
+        with capture_logs() as logs:
+            async with running_link(cfg, journal=False) as (link, put):
+                nurse = NurseCall(peer)
+                await asyncio.sleep(0.2)  # the driver opens the port
+                peer.write(b"\x31\x05\x32\x05")  # self-poll, select the gateway
+                assert (await peer.next()).kind == "ack"
+                peer.write(frame("1", CALL_101))
+                inbound = await put.wait_for(lambda i: isinstance(i, Inbound))
+                assert isinstance(inbound, Inbound)
+                assert inbound.ack is not None
+                # Time for an ACK sent on receipt to cross the pty (the hold lasts 2 s).
+                await asyncio.sleep(0.2)
+                assert peer.tokens.empty(), "the call was ACKed before it was journaled"
+                inbound.ack()  # the journal committed it
+                assert (await peer.next()).kind == "ack"
+                inbound.ack()  # a second call is harmless
+                peer.write(bytes([EOT]))
+                assert await nurse.poll() is None  # the line goes on: nothing extra sent
+                assert link._unjournaled._value.get() == 0
+        assert not [e for e in logs if e["event"] == "espa_ack_released_unjournaled"]
+    finally:
+        peer.close()
+
+
+async def test_a_call_the_journal_never_confirms_is_acked_after_the_hold_and_logged() -> None:
+    """Without a journal answer the call is still ACKed (the line never stalls), loudly."""
+    peer = PtyPeer()
+    try:
+        with capture_logs() as logs:
+            async with running_link(espa_config(peer.path, "station"), journal=False) as (
+                link,
+                put,
+            ):
+                await asyncio.sleep(0.2)
+                replies = await NurseCall(peer).call(CALL_101)
+                assert [r.kind for r in replies] == ["ack", "ack"]
+                await put.wait_for(lambda i: isinstance(i, Inbound))
+                assert link._unjournaled._value.get() == 1
+        [warning] = [e for e in logs if e["event"] == "espa_ack_released_unjournaled"]
+        assert warning["log_level"] == "warning"
+    finally:
+        peer.close()
+
+
+async def test_a_call_on_a_link_without_source_is_acked_at_once() -> None:
+    """A call nothing journals (no source on the link) is ACKed on receipt, without a hold."""
+    peer = PtyPeer()
+    try:
+        with capture_logs() as logs:
+            async with running_link(espa_config(peer.path, "station"), source=None) as (link, _):
+                await asyncio.sleep(0.2)
+                replies = await NurseCall(peer).call(CALL_101)
+                assert [r.kind for r in replies] == ["ack", "ack"]
+                assert link._unjournaled._value.get() == 0
+        events = [e["event"] for e in logs]
+        assert "espa_call_ignored" in events
+        assert "espa_ack_released_unjournaled" not in events
     finally:
         peer.close()
 
