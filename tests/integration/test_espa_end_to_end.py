@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+import pytest
 from structlog.testing import capture_logs
 
 from gateway.app import Gateway
 from gateway.config import Config, parse_config
 from gateway.journal import Journal
+from gateway.model import Delivery, Signal
 from tests.conftest import Broker, free_port, running, unique
-from tests.integration.espa_peer import ACK, EOT, NAK, Dect, NurseCall, PtyPeer, Tok
+from tests.integration.espa_peer import ACK, EOT, NAK, Dect, NurseCall, PtyPeer, Tok, frame
 from tests.integration.helpers import peer
 
 # Linux ptys refuse 7-bit and parity settings, so the links run 8N1 here.
@@ -237,14 +240,14 @@ metrics: {{enabled: false}}
 
 @contextlib.asynccontextmanager
 async def dect_gateway(
-    tmp_path: Path, dect_factory: Callable[[PtyPeer], Dect]
+    tmp_path: Path, dect_factory: Callable[[PtyPeer], Dect], *, link: str = LINK
 ) -> AsyncIterator[tuple[Gateway, NurseCall, Dect]]:
     """A gateway between a nurse-call pty and a simulated DECT; the MQTT broker is absent."""
     ward, dect_port = PtyPeer(), PtyPeer()
     dect = dect_factory(dect_port)
     sim = asyncio.create_task(dect.run(), name="test.dect")
     text = DECT_ONLY_YAML.format(
-        port=free_port(), ward=ward.path, dect=dect_port.path, link=LINK, db=tmp_path / "j.db"
+        port=free_port(), ward=ward.path, dect=dect_port.path, link=link, db=tmp_path / "j.db"
     )
     gw = Gateway(parse_config(text, filename="test.yaml"), serve_metrics=False, drain_timeout=1.0)
     stop = asyncio.Event()
@@ -268,6 +271,52 @@ async def dect_gateway(
 def nurse_call(room: str, call_type: str = "3") -> list[tuple[str, bytes]]:
     """A nurse-call block for call point `room` ('3' standard call, '1' reset)."""
     return [("1", room.encode()), ("2", f"Rom {room}".encode()), ("4", call_type.encode())]
+
+
+# The held ACK's fallback is half the reply timeout: 2 s here, far beyond the test's looks.
+PATIENT_LINK = LINK.replace("reply_timeout: 0.5", "reply_timeout: 4, recovery_timeout: 10")
+
+
+async def test_a_nurse_call_is_acked_only_after_its_signal_is_journaled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The line ACKs a call after the commit that holds its signal, not on receipt.
+
+    A call ACKed on receipt and lost in a crash before the commit was gone for good: the
+    nurse-call system had its ACK and never sent it again.
+    """
+    async with dect_gateway(tmp_path, Dect, link=PATIENT_LINK) as (gw, nurse, _):
+        commit = gw.journal.commit_batch
+        committing = asyncio.Event()
+        gate = asyncio.Event()
+
+        async def gated_commit(
+            signals: Sequence[Signal],
+            *args: Any,  # noqa: ANN401 - passed through to Journal.commit_batch
+        ) -> list[Delivery]:
+            if any(s.kind == "pull_cord" for s in signals):
+                committing.set()
+                await gate.wait()
+            return await commit(signals, *args)
+
+        monkeypatch.setattr(gw.journal, "commit_batch", gated_commit)
+        ward = nurse.port
+        with capture_logs() as logs:
+            ward.write(b"\x31\x05\x32\x05")  # self-poll, select the gateway
+            assert (await ward.next()).kind == "ack"
+            ward.write(frame("1", nurse_call("101")))
+            async with asyncio.timeout(5):
+                await committing.wait()  # routed; its commit waits at the gate
+            await asyncio.sleep(0.2)  # time for an ACK sent on receipt to cross the pty
+            assert ward.tokens.empty(), "the call was ACKed before it was journaled"
+            gate.set()
+            assert (await ward.next()).kind == "ack"
+            with sqlite3.connect(tmp_path / "j.db") as conn:
+                rows = conn.execute("SELECT room FROM signals WHERE kind = 'pull_cord'")
+                rooms = [row[0] for row in rows]
+            assert rooms == ["101"]  # in the journal by the time the nurse-call system has the ACK
+            ward.write(bytes([EOT]))
+        assert not [e for e in logs if e["event"] == "espa_ack_released_unjournaled"]
 
 
 class ContentRejectingDect(Dect):
