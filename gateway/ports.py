@@ -20,7 +20,7 @@ class Inbound:
     dup: bool = False
     ack: Callable[[], None] | None = None
     # The source sends it again if it is never acknowledged (MQTT QoS 1), so it may be
-    # dropped during a shutdown; an ESPA call the line already confirmed may not.
+    # dropped during a shutdown; an ESPA call may not: its sender retries only for seconds.
     redeliverable: bool = False
     # Replayed by the broker because we subscribed (MQTT retain flag): last state, not news.
     retain: bool = False
