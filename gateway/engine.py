@@ -104,6 +104,7 @@ class _Live:
     members: list[str] = dataclasses.field(default_factory=list)  # when a group leader
     condition_cleared: bool = False  # leader whose own condition ended while members remain
     rejected_by: set[str] = dataclasses.field(default_factory=set)
+    source: str | None = None  # its signal's source, for rules when it is raised again
     # Rejecters not rung and not accepting since their reject: a repeat of it is no news.
     declined: set[str] = dataclasses.field(default_factory=set)
 
@@ -649,8 +650,10 @@ class Engine:
         out.transitions.append(Transition(alert, "raised", now, signal.id))
         if rule is not None and rule.action == "suppress":
             self._suppress(alert, now, "rule", rule.name, out)
-            if rule.match.schedule is not None:
-                self._arm_until_boundary(alert, signal.source, now)
+            # Decided again at the next schedule boundary and at a reload, even when this
+            # rule has no schedule: a scheduled rule above it (first match wins) may take
+            # the bed still empty at 22:00, or a reload may drop the catch-all.
+            self._arm_until_boundary(alert, signal.source, now)
             return
         if not kc.critical and signal.room in self._present:
             self._suppress(alert, now, "presence", f"staff in room {signal.room}", out)
@@ -662,6 +665,7 @@ class Engine:
             self._arm(alert, signal.source)
             return
         live = _Live(alert, [], 0, self._ladder(alert.rule, critical=alert.critical), self._timers)
+        live.source = signal.source
         self._live[alert.id] = live
         self._by_key[key] = alert.id
         if kc.technical:
@@ -724,7 +728,8 @@ class Engine:
         """Ring step `index` of the ladder, skipping steps that add nobody new."""
         steps = live.ladder.steps
         alert = live.alert
-        if index == 0 and not self.team(alert.kind, alert.zone, now):
+        unstaffed = index == 0 and not self.team(alert.kind, alert.zone, now)
+        if unstaffed:
             self._no_staff(alert, now, out)
             index = len(steps) - 1
         while True:
@@ -746,12 +751,17 @@ class Engine:
             Transition(live.alert, "ringing", now, f"step {index} {step.to}: {','.join(ringing)}")
         )
         for handset in ringing:
-            self._ring(live, handset, now, out, rate_limited=True)
+            # A zone with nobody on duty is never batched: its calls go to whoever can go.
+            self._ring(live, handset, now, out, rate_limited=not unstaffed)
         if not ringing:
             out.transitions.append(Transition(live.alert, "unrouted", now, "no handset at all"))
 
     def _escalate(self, live: _Live, now: float, out: Outcome, *, why: str) -> None:
         alert = live.alert
+        if self.config.kind(alert.kind).technical and alert.kind not in _SOMEONE_CALLING:
+            # Technical alarms stay with the technicians (all rung at once): a reject or a
+            # removed accepter leaves it open to them, never on the night staff's ladder.
+            return
         if alert.critical and alert.step == 0:
             # Critical alerts rang the whole team at step 0; move on to everyone, then failsafe.
             index = 1 if len(live.ladder.steps) > 1 else 0
@@ -872,7 +882,8 @@ class Engine:
                         out,
                         reason=f"inhibited:{name}",
                     )
-                    self._arm(t)
+                    if not live.condition_cleared:
+                        self._arm(t, live.source)
 
     def _uninhibit(self, source: Alert, now: float, out: Outcome) -> None:
         """A source that stops ringing raises again the level targets it muted (Alertmanager)."""
@@ -906,7 +917,8 @@ class Engine:
                     self._accept(live, _PRESENCE + room, now, out, due=self._present[room])
                 continue
             state = AlertState.CANCELLED if alert.state is AlertState.HELD else AlertState.RESOLVED
-            self._arm(live.alert)
+            if not live.condition_cleared:  # a leader whose door closed is no condition
+                self._arm(live.alert, live.source)
             self._finish(live, state, now, f"staff in room {room}", out, reason="presence")
 
     def _arm(self, alert: Alert, source: str | None = None) -> None:
@@ -972,6 +984,8 @@ class Engine:
                 and a.room == alert.room
                 and a.group is None
                 and not a.critical
+                # A call must never hide in a technical alarm that rings only the technician.
+                and not self.config.kind(a.kind).technical
                 and a.state in (AlertState.ACTIVE, AlertState.ACCEPTED)
                 and live.handsets
                 and now - a.raised_at <= window

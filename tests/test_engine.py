@@ -917,3 +917,106 @@ def test_a_call_from_an_unknown_call_point_rings_everyone_on_duty_not_the_digest
     again = dataclasses.replace(sig, id="u2", ts=c.now)
     c.out.extend(c.engine.handle_signal(again, c.now))
     assert sorted(h for t, h, _ in c.rings() if t == 3600) == ["n-ost", "n-vest", "tech", "vakt"]
+
+
+# -- review: failing tests for engine findings ---------------------------------------------
+
+
+def test_a_pull_cord_does_not_join_a_technical_alarm_that_rings_only_the_technician() -> None:
+    """A call grouped into the room's battery alarm would reach only the technician, for good.
+
+    With the digest off a technical alarm rings the technician's handset and stays open with no
+    escalation timer; a pull cord in that room within the group window must still ring the
+    night nurse (and escalate), not become a silent member of the technician's alarm.
+    """
+    c = Clocked(config(base=YAML.replace("digest: true", "digest: false")))
+    c.signal("bed-101", kind="battery_low")  # a1: rings tech
+    c.at(30)
+    c.signal("cord-101")  # a2: the resident calls
+    c.at(300)
+    assert (30, "n-ost", "pull_cord") in c.rings()
+    assert "grouped" not in c.events("a2")
+
+
+def test_a_condition_a_catch_all_rule_suppressed_is_decided_again_when_a_schedule_starts() -> None:
+    """`bed exits ring at night, otherwise suppress`: out of bed at 21:55, still out at 22:00.
+
+    The suppressing rule has no schedule, but the decision depends on the schedule of the
+    night rule above it (first match wins): at 22:00 the bed still empty must be decided
+    again, as it is when the suppressing rule itself names a schedule.
+    """
+    day_rule = "  - {name: bed-day, match: {kinds: [bed_exit], schedule: day}, action: suppress}\n"
+    otherwise = "  - {name: bed-otherwise, match: {kinds: [bed_exit]}, action: suppress}\n"
+    c = Clocked(config(base=YAML.replace(day_rule, otherwise)), start=EVENING)
+    c.signal("bed-102")  # 21:55: suppressed by bed-otherwise
+    c.at(300 + 1200 + 1)  # 22:00 + the night rule's 20 min hold-off; never cleared
+    assert c.rings() == [(1500, "n-ost", "bed_exit")]
+
+
+def test_a_condition_muted_by_presence_keeps_its_source_for_the_rules() -> None:
+    """A bed exit from the Zigbee mats, muted by a staff visit, comes back as a Zigbee signal.
+
+    `_arm` promises that rules matching on `sources` still match a re-raised condition; an
+    alert that was already open when staff came in is armed without its source, comes back
+    as source "presence", and falls to the catch-all suppress: the bed never rings again.
+    """
+    rules = (
+        "  - {name: bed-z2m, match: {kinds: [bed_exit], sources: [z2m]}, hold_off: 45}\n"
+        "  - {name: bed-legacy, match: {kinds: [bed_exit]}, action: suppress}\n"
+    )
+    old = YAML[YAML.index("  - {name: bed-fall-risk") : YAML.index("  - {name: cord")]
+    base = YAML.replace(old, rules).replace(
+        "rules:\n", "sources:\n  z2m: {type: simulator}\nrules:\n"
+    )
+    c = Clocked(config(base=base))
+    bed = Signal("z1", "z2m", "bed-102", "102", "bed_exit", SignalState.RAISED, c.now)
+    c.out.extend(c.engine.handle_signal(bed, c.now))
+    c.at(60)  # rang at 45 s
+    c.signal("pres-102")  # a staff round resolves it; the bed is still empty
+    c.at(120)
+    c.signal("pres-102", "cleared")  # staff leave
+    c.at(200)
+    assert c.rings() == [(45, "n-ost", "bed_exit"), (165, "n-ost", "bed_exit")]
+
+
+def test_a_group_leader_whose_condition_cleared_is_not_raised_again_after_presence() -> None:
+    """A closed door that led a group is not rung again as open when staff leave the room."""
+    c = Clocked(config())
+    c.signal("door-101")  # a1 rings
+    c.at(10)
+    c.signal("cord-101")  # a2 joins a1
+    c.at(20)
+    c.signal("door-101", "cleared")  # the door is closed: a1 waits for its member
+    c.at(30)
+    c.signal("pres-101")  # staff come: a1 and a2 resolved
+    c.at(90)
+    c.signal("pres-101", "cleared")  # staff leave; the door is still closed
+    c.at(300)
+    assert [r for r in c.rings() if r[2] == "door_open"] == [(0, "n-ost", "door_open")]
+    assert c.engine.active == []
+
+
+def test_a_technical_alarm_the_technician_rejects_never_rings_night_handsets() -> None:
+    """Battery low rejected by the technician must not climb the night ladder to every nurse."""
+    c = Clocked(config(base=YAML.replace("digest: true", "digest: false")))
+    c.signal("bed-101", kind="battery_low")
+    c.at(10)
+    c.respond("tech", "a1", "reject")
+    c.at(600)
+    assert {h for _, h, _ in c.rings()} <= {"tech"}
+
+
+def test_a_call_from_a_zone_with_nobody_on_duty_is_never_batched() -> None:
+    """README: rate-limit batching never applies to a zone with nobody on duty.
+
+    By day zone vest has nobody: a second call from room 201 goes straight to the failsafe
+    step while the zone's no-staff alarm is still open; it must ring at once, not wait up to
+    `rate_limit.per` in a batch for every handset that could go.
+    """
+    c = Clocked(config("rate_limit: {max: 1, per: 300}\n"), start=DAY)
+    c.signal("cord-201")  # a1 (and the no-staff alarm a2): the failsafe step rings
+    c.at(10)
+    c.respond("vakt", "a1", "resolve")
+    c.at(20)
+    c.signal("cord-201")  # a3: the resident calls again
+    assert [h for t, h, k in c.rings() if t == 20 and k == "pull_cord"] != []
