@@ -429,6 +429,12 @@ class Engine:
         self._by_key[alert.key] = alert.id
         if alert.group is not None and alert.group in self._live:
             self._live[alert.group].members.append(alert.id)
+        elif alert.group is None:
+            # Alerts come back in the order they were raised, and a held alert joins its
+            # group only when its hold-off ends: its leader may come back after it.
+            live.members.extend(
+                other.alert.id for other in self._live.values() if other.alert.group == alert.id
+            )
 
     def handle_signal(self, signal: Signal, now: float) -> Outcome:
         """Decide what one signal means."""

@@ -1020,3 +1020,21 @@ def test_a_call_from_a_zone_with_nobody_on_duty_is_never_batched() -> None:
     c.at(20)
     c.signal("cord-201")  # a3: the resident calls again
     assert [h for t, h, k in c.rings() if t == 20 and k == "pull_cord"] != []
+
+
+def test_a_member_restored_before_its_leader_still_follows_it() -> None:
+    """Restored in raise order, a held alert that joined later may come back first."""
+    c = Clocked(config())
+    c.signal("cord-101")
+    c.at(20)
+    c.signal("door-101")  # joins a1
+    leader, member = c.engine.alert("a1"), c.engine.alert("a2")
+    assert leader is not None
+    assert member is not None
+    assert member.group == "a1"
+    fresh = Clocked(config(), start=c.start)
+    fresh.now = c.now
+    fresh.engine.restore(member, [], 0)
+    fresh.engine.restore(leader, ["n-ost"], 2)
+    fresh.respond("n-ost", "a1", "resolve")
+    assert fresh.engine.alert("a2") is None  # resolved with its leader, not left behind
