@@ -351,7 +351,12 @@ class Gateway:
             decoder.restore(levels)
         restored = await self.journal.active_alerts()
         for stored in restored:
-            self.engine.restore(stored.alert, stored.handsets, stored.last_seq)
+            self.engine.restore(
+                stored.alert,
+                stored.handsets,
+                stored.last_seq,
+                condition_cleared=any(e[1] == "condition_cleared" for e in stored.events),
+            )
         self.engine.restore_conditions(
             {k: v for k, v in saved.items() if k.startswith(CONDITION_PREFIX)}
         )

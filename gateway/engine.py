@@ -416,8 +416,20 @@ class Engine:
 
     # -- inputs ---------------------------------------------------------------------------
 
-    def restore(self, alert: Alert, handsets: Iterable[str], last_seq: int) -> None:
-        """Reload an active alert from the journal after a restart; its timer resumes."""
+    def restore(
+        self,
+        alert: Alert,
+        handsets: Iterable[str],
+        last_seq: int,
+        *,
+        condition_cleared: bool = False,
+    ) -> None:
+        """Reload an active alert from the journal after a restart; its timer resumes.
+
+        `condition_cleared`: a group leader whose own condition ended while members remain
+        (its timeline has `condition_cleared`): it ends with its last member, and a new
+        raise of its key is a new alert.
+        """
         live = _Live(
             alert,
             list(handsets),
@@ -426,7 +438,10 @@ class Engine:
             self._timers,
         )
         self._live[alert.id] = live
-        self._by_key[alert.key] = alert.id
+        if condition_cleared:
+            live.condition_cleared = True
+        else:
+            self._by_key[alert.key] = alert.id
         if alert.group is not None and alert.group in self._live:
             self._live[alert.group].members.append(alert.id)
         elif alert.group is None:

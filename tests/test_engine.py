@@ -76,8 +76,8 @@ def config(extra: str = "", base: str = YAML) -> Config:
 class Clocked:
     """An engine driven on a virtual clock that collects every outcome."""
 
-    def __init__(self, cfg: Config, start: float = NIGHT) -> None:
-        ids = itertools.count(1)
+    def __init__(self, cfg: Config, start: float = NIGHT, first_id: int = 1) -> None:
+        ids = itertools.count(first_id)
         self.now = start
         self.start = start
         self.engine = Engine(cfg, new_id=lambda: f"a{next(ids)}", now=start)
@@ -1038,3 +1038,24 @@ def test_a_member_restored_before_its_leader_still_follows_it() -> None:
     fresh.engine.restore(leader, ["n-ost"], 2)
     fresh.respond("n-ost", "a1", "resolve")
     assert fresh.engine.alert("a2") is None  # resolved with its leader, not left behind
+
+
+def test_a_restored_leader_whose_condition_cleared_ends_with_its_last_member() -> None:
+    """The door closed before the restart: after it the leader still waits only for the cord."""
+    c = Clocked(config())
+    c.signal("door-101")  # a1 leads
+    c.at(10)
+    c.signal("cord-101")  # a2 joins
+    c.signal("door-101", "cleared")  # a1 waits for its member
+    leader, member = c.engine.alert("a1"), c.engine.alert("a2")
+    assert leader is not None
+    assert member is not None
+    fresh = Clocked(config(), start=c.start, first_id=10)
+    fresh.now = c.now
+    fresh.engine.restore(leader, ["n-ost"], 1, condition_cleared=True)
+    fresh.engine.restore(member, [], 0)
+    fresh.signal("door-101")  # the door opens again: a new alert (joining a1), not a repeat
+    assert fresh.engine.alert("a10") is not None
+    fresh.signal("cord-101", "cleared")
+    fresh.signal("door-101", "cleared")  # the last member: the leader ends with it
+    assert fresh.engine.alert("a1") is None
