@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -21,7 +22,15 @@ import pytest
 from gateway.journal import Journal
 from gateway.model import AlertState
 from tests.conftest import Broker, unique
-from tests.faults.helpers import Handset, expected_rings, fault_config, sender, stream, tally
+from tests.faults.helpers import (
+    Handset,
+    Sender,
+    expected_rings,
+    fault_config,
+    sender,
+    stream,
+    tally,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -110,12 +119,22 @@ async def watch_status(port: int, topic: str) -> AsyncIterator[StatusWatch]:
                 await task
 
 
-async def test_kill9_three_times_mid_stream_loses_nothing(broker: Broker, tmp_path: Path) -> None:
-    """SIGKILL three times mid-stream: every raised signal rings exactly once, exit 0 at the end."""
-    prefix = unique("f")
-    _, config_path = fault_config(broker.port, tmp_path, prefix=prefix, client_id=unique("gw"))
-    signals = stream(SIGNALS)
-    expected = expected_rings(signals)
+@dataclasses.dataclass
+class Site:
+    """A daemon started once on a fresh persistent session, with its handset and sender."""
+
+    daemon: Daemon
+    handset: Handset
+    status: StatusWatch
+    sender: Sender
+    log_path: Path
+
+
+@contextlib.asynccontextmanager
+async def site(
+    broker: Broker, tmp_path: Path, config_path: Path, prefix: str
+) -> AsyncIterator[Site]:
+    """Start the handset, then the daemon, and wait until it is online; clean up after."""
     handset = Handset(broker.port, f"{prefix}/handset/+/alert", client_id=unique("h1"))
     log_path = tmp_path / "daemon.log"
     with log_path.open("wb") as log:
@@ -130,29 +149,41 @@ async def test_kill9_three_times_mid_stream_loses_nothing(broker: Broker, tmp_pa
                 daemon.start()
                 # The first start creates the persistent session; later ones find it queued.
                 await status.wait_online(1)
-                t0 = time.monotonic()
-                backlog_kill = False
-                for i, sig in enumerate(signals):
-                    if i in KILL_AT:
-                        await asyncio.to_thread(daemon.kill9)
-                        daemon.start()
-                    elif not backlog_kill and status.online == 2:
-                        # The first restart is online and draining its queued backlog.
-                        backlog_kill = True
-                        await asyncio.to_thread(daemon.kill9)
-                        daemon.start()
-                    await s.send(sig)
-                    await asyncio.sleep(0.01)
-                if not backlog_kill:  # a slow machine: the restart outlasted the stream
-                    await status.wait_online(2)
-                    await asyncio.to_thread(daemon.kill9)
-                    daemon.start()
-                await handset.wait_for(expected, timeout=60)
-                elapsed = time.monotonic() - t0
-                rc = await asyncio.to_thread(daemon.terminate)
+                yield Site(daemon, handset, status, s, log_path)
         finally:
             daemon.cleanup()
             await handset.stop()
+
+
+async def test_kill9_three_times_mid_stream_loses_nothing(broker: Broker, tmp_path: Path) -> None:
+    """SIGKILL three times mid-stream: every raised signal rings exactly once, exit 0 at the end."""
+    prefix = unique("f")
+    _, config_path = fault_config(broker.port, tmp_path, prefix=prefix, client_id=unique("gw"))
+    signals = stream(SIGNALS)
+    expected = expected_rings(signals)
+    async with site(broker, tmp_path, config_path, prefix) as st:
+        daemon, status, s = st.daemon, st.status, st.sender
+        t0 = time.monotonic()
+        backlog_kill = False
+        for i, sig in enumerate(signals):
+            if i in KILL_AT:
+                await asyncio.to_thread(daemon.kill9)
+                daemon.start()
+            elif not backlog_kill and status.online == 2:
+                # The first restart is online and draining its queued backlog.
+                backlog_kill = True
+                await asyncio.to_thread(daemon.kill9)
+                daemon.start()
+            await s.send(sig)
+            await asyncio.sleep(0.01)
+        if not backlog_kill:  # a slow machine: the restart outlasted the stream
+            await status.wait_online(2)
+            await asyncio.to_thread(daemon.kill9)
+            daemon.start()
+        await st.handset.wait_for(expected, timeout=60)
+        elapsed = time.monotonic() - t0
+        rc = await asyncio.to_thread(daemon.terminate)
+    handset, log_path = st.handset, st.log_path
     t = tally(handset.messages, expected)
     print(
         t.line(
@@ -182,39 +213,26 @@ async def test_kill9_before_the_commit_keeps_a_handsets_accept(
     prefix = unique("f")
     config_path = _longest_commit_config(broker, tmp_path, prefix)
     db = tmp_path / "journal.db"
-    handset = Handset(broker.port, f"{prefix}/handset/+/alert", client_id=unique("h1"))
-    log_path = tmp_path / "daemon.log"
-    with log_path.open("wb") as log:
-        daemon = Daemon(config_path, log)
-        handset.start()
-        try:
-            await handset.wait_connected()
-            async with (
-                watch_status(broker.port, f"{prefix}/status") as status,
-                sender(broker.port, f"{prefix}/in/x") as s,
-                aiomqtt.Client("127.0.0.1", broker.port) as app,
-            ):
-                daemon.start()
-                await status.wait_online(1)
-                await s.send({"id": "cord-1", "device": "d0", "state": "raised"})
-                _, ring = await handset.next()
-                assert ring["type"] == "ring"
-                await _until_journaled(db, "SELECT 1 FROM signals WHERE id = 'cord-1'")
-                answer = {"alert_id": ring["alert_id"], "response": "accept"}
-                await app.publish(f"{prefix}/handset/h1/response", orjson.dumps(answer), qos=1)
-                _, update = await handset.next()
-                # The accept was routed; its commit is still up to a second away.
-                assert (update["type"], update["state"]) == ("update", "accepted")
-                await asyncio.to_thread(daemon.kill9)
-                daemon.start()
-                await status.wait_online(2)
-                # The broker redelivers the unacknowledged accept to the new daemon.
-                _, again = await handset.next(timeout=15)
-                assert (again["type"], again["state"]) == ("update", "accepted")
-                rc = await asyncio.to_thread(daemon.terminate)
-        finally:
-            daemon.cleanup()
-            await handset.stop()
+    async with (
+        site(broker, tmp_path, config_path, prefix) as st,
+        aiomqtt.Client("127.0.0.1", broker.port) as app,
+    ):
+        await st.sender.send({"id": "cord-1", "device": "d0", "state": "raised"})
+        _, ring = await st.handset.next()
+        assert ring["type"] == "ring"
+        await _until_journaled(db, "SELECT 1 FROM signals WHERE id = 'cord-1'")
+        answer = {"alert_id": ring["alert_id"], "response": "accept"}
+        await app.publish(f"{prefix}/handset/h1/response", orjson.dumps(answer), qos=1)
+        _, update = await st.handset.next()
+        # The accept was routed; its commit is still up to a second away.
+        assert (update["type"], update["state"]) == ("update", "accepted")
+        await asyncio.to_thread(st.daemon.kill9)
+        st.daemon.start()
+        await st.status.wait_online(2)
+        # The broker redelivers the unacknowledged accept to the new daemon.
+        _, again = await st.handset.next(timeout=15)
+        assert (again["type"], again["state"]) == ("update", "accepted")
+        rc = await asyncio.to_thread(st.daemon.terminate)
     assert rc == 0
     journal = Journal(db)
     await journal.open()
@@ -222,7 +240,7 @@ async def test_kill9_before_the_commit_keeps_a_handsets_accept(
         (stored,) = await journal.recent_alerts(1)
     finally:
         await journal.close()
-    assert stored.alert.state is AlertState.ACCEPTED, log_path.read_text()[-3000:]
+    assert stored.alert.state is AlertState.ACCEPTED, st.log_path.read_text()[-3000:]
     assert stored.alert.accepted_by == "h1"
     assert [e[1] for e in stored.events].count("accepted") == 1
 
@@ -240,39 +258,24 @@ async def test_kill9_before_the_commit_keeps_a_repeated_identical_press(
     prefix = unique("f")
     config_path = _longest_commit_config(broker, tmp_path, prefix)
     db = tmp_path / "journal.db"
-    handset = Handset(broker.port, f"{prefix}/handset/+/alert", client_id=unique("h1"))
     press = {"device": "d0", "state": "raised"}  # no "id": the signal id is derived
-    log_path = tmp_path / "daemon.log"
-    with log_path.open("wb") as log:
-        daemon = Daemon(config_path, log)
-        handset.start()
-        try:
-            await handset.wait_connected()
-            async with (
-                watch_status(broker.port, f"{prefix}/status") as status,
-                sender(broker.port, f"{prefix}/in/x") as s,
-            ):
-                daemon.start()
-                await status.wait_online(1)
-                await s.send(press)
-                _, first = await handset.next()
-                await s.send({"device": "d0", "state": "cleared"})
-                _, cancel = await handset.next()
-                assert (first["type"], cancel["type"]) == ("ring", "cancel")
-                await _until_journaled(db, "SELECT 1 FROM alerts WHERE state != 'active'")
-                await s.send(press)  # the resident pulls the cord again
-                _, second = await handset.next()
-                assert second["type"] == "ring"
-                assert second["alert_id"] != first["alert_id"]
-                await asyncio.to_thread(daemon.kill9)  # before the second press's commit
-                daemon.start()
-                await status.wait_online(2)
-                _, again = await handset.next(timeout=15)
-                assert (again["alert_id"], again["seq"]) == (second["alert_id"], second["seq"])
-                rc = await asyncio.to_thread(daemon.terminate)
-        finally:
-            daemon.cleanup()
-            await handset.stop()
+    async with site(broker, tmp_path, config_path, prefix) as st:
+        await st.sender.send(press)
+        _, first = await st.handset.next()
+        await st.sender.send({"device": "d0", "state": "cleared"})
+        _, cancel = await st.handset.next()
+        assert (first["type"], cancel["type"]) == ("ring", "cancel")
+        await _until_journaled(db, "SELECT 1 FROM alerts WHERE state != 'active'")
+        await st.sender.send(press)  # the resident pulls the cord again
+        _, second = await st.handset.next()
+        assert second["type"] == "ring"
+        assert second["alert_id"] != first["alert_id"]
+        await asyncio.to_thread(st.daemon.kill9)  # before the second press's commit
+        st.daemon.start()
+        await st.status.wait_online(2)
+        _, again = await st.handset.next(timeout=15)
+        assert (again["alert_id"], again["seq"]) == (second["alert_id"], second["seq"])
+        rc = await asyncio.to_thread(st.daemon.terminate)
     assert rc == 0
     with contextlib.closing(sqlite3.connect(db)) as conn:
         alerts = conn.execute("SELECT id, state FROM alerts ORDER BY rowid").fetchall()
