@@ -350,12 +350,14 @@ class Gateway:
         for decoder in self._decoders.values():
             decoder.restore(levels)
         restored = await self.journal.active_alerts()
+        sources = await self.journal.signal_sources([s.alert.signal_id for s in restored])
         for stored in restored:
             self.engine.restore(
                 stored.alert,
                 stored.handsets,
                 stored.last_seq,
                 condition_cleared=any(e[1] == "condition_cleared" for e in stored.events),
+                source=sources.get(stored.alert.signal_id),
             )
         self.engine.restore_conditions(
             {k: v for k, v in saved.items() if k.startswith(CONDITION_PREFIX)}

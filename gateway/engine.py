@@ -94,6 +94,28 @@ def safe_text(text: str, limit: int = TEXT_LIMIT) -> str:
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
 
+class _Tracked(dict[str, Any]):
+    """A dict that notes which of its keys changed, so only those are journaled."""
+
+    def __init__(self, dirty: set[str], prefix: str) -> None:
+        super().__init__()
+        self._dirty = dirty
+        self._prefix = prefix
+
+    def __setitem__(self, key: str, value: Any) -> None:  # noqa: ANN401 - any value
+        self._dirty.add(self._prefix + key)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._dirty.add(self._prefix + key)
+        super().__delitem__(key)
+
+    def pop(self, key: str, *default: Any) -> Any:  # noqa: ANN401 - any value
+        """Remove `key` (noting it) and return its value."""
+        self._dirty.add(self._prefix + key)
+        return super().pop(key, *default)
+
+
 @dataclasses.dataclass(slots=True)
 class _Live:
     _alert: Alert
@@ -177,16 +199,20 @@ class Engine:
         self._timers: list[tuple[float, str]] = []  # (due, alert id) heap, lazily cleaned
         self._live: dict[str, _Live] = {}  # by alert id
         self._by_key: dict[str, str] = {}  # alert key -> live alert id
-        self._present: dict[str, float] = {}  # room -> presence expiry
+        # Names of journaled conditions (armed keys, rooms with staff) changed since the last
+        # changed_conditions(): it runs for every routed batch, so it looks at these only.
+        self._cond_dirty: set[str] = set()
+        self._present: dict[str, float] = _Tracked(self._cond_dirty, _PRESENT_KEY)
         # Level conditions muted by staff presence or inhibition that are still active (bed
         # still empty), by alert key: raised afresh when the staff leave or the inhibiting
         # alert ends, so neither drops one for good.
-        self._armed: dict[str, Alert] = {}
+        self._armed: dict[str, Alert] = _Tracked(self._cond_dirty, _ARMED_KEY)
         # Armed keys a schedule-bound rule suppressed (bed exit by day): raised afresh at the
         # next start or end of a rule's schedule, so the night rule sees a bed still empty.
         self._at_boundary: set[str] = set()
         self._boundary_due: float | None = None
-        self._armed_source: dict[str, str] = {}  # armed key -> its signal's source
+        # armed key -> its signal's source
+        self._armed_source: dict[str, str] = _Tracked(self._cond_dirty, _ARMED_KEY)
         self._journaled_conditions: dict[str, Any] = {}  # as of the last changed_conditions()
         self._last_seen: dict[str, float] = {}  # device -> last signal of any kind
         self._silent: set[str] = set()  # devices flagged silent
@@ -344,34 +370,44 @@ class Engine:
         that ends; a restart in between must not forget it, or it never rings: the sensor's
         level was journaled, so no new edge comes either. Removed entries map to None.
         """
-        if not self._armed and not self._present and not self._journaled_conditions:
+        if not self._cond_dirty:
             return {}
-        current: dict[str, Any] = {
-            _PRESENT_KEY + room: until for room, until in self._present.items()
-        }
-        for key, a in self._armed.items():
-            current[_ARMED_KEY + key] = {
-                "id": a.id,
-                "kind": a.kind,
-                "room": a.room,
-                "zone": a.zone,
-                "device": a.device,
-                "priority": a.priority.value,
-                "critical": a.critical,
-                "raised_at": a.raised_at,
-                "signal_id": a.signal_id,
-                "text": a.text,
-                "rule": a.rule,
-                "source": self._armed_source.get(key),
-                "boundary": key in self._at_boundary,
-            }
-        before = self._journaled_conditions
-        if current == before:
-            return {}
-        changed = {k: v for k, v in current.items() if before.get(k) != v}
-        changed.update({k: None for k in before if k not in current})
-        self._journaled_conditions = current
+        changed: dict[str, Any] = {}
+        journaled = self._journaled_conditions
+        for name in self._cond_dirty:
+            value = self._condition(name)
+            if journaled.get(name) != value:
+                changed[name] = value
+                if value is None:
+                    del journaled[name]
+                else:
+                    journaled[name] = value
+        self._cond_dirty.clear()
         return changed
+
+    def _condition(self, name: str) -> Any:  # noqa: ANN401 - a JSON value
+        """The journaled form of one condition, None when there is none."""
+        if name.startswith(_PRESENT_KEY):
+            return self._present.get(name[len(_PRESENT_KEY) :])
+        key = name[len(_ARMED_KEY) :]
+        a = self._armed.get(key)
+        if a is None:
+            return None
+        return {
+            "id": a.id,
+            "kind": a.kind,
+            "room": a.room,
+            "zone": a.zone,
+            "device": a.device,
+            "priority": a.priority.value,
+            "critical": a.critical,
+            "raised_at": a.raised_at,
+            "signal_id": a.signal_id,
+            "text": a.text,
+            "rule": a.rule,
+            "source": self._armed_source.get(key),
+            "boundary": key in self._at_boundary,
+        }
 
     def restore_conditions(self, saved: Mapping[str, Any]) -> None:
         """Reload what `changed_conditions` journaled; conditions of removed devices lapse.
@@ -412,7 +448,12 @@ class Engine:
                 if value.get("boundary"):
                     self._at_boundary.add(key)
                     self._boundary_due = self._now
-        self.changed_conditions()  # what was just restored is journaled already
+        # What was just restored is journaled already.
+        self._journaled_conditions = {name: self._condition(name) for name in self._cond_dirty}
+        self._journaled_conditions = {
+            k: v for k, v in self._journaled_conditions.items() if v is not None
+        }
+        self._cond_dirty.clear()
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -423,12 +464,14 @@ class Engine:
         last_seq: int,
         *,
         condition_cleared: bool = False,
+        source: str | None = None,
     ) -> None:
         """Reload an active alert from the journal after a restart; its timer resumes.
 
         `condition_cleared`: a group leader whose own condition ended while members remain
         (its timeline has `condition_cleared`): it ends with its last member, and a new
-        raise of its key is a new alert.
+        raise of its key is a new alert. `source` is its signal's, for rules matching on
+        `sources` when presence or an inhibition brings the condition back.
         """
         live = _Live(
             alert,
@@ -437,6 +480,7 @@ class Engine:
             self._ladder(alert.rule, critical=alert.critical),
             self._timers,
         )
+        live.source = source
         self._live[alert.id] = live
         if condition_cleared:
             live.condition_cleared = True
@@ -749,8 +793,8 @@ class Engine:
         """Ring step `index` of the ladder, skipping steps that add nobody new."""
         steps = live.ladder.steps
         alert = live.alert
-        unstaffed = index == 0 and not self.team(alert.kind, alert.zone, now)
-        if unstaffed:
+        unstaffed = not self.team(alert.kind, alert.zone, now)
+        if index == 0 and unstaffed:
             self._no_staff(alert, now, out)
             index = len(steps) - 1
         while True:
@@ -779,9 +823,14 @@ class Engine:
 
     def _escalate(self, live: _Live, now: float, out: Outcome, *, why: str) -> None:
         alert = live.alert
-        if self.config.kind(alert.kind).technical and alert.kind not in _SOMEONE_CALLING:
-            # Technical alarms stay with the technicians (all rung at once): a reject or a
-            # removed accepter leaves it open to them, never on the night staff's ladder.
+        if (
+            why == "rejected"
+            and self.config.kind(alert.kind).technical
+            and alert.kind not in _SOMEONE_CALLING
+        ):
+            # Technical alarms stay with the technicians (all rung at once): a reject leaves
+            # it open to them, never on the night staff's ladder. A page that failed does
+            # climb it: a fault nobody can be told about must reach someone.
             return
         if alert.critical and alert.step == 0:
             # Critical alerts rang the whole team at step 0; move on to everyone, then failsafe.
@@ -940,6 +989,10 @@ class Engine:
             state = AlertState.CANCELLED if alert.state is AlertState.HELD else AlertState.RESOLVED
             if not live.condition_cleared:  # a leader whose door closed is no condition
                 self._arm(live.alert, live.source)
+            for member_id in live.members:  # finished with it: a door still open comes back
+                member = self._live.get(member_id)
+                if member is not None:
+                    self._arm(member.alert, member.source)
             self._finish(live, state, now, f"staff in room {room}", out, reason="presence")
 
     def _arm(self, alert: Alert, source: str | None = None) -> None:
@@ -961,6 +1014,7 @@ class Engine:
         if alert.key not in self._armed:
             return  # an edge kind (a button press) is not a condition: it does not come back
         self._at_boundary.add(alert.key)
+        self._cond_dirty.add(_ARMED_KEY + alert.key)
         # Once set, the next boundary is known (a reload re-decides at once): no zoneinfo
         # work for every signal the day rule suppresses.
         if self._boundary_due is None:
@@ -969,21 +1023,34 @@ class Engine:
     def _schedule_changed(self, now: float, out: Outcome) -> None:
         """A rule's schedule started or ended: raise the conditions it suppressed afresh."""
         keys, self._at_boundary = self._at_boundary, set()
+        self._cond_dirty.update(_ARMED_KEY + key for key in keys)
         for key in keys:
             if key in self._armed and key not in self._by_key:
                 self._raise_armed(key, "schedule", now, out)
 
     def _raise_armed(self, key: str, why: str, now: float, out: Outcome) -> None:
-        alert = self._armed.pop(key)
+        alert = self._armed[key]
         signal = Signal(
             id=alert.signal_id,
-            source=self._armed_source.pop(key, why),
+            source=self._armed_source.get(key, why),
             device=alert.device,
             room=alert.room,
             kind=alert.kind,
             state=SignalState.RAISED,
             ts=alert.raised_at,
         )
+        if alert.rule and not alert.critical:
+            rule = self._match(signal, alert.zone, now)
+            if rule is not None and rule.action == "suppress" and rule.name == alert.rule:
+                # The rule that muted it still does: no news, so no new alert in the
+                # journal at every boundary, reload or staff visit; decided again later.
+                self._at_boundary.add(key)
+                self._cond_dirty.add(_ARMED_KEY + key)
+                if self._boundary_due is None:
+                    self._boundary_due = self.calendar.next_boundary(self._rule_schedules, now)
+                return
+        del self._armed[key]
+        self._armed_source.pop(key, None)
         self._raise(signal, key, now, out)
 
     def _rearm(self, room: str, now: float, out: Outcome) -> None:

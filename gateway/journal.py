@@ -270,6 +270,19 @@ class Journal:
         )
         return bool(rows)
 
+    async def signal_sources(self, signal_ids: Sequence[str]) -> dict[str, str]:
+        """The source of each journaled signal among `signal_ids` (pruned ones are missing)."""
+        out: dict[str, str] = {}
+        for i in range(0, len(signal_ids), 500):  # SQLite's bound-parameter limit
+            chunk = signal_ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = await self.db.execute_fetchall(
+                f"SELECT id, source FROM signals WHERE id IN ({marks})",  # noqa: S608
+                tuple(chunk),
+            )
+            out.update({str(r[0]): str(r[1]) for r in rows})
+        return out
+
     async def active_alerts(self) -> list[StoredAlert]:
         """Alerts that were not finished when the daemon last stopped."""
         marks = ",".join("?" * len(_ACTIVE_STATES))

@@ -1059,3 +1059,94 @@ def test_a_restored_leader_whose_condition_cleared_ends_with_its_last_member() -
     fresh.signal("cord-101", "cleared")
     fresh.signal("door-101", "cleared")  # the last member: the leader ends with it
     assert fresh.engine.alert("a1") is None
+
+
+# -- review of the session diff: failing tests ---------------------------------------------
+
+
+def test_changed_conditions_reports_only_what_changed_among_many() -> None:
+    """`changed_conditions` runs for every routed batch: it reports only the changed entries.
+
+    By day the bed-day rule keeps every empty bed of a 500-bed site armed; a batch that
+    changed one of them must not rebuild (or rewrite) the other 499. The cost itself is
+    measured by the benchmark, not here.
+    """
+    beds = "".join(f'  bed-x{i}: {{room: "102", kind: bed_exit}}\n' for i in range(500))
+    c = Clocked(config(base=YAML.replace("devices:\n", "devices:\n" + beds)), start=DAY)
+    for i in range(500):
+        c.signal(f"bed-x{i}")  # suppressed by bed-day, armed until the schedule changes
+    assert len(c.engine.changed_conditions()) == 500  # journaled once
+    assert c.engine.changed_conditions() == {}
+    c.signal("bed-x7", "cleared")  # back in bed: disarmed
+    assert c.engine.changed_conditions() == {"engine:armed:bed-x7:bed_exit": None}
+    assert c.engine.changed_conditions() == {}
+
+
+def test_a_condition_the_same_rule_still_suppresses_is_not_raised_again_at_each_boundary() -> None:
+    """A catch-all suppress re-decided at 22:00, 07:00 and every reload: same rule, no news.
+
+    Every rule suppression is now decided again at every schedule boundary and reload. A
+    condition the same rule still suppresses comes back as a new alert each time ("raised",
+    "suppressed", a new alert row and id, a new journal level row): a site with a hundred
+    motion sensors a catch-all mutes shows the municipality hundreds of phantom alerts a day.
+    """
+    base = YAML.replace("devices:\n", 'devices:\n  mot-101: {room: "101", kind: motion}\n')
+    base = base.replace(
+        "rules:\n", "rules:\n  - {name: no-motion, match: {kinds: [motion]}, action: suppress}\n"
+    )
+    c = Clocked(config(base=base), start=EVENING)
+    c.signal("mot-101")  # 21:55: suppressed by no-motion; the sensor stays raised
+    c.engine.changed_conditions()
+    c.at(12 * 3600)  # through 22:00 and 07:00: two schedule boundaries
+    c.engine.reconfigure(config(base=base), c.now)  # a reload that changes nothing
+    c.at(12 * 3600 + 1)
+    raised = [t for t in c.out.transitions if t.alert.kind == "motion" and t.event == "raised"]
+    assert len(raised) == 1, [(round(t.ts - c.start), t.alert.id) for t in raised]
+    assert c.engine.changed_conditions() == {}
+
+
+def test_a_technical_alarm_whose_page_to_the_technician_failed_is_not_dropped() -> None:
+    """The paging system fault, paged to the technician's pager on that paging system.
+
+    The pager refuses it (delivery failed). `_escalate` now returns early for technical
+    alarms, so a failed page moves nothing on: the alarm stays active with no timer and no
+    handset that ever got it; nobody is told, tonight or later.
+    """
+    c = Clocked(config(base=YAML.replace("digest: true", "digest: false")))
+    sig = Signal("p1", "espa", "espa:ward", "", "paging_fault", SignalState.RAISED, c.now)
+    c.out.extend(c.engine.handle_signal(sig, c.now))
+    assert c.rings() == [(0, "tech", "paging_fault")]
+    c.at(5)
+    c.out.extend(c.engine.handle_delivery_failed("tech", "a1", c.now))
+    c.at(3600)
+    assert [r for r in c.rings() if r[0] > 5], c.events("a1")
+
+
+def test_a_grouped_door_still_open_comes_back_when_staff_leave() -> None:
+    """A door that joined a pull cord's group is a condition like a door alone.
+
+    Presence resolves the group; only the leader is armed, so when staff leave with the door
+    still open it never rings again (a door alone does, see test_presence_suppresses_and_attends).
+    """
+    c = Clocked(config())
+    c.signal("cord-101")  # a1 rings
+    c.at(10)
+    c.signal("door-101")  # a2 joins a1; the door stays open
+    c.at(30)
+    c.signal("pres-101")  # staff come: a1 and a2 resolved
+    c.at(120)
+    c.signal("pres-101", "cleared")  # staff leave; the door is still open
+    c.at(400)
+    assert (120, "n-ost", "door_open") in c.rings()
+
+
+def test_a_call_from_a_zone_with_nobody_on_duty_is_not_batched_when_rung_again() -> None:
+    """README: batching never applies to a call from a zone with nobody on duty.
+
+    Only the first ring of such a call skips the rate limit; the failsafe step rung again
+    (nobody accepted) is batched for up to `rate_limit.per`.
+    """
+    c = Clocked(config("rate_limit: {max: 1, per: 300}\n"), start=DAY)
+    c.signal("cord-201")  # a1: zone vest has nobody by day; the failsafe step rings
+    c.at(200)  # not accepted: the failsafe step rings again every 60 s
+    assert "batched" not in c.events("a1"), c.events("a1")

@@ -188,3 +188,56 @@ async def test_a_restart_keeps_a_bed_exit_that_staff_presence_muted(tmp_path: Pa
     rings = [line for line in out.getvalue().splitlines() if "RING" in line]
     assert len(rings) == 1, out.getvalue()
     assert "Out of bed room 101" in rings[0]
+
+
+async def test_a_bed_exit_open_across_a_restart_keeps_its_source_for_the_rules(
+    tmp_path: Path,
+) -> None:
+    """Rang before a restart, muted by a staff round after it: it comes back as a Zigbee bed.
+
+    The review fix "live alerts keep their source" holds only in memory: a restored alert
+    has no source, so presence arms it without one and it comes back as source "presence".
+    The Zigbee-only rule no longer matches, the catch-all suppress below it takes the bed
+    still empty, and it never rings again.
+    """
+    path = write(tmp_path, ["h1"])
+    text = path.read_text(encoding="utf-8")
+    text = text.replace(
+        "  fall-101:",
+        '  pres-101: {room: "101", kind: presence, source: integrator}\n  fall-101:',
+    )
+    text += (
+        "rules:\n"
+        "  - {name: bed-zigbee, match: {kinds: [bed_exit], sources: [zigbee]}}\n"
+        "  - {name: bed-other, match: {kinds: [bed_exit]}, action: suppress}\n"
+    )
+    path.write_text(text, encoding="utf-8")
+
+    def z(body: bytes) -> Inbound:
+        return Inbound("zigbee", "z/bed101", body, time.time())
+
+    def presence(state: str) -> Inbound:
+        body = f'{{"device": "pres-101", "state": "{state}"}}'.encode()
+        return Inbound("integrator", "in/x", body, time.time())
+
+    gw, stop, task, out = await start(path)
+    gw.put(z(b'{"occupancy": false}'))  # baseline
+    await settle()
+    gw.put(z(b'{"occupancy": true}'))  # out of bed: bed-zigbee rings h1
+    await settle()
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert sum("RING" in line for line in out.getvalue().splitlines()) == 1, out.getvalue()
+
+    gw, stop, task, out = await start(path)
+    gw.put(presence("raised"))  # the night round resolves it; the bed is still empty
+    await settle()
+    gw.put(presence("cleared"))  # staff leave
+    await settle()
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    rings = [line for line in out.getvalue().splitlines() if "RING" in line]
+    assert len(rings) == 1, out.getvalue()
+    with sqlite3.connect(tmp_path / "journal.db") as conn:
+        rules = [r[0] for r in conn.execute("SELECT rule FROM alerts ORDER BY rowid")]
+    assert rules == ["bed-zigbee", "bed-zigbee"]
