@@ -460,12 +460,16 @@ class Gateway:
         signals: list[Signal] = []
         outcome = self.engine.tick(now)
         acks = []
+        urgent = False  # a source waits on the line for this batch's commit
         received: dict[str, float] = {}
         fresh = iter(decoded)
         for item in batch:
             if isinstance(item, Inbound):
                 if item.ack is not None:
                     acks.append(item.ack)
+                    # An ESPA call's ACK is held until its commit, and the nurse-call line
+                    # waits for it: commit now rather than after journal.commit_delay.
+                    urgent = urgent or not item.redeliverable
                 if self._record is not None:
                     self._record_inbound(item)
                 for sig in next(fresh):
@@ -523,6 +527,8 @@ class Gateway:
             pending.acks.extend(acks)
         if signals or acks or outcome.transitions or stored or levels:
             self._wake_journal(len(signals))
+            if urgent:
+                self._journal_full.set()
         for t in outcome.transitions:
             self.metrics.alert_count(t.alert.kind, t.event).inc()
             if t.reason and t.event in ("suppressed", "cancelled", "resolved", "repeated"):

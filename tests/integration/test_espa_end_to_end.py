@@ -233,21 +233,30 @@ escalation:
       - {{to: failsafe, after: 600}}
 roster: {{failsafe: [dect22]}}
 technical: {{handsets: [dect22], digest: false}}
-journal: {{path: "{db}"}}
+journal: {{path: "{db}", commit_delay: {commit_delay}}}
 metrics: {{enabled: false}}
 """
 
 
 @contextlib.asynccontextmanager
 async def dect_gateway(
-    tmp_path: Path, dect_factory: Callable[[PtyPeer], Dect], *, link: str = LINK
+    tmp_path: Path,
+    dect_factory: Callable[[PtyPeer], Dect],
+    *,
+    link: str = LINK,
+    commit_delay: float = 0.01,
 ) -> AsyncIterator[tuple[Gateway, NurseCall, Dect]]:
     """A gateway between a nurse-call pty and a simulated DECT; the MQTT broker is absent."""
     ward, dect_port = PtyPeer(), PtyPeer()
     dect = dect_factory(dect_port)
     sim = asyncio.create_task(dect.run(), name="test.dect")
     text = DECT_ONLY_YAML.format(
-        port=free_port(), ward=ward.path, dect=dect_port.path, link=link, db=tmp_path / "j.db"
+        port=free_port(),
+        ward=ward.path,
+        dect=dect_port.path,
+        link=link,
+        db=tmp_path / "j.db",
+        commit_delay=commit_delay,
     )
     gw = Gateway(parse_config(text, filename="test.yaml"), serve_metrics=False, drain_timeout=1.0)
     stop = asyncio.Event()
@@ -317,6 +326,34 @@ async def test_a_nurse_call_is_acked_only_after_its_signal_is_journaled(
             assert rooms == ["101"]  # in the journal by the time the nurse-call system has the ACK
             ward.write(bytes([EOT]))
         assert not [e for e in logs if e["event"] == "espa_ack_released_unjournaled"]
+
+
+async def test_a_nurse_call_is_committed_at_once_whatever_the_commit_delay(
+    tmp_path: Path,
+) -> None:
+    """The nurse-call line waits for the ACK, so its call does not wait for commit_delay.
+
+    With the longest gathering window (1 s) the held ACK went out only through the
+    hold timeout, logged as unjournaled: every call was ACKed before its commit.
+    """
+    async with dect_gateway(tmp_path, Dect, commit_delay=1.0) as (
+        gw,
+        nurse,
+        _,
+    ):
+        ward = nurse.port
+        with capture_logs() as logs:
+            ward.write(b"\x31\x05\x32\x05")  # self-poll, select the gateway
+            assert (await ward.next()).kind == "ack"
+            ward.write(frame("1", nurse_call("101")))
+            assert (await ward.next()).kind == "ack"
+            with sqlite3.connect(tmp_path / "j.db") as conn:
+                rows = conn.execute("SELECT room FROM signals WHERE kind = 'pull_cord'")
+                rooms = [row[0] for row in rows]
+            assert rooms == ["101"]
+            ward.write(bytes([EOT]))
+        assert not [e for e in logs if e["event"] == "espa_ack_released_unjournaled"]
+        assert gw.metrics.espa_calls_acked_unjournaled.labels("ward")._value.get() == 0
 
 
 class ContentRejectingDect(Dect):
