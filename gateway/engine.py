@@ -448,12 +448,7 @@ class Engine:
                 if value.get("boundary"):
                     self._at_boundary.add(key)
                     self._boundary_due = self._now
-        # What was just restored is journaled already.
-        self._journaled_conditions = {name: self._condition(name) for name in self._cond_dirty}
-        self._journaled_conditions = {
-            k: v for k, v in self._journaled_conditions.items() if v is not None
-        }
-        self._cond_dirty.clear()
+        self.changed_conditions()  # what was just restored is journaled already
 
     # -- inputs ---------------------------------------------------------------------------
 
