@@ -1003,8 +1003,8 @@ class Engine:
             else:
                 self._armed_source[alert.key] = source
 
-    def _arm_until_boundary(self, alert: Alert, source: str, now: float) -> None:
-        """Arm a level condition a schedule-bound rule suppressed until that schedule changes."""
+    def _arm_until_boundary(self, alert: Alert, source: str | None, now: float) -> None:
+        """Arm a level condition a rule suppressed until a rule's schedule changes."""
         self._arm(alert, source)
         if alert.key not in self._armed:
             return  # an edge kind (a button press) is not a condition: it does not come back
@@ -1039,10 +1039,7 @@ class Engine:
             if rule is not None and rule.action == "suppress" and rule.name == alert.rule:
                 # The rule that muted it still does: no news, so no new alert in the
                 # journal at every boundary, reload or staff visit; decided again later.
-                self._at_boundary.add(key)
-                self._cond_dirty.add(_ARMED_KEY + key)
-                if self._boundary_due is None:
-                    self._boundary_due = self.calendar.next_boundary(self._rule_schedules, now)
+                self._arm_until_boundary(alert, self._armed_source.get(key), now)
                 return
         del self._armed[key]
         self._armed_source.pop(key, None)
