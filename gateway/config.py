@@ -134,6 +134,18 @@ class KindConfig:
     text: str = "{kind} in room {room}"
     edge: bool = False
     role: Literal["alert", "presence"] = "alert"
+    # Latching (IEC 60601-1-8): once it rang, the alarm stays until a handset accepts or
+    # resolves it or staff are in the room, even when its sensor clears first. Unset:
+    # critical sensor kinds latch (a seizure that stops before anyone came still needs
+    # someone), everything else ends with its condition.
+    latching: bool | None = None
+
+    @property
+    def latches(self) -> bool:
+        """Whether a ringing alert of this kind outlives its condition until acknowledged."""
+        if self.latching is not None:
+            return self.latching
+        return self.critical and not self.edge
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

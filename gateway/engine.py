@@ -538,6 +538,10 @@ class Engine:
                 return out
             # A handset may take over a critical alarm that staff presence stopped.
             self._accept(live, response.handset, now, out)
+            if live.condition_cleared and not live.members:
+                # A latched alarm whose condition had ended: the acknowledgement ends it,
+                # as the accepter's own condition clearing would have.
+                self._finish(live, AlertState.CLEARED, now, f"accepted by {response.handset}", out)
         elif response.kind is ResponseKind.REJECT:
             if response.handset in live.declined:
                 # Declined and neither rung nor accepting since: a broker redelivery of the
@@ -884,11 +888,12 @@ class Engine:
     def _presence_ended(self, live: _Live, now: float, out: Outcome) -> None:
         """Staff left a room whose critical alarm their presence had stopped.
 
-        A button alarm (edge kind) was attended, so it is resolved; a sensor alarm whose
-        sensor has not cleared rings its whole team again: it is nobody's until accepted.
+        A button alarm (edge kind), or a sensor alarm whose sensor cleared meanwhile, was
+        attended, so it is resolved; a sensor alarm whose sensor has not cleared rings its
+        whole team again: it is nobody's until accepted.
         """
         alert = live.alert
-        if self.config.kind(alert.kind).edge:
+        if self.config.kind(alert.kind).edge or live.condition_cleared:
             self._finish(
                 live,
                 AlertState.RESOLVED,
@@ -975,7 +980,7 @@ class Engine:
             alert = live.alert
             if alert.room != room or alert.group is not None:
                 continue
-            if alert.critical:
+            if alert.critical and not live.condition_cleared:
                 if alert.state is not AlertState.ACCEPTED:
                     # Staff are in the room: stop escalating until they leave (see
                     # `_presence_ended`); the alarm's timer is the presence's expiry.
@@ -1122,12 +1127,18 @@ class Engine:
         if live.alert.state is AlertState.HELD:
             self._finish(live, AlertState.CANCELLED, now, detail, out, reason="auto_cancel")
             return
-        if live.members:
+        if live.members or self._latches(live):
+            # A leader ends with its last member; a latching alarm nobody accepted yet
+            # keeps ringing and escalating. A new raise of the key is a new alert.
             live.condition_cleared = True
             del self._by_key[key]
             out.transitions.append(Transition(live.alert, "condition_cleared", now, detail))
             return
         self._finish(live, AlertState.CLEARED, now, detail, out)
+
+    def _latches(self, live: _Live) -> bool:
+        """A latching alarm that rang and that no one has acknowledged (IEC 60601-1-8)."""
+        return live.alert.state is AlertState.ACTIVE and self.config.kind(live.alert.kind).latches
 
     def _finish(
         self,
@@ -1155,7 +1166,7 @@ class Engine:
             leader = self._live.get(leader_id)
             if leader is not None and alert_id in leader.members:
                 leader.members.remove(alert_id)
-                if leader.condition_cleared and not leader.members:
+                if leader.condition_cleared and not leader.members and not self._latches(leader):
                     self._finish(leader, AlertState.CLEARED, now, "group cleared", out)
                 else:
                     for h in leader.handsets:
@@ -1264,6 +1275,8 @@ class Engine:
         }
         if alert.accepted_by:
             payload["accepted_by"] = alert.accepted_by
+        if live.condition_cleared:
+            payload["condition_cleared"] = True
         if reminder:
             payload["reminder"] = True
         if live.members:

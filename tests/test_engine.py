@@ -295,6 +295,9 @@ def test_a_muted_condition_still_raised_comes_back_when_its_inhibitor_ends() -> 
     c.signal("fall-102")  # mutes it
     c.at(30)
     c.signal("fall-102", "cleared")
+    # The fall latches: it still rings until someone takes it, and still mutes the bed.
+    assert bed_exits(c) == [("a1", "raised"), ("a1", "held"), ("a1", "cancelled")]
+    c.respond("n-ost", "a2", "accept")
     assert bed_exits(c) == [
         ("a1", "raised"),
         ("a1", "held"),
@@ -1150,3 +1153,112 @@ def test_a_call_from_a_zone_with_nobody_on_duty_is_not_batched_when_rung_again()
     c.signal("cord-201")  # a1: zone vest has nobody by day; the failsafe step rings
     c.at(200)  # not accepted: the failsafe step rings again every 60 s
     assert "batched" not in c.events("a1"), c.events("a1")
+
+
+# -- latching alarms (IEC 60601-1-8): a critical sensor alarm outlives its condition -------
+
+
+def test_a_seizure_that_stops_before_anyone_came_keeps_ringing_until_accepted() -> None:
+    """The epilepsy sensor clears after 40 s: the alarm still escalates, and says it ended."""
+    c = Clocked(config())
+    c.signal("epi-101")
+    c.at(40)
+    cleared = c.signal("epi-101", "cleared")
+    assert [t.event for t in cleared.transitions] == ["condition_cleared"]
+    assert cleared.deliveries == []  # nothing changes on the handsets: it still rings
+    alert = c.engine.alert("a1")
+    assert alert is not None
+    assert alert.state is AlertState.ACTIVE
+    c.at(200)  # nobody answered: the ladder goes on
+    later = [d for d in c.out.deliveries if d.alert_id == "a1" and d.action == "ring"][1:]
+    assert later, "the latched alarm escalated"
+    assert all(d.payload["condition_cleared"] is True for d in later)
+    assert "condition_cleared" not in c.out.deliveries[0].payload  # the first ring: still on
+    done = c.respond("n-ost", "a1")  # the acknowledgement ends it
+    assert [t.event for t in done.transitions] == ["accepted", "cleared"]
+    assert c.engine.alert("a1") is None
+    assert {d.action for d in done.deliveries} == {"update", "cancel"}
+
+
+def test_a_latched_alarm_is_resolved_by_staff_in_the_room() -> None:
+    """Staff pressing presence in the room attended the fall that had cleared."""
+    c = Clocked(config())
+    c.signal("fall-102")
+    c.at(30)
+    c.signal("fall-102", "cleared")
+    c.at(50)
+    c.signal("pres-102")
+    assert c.events("a1") == ["raised", "ringing", "condition_cleared", "resolved"]
+    resolved = [t for t in c.out.transitions if t.event == "resolved"]
+    assert resolved[0].reason == "presence"
+
+
+def test_a_latched_alarm_taken_by_presence_is_resolved_when_staff_leave() -> None:
+    """The fall clears while staff are in the room (presence took it): leaving resolves it."""
+    c = Clocked(config())
+    c.signal("fall-102")
+    c.at(20)
+    c.signal("pres-102")  # presence stops the escalation; the alarm is theirs
+    c.signal("fall-102", "cleared")  # an acknowledged alarm ends with its condition
+    assert c.events("a1")[-1] == "cleared"
+    assert c.engine.alert("a1") is None
+
+
+def test_a_new_raise_of_a_latched_key_is_a_new_alarm() -> None:
+    """A second seizure while the first still latches rings as its own alarm."""
+    c = Clocked(config())
+    c.signal("epi-101")
+    c.at(30)
+    c.signal("epi-101", "cleared")
+    c.at(60)
+    c.signal("epi-101")
+    assert c.engine.alert("a1") is not None
+    second = c.engine.alert("a2")
+    assert second is not None
+    assert second.state is AlertState.ACTIVE
+    assert (60, "n-ost", "epilepsy") in c.rings()
+
+
+def test_latching_is_a_kind_setting() -> None:
+    """`latching: false` ends a critical alarm with its condition; `true` latches any kind."""
+    extra = (
+        "kinds:\n"
+        "  epilepsy: {priority: critical, critical: true, latching: false}\n"
+        "  bed_exit: {priority: high, latching: true}\n"
+    )
+    c = Clocked(config(extra))
+    assert c.engine.config.kind("fall").latches  # the default for critical sensors
+    assert not c.engine.config.kind("emergency").latches  # a button does not clear itself
+    assert not c.engine.config.kind("door_open").latches
+    c.signal("epi-101")
+    c.at(10)
+    c.signal("epi-101", "cleared")
+    assert c.events("a1")[-1] == "cleared"
+    c.signal("bed-101")  # fall-risk hold-off, 45 s
+    c.at(20)
+    c.signal("bed-101", "cleared")  # cleared in its hold-off: auto-cancel, latching or not
+    assert c.events("a2")[-1] == "cancelled"
+    c.signal("bed-101")
+    c.at(80)  # rang at 65 s
+    c.signal("bed-101", "cleared")
+    assert c.events("a3")[-1] == "condition_cleared"
+    assert c.engine.alert("a3") is not None
+
+
+def test_a_restored_latched_alarm_still_waits_for_its_acknowledgement() -> None:
+    """The seizure had stopped before the restart: after it, the alarm still rings on."""
+    c = Clocked(config())
+    c.signal("epi-101")
+    c.at(30)
+    c.signal("epi-101", "cleared")
+    alert = c.engine.alert("a1")
+    assert alert is not None
+    fresh = Clocked(config(), start=c.start, first_id=10)
+    fresh.now = c.now
+    fresh.engine.restore(alert, ["n-ost"], 1, condition_cleared=True)
+    fresh.at(500)
+    assert len(fresh.rings()) >= 1  # escalation resumed
+    fresh.signal("epi-101", "cleared")  # a queued repeat of the clear changes nothing
+    assert fresh.engine.alert("a1") is not None
+    done = fresh.respond("n-ost", "a1")
+    assert [t.event for t in done.transitions] == ["accepted", "cleared"]

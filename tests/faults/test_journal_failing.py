@@ -16,6 +16,9 @@ from tests.integration.helpers import peer
 pytestmark = pytest.mark.faults
 
 ROUNDS = 30  # more than the broker sends unacknowledged (20 by default)
+# Each fall here is raised and cleared at once and must be cancelled by its clear: a
+# latching fall would wait for an accept (tests/test_engine.py covers latching).
+UNLATCHED = "kinds:\n  fall: {priority: critical, critical: true, latching: false}\n"
 
 
 async def fill_disk(gw: Gateway) -> None:
@@ -55,7 +58,7 @@ async def test_a_full_disk_keeps_ringing_and_commits_everything_when_space_retur
 ) -> None:
     """Commits fail (SQLITE_FULL); handsets still ring; the journal catches up afterwards."""
     prefix = unique("t")
-    config = make_config(broker.port, tmp_path, prefix=prefix)
+    config = make_config(broker.port, tmp_path, prefix=prefix, extra=UNLATCHED)
     async with running(config) as r, peer(broker.port, prefix) as p:
         gw = r.gateway
         sample = gw.metrics.registry.get_sample_value
@@ -90,7 +93,7 @@ async def test_a_long_outage_keeps_alerts_but_caps_the_signal_records_in_memory(
 
     monkeypatch.setattr(gateway.app, "UNWRITTEN_SIGNALS_CAP", 4)
     prefix = unique("t")
-    config = make_config(broker.port, tmp_path, prefix=prefix)
+    config = make_config(broker.port, tmp_path, prefix=prefix, extra=UNLATCHED)
     async with running(config) as r, peer(broker.port, prefix) as p:
         gw = r.gateway
         sample = gw.metrics.registry.get_sample_value
@@ -128,7 +131,7 @@ async def test_a_hung_write_is_reported_and_does_not_stop_intake(
 
     monkeypatch.setattr(gateway.app, "JOURNAL_STALL_AFTER", 0.3)
     prefix = unique("t")
-    config = make_config(broker.port, tmp_path, prefix=prefix)
+    config = make_config(broker.port, tmp_path, prefix=prefix, extra=UNLATCHED)
     async with running(config) as r, peer(broker.port, prefix) as p:
         gw = r.gateway
         sample = gw.metrics.registry.get_sample_value
@@ -161,7 +164,7 @@ async def test_a_redelivery_is_routed_when_the_journal_cannot_answer_if_it_saw_i
     from gateway.ports import Inbound  # noqa: PLC0415
 
     prefix = unique("t")
-    config = make_config(broker.port, tmp_path, prefix=prefix)
+    config = make_config(broker.port, tmp_path, prefix=prefix, extra=UNLATCHED)
     async with running(config) as r:
         gw = r.gateway
 

@@ -76,13 +76,20 @@ async def test_a_handset_removed_while_its_alert_is_open_does_not_stop_routing(
     tmp_path: Path,
 ) -> None:
     """An alert rang h1 and h2; h2 is removed and alertgw restarted; the clear still routes."""
-    gw, stop, task, _ = await start(write(tmp_path, ["h1", "h2"]))
+
+    def unlatched(path: Path) -> Path:
+        # The sensor's clear must end the alert here (a latching fall waits for an accept).
+        with path.open("a", encoding="utf-8") as f:
+            f.write("kinds:\n  fall: {priority: critical, critical: true, latching: false}\n")
+        return path
+
+    gw, stop, task, _ = await start(unlatched(write(tmp_path, ["h1", "h2"])))
     gw.put(fall("raised", "s1"))
     await settle()
     stop.set()
     await asyncio.wait_for(task, 10)
 
-    gw, stop, task, out = await start(write(tmp_path, ["h1", "h3"]))
+    gw, stop, task, out = await start(unlatched(write(tmp_path, ["h1", "h3"])))
     gw.put(fall("cleared", "s2"))
     await settle()
     assert not task.done()  # the cancel for h2 had raised KeyError out of the router

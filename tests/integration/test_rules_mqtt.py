@@ -10,6 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from gateway.config import load_config
+from gateway.journal import Journal
 from tests.conftest import Broker, running, unique
 from tests.integration.helpers import Peer, peer
 
@@ -239,3 +240,44 @@ async def test_alertgw_reload_command_signals_the_running_daemon(
             await asyncio.sleep(0.02)
         assert r.gateway.config.rules[0].hold_off == 90
     assert main(["reload", str(path)]) == 1  # stopped: its pid file is gone
+
+
+async def test_a_seizure_alarm_latches_until_a_handset_accepts_it(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Through MQTT: the epilepsy sensor clears first, the alarm still escalates; accept ends it."""
+    path = write_config(tmp_path, broker.port)
+    path.write_text(
+        path.read_text().replace(
+            "  pres-102:", '  epi-101: {room: "101", kind: epilepsy, name: rom101/epi}\n  pres-102:'
+        )
+    )
+    clock = FakeClock()
+    config = load_config(path)
+    async with (
+        running(config, clock=clock) as r,
+        peer(broker.port, prefix_of(path)) as p,
+    ):
+        await p.z2m("rom101/epi", {"epilepsy": False})
+        await p.z2m("rom101/epi", {"epilepsy": True})
+        rung = {(await p.next())[0] for _ in range(2)}  # critical: the whole team at once
+        assert rung == {"n1", "n2"}
+        await p.z2m("rom101/epi", {"epilepsy": False})  # the seizure stops after a minute
+        assert await p.nothing(0.4)  # no cancel: nobody has come yet
+        await advance(clock, 61, r.gateway.kick)
+        handset, again = await p.next()
+        assert (handset, again["type"], again["condition_cleared"]) == ("vakt", "ring", True)
+        await p.respond("n2", again["alert_id"], "accept")
+        closing = [await p.next() for _ in range(6)]  # an update, then a cancel, to each
+        assert {h for h, m in closing if m["type"] == "cancel"} == {"n1", "n2", "vakt"}
+    journal = Journal(config.journal.path)
+    await journal.open()
+    try:
+        (stored,) = await journal.recent_alerts(1)
+    finally:
+        await journal.close()
+    assert stored.alert.state.value == "cleared"
+    events = [e[1] for e in stored.events]
+    assert events[-2:] == ["accepted", "cleared"]
+    assert "condition_cleared" in events
+    assert "cancelled" not in events
