@@ -26,7 +26,7 @@ from drivers.espa_serial import build_espa
 from drivers.mqtt import MqttLink
 from drivers.simulator import SimulatedSource
 from gateway.backoff import Backoff
-from gateway.clockstep import ClockWatch, elapsed_clock
+from gateway.clockstep import ClockWatch, clock_synchronized, elapsed_clock
 from gateway.config import Config, handset_topic, load_config
 from gateway.decoders import MAX_PAYLOAD, Decoder, make_decoder
 from gateway.engine import CONDITION_PREFIX, Engine, Transition, safe_text
@@ -38,7 +38,7 @@ from gateway.errors import (
     PermanentDeliveryError,
     ShutdownError,
 )
-from gateway.journal import Journal
+from gateway.journal import PRUNE_CLOCK_KEY, PRUNE_STEP, Journal
 from gateway.metrics import Metrics
 from gateway.model import Delivery, DeliveryState, Response, ResponseKind, Signal, SignalState
 from gateway.pidlock import PidLock
@@ -79,10 +79,15 @@ class Gateway:
         drain_timeout: float | None = None,
         serve_metrics: bool = True,
         freeze_heap: bool = False,
+        clock_synced: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
         self._freeze_heap = freeze_heap
         self.clock = clock or time.time
+        # Whether the wall clock is known good (NTP); a virtual clock never is.
+        self._clock_synced = clock_synced or (
+            clock_synchronized if clock is None else (lambda: False)
+        )
         # An injected clock with no elapsed-time clock is a virtual time base: never stepped.
         if elapsed is None:
             elapsed = elapsed_clock if clock is None else self.clock
@@ -340,7 +345,7 @@ class Gateway:
         levels = {
             k: v
             for k, v in saved.items()
-            if not k.startswith((GEN, CONDITION_PREFIX)) and k != SALT
+            if not k.startswith((GEN, CONDITION_PREFIX)) and k not in (SALT, PRUNE_CLOCK_KEY)
         }
         salt = str(saved.get(SALT) or uuid.uuid4().hex[:12])
         if SALT not in saved:
@@ -993,10 +998,24 @@ class Gateway:
                 self.put(_link_alarm(device, SignalState.RAISED, why))
 
     async def _retention_loop(self) -> None:
-        keep = self.config.journal.retention_days * 86400
         while True:
+            keep = self.config.journal.retention_days * 86400  # a reload may change it
+            now = self.clock()
             try:
-                removed = await self.journal.prune(self.clock() - keep)
+                # An NTP-synchronised clock is trusted; any other may be years ahead.
+                by = now if self._clock_synced() else await self.journal.prune_clock(now)
+                lag = now - by
+                self.metrics.journal_prune_lag.set(lag)
+                if lag > PRUNE_STEP:
+                    # Past a long power-off this is the journal catching up; past a clock
+                    # set years ahead it is what keeps the audit trail. Either way, say so.
+                    log.warning(
+                        "journal_prune_limited",
+                        behind_days=round(lag / 86400, 2),
+                        retention_days=self.config.journal.retention_days,
+                        hint="the clock is not NTP-synchronised; check the date",
+                    )
+                removed = await self.journal.prune(by - keep, clock=by)
             except sqlite3.Error as exc:
                 # Pruning can wait an hour; commits report a failing file loudly themselves.
                 self.metrics.journal_errors.inc()

@@ -62,6 +62,11 @@ CREATE INDEX events_alert_row ON events (alert_row);
 DROP INDEX IF EXISTS events_alert;
 """
 
+# Levels-table key of the wall time the last prune went by, and how far one prune may move
+# it on when the clock is not known good (pruning runs hourly).
+PRUNE_CLOCK_KEY = "journal:prune_clock"
+PRUNE_STEP = 2 * 3600.0
+
 _ACTIVE_STATES = tuple(s.value for s in AlertState if not s.terminal)
 
 
@@ -341,11 +346,38 @@ class Journal:
             )
         return out
 
-    async def prune(self, before: float, *, chunk: int = 2000) -> int:
+    async def prune_clock(self, now: float, *, step: float = PRUNE_STEP) -> float:
+        """The wall time to prune by when the clock is not known good: at most `step` on.
+
+        A wall clock set far ahead (an RTC that lost its battery, a wrong manual setting)
+        must not make one hourly prune delete the whole audit trail. Without NTP there is
+        no telling that from a long power-off, so the prune's clock moves at most `step`
+        past the last prune's: a clock years ahead eats into the kept history by an hour
+        an hour, loudly, and a journal back from a long power-off catches up as slowly.
+        A journal pruned for the first time starts from its newest row.
+        """
+        rows = list(
+            await self.db.execute_fetchall(
+                "SELECT value FROM levels WHERE key = ?", (PRUNE_CLOCK_KEY,)
+            )
+        )
+        if not rows:
+            rows = list(
+                await self.db.execute_fetchall(
+                    "SELECT MAX(t) FROM (SELECT MAX(received_at) AS t FROM signals"
+                    " UNION ALL SELECT MAX(updated_at) FROM alerts)"
+                )
+            )
+        if not rows or rows[0][0] is None:
+            return now  # nothing journaled yet, so nothing a prune could take
+        return min(now, float(rows[0][0]) + step)
+
+    async def prune(self, before: float, *, clock: float | None = None, chunk: int = 2000) -> int:
         """Delete finished history older than `before`; return rows removed.
 
         Deletes in small transactions and lets go of the write lock between them, so a
-        large backlog never holds up the router's commits for long.
+        large backlog never holds up the router's commits for long. `clock`, the wall
+        time `before` was reckoned from, is remembered for `prune_clock`.
         """
         marks = ",".join("?" * len(_ACTIVE_STATES))
         active = (*_ACTIVE_STATES,)
@@ -387,6 +419,12 @@ class Journal:
                     break
                 await asyncio.sleep(0)  # let a waiting commit in
         async with self._lock:
+            if clock is not None:
+                await self.db.execute(
+                    "INSERT INTO levels (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE"
+                    " SET value = max(CAST(value AS REAL), CAST(excluded.value AS REAL))",
+                    (PRUNE_CLOCK_KEY, _dumps(clock)),
+                )
             await self.db.execute("PRAGMA incremental_vacuum(2000)")
             await self.db.commit()
         return removed

@@ -112,6 +112,11 @@ class Metrics:
         self.journal_failing = Gauge(
             "alertgw_journal_failing", "1 while journal commits fail", registry=r
         )
+        self.journal_prune_lag = Gauge(
+            "alertgw_journal_prune_lag_seconds",
+            "How far the journal's prune cutoff trails the wall clock's (a clock far ahead)",
+            registry=r,
+        )
         self.clock_steps = Counter(
             "alertgw_clock_steps_total",
             "Wall-clock steps (NTP, RTC) that moved the pending timers with them",

@@ -497,3 +497,21 @@ async def test_an_events_reason_is_kept_for_the_audit(journal: Journal) -> None:
         ("rejected", "night1 (busy)"),
         ("escalated", "to step 1 (rejected)"),
     ]
+
+
+async def test_prune_clock_moves_at_most_a_step_past_the_last_prune(
+    journal: Journal, db_path: Path
+) -> None:
+    """A clock ten years ahead moves the prune on by one step a prune, never at once."""
+    year, step = 365 * 86400.0, 7200.0
+    assert await journal.prune_clock(T0 + 10 * year, step=step) == T0 + 10 * year  # empty
+    await journal.commit_batch([signal("s1", received_at=T0)], [], [])
+    first = await journal.prune_clock(T0 + 10 * year, step=step)
+    assert first == T0 + step  # the first prune starts from the newest row
+    await journal.prune(first - 90 * 86400, clock=first)
+    assert await journal.prune_clock(T0 + 10 * year, step=step) == T0 + 2 * step
+    # A clock behind prunes by itself, and does not move the remembered clock back.
+    assert await journal.prune_clock(T0 - year, step=step) == T0 - year
+    await journal.prune(T0 - year - 90 * 86400, clock=T0 - year)
+    assert await journal.prune_clock(T0 + 10 * year, step=step) == T0 + 2 * step
+    assert rows(db_path, "SELECT id FROM signals") == [("s1",)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import sqlite3
 import time
@@ -12,6 +13,9 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import load_config
+from gateway.engine import Transition
+from gateway.journal import Journal
+from gateway.model import Alert, AlertState, Priority, Signal, SignalState
 from gateway.pidlock import PidLock
 from gateway.ports import Inbound
 
@@ -248,3 +252,90 @@ async def test_a_bed_exit_open_across_a_restart_keeps_its_source_for_the_rules(
     with sqlite3.connect(tmp_path / "journal.db") as conn:
         rules = [r[0] for r in conn.execute("SELECT rule FROM alerts ORDER BY rowid")]
     assert rules == ["bed-zigbee", "bed-zigbee"]
+
+
+async def test_a_clock_years_ahead_does_not_prune_the_audit_trail(tmp_path: Path) -> None:
+    """The RTC comes back ten years out: history past retention goes, the rest stays.
+
+    With the kernel's word that NTP keeps the clock (`clock_synced`), the same clock is
+    trusted and everything older than the retention goes at once.
+    """
+    path = write(tmp_path, ["h1"])
+    now, day = time.time(), 86400.0
+    journal = Journal(tmp_path / "journal.db")
+    await journal.open()
+    try:
+        # Signals and finished alerts from 200, 80 and 1 days ago (retention: 90 days).
+        for age in (200, 80, 1):
+            done = dataclasses.replace(
+                _fall_alert(f"a{age}", now - age * day), state=AlertState.RESOLVED
+            )
+            await journal.commit_batch(
+                [_fall_signal(f"s{age}", now - age * day)],
+                [Transition(done, "resolved", now - age * day)],
+                [],
+            )
+    finally:
+        await journal.close()
+    with sqlite3.connect(tmp_path / "journal.db") as conn:
+        conn.execute("UPDATE alerts SET updated_at = raised_at")
+
+    def kept() -> list[str]:
+        with sqlite3.connect(tmp_path / "journal.db") as conn:
+            return [r[0] for r in conn.execute("SELECT id FROM signals ORDER BY received_at")]
+
+    ahead = now + 10 * 365 * day
+    for synced, expected in ((False, ["s80", "s1"]), (True, [])):
+        gw = Gateway(
+            load_config(path),
+            clock=lambda: ahead,
+            clock_synced=lambda synced=synced: synced,
+            console=io.StringIO(),
+            serve_metrics=False,
+            drain_timeout=2.0,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(gw.run(stop.wait))
+        await asyncio.wait_for(gw.ready.wait(), 10)
+        for _ in range(100):  # the first prune runs at start
+            if kept() == expected:
+                break
+            await asyncio.sleep(0.05)
+        lag = gw.metrics.journal_prune_lag._value.get()
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        assert kept() == expected
+        if synced:
+            assert lag == 0
+        else:
+            assert lag > 9 * 365 * day  # the clock's lead, exported for an alert rule
+
+
+def _fall_signal(sid: str, at: float) -> Signal:
+    return Signal(
+        id=sid,
+        source="integrator",
+        device="fall-101",
+        room="101",
+        kind="fall",
+        state=SignalState.RAISED,
+        ts=at,
+        received_at=at,
+    )
+
+
+def _fall_alert(aid: str, at: float) -> Alert:
+    return Alert(
+        id=aid,
+        key="fall-101:fall",
+        kind="fall",
+        room="101",
+        zone="east",
+        device="fall-101",
+        priority=Priority.CRITICAL,
+        critical=True,
+        state=AlertState.ACTIVE,
+        raised_at=at,
+        signal_id=f"s-{aid}",
+        text="FALL room 101",
+    )
