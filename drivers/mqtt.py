@@ -416,7 +416,16 @@ class MqttLink:
         if handset is not None:
             # Acknowledged once the accept or reject is journaled: a crash before that commit
             # must not lose it, or the alert would escalate past the nurse on her way.
-            put(RawResponse(handset=handset, payload=payload, received_at=now, ack=ack))
+            put(
+                RawResponse(
+                    handset=handset,
+                    payload=payload,
+                    received_at=now,
+                    ack=ack,
+                    dup=msg.dup,
+                    packet_id=mid if qos > 0 else 0,
+                )
+            )
             return
         source = self._source_of(topic)
         if source is not None:

@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import functools
 import gc
+import hashlib
 import math
 import signal
 import sqlite3
@@ -38,7 +39,7 @@ from gateway.errors import (
     PermanentDeliveryError,
     ShutdownError,
 )
-from gateway.journal import PRUNE_CLOCK_KEY, PRUNE_STEP, Journal
+from gateway.journal import PRUNE_CLOCK_KEY, PRUNE_STEP, Journal, StoredResponse
 from gateway.metrics import Metrics
 from gateway.model import Delivery, DeliveryState, Response, ResponseKind, Signal, SignalState
 from gateway.pidlock import PidLock
@@ -117,6 +118,7 @@ class Gateway:
         self._live = False  # lanes may start sends (their TaskGroup is running)
         self._tg: asyncio.TaskGroup | None = None
         self._uncommitted_ids: set[str] = set()  # a redelivery may overtake its commit
+        self._uncommitted_responses: set[str] = set()  # handset answers, likewise
         self._journal_down = False  # commits failing: acknowledge signals once routed
         self._reject_logged: dict[tuple[str, str, str], float] = {}
         self._decoders: dict[str, Decoder] = {
@@ -457,7 +459,61 @@ class Gateway:
         # Decoding first is safe (decoders never look at the engine) and keeps the only
         # await, the journal's duplicate lookup, out of the routing below.
         decoded = [await self._decode(item) for item in batch if isinstance(item, Inbound)]
-        self._route(batch, decoded)
+        kept, late_acks = await self._fresh_responses(batch)
+        self._route(kept, decoded)
+        if late_acks:
+            # Their first copies are in this batch or an earlier one not yet committed.
+            self._pending.acks.extend(late_acks)
+            self._wake_journal(0)
+
+    async def _fresh_responses(
+        self, batch: list[Item]
+    ) -> tuple[list[Item], list[Callable[[], None]]]:
+        """`batch` without handset answers the broker redelivered, and the acks they need.
+
+        An answer is acknowledged to the broker after its commit; a crash in between makes
+        the broker send it again (DUP) to the next session. Applied twice, a reject would
+        escalate a second time, and a reject then accept would reopen the alert the nurse
+        had taken. Only answers with the DUP flag are looked up. A repeat whose first copy
+        is not committed yet is acknowledged with the next commit (the late acks).
+        """
+        if not any(isinstance(i, RawResponse) and i.dup and i.packet_id for i in batch):
+            return batch, []
+        kept: list[Item] = []
+        late_acks: list[Callable[[], None]] = []
+        here: set[str] = set()  # answers earlier in this batch
+        for item in batch:
+            if isinstance(item, RawResponse) and item.packet_id:
+                rid = response_id(item)
+                if item.dup:
+                    if rid in here or rid in self._uncommitted_responses:
+                        if item.ack is not None:
+                            late_acks.append(item.ack)
+                        self._response_duplicate(item)
+                        continue
+                    if await self._seen_response(rid, item.received_at):
+                        if item.ack is not None:
+                            item.ack()  # its first copy is journaled
+                        self._response_duplicate(item)
+                        continue
+                here.add(rid)
+            kept.append(item)
+        return kept, late_acks
+
+    def _response_duplicate(self, item: RawResponse) -> None:
+        self.metrics.duplicates.labels("handsets").inc()
+        log.info("response_duplicate_dropped", handset=item.handset, packet_id=item.packet_id)
+
+    async def _seen_response(self, rid: str, received_at: float) -> bool:
+        """Whether the journal holds this answer; unknown (a failing journal) counts as no."""
+        if self._journal_down:
+            return False
+        try:
+            async with asyncio.timeout(1.0):
+                return await self.journal.seen_response(rid, received_at - DUP_WINDOW)
+        except (TimeoutError, sqlite3.Error) as exc:
+            log.warning("duplicate_lookup_failed", response_id=rid, error=repr(exc))
+            return False
 
     def _route(self, batch: Sequence[Item], decoded: list[list[Signal]]) -> None:
         """Route one batch; `decoded` holds the signals of its Inbound items, in order."""
@@ -501,6 +557,20 @@ class Gateway:
                 response = item if isinstance(item, Response) else self._parse_response(item)
                 if response is None:
                     continue
+                if isinstance(item, RawResponse) and item.packet_id:
+                    # Journaled by id with the batch, so a broker redelivery after a crash
+                    # is known (see _fresh_responses) and not applied a second time.
+                    rid = response_id(item)
+                    self._uncommitted_responses.add(rid)
+                    self._pending.responses.append(
+                        (
+                            rid,
+                            item.handset,
+                            response.alert_id,
+                            response.kind.value,
+                            item.received_at,
+                        )
+                    )
                 result = self.engine.handle_response(response, now)
                 self.metrics.responses.labels(response.handset, response.kind.value).inc()
                 if result.rejected:
@@ -900,13 +970,19 @@ class Gateway:
             for ack in batch.acks:
                 ack()  # only now may the broker forget the signal
             self._uncommitted_ids.difference_update(s.id for s in batch.signals)
+            self._uncommitted_responses.difference_update(r[0] for r in batch.responses)
             if not self._journal_wake.is_set():
                 self._journal_idle.set()
 
     async def _commit(self, batch: _Pending, sent: list[tuple[int, DeliveryState]]) -> None:
         commit = asyncio.ensure_future(
             self.journal.commit_batch(
-                batch.signals, batch.transitions, batch.deliveries, batch.levels, sent
+                batch.signals,
+                batch.transitions,
+                batch.deliveries,
+                batch.levels,
+                sent,
+                responses=batch.responses,
             )
         )
         try:
@@ -1041,6 +1117,7 @@ class _Pending:
     deliveries: list[Delivery] = dataclasses.field(default_factory=list)
     levels: dict[str, object] = dataclasses.field(default_factory=dict)
     acks: list[Callable[[], None]] = dataclasses.field(default_factory=list)
+    responses: list[StoredResponse] = dataclasses.field(default_factory=list)
 
     def then(self, later: _Pending) -> _Pending:
         """This batch followed by a later one, as one batch (newer levels win)."""
@@ -1050,6 +1127,7 @@ class _Pending:
             self.deliveries + later.deliveries,
             {**self.levels, **later.levels},
             self.acks + later.acks,
+            self.responses + later.responses,
         )
 
 
@@ -1109,6 +1187,14 @@ def _link_alarm(device: str, state: SignalState, why: str) -> Signal:
         attrs={"reason": why},
         received_at=now,
     )
+
+
+def response_id(raw: RawResponse) -> str:
+    """A handset answer's id: its handset, bytes and MQTT packet id (kept by a redelivery)."""
+    digest = hashlib.blake2b(
+        f"{raw.handset}\0{raw.packet_id}\0".encode() + raw.payload, digest_size=10
+    )
+    return digest.hexdigest()
 
 
 def parse_response(raw: RawResponse) -> Response | None:

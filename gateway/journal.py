@@ -49,6 +49,11 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state);
 CREATE TABLE IF NOT EXISTS levels (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS responses (
+    rowid INTEGER PRIMARY KEY, id TEXT NOT NULL, handset TEXT NOT NULL, alert_id TEXT NOT NULL,
+    response TEXT NOT NULL, received_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS responses_id ON responses (id);
 """
 
 # Version 1 finds an alert's events by the alert's rowid, not its id. Alert ids are
@@ -68,6 +73,10 @@ PRUNE_CLOCK_KEY = "journal:prune_clock"
 PRUNE_STEP = 2 * 3600.0
 
 _ACTIVE_STATES = tuple(s.value for s in AlertState if not s.terminal)
+
+
+# A handset answer as journaled: (id, handset, alert id, response, received at).
+StoredResponse = tuple[str, str, str, str, float]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -173,11 +182,14 @@ class Journal:
         deliveries: Sequence[Delivery],
         levels: Mapping[str, Any] | None = None,
         sent: Sequence[tuple[int, DeliveryState]] = (),
+        *,
+        responses: Sequence[StoredResponse] = (),
     ) -> list[Delivery]:
         """Write one batch in one transaction; return deliveries with their outbox ids.
 
         Deliveries without an id are numbered here (see `number`); `sent` folds
-        confirmations of earlier deliveries into the same transaction.
+        confirmations of earlier deliveries into the same transaction. `responses` are
+        the handset answers the batch acted on, by id, so a redelivery is known again.
         """
         numbered = [d for d in deliveries if d.id is not None]
         if len(numbered) != len(deliveries):
@@ -188,6 +200,7 @@ class Journal:
             # insert its row as sent instead of inserting it and then updating it.
             rows.marks = _fold_marks(deliveries, sent)
             sent = [(row, state) for row, state in sent if row not in rows.marks]
+        rows.responses = list(responses)
         async with self._lock:
             await self._run(self._write, rows, deliveries, sent)
         return list(deliveries)
@@ -233,6 +246,8 @@ class Journal:
                 )
             if rows.levels:
                 conn.executemany(_UPSERT_LEVEL, rows.levels)
+            if rows.responses:
+                conn.executemany(_INSERT_RESPONSE, rows.responses)
             if sent:
                 conn.executemany(
                     "UPDATE outbox SET state=?, attempts=attempts+1, updated_at=? WHERE id=?",
@@ -272,6 +287,14 @@ class Journal:
         """True when a signal with this id was journaled after `since`."""
         rows = await self.db.execute_fetchall(
             "SELECT 1 FROM signals WHERE id = ? AND received_at >= ? LIMIT 1", (signal_id, since)
+        )
+        return bool(rows)
+
+    async def seen_response(self, response_id: str, since: float) -> bool:
+        """True when a handset answer with this id was journaled after `since`."""
+        rows = await self.db.execute_fetchall(
+            "SELECT 1 FROM responses WHERE id = ? AND received_at >= ? LIMIT 1",
+            (response_id, since),
         )
         return bool(rows)
 
@@ -389,6 +412,11 @@ class Journal:
                 (before, chunk),
             ),
             (
+                "DELETE FROM responses WHERE rowid IN (SELECT rowid FROM responses"
+                " WHERE received_at < ? LIMIT ?)",
+                (before, chunk),
+            ),
+            (
                 "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE alert_row IN"  # noqa: S608
                 f" (SELECT rowid FROM alerts WHERE updated_at < ? AND state NOT IN ({marks}))"
                 " LIMIT ?)",
@@ -452,6 +480,9 @@ _INSERT_OUTBOX = (
     "INSERT INTO outbox (id, alert_id, handset, seq, action, payload, state, attempts,"
     " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
 )
+_INSERT_RESPONSE = (
+    "INSERT INTO responses (id, handset, alert_id, response, received_at) VALUES (?,?,?,?,?)"
+)
 _UPSERT_LEVEL = (
     "INSERT INTO levels (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET"
     " value=excluded.value"
@@ -466,6 +497,7 @@ class _BatchRows:
     alerts: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
     events: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
     levels: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    responses: list[StoredResponse] = dataclasses.field(default_factory=list)
     now: float = 0.0
     # outbox id -> (state, attempts) for rows confirmed before they were first written
     marks: dict[int | None, tuple[str, int]] = dataclasses.field(default_factory=dict)

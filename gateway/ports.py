@@ -36,6 +36,8 @@ class RawResponse:
     payload: bytes
     received_at: float
     ack: Callable[[], None] | None = None
+    dup: bool = False  # the broker sent it before (MQTT DUP): maybe journaled already
+    packet_id: int = 0  # the MQTT packet id (0: QoS 0, or not MQTT), kept by a redelivery
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

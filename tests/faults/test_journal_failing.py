@@ -138,9 +138,9 @@ async def test_a_hung_write_is_reported_and_does_not_stop_intake(
         commit_batch = gw.journal.commit_batch
         disk = asyncio.Event()
 
-        async def hung_commit(*args: object) -> None:
+        async def hung_commit(*args: object, **kwargs: object) -> None:
             await disk.wait()  # the write returns only when the "disk" does
-            await commit_batch(*args)  # type: ignore[arg-type]
+            await commit_batch(*args, **kwargs)  # type: ignore[arg-type]
 
         monkeypatch.setattr(gw.journal, "commit_batch", hung_commit)
         for i in range(ROUNDS):

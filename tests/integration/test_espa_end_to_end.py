@@ -302,11 +302,12 @@ async def test_a_nurse_call_is_acked_only_after_its_signal_is_journaled(
         async def gated_commit(
             signals: Sequence[Signal],
             *args: Any,  # noqa: ANN401 - passed through to Journal.commit_batch
+            **kwargs: Any,  # noqa: ANN401
         ) -> list[Delivery]:
             if any(s.kind == "pull_cord" for s in signals):
                 committing.set()
                 await gate.wait()
-            return await commit(signals, *args)
+            return await commit(signals, *args, **kwargs)
 
         monkeypatch.setattr(gw.journal, "commit_batch", gated_commit)
         ward = nurse.port

@@ -233,3 +233,47 @@ async def test_reconnect_to_a_broker_that_lost_the_session_is_loud(
     warned = [e for e in logs if e["event"] == "mqtt_session_lost"]
     assert [e["log_level"] for e in warned] == ([] if persistence else ["warning"])
     assert (lost, alarmed) == ((0, False) if persistence else (1, True))
+
+
+async def test_a_redelivered_handset_answer_keeps_its_packet_id(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mosquitto resends an unacknowledged answer with DUP and its packet id: same answer id.
+
+    That is what lets the gateway know a reject it journaled before a crash when the
+    broker sends it again (tests/integration/test_restart_and_reload.py).
+    """
+    from gateway.app import Gateway, response_id  # noqa: PLC0415 - under test here
+    from gateway.ports import Item, RawResponse  # noqa: PLC0415
+
+    seen: list[RawResponse] = []
+    put = Gateway.put
+
+    def first_copy_lost(self: Gateway, item: Item | None) -> None:
+        if isinstance(item, RawResponse):
+            seen.append(item)
+            if len(seen) == 1:
+                return  # as if the daemon died before the commit: never acknowledged
+        put(self, item)
+
+    monkeypatch.setattr(Gateway, "put", first_copy_lost)
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix)
+    async with running(config) as r, peer(broker.port, prefix) as p:
+        link = r.gateway.link
+        assert link is not None
+        assert link._paho is not None
+        await p.z2m("rom103/snor", {"action": "single"})
+        _, ring = await p.next()
+        await p.respond("night1", ring["alert_id"], "accept")
+        assert await until(lambda: len(seen) == 1, 3)
+        link._paho.disconnect()
+        await asyncio.sleep(0.3)
+        await asyncio.wait_for(link.wait_connected(), 10)
+        assert await until(lambda: len(seen) == 2, 5)
+        _, update = await p.next()
+    first, again = seen
+    assert (first.dup, again.dup) == (False, True)
+    assert first.packet_id == again.packet_id != 0
+    assert response_id(first) == response_id(again)
+    assert (update["type"], update["accepted_by"]) == ("update", "night1")

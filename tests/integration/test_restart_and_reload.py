@@ -17,7 +17,7 @@ from gateway.engine import Transition
 from gateway.journal import Journal
 from gateway.model import Alert, AlertState, Priority, Signal, SignalState
 from gateway.pidlock import PidLock
-from gateway.ports import Inbound
+from gateway.ports import Inbound, RawResponse
 
 YAML = """
 site: {{name: T, timezone: Europe/Oslo}}
@@ -339,3 +339,53 @@ def _fall_alert(aid: str, at: float) -> Alert:
         signal_id=f"s-{aid}",
         text="FALL room 101",
     )
+
+
+async def test_a_handset_answer_redelivered_after_a_restart_is_not_applied_twice(
+    tmp_path: Path,
+) -> None:
+    """The broker resends (DUP) answers whose ack a crash lost: known ones are dropped.
+
+    Applied again, h1's reject then accept would reopen the alert h1 had taken and ring
+    the next step. A DUP answer the journal does not hold (the crash came before its
+    commit) is applied as new.
+    """
+    path = write(tmp_path, ["h1", "h2"])
+    gw, stop, task, _ = await start(path)
+    gw.put(fall("raised", "s1"))
+    await settle()
+    with sqlite3.connect(tmp_path / "journal.db") as conn:
+        (alert_id,) = conn.execute("SELECT id FROM alerts").fetchone()
+    acked: list[int] = []
+
+    def answer(kind: str, packet_id: int, *, dup: bool = False) -> RawResponse:
+        body = f'{{"alert_id": "{alert_id}", "response": "{kind}"}}'.encode()
+        return RawResponse("h1", body, time.time(), lambda: acked.append(packet_id), dup, packet_id)
+
+    def timeline() -> list[str]:
+        with sqlite3.connect(tmp_path / "journal.db") as conn:
+            return [r[0] for r in conn.execute("SELECT event FROM events ORDER BY rowid")]
+
+    gw.put(answer("reject", 7))
+    gw.put(answer("accept", 8))
+    gw.put(answer("accept", 8, dup=True))  # resent before its first copy committed
+    await settle()
+    assert acked == [7, 8, 8]
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    before = timeline()
+    assert before.count("accepted") == 1
+
+    gw, stop, task, _ = await start(path)
+    gw.put(answer("reject", 7, dup=True))
+    gw.put(answer("accept", 8, dup=True))
+    await settle()
+    assert acked == [7, 8, 8, 7, 8]  # acknowledged, so the broker forgets them
+    assert timeline() == before
+    assert gw.metrics.duplicates.labels("handsets")._value.get() == 2
+    gw.put(answer("reject", 9, dup=True))  # never journaled: the nurse hands it back
+    await settle()
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert timeline()[len(before) :][:2] == ["rejected", "reopened"]
+    assert acked[-1] == 9
