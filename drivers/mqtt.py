@@ -233,6 +233,12 @@ class MqttLink:
         finally:
             self._paho = None
             self._io = None
+            # aiomqtt stores a lost connection's error in a future that nothing may await
+            # when the session ends another way; unread, asyncio prints "Future exception
+            # was never retrieved" at exit, which looks like a crash to a technician.
+            disconnected: asyncio.Future[None] = client._disconnected  # noqa: SLF001
+            if disconnected.done() and not disconnected.cancelled():
+                disconnected.exception()
             if self._sweeper is not None:
                 self._sweeper.cancel()
             for handle in flush:

@@ -277,3 +277,44 @@ async def test_a_redelivered_handset_answer_keeps_its_packet_id(
     assert first.packet_id == again.packet_id != 0
     assert response_id(first) == response_id(again)
     assert (update["type"], update["accepted_by"]) == ("update", "night1")
+
+
+async def test_a_lost_connection_leaves_no_unread_error_behind(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection lost while subscribing leaves no "Future exception was never retrieved".
+
+    aiomqtt keeps a lost connection's error in a future that only its message iterator
+    reads; lost before that (here: during the SUBACK wait of a start-up), nothing reads
+    it, and asyncio prints it like a crash when the client is collected.
+    """
+    import gc  # noqa: PLC0415
+
+    import aiomqtt  # noqa: PLC0415
+
+    subscribe = aiomqtt.Client.subscribe
+    lost: list[aiomqtt.Client] = []
+
+    async def lost_while_subscribing(self: aiomqtt.Client, *args: object, **kw: object) -> object:
+        if not lost:
+            lost.append(self)
+            # What paho's on_disconnect makes aiomqtt do when the socket dies here.
+            self._disconnected.set_exception(aiomqtt.MqttCodeError(7, "Unexpected disconnection"))
+            raise aiomqtt.MqttError("connection lost while subscribing")
+        return await subscribe(self, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(aiomqtt.Client, "subscribe", lost_while_subscribing)
+    loop = asyncio.get_running_loop()
+    reports: list[str] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, ctx: reports.append(str(ctx.get("message"))))
+    try:
+        async with running(make_config(broker.port, tmp_path)) as r:
+            assert r.gateway.link is not None
+            assert lost  # the first session failed; this one is up
+            lost.clear()
+            gc.collect()
+            await asyncio.sleep(0.05)
+    finally:
+        loop.set_exception_handler(previous)
+    assert not [m for m in reports if "never retrieved" in m]
