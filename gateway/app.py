@@ -491,7 +491,7 @@ class Gateway:
                             late_acks.append(item.ack)
                         self._response_duplicate(item)
                         continue
-                    if await self._seen_response(rid, item.received_at):
+                    if await self._seen(rid, item.received_at, lookup=self.journal.seen_response):
                         if item.ack is not None:
                             item.ack()  # its first copy is journaled
                         self._response_duplicate(item)
@@ -503,17 +503,6 @@ class Gateway:
     def _response_duplicate(self, item: RawResponse) -> None:
         self.metrics.duplicates.labels("handsets").inc()
         log.info("response_duplicate_dropped", handset=item.handset, packet_id=item.packet_id)
-
-    async def _seen_response(self, rid: str, received_at: float) -> bool:
-        """Whether the journal holds this answer; unknown (a failing journal) counts as no."""
-        if self._journal_down:
-            return False
-        try:
-            async with asyncio.timeout(1.0):
-                return await self.journal.seen_response(rid, received_at - DUP_WINDOW)
-        except (TimeoutError, sqlite3.Error) as exc:
-            log.warning("duplicate_lookup_failed", response_id=rid, error=repr(exc))
-            return False
 
     def _route(self, batch: Sequence[Item], decoded: list[list[Signal]]) -> None:
         """Route one batch; `decoded` holds the signals of its Inbound items, in order."""
@@ -648,8 +637,14 @@ class Gateway:
                 self._uncommitted_ids.add(sig.id)
         return decoded
 
-    async def _seen(self, signal_id: str, received_at: float) -> bool:
-        """Whether the journal holds the signal; unknown (a failing journal) counts as no.
+    async def _seen(
+        self,
+        item_id: str,
+        received_at: float,
+        *,
+        lookup: Callable[[str, float], Awaitable[bool]] | None = None,
+    ) -> bool:
+        """Whether the journal holds the signal (or answer, with `lookup`); unknown is no.
 
         The lookup shares the database thread with a commit that may hang or fail: ringing
         a redelivered signal twice is better than routing nothing behind it.
@@ -658,9 +653,10 @@ class Gateway:
             return False
         try:
             async with asyncio.timeout(1.0):
-                return await self.journal.seen_signal(signal_id, received_at - DUP_WINDOW)
+                find = lookup or self.journal.seen_signal
+                return await find(item_id, received_at - DUP_WINDOW)
         except (TimeoutError, sqlite3.Error) as exc:
-            log.warning("duplicate_lookup_failed", signal_id=signal_id, error=repr(exc))
+            log.warning("duplicate_lookup_failed", item_id=item_id, error=repr(exc))
             return False
 
     async def _decode(self, item: Inbound) -> list[Signal]:

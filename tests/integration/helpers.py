@@ -5,10 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import orjson
+
+from gateway.journal import Journal, StoredAlert
+
+
+async def latest_alert(path: str | Path) -> StoredAlert:
+    """The most recently raised alert in the journal at `path`, with its timeline."""
+    journal = Journal(path)
+    await journal.open()
+    try:
+        (stored,) = await journal.recent_alerts(1)
+    finally:
+        await journal.close()
+    return stored
 
 
 class Peer:

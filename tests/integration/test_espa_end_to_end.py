@@ -14,11 +14,10 @@ from structlog.testing import capture_logs
 
 from gateway.app import Gateway
 from gateway.config import Config, parse_config
-from gateway.journal import Journal
 from gateway.model import Delivery, Signal
 from tests.conftest import Broker, free_port, running, unique
 from tests.integration.espa_peer import ACK, EOT, NAK, Dect, NurseCall, PtyPeer, Tok, frame
-from tests.integration.helpers import peer
+from tests.integration.helpers import latest_alert, peer
 
 # Linux ptys refuse 7-bit and parity settings, so the links run 8N1 here.
 LINK = "bytesize: 8, parity: N, stopbits: 1, poll_interval: 0.05, reply_timeout: 0.5"
@@ -140,12 +139,7 @@ async def test_sensor_alert_pages_dect_and_acknowledgement_accepts(
             dect.status("21", "6", text=call.records["2"])  # acknowledged by the carer
             update = await next_call(dect)  # the accept clears the call on the handset
             assert update.records["4"] == b"1"
-    journal = Journal(config.journal.path)
-    await journal.open()
-    try:
-        (stored,) = await journal.recent_alerts(1)
-    finally:
-        await journal.close()
+    stored = await latest_alert(config.journal.path)
     assert stored.alert.kind == "door_open"
     assert stored.alert.state.value == "accepted"
     assert stored.alert.accepted_by == "dect21"

@@ -11,7 +11,7 @@ import orjson
 
 from gateway.journal import Journal
 from tests.conftest import Broker, make_config, running, unique
-from tests.integration.helpers import peer
+from tests.integration.helpers import latest_alert, peer
 
 
 async def test_z2m_bed_transition_rings_and_repeated_report_does_not(
@@ -79,12 +79,7 @@ async def test_accept_moves_the_alert_and_is_journaled(broker: Broker, tmp_path:
         rejects = r.gateway.metrics.rejects
         assert rejects.labels("handsets", "not_delivered_to_handset")._value.get() == 1
         assert rejects.labels("handsets", "unknown_alert")._value.get() == 1
-    journal = Journal(config.journal.path)
-    await journal.open()
-    try:
-        (stored,) = await journal.recent_alerts(1)
-    finally:
-        await journal.close()
+    stored = await latest_alert(config.journal.path)
     assert stored.alert.state.value == "accepted"
     assert stored.alert.accepted_by == "night1"
     assert [e[1] for e in stored.events] == ["raised", "ringing", "accepted"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
 import sqlite3
 import time
@@ -15,9 +14,10 @@ from gateway.app import Gateway
 from gateway.config import load_config
 from gateway.engine import Transition
 from gateway.journal import Journal
-from gateway.model import Alert, AlertState, Priority, Signal, SignalState
+from gateway.model import AlertState
 from gateway.pidlock import PidLock
 from gateway.ports import Inbound, RawResponse
+from tests.test_journal import alert, signal
 
 YAML = """
 site: {{name: T, timezone: Europe/Oslo}}
@@ -267,11 +267,9 @@ async def test_a_clock_years_ahead_does_not_prune_the_audit_trail(tmp_path: Path
     try:
         # Signals and finished alerts from 200, 80 and 1 days ago (retention: 90 days).
         for age in (200, 80, 1):
-            done = dataclasses.replace(
-                _fall_alert(f"a{age}", now - age * day), state=AlertState.RESOLVED
-            )
+            done = alert(f"a{age}", AlertState.RESOLVED, raised_at=now - age * day)
             await journal.commit_batch(
-                [_fall_signal(f"s{age}", now - age * day)],
+                [signal(f"s{age}", received_at=now - age * day)],
                 [Transition(done, "resolved", now - age * day)],
                 [],
             )
@@ -309,36 +307,6 @@ async def test_a_clock_years_ahead_does_not_prune_the_audit_trail(tmp_path: Path
             assert lag == 0
         else:
             assert lag > 9 * 365 * day  # the clock's lead, exported for an alert rule
-
-
-def _fall_signal(sid: str, at: float) -> Signal:
-    return Signal(
-        id=sid,
-        source="integrator",
-        device="fall-101",
-        room="101",
-        kind="fall",
-        state=SignalState.RAISED,
-        ts=at,
-        received_at=at,
-    )
-
-
-def _fall_alert(aid: str, at: float) -> Alert:
-    return Alert(
-        id=aid,
-        key="fall-101:fall",
-        kind="fall",
-        room="101",
-        zone="east",
-        device="fall-101",
-        priority=Priority.CRITICAL,
-        critical=True,
-        state=AlertState.ACTIVE,
-        raised_at=at,
-        signal_id=f"s-{aid}",
-        text="FALL room 101",
-    )
 
 
 async def test_a_handset_answer_redelivered_after_a_restart_is_not_applied_twice(

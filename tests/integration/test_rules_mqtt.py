@@ -10,9 +10,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from gateway.config import load_config
-from gateway.journal import Journal
 from tests.conftest import Broker, running, unique
-from tests.integration.helpers import Peer, peer
+from tests.integration.helpers import Peer, latest_alert, peer
 
 RULES_YAML = """
 site: {{timezone: Europe/Oslo}}
@@ -270,12 +269,7 @@ async def test_a_seizure_alarm_latches_until_a_handset_accepts_it(
         await p.respond("n2", again["alert_id"], "accept")
         closing = [await p.next() for _ in range(6)]  # an update, then a cancel, to each
         assert {h for h, m in closing if m["type"] == "cancel"} == {"n1", "n2", "vakt"}
-    journal = Journal(config.journal.path)
-    await journal.open()
-    try:
-        (stored,) = await journal.recent_alerts(1)
-    finally:
-        await journal.close()
+    stored = await latest_alert(config.journal.path)
     assert stored.alert.state.value == "cleared"
     events = [e[1] for e in stored.events]
     assert events[-2:] == ["accepted", "cleared"]
