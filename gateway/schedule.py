@@ -30,6 +30,13 @@ class Calendar:
         """True when schedule `name` covers epoch `ts` (local wall time, so DST-safe)."""
         (sh, sm), (eh, em), days = self._schedules[name]
         local = self.local(ts)
+        while local.fold:
+            # The repeated hour of an autumn DST change (its second pass): a boundary in it
+            # passed on the first pass and must not pass again, or a 02:30 handover would
+            # hand alerts back to the leaving shift for half an hour. Schedules stand as at
+            # the end of the first pass (at most an hour of one-minute steps, once a year).
+            ts -= 60
+            local = self.local(ts)
         minute = local.hour * 60 + local.minute
         start, end = sh * 60 + sm, eh * 60 + em
         if start == end:  # 24 h from `start`: "07:00"-"07:00" on sat runs to Sunday 07:00

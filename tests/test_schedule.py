@@ -86,3 +86,29 @@ def test_a_24_hour_shift_with_days_runs_from_its_start_to_the_next_day() -> None
     assert cal.active("weekend", ts(2026, 11, 29, 3))  # Sunday 03:00, inside the 24 h
     assert not cal.active("weekend", ts(2026, 11, 28, 3))  # Saturday 03:00: Friday's night
     assert not cal.active("weekend", ts(2026, 11, 29, 7))  # Sunday 07:00: over
+
+
+def test_a_boundary_inside_the_repeated_hour_happens_once() -> None:
+    """25 October 2026: a 02:30 handover is passed at the first 02:30 and stays passed.
+
+    02:00-03:00 runs twice that night. On the second pass the early shift must not come
+    back until 02:30 again: alerts would go to the carers who had already left.
+    """
+    cal = Calendar(
+        parse_config(
+            """
+site: {timezone: Europe/Oslo}
+schedules:
+  early: {start: "22:00", end: "02:30"}
+  late: {start: "02:30", end: "07:00"}
+"""
+        )
+    )
+    first = ts(2026, 10, 25, 2, 0)  # 02:00 CEST, the first pass
+    minutes = [first + m * 60 for m in range(3 * 60)]  # to 04:00 CET
+    early = [m for m in minutes if cal.active("early", m)]
+    late = [m for m in minutes if cal.active("late", m)]
+    assert early == minutes[:30]  # 02:00-02:29 CEST only
+    assert late == minutes[30:]  # from the first 02:30 on, through the repeated hour
+    # No second 02:30 boundary either: the next one is the late shift's end.
+    assert cal.next_boundary(["early", "late"], first + 30 * 60) == ts(2026, 10, 25, 7, 0)
