@@ -407,9 +407,12 @@ class Journal:
         # Each statement deletes at most `chunk` rows; values are bound, clauses are ours.
         statements = [
             (
-                "DELETE FROM signals WHERE rowid IN (SELECT rowid FROM signals"
-                " WHERE received_at < ? LIMIT ?)",
-                (before, chunk),
+                # The signal of an alert still open says its source, which rules match on
+                # when the alert is restored and muted or raised again.
+                "DELETE FROM signals WHERE rowid IN (SELECT rowid FROM signals"  # noqa: S608
+                " WHERE received_at < ? AND id NOT IN"
+                f" (SELECT signal_id FROM alerts WHERE state IN ({marks})) LIMIT ?)",
+                (before, *active, chunk),
             ),
             (
                 "DELETE FROM responses WHERE rowid IN (SELECT rowid FROM responses"

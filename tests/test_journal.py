@@ -300,7 +300,11 @@ async def test_prune_removes_only_old_finished_history(journal: Journal, db_path
     old_active = alert("old-active", AlertState.ACCEPTED)
     new_done = alert("new-done", AlertState.CLEARED)
     await journal.commit_batch(
-        [signal("s-old", received_at=T0), signal("s-new", received_at=T0 + 1000)],
+        [
+            signal("s-old", received_at=T0),
+            signal("s-new", received_at=T0 + 1000),
+            signal("sig-old-active", received_at=T0),  # the open alert's signal
+        ],
         [
             Transition(old_done, "resolved", T0),
             Transition(old_active, "accepted", T0),
@@ -323,7 +327,9 @@ async def test_prune_removes_only_old_finished_history(journal: Journal, db_path
     removed = await journal.prune(T0 + 500)
 
     assert removed == 4  # s-old, the old-done event, old-done's sent row, the old-done alert
-    assert rows(db_path, "SELECT id FROM signals") == [("s-new",)]
+    # An open alert keeps its signal: a restart looks its source up there.
+    assert rows(db_path, "SELECT id FROM signals ORDER BY id") == [("s-new",), ("sig-old-active",)]
+    assert await journal.signal_sources(["sig-old-active"]) == {"sig-old-active": "zigbee"}
     assert rows(db_path, "SELECT id FROM alerts ORDER BY id") == [("new-done",), ("old-active",)]
     assert rows(db_path, "SELECT alert_id FROM events ORDER BY alert_id") == [
         ("new-done",),
