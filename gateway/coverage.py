@@ -21,12 +21,29 @@ def roster_gaps(config: Config) -> list[str]:
     monday = dt.datetime(2026, 1, 5, tzinfo=engine.calendar.tz).timestamp()
     lines: list[str] = []
     for zone in config.zones:
-        uncovered = [not engine.team("*", zone, monday + 60 * m) for m in range(_WEEK)]
-        lines.extend(
-            f"roster: zone {zone} has nobody on duty {when} (an alert there raises "
-            "no_staff_on_duty and rings the failsafe group)"
-            for when in _describe(uncovered)
-        )
+        # Per kind: a zone the roster leaves by day may be covered by a route for its
+        # bed sensors (`routing:` next to `roster:`), and not for its pull cords.
+        kinds = sorted(
+            {
+                dc.kind
+                for dc in config.devices.values()
+                if config.zone_of(dc.room) == zone
+                and config.kind(dc.kind).role == "alert"
+                and not config.kind(dc.kind).technical  # the technician's, not the roster's
+            }
+        ) or ["*"]
+        by_stretch: dict[tuple[bool, ...], list[str]] = {}
+        for kind in kinds:
+            uncovered = tuple(not engine.team(kind, zone, monday + 60 * m) for m in range(_WEEK))
+            if any(uncovered):
+                by_stretch.setdefault(uncovered, []).append(kind)
+        for uncovered, left in by_stretch.items():
+            what = "" if left == kinds else " for " + ", ".join(left)
+            lines.extend(
+                f"roster: zone {zone} has nobody on duty{what} {when} (an alert there raises "
+                "no_staff_on_duty and rings the failsafe group)"
+                for when in _describe(list(uncovered))
+            )
     return lines
 
 

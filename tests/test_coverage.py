@@ -81,3 +81,27 @@ def test_a_weekday_night_shift_leaves_the_weekend_nights_open() -> None:
 def test_static_routing_without_a_roster_reports_nothing() -> None:
     """Without a roster there are no shifts to leave gaps."""
     assert roster_gaps(parse_config(BASE + "routing: [{handsets: [a]}]\n")) == []
+
+
+def test_a_zone_covered_by_routes_for_some_kinds_has_gaps_only_for_the_others() -> None:
+    """A night-only roster plus a day route for bed sensors: the cords are the day's gap."""
+    config = parse_config(
+        BASE
+        + """
+devices:
+  bed-101: {room: "101", kind: bed_exit}
+  cord-101: {room: "101", kind: pull_cord}
+  battery-101: {room: "101", kind: battery_low}
+roster:
+  shifts:
+    - {schedule: night, assign: {ost: [b], vest: [b]}}
+  failsafe: [vakt]
+routing:
+  - {kinds: [bed_exit], zones: [ost], handsets: [a]}
+""",
+        filename="r.yaml",
+    )
+    assert roster_gaps(config) == [
+        "roster: zone ost has nobody on duty for pull_cord 07:00-22:00 every day" + SUFFIX,
+        "roster: zone vest has nobody on duty 07:00-22:00 every day" + SUFFIX,
+    ]
