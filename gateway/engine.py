@@ -538,10 +538,17 @@ class Engine:
                 return out
             # A handset may take over a critical alarm that staff presence stopped.
             self._accept(live, response.handset, now, out)
-            if live.condition_cleared and not live.members:
+            detail = f"accepted by {response.handset}"
+            for member_id in list(live.members):
+                member = self._live.get(member_id)
+                if member is not None and member.condition_cleared:
+                    # A latched member: no clear of its key will come to end it. Its last
+                    # one out takes a leader whose own condition ended with it (_finish).
+                    self._finish(member, AlertState.CLEARED, now, detail, out)
+            if live.condition_cleared and not live.members and live.alert.id in self._live:
                 # A latched alarm whose condition had ended: the acknowledgement ends it,
                 # as the accepter's own condition clearing would have.
-                self._finish(live, AlertState.CLEARED, now, f"accepted by {response.handset}", out)
+                self._finish(live, AlertState.CLEARED, now, detail, out)
         elif response.kind is ResponseKind.REJECT:
             if response.handset in live.declined:
                 # Declined and neither rung nor accepting since: a broker redelivery of the

@@ -1262,3 +1262,26 @@ def test_a_restored_latched_alarm_still_waits_for_its_acknowledgement() -> None:
     assert fresh.engine.alert("a1") is not None
     done = fresh.respond("n-ost", "a1")
     assert [t.event for t in done.transitions] == ["accepted", "cleared"]
+
+
+def _leak_group_config() -> Config:
+    """Room 101's door leads a group; a latching water leak joins it."""
+    leak_rule = "  - {name: leak, match: {kinds: [water_leak]}, group: 120}\n"
+    base = YAML.replace(
+        "  bed-201:", '  leak-101: {room: "101", kind: water_leak}\n  bed-201:'
+    ).replace("  - {name: door,", leak_rule + "  - {name: door,")
+    return config("kinds:\n  water_leak: {priority: medium, latching: true}\n", base=base)
+
+
+def test_an_accepted_group_ends_when_its_latched_member_and_leader_have_cleared() -> None:
+    """The accept acknowledges a latched member too: it is not left open for good."""
+    c = Clocked(_leak_group_config())
+    c.signal("door-101")  # a1 leads
+    c.signal("leak-101")  # a2 joins it
+    c.signal("leak-101", "cleared")  # a2 latches: nobody has taken the group yet
+    assert c.engine.alert("a2") is not None
+    c.respond("n-ost", "a1")
+    assert c.engine.alert("a2") is None  # acknowledged, and its condition had ended
+    c.signal("door-101", "cleared")
+    assert c.engine.alert("a1") is None
+    assert c.out.deliveries[-1].action == "cancel"
