@@ -998,7 +998,7 @@ class Engine:
                 self._arm(live.alert, live.source)
             for member_id in live.members:  # finished with it: a door still open comes back
                 member = self._live.get(member_id)
-                if member is not None:
+                if member is not None and not member.condition_cleared:  # latched: ended
                     self._arm(member.alert, member.source)
             self._finish(live, state, now, f"staff in room {room}", out, reason="presence")
 

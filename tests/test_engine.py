@@ -1285,3 +1285,15 @@ def test_an_accepted_group_ends_when_its_latched_member_and_leader_have_cleared(
     c.signal("door-101", "cleared")
     assert c.engine.alert("a1") is None
     assert c.out.deliveries[-1].action == "cancel"
+
+
+def test_staff_in_the_room_do_not_bring_back_a_latched_member_that_cleared() -> None:
+    """Presence ends the group; a member whose sensor had cleared is no condition to re-raise."""
+    c = Clocked(_leak_group_config())
+    c.signal("door-101")
+    c.signal("leak-101")
+    c.signal("leak-101", "cleared")
+    c.signal("pres-101")
+    assert c.engine.active_count == 0
+    c.signal("pres-101", "cleared")  # staff leave: the door is still open, the leak is not
+    assert [a.kind for a in c.engine.active] == ["door_open"]
