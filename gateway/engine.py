@@ -1144,8 +1144,15 @@ class Engine:
         self._finish(live, AlertState.CLEARED, now, detail, out)
 
     def _latches(self, live: _Live) -> bool:
-        """A latching alarm that rang and that no one has acknowledged (IEC 60601-1-8)."""
-        return live.alert.state is AlertState.ACTIVE and self.config.kind(live.alert.kind).latches
+        """A latching alarm that rang and that no one has acknowledged (IEC 60601-1-8).
+
+        One that rang nobody (a technical kind in the digest) could never be acknowledged.
+        """
+        return (
+            live.alert.state is AlertState.ACTIVE
+            and bool(live.handsets)
+            and self.config.kind(live.alert.kind).latches
+        )
 
     def _finish(
         self,

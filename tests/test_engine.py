@@ -1297,3 +1297,13 @@ def test_staff_in_the_room_do_not_bring_back_a_latched_member_that_cleared() -> 
     assert c.engine.active_count == 0
     c.signal("pres-101", "cleared")  # staff leave: the door is still open, the leak is not
     assert [a.kind for a in c.engine.active] == ["door_open"]
+
+
+def test_a_latching_alarm_nobody_was_rung_for_ends_with_its_condition() -> None:
+    """A latching technical kind in the morning digest: no handset could ever acknowledge it."""
+    kinds = "kinds:\n  link_down: {priority: medium, technical: true, latching: true}\n"
+    c = Clocked(config(kinds))
+    c.signal("cord-101", kind="link_down")
+    assert c.events("a1") == ["raised", "digest"]
+    c.signal("cord-101", "cleared", kind="link_down")
+    assert c.engine.alert("a1") is None
