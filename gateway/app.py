@@ -1028,6 +1028,15 @@ class Gateway:
             del unwritten[:extra]
             self.metrics.journal_dropped.inc(extra)
             log.error("journal_signals_dropped", dropped=extra, kept=UNWRITTEN_SIGNALS_CAP)
+        # Handset answers likewise (a handset app gone wrong can send thousands): the
+        # oldest records go; what they decided is in the alerts' timelines.
+        answers = self._pending.responses
+        extra = len(answers) - UNWRITTEN_SIGNALS_CAP
+        if extra > 0:
+            self._uncommitted_responses.difference_update(r[0] for r in answers[:extra])
+            del answers[:extra]
+            self.metrics.journal_dropped.inc(extra)
+            log.error("journal_answers_dropped", dropped=extra, kept=UNWRITTEN_SIGNALS_CAP)
 
     async def _journal_failed(self, exc: sqlite3.Error, failing: Backoff) -> None:
         retry_in = failing.fail()

@@ -106,7 +106,7 @@ class Metrics:
         )
         self.journal_dropped = Counter(
             "alertgw_journal_signals_dropped_total",
-            "Signal records dropped from memory during a long journal outage (alerts are kept)",
+            "Signal and answer records dropped from memory in a long journal outage (alerts kept)",
             registry=r,
         )
         self.journal_failing = Gauge(

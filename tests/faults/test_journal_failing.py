@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,44 @@ async def test_a_redelivery_is_routed_when_the_journal_cannot_answer_if_it_saw_i
         item = dataclasses.replace(item, payload=b'{"device": "fall-101", "id": "f-dup2"}')
         assert [s.id for s in await gw._decode(item)] == ["f-dup2"]
         gw._journal_down = False
+
+
+async def test_a_long_outage_caps_the_handset_answers_kept_in_memory(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handset app sending answers in a loop while the disk is full cannot fill memory."""
+    import gateway.app  # noqa: PLC0415 - the cap under test
+    from gateway.ports import RawResponse  # noqa: PLC0415
+
+    monkeypatch.setattr(gateway.app, "UNWRITTEN_SIGNALS_CAP", 4)
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix, extra=UNLATCHED)
+    async with running(config) as r, peer(broker.port, prefix) as p:
+        gw = r.gateway
+        sample = gw.metrics.registry.get_sample_value
+        await p.json_signal({"device": "fall-101", "id": "f1"})
+        _, ring = await p.next()
+        commit_batch = gw.journal.commit_batch
+        full = True
+
+        async def failing_commit(*args: object, **kwargs: object) -> object:
+            if full:  # answer rows are small: a full disk as such would still take them
+                raise sqlite3.OperationalError("database or disk is full")
+            return await commit_batch(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(gw.journal, "commit_batch", failing_commit)
+        body = f'{{"alert_id": "{ring["alert_id"]}", "response": "accept"}}'.encode()
+        for mid in range(1, 11):
+            gw.put(RawResponse("night1", body, time.time(), None, False, mid))
+        for _ in range(300):  # the cap applies at each retry of the failing commit
+            if sample("alertgw_journal_failing") == 1 and len(gw._pending.responses) <= 4:
+                break
+            await asyncio.sleep(0.05)
+        assert len(gw._pending.responses) == 4
+        assert len(gw._uncommitted_responses) == 4
+        assert (sample("alertgw_journal_signals_dropped_total") or 0) >= 6
+        full = False
+        await until_recovered(gw)
+    with sqlite3.connect(tmp_path / "journal.db") as conn:
+        kept = [r[0] for r in conn.execute("SELECT COUNT(*) FROM responses")]
+    assert kept == [4]  # the newest four answers, written once the journal works again
