@@ -1084,7 +1084,10 @@ class Gateway:
             now = self.clock()
             try:
                 # An NTP-synchronised clock is trusted; any other may be years ahead.
-                by = now if self._clock_synced() else await self.journal.prune_clock(now)
+                known = now if self._clock_synced() else await self.journal.prune_clock(now)
+                # An empty journal gives no time line: prune nothing, remember no time (a
+                # clock far ahead at a first start would otherwise become the reference).
+                by = now if known is None else known
                 lag = now - by
                 self.metrics.journal_prune_lag.set(lag)
                 if lag > PRUNE_STEP:
@@ -1096,7 +1099,7 @@ class Gateway:
                         retention_days=self.config.journal.retention_days,
                         hint="the clock is not NTP-synchronised; check the date",
                     )
-                removed = await self.journal.prune(by - keep, clock=by)
+                removed = await self.journal.prune(by - keep, clock=known)
             except sqlite3.Error as exc:
                 # Pruning can wait an hour; commits report a failing file loudly themselves.
                 self.metrics.journal_errors.inc()

@@ -369,7 +369,7 @@ class Journal:
             )
         return out
 
-    async def prune_clock(self, now: float, *, step: float = PRUNE_STEP) -> float:
+    async def prune_clock(self, now: float, *, step: float = PRUNE_STEP) -> float | None:
         """The wall time to prune by when the clock is not known good: at most `step` on.
 
         A wall clock set far ahead (an RTC that lost its battery, a wrong manual setting)
@@ -377,7 +377,8 @@ class Journal:
         no telling that from a long power-off, so the prune's clock moves at most `step`
         past the last prune's: a clock years ahead eats into the kept history by an hour
         an hour, loudly, and a journal back from a long power-off catches up as slowly.
-        A journal pruned for the first time starts from its newest row.
+        A journal pruned for the first time starts from its newest row; an empty one has
+        no time line to go by (None), and nothing a prune could take.
         """
         rows = list(
             await self.db.execute_fetchall(
@@ -392,7 +393,7 @@ class Journal:
                 )
             )
         if not rows or rows[0][0] is None:
-            return now  # nothing journaled yet, so nothing a prune could take
+            return None
         return min(now, float(rows[0][0]) + step)
 
     async def prune(self, before: float, *, clock: float | None = None, chunk: int = 2000) -> int:
