@@ -16,11 +16,13 @@ import orjson
 import paho.mqtt.client as paho
 import structlog
 from paho.mqtt import __version__ as paho_version
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from drivers.paho_io import PahoLoopIO
 from gateway.backoff import Backoff
 from gateway.config import MqttConfig, read_password
-from gateway.errors import DeliveryError
+from gateway.errors import DeliveryError, PermanentDeliveryError
 from gateway.fairshare import FairShare, is_event, same_state
 from gateway.metrics import Metrics
 from gateway.model import Delivery, Signal, SignalState
@@ -137,11 +139,21 @@ class MqttLink:
         cfg = self._cfg
         status = cfg.status_topic
         tls_context = tls_context_for(cfg)
+        v5: dict[str, Any] = {"clean_session": False}
+        if cfg.protocol == "5":
+            # A v5 session ends with its connection unless the client asks it to outlive
+            # it: "never expires" is 3.1.1's persistent session (clean_session false).
+            connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            connect.SessionExpiryInterval = 0xFFFFFFFF
+            v5 = {
+                "protocol": aiomqtt.ProtocolVersion.V5,
+                "clean_start": False,
+                "properties": connect,
+            }
         client = aiomqtt.Client(
             cfg.host,
             cfg.port,
             identifier=cfg.client_id,
-            clean_session=False,
             keepalive=cfg.keepalive,
             username=cfg.username,
             password=read_password(cfg),
@@ -149,6 +161,7 @@ class MqttLink:
             socket_options=(NODELAY,),
             timeout=10,
             tls_context=tls_context,
+            **v5,
         )
         # aiomqtt has no manual-ack switch; the paho client underneath does (paho >= 2.0).
         paho_client: paho.Client = client._client  # noqa: SLF001 - see above
@@ -210,7 +223,13 @@ class MqttLink:
             # no future means one of aiomqtt's own publishes (the status topic).
             fut = self._acks.pop(mid, None)
             if fut is not None and not fut.done():
-                fut.set_result(None)
+                code = rest[0] if rest else None
+                if getattr(code, "is_failure", False):
+                    # MQTT 5: the broker took the packet and refused the message (0x87 not
+                    # authorised: an ACL). Sending it again cannot help; the alert moves on.
+                    fut.set_exception(PermanentDeliveryError(f"broker refused it: {code}"))
+                else:
+                    fut.set_result(None)
             if aiomqtt_on_publish is not None:
                 aiomqtt_on_publish(c, userdata, mid, *rest)
 

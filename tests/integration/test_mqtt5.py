@@ -1,0 +1,110 @@
+"""MQTT 5 through a real Mosquitto: the session, and a ring the broker refuses by ACL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from gateway.config import load_config
+from tests.conftest import Broker, free_port, running
+from tests.integration.helpers import peer
+from tests.integration.test_rules_mqtt import prefix_of, write_config
+
+
+@pytest.fixture
+def acl_broker(tmp_path: Path) -> Iterator[Broker]:
+    """Mosquitto whose ACL lets nobody write to handset n1's alerts (a mistake in it)."""
+    work = tmp_path / "mosq"
+    work.mkdir()
+    (work / "acl").write_text(
+        # Lines before any `user` apply to anonymous clients: the gateway and the test peer.
+        "topic read #\n"
+        "topic write +/z2m/#\n"
+        "topic write +/status\n"
+        "topic write +/handset/+/response\n"
+        "topic write +/handset/n2/alert\n"
+        "topic write +/handset/vakt/alert\n"
+    )
+    body = (
+        ("user root\n" if os.geteuid() == 0 else "")
+        + "per_listener_settings false\nallow_anonymous true\n"
+        f"acl_file {work / 'acl'}\nset_tcp_nodelay true\n"
+        "log_dest file {workdir}/mosquitto.log\n"
+        "listener {port} 127.0.0.1\n"
+    )
+    broker = Broker(port=free_port(), workdir=work, body=body)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def v5_config(tmp_path: Path, port: int, protocol: str) -> Path:
+    """The rules test site (n1 primary, then n1+n2, then vakt) on MQTT `protocol`."""
+    path = write_config(tmp_path, port)
+    path.write_text(
+        path.read_text().replace(
+            "backoff_initial: 0.05,",
+            f'protocol: "{protocol}", watch_broker_drops: false, backoff_initial: 0.05,',
+        )
+    )
+    return path
+
+
+async def test_a_ring_the_broker_refuses_moves_the_alert_on_at_once(
+    acl_broker: Broker, tmp_path: Path
+) -> None:
+    """MQTT 5: n1's ring comes back refused (0x87), so the alert goes on to n2 at once.
+
+    Under 3.1.1 the same broker acks and drops it: n1's ring counts as sent and the alert
+    waits for the step's timeout (the README's known limit).
+    """
+    path = v5_config(tmp_path, acl_broker.port, "5")
+    with capture_logs() as logs:
+        async with (
+            running(load_config(path)) as r,
+            peer(acl_broker.port, prefix_of(path)) as p,
+        ):
+            await p.z2m("rom102/snor", {"action": "single"})
+            handset, ring = await p.next()
+            assert (handset, ring["type"], ring["kind"]) == ("n2", "ring", "pull_cord")
+            failed = r.gateway.metrics.deliveries.labels("n1", "ring", "failed")._value.get()
+    refused = [e for e in logs if e["event"] == "delivery_refused"]
+    assert refused
+    assert refused[0]["handset"] == "n1"
+    assert "Not authorized" in refused[0]["error"]
+    assert failed == 1
+
+
+async def test_under_311_the_refused_ring_is_silent(acl_broker: Broker, tmp_path: Path) -> None:
+    """The contrast: MQTT 3.1.1 has no way to say no, so nothing moves within the step."""
+    path = v5_config(tmp_path, acl_broker.port, "3.1.1")
+    async with (
+        running(load_config(path)) as r,
+        peer(acl_broker.port, prefix_of(path)) as p,
+    ):
+        await p.z2m("rom102/snor", {"action": "single"})
+        assert await p.nothing(1.0)
+        assert r.gateway.metrics.deliveries.labels("n1", "ring", "sent")._value.get() == 1
+
+
+async def test_a_v5_session_keeps_what_arrived_while_alertgw_was_down(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """MQTT 5 sessions end with the connection unless asked to outlive it: alertgw asks."""
+    path = v5_config(tmp_path, broker.port, "5")
+    config = load_config(path)
+    async with peer(broker.port, prefix_of(path)) as p:
+        async with running(config):
+            pass  # the first start makes the session
+        await p.z2m("rom102/snor", {"action": "single"})  # pressed while alertgw is down
+        await asyncio.sleep(0.2)
+        async with running(config) as r:
+            handset, ring = await p.next()
+            assert r.gateway.link is not None
+            assert r.gateway.link._session_present is True
+    assert (handset, ring["type"], ring["kind"]) == ("n1", "ring", "pull_cord")
