@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import itertools
 import json
 import math
 import multiprocessing as mp
@@ -59,6 +60,7 @@ SETTLE_S = 5.0  # no new handset message for this long: the rest counts as lost
 LINE_KEYS = (
     "scenario",
     "journal",
+    "mqtt",
     "rate",
     "sent",
     "received",
@@ -178,6 +180,7 @@ def result_line(
     journal: str | None,
     rate: float | None,
     sent: int,
+    mqtt: str | None = None,
     latencies: Sequence[float],
     throughput: float | None = None,
     cpu_s: float | None = None,
@@ -195,6 +198,7 @@ def result_line(
     line: dict[str, Any] = {
         "scenario": scenario,
         "journal": journal,
+        "mqtt": mqtt,
         "rate": rate,
         "sent": sent,
         "received": received,
@@ -221,7 +225,13 @@ def result_line(
 
 
 def gateway_config(
-    *, port: int, journal_path: Path, synchronous: str, client_id: str, status_topic: str
+    *,
+    port: int,
+    journal_path: Path,
+    synchronous: str,
+    client_id: str,
+    status_topic: str,
+    protocol: str = "3.1.1",
 ) -> dict[str, Any]:
     """The benchmark alertgw config: one JSON source, 500 pull cords, one MQTT handset."""
     rooms = [str(1000 + i // 2) for i in range(DEVICES)]  # two cords per room
@@ -234,6 +244,7 @@ def gateway_config(
             "port": port,
             "client_id": client_id,
             "status_topic": status_topic,
+            "protocol": protocol,
         },
         "sources": {
             "bench": {"type": "mqtt", "decoder": "json", "topics": [f"{IN_PREFIX}/#"]},
@@ -498,6 +509,7 @@ class Gateway:
     workdir: Path
     broker_port: int
     synchronous: str
+    protocol: str = "3.1.1"  # alertgw's MQTT version (sender and receiver stay on 3.1.1)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -516,6 +528,7 @@ class Gateway:
             # persistent session would first get everything queued for it meanwhile.
             client_id=f"alertgw-bench-{self.workdir.name}",
             status_topic=self.status_topic,
+            protocol=self.protocol,
         )
         path = self.workdir / "alertgw.yaml"
         path.write_text(json.dumps(cfg, indent=1))  # JSON is YAML
@@ -683,14 +696,15 @@ def median_lines(lines: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for line in lines:
         if line.get("summary"):
             continue
-        groups.setdefault((line["scenario"], line["journal"], line["rate"]), []).append(line)
+        key = (line["scenario"], line["journal"], line.get("mqtt"), line["rate"])
+        groups.setdefault(key, []).append(line)
     out: list[dict[str, Any]] = []
     for same in groups.values():
         merged: dict[str, Any] = {}
         for key in same[0]:
             values = [ln.get(key) for ln in same]
             numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
-            if key in ("scenario", "journal", "rate") or not numbers:
+            if key in ("scenario", "journal", "mqtt", "rate") or not numbers:
                 merged[key] = values[0]
             else:
                 merged[key] = round(statistics.median(numbers), 3)
@@ -801,6 +815,7 @@ def run_gateway(
         line = result_line(
             scenario="alertgw" if rate else "alertgw_burst",
             journal=gw.synchronous,
+            mqtt=gw.protocol,
             rate=rate,
             sent=n,
             latencies=lat,
@@ -839,6 +854,7 @@ def run_flood(
     line = result_line(
         scenario="alertgw_flood",
         journal=gw.synchronous,
+        mqtt=gw.protocol,
         rate=rate,
         sent=n,
         latencies=lat,
@@ -876,6 +892,7 @@ def run_soak(rig: Rig, gw: Gateway, minutes: float, floors: dict[Any, float]) ->
     line = result_line(
         scenario="soak",
         journal=gw.synchronous,
+        mqtt=gw.protocol,
         rate=1000,
         sent=sent,
         latencies=all_lat,
@@ -915,7 +932,12 @@ def run_profile(rig: Rig, gw: Gateway, rate: int, seconds: float, out: Path) -> 
     proc.wait(60)
     emit(
         result_line(
-            scenario="alertgw_profiled", journal=gw.synchronous, rate=rate, sent=n, latencies=lat
+            scenario="alertgw_profiled",
+            journal=gw.synchronous,
+            mqtt=gw.protocol,
+            rate=rate,
+            sent=n,
+            latencies=lat,
         ),
         profile=str(out),
         **info,
@@ -972,6 +994,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rates", default=",".join(map(str, RATES)), help="comma-separated rates/s")
     p.add_argument("--burst", type=int, default=None, help="burst size (default 50,000)")
     p.add_argument("--journal", default="normal,full", help="journal.synchronous modes to run")
+    p.add_argument(
+        "--mqtt",
+        default="3.1.1",
+        help='alertgw\'s mqtt.protocol, comma-separated to compare ("3.1.1", "5")',
+    )
     p.add_argument("--soak-minutes", type=float, default=0.0, help="also soak at 1,000/s")
     p.add_argument("--only-soak", action="store_true", help="skip the rate and burst runs")
     p.add_argument("--profile", type=Path, default=None, help="py-spy raw output; profile only")
@@ -1000,13 +1027,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     burst = signal_count(burst, 1)
     rates = [int(r) for r in args.rates.split(",") if r.strip()]
     modes = [m.strip() for m in args.journal.split(",") if m.strip()]
+    protocols = [m.strip() for m in args.mqtt.split(",") if m.strip()]
     workdir = Path(tempfile.mkdtemp(prefix="alertgw-hotpath-"))
     progress(f"work directory {workdir}")
     rig = start_rig(workdir)
     gw: Gateway | None = None
     try:
         if args.profile is not None:
-            gw = Gateway(workdir / "profile", rig.broker.port, modes[0])
+            gw = Gateway(workdir / "profile", rig.broker.port, modes[0], protocols[0])
             gw.start()
             run_profile(rig, gw, args.profile_rate, seconds, args.profile.resolve())
             return 0
@@ -1018,8 +1046,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             floors = run_floor(rig, rates, seconds, burst)
             if not args.no_relay:
                 relays = run_relay(rig, rates, seconds, burst, floors)
-            for mode in modes:
-                gw = Gateway(workdir / f"{mode}-{run + 1}", rig.broker.port, mode)
+            for mode, protocol in itertools.product(modes, protocols):
+                name = mode if protocol == "3.1.1" else f"{mode}-mqtt{protocol}"
+                gw = Gateway(workdir / f"{name}-{run + 1}", rig.broker.port, mode, protocol)
                 gw.start()
                 run_gateway(
                     rig,
@@ -1045,7 +1074,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for line in median_lines(EMITTED):
                 print(json.dumps(line), flush=True)
         if args.soak_minutes > 0:
-            gw = Gateway(workdir / "soak", rig.broker.port, modes[-1])
+            gw = Gateway(workdir / "soak", rig.broker.port, modes[-1], protocols[-1])
             gw.start()
             rig.run(gateway_plan(signal_count(1000, 1), rig.tag("w")), 1000)
             run_soak(rig, gw, args.soak_minutes, floors)

@@ -18,11 +18,12 @@ import structlog
 from paho.mqtt import __version__ as paho_version
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from drivers.paho_io import PahoLoopIO
 from gateway.backoff import Backoff
 from gateway.config import MqttConfig, read_password
-from gateway.errors import DeliveryError, PermanentDeliveryError
+from gateway.errors import DeliveryError, PermanentDeliveryError, UnheardDeliveryError
 from gateway.fairshare import FairShare, is_event, same_state
 from gateway.metrics import Metrics
 from gateway.model import Delivery, Signal, SignalState
@@ -36,6 +37,7 @@ NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 # Mosquitto counts messages it dropped (full per-client queues, among others) here.
 SYS_DROPPED = "$SYS/broker/publish/messages/dropped"
 PUBACK_TIMEOUT = 10.0
+NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK reason code (3.4.2.1)
 
 
 class MqttLink:
@@ -224,12 +226,11 @@ class MqttLink:
             fut = self._acks.pop(mid, None)
             if fut is not None and not fut.done():
                 code = rest[0] if rest else None
-                if getattr(code, "is_failure", False):
-                    # MQTT 5: the broker took the packet and refused the message (0x87 not
-                    # authorised: an ACL). Sending it again cannot help; the alert moves on.
-                    fut.set_exception(PermanentDeliveryError(f"broker refused it: {code}"))
-                else:
+                error = puback_error(code.value) if isinstance(code, ReasonCode) else None
+                if error is None:
                     fut.set_result(None)
+                else:
+                    fut.set_exception(error)
             if aiomqtt_on_publish is not None:
                 aiomqtt_on_publish(c, userdata, mid, *rest)
 
@@ -317,6 +318,7 @@ class MqttLink:
                 on_publish=receive,
                 acks=self._acks,
                 after_read=self._after_read,
+                refusal=puback_error,
             )
             if not io.install():
                 self._log.warning("mqtt_fast_io_unavailable", paho=paho_version)
@@ -521,6 +523,26 @@ class MqttLink:
             await client.publish(
                 self._cfg.status_topic, _status_payload(state), qos=1, retain=True, timeout=5
             )
+
+
+def puback_error(code: int) -> DeliveryError | None:
+    """What an MQTT 5 PUBACK's reason code means for a handset message; None: delivered.
+
+    Both errors are final for the message, so a ring moves its alert on at once instead of
+    waiting out the step: an ACL that refuses the handset's topic (0x87) will refuse it
+    again, and a topic nobody subscribes to (0x10: the app is gone, or listens elsewhere)
+    delivered it to no one. A handset with a persistent session counts as subscribed
+    while it is offline: the broker keeps the message for it.
+    """
+    if code == NO_MATCHING_SUBSCRIBERS:
+        return UnheardDeliveryError("nobody subscribes to the handset's topic")
+    if code < 0x80:
+        return None
+    try:
+        name = str(ReasonCode(PacketTypes.PUBACK, identifier=code))
+    except KeyError:
+        name = "reason code"
+    return PermanentDeliveryError(f"broker refused it: {name} (0x{code:02X})")
 
 
 def tls_context_for(cfg: MqttConfig) -> ssl.SSLContext | None:

@@ -12,7 +12,9 @@ changes only how bytes move:
   `call_soon`; only a full socket buffer falls back to `add_writer`;
 - the packets every signal crosses (an inbound PUBLISH, our QoS 1 PUBLISH to a handset and
   its PUBACK) are coded by `gateway.mqttwire` instead of paho's per-packet objects (a
-  message, an info with its own Condition, Properties and a ReasonCode even under 3.1.1).
+  message, an info with its own Condition, Properties and a ReasonCode even under 3.1.1),
+  in either protocol version; an MQTT 5 PUBACK's reason code settles its future through
+  `refusal`.
 
 paho still owns the session: CONNECT, SUBSCRIBE, keep-alive, TLS, the will, and every
 other packet. The adapter hooks paho's private `_packet_read` and `_packet_write` and
@@ -38,6 +40,7 @@ from gateway.mqttwire import (
     PUBLISH,
     Publish,
     decode_puback,
+    decode_puback5,
     decode_publish,
     encode_puback,
     encode_publish,
@@ -72,18 +75,22 @@ class PahoLoopIO:
         on_publish: Callable[[Publish], None],
         acks: dict[int, asyncio.Future[None]],
         after_read: Callable[[], None] | None = None,
+        refusal: Callable[[int], BaseException | None] = lambda code: None,
     ) -> None:
         """`on_publish` gets inbound PUBLISHes; `acks` maps our packet ids to futures.
 
         `after_read` runs once a read's packets are all handed over: a consumer that
         collects them can act on the whole read there, and what it queues for the
-        socket leaves in the same callback.
+        socket leaves in the same callback. `refusal` turns an MQTT 5 PUBACK's non-zero
+        reason code into the error its future fails with (None: it succeeded).
         """
         self._client = client
         self._on_publish = on_publish
         self._after_read = after_read
         self._acks = acks
+        self._refusal = refusal
         self._fast_packets = False
+        self._v5 = False
         self._loop = loop
         self._thread = threading.get_ident()
         self._rbuf = bytearray()
@@ -117,8 +124,9 @@ class PahoLoopIO:
         client._packet_read = self._read  # type: ignore[method-assign]
         client._packet_write = self._write  # type: ignore[method-assign]
         client.loop_read = self._loop_read  # type: ignore[method-assign]
-        # The hand-coded packets are MQTT 3.1.1 shapes; v5 adds properties.
-        self._fast_packets = client._protocol != paho.MQTTv5
+        self._v5 = client._protocol == paho.MQTTv5
+        # MQTT 3 (3.1) packets may carry what the codec does not check; 3.1.1 and 5 only.
+        self._fast_packets = client._protocol in (paho.MQTTv311, paho.MQTTv5)
         # aiomqtt's hooks add a writer through the self-pipe; ours flush in this iteration.
         sock = client.socket()
         if sock is not None:
@@ -239,17 +247,25 @@ class PahoLoopIO:
     def _handle(self, command: int, body: bytes) -> MQTTErrorCode:
         kind = command & 0xF0
         if self._fast_packets:
-            if kind == PUBACK and len(body) == 2:  # a 3.1.1 PUBACK (v5 may add a reason)
-                fut = self._acks.pop(decode_puback(body), None)
+            if kind == PUBACK:
+                try:
+                    mid, reason = decode_puback5(body) if self._v5 else (decode_puback(body), 0)
+                except ValueError:
+                    return paho.MQTT_ERR_PROTOCOL  # paho drops the session, as it would
+                fut = self._acks.pop(mid, None)
                 if fut is not None:
                     if not fut.done():
-                        fut.set_result(None)
+                        error = self._refusal(reason) if reason else None
+                        if error is None:
+                            fut.set_result(None)
+                        else:
+                            fut.set_exception(error)
                     return paho.MQTT_ERR_SUCCESS
             elif kind == PUBLISH and (command >> 1) & 0x03 < 2:  # QoS 2 goes to paho
                 try:
-                    message = decode_publish(command, body)
+                    message = decode_publish(command, body, v5=self._v5)
                 except ValueError:
-                    return paho.MQTT_ERR_PROTOCOL  # paho drops the session, as it would
+                    return paho.MQTT_ERR_PROTOCOL
                 self._on_publish(message)
                 return paho.MQTT_ERR_SUCCESS
         client = self._client
@@ -271,7 +287,7 @@ class PahoLoopIO:
         mid = client._mid_generate()
         while mid in self._acks:  # 65,535 ids; skip one still awaiting its PUBACK
             mid = client._mid_generate()
-        self._wbuf += encode_publish(topic, payload, mid)
+        self._wbuf += encode_publish(topic, payload, mid, v5=self._v5)
         self._schedule()
         return mid
 

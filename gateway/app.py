@@ -38,6 +38,7 @@ from gateway.errors import (
     JournalError,
     PermanentDeliveryError,
     ShutdownError,
+    UnheardDeliveryError,
 )
 from gateway.journal import PRUNE_CLOCK_KEY, PRUNE_STEP, Journal, StoredResponse
 from gateway.metrics import Metrics
@@ -538,7 +539,9 @@ class Gateway:
                 else:
                     self.metrics.deliveries.labels(item.handset, "ring", "failed").inc()
                     outcome.extend(
-                        self.engine.handle_delivery_failed(item.handset, item.alert_id, now)
+                        self.engine.handle_delivery_failed(
+                            item.handset, item.alert_id, now, why=item.detail
+                        )
                     )
             else:
                 if isinstance(item, RawResponse) and item.ack is not None:
@@ -876,8 +879,9 @@ class Gateway:
     def _refused(self, lane: _Lane, delivery: Delivery, error: DeliveryError) -> None:
         """The channel refused `delivery` for good: fail it, and move its alert on at once."""
         handset = lane.handset
+        unheard = isinstance(error, UnheardDeliveryError)
         log.error(
-            "delivery_refused",
+            "delivery_unheard" if unheard else "delivery_refused",
             handset=handset,
             alert_id=delivery.alert_id,
             action=delivery.action,
@@ -895,7 +899,8 @@ class Gateway:
             self.metrics.delivery_count(handset, delivery.action, "failed").inc()
         else:
             # Counted as a failed ring where the router hands it to the engine.
-            self.put(DeliveryReport(handset, delivery.alert_id, "failed", time.time(), "refused"))
+            why = "nobody listens" if unheard else "refused"
+            self.put(DeliveryReport(handset, delivery.alert_id, "failed", time.time(), why))
         self._update_outbox_gauge()
 
     def _delivered(self, handset: str, delivery: Delivery, t0: float) -> None:

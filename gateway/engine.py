@@ -564,17 +564,20 @@ class Engine:
             self._finish(live, AlertState.RESOLVED, now, response.handset, out)
         return out
 
-    def handle_delivery_failed(self, handset: str, alert_id: str, now: float) -> Outcome:
+    def handle_delivery_failed(
+        self, handset: str, alert_id: str, now: float, *, why: str = ""
+    ) -> Outcome:
         """A channel reported that a handset could not be reached: move the alert on.
 
         Unlike a reject this does not exclude the handset: a paging transmitter that failed
-        once is rung again at the last step, when it may well work again.
+        once is rung again at the last step, when it may well work again. `why` goes into
+        the timeline (e.g. "refused", or a paging system's fault).
         """
         out = Outcome()
         live = self._live.get(alert_id)
         if live is None or handset not in live.handsets:
             return out
-        out.transitions.append(Transition(live.alert, "delivery_failed", now, handset))
+        out.transitions.append(Transition(live.alert, "delivery_failed", now, handset, why))
         self._give_back(live, handset, now, out, why="delivery_failed")
         return out
 

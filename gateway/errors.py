@@ -40,5 +40,9 @@ class PermanentDeliveryError(DeliveryError):
     """The channel refused this message for good (e.g. ESPA '3' NAK): resending cannot help."""
 
 
+class UnheardDeliveryError(PermanentDeliveryError):
+    """The channel took the message but nobody receives it (MQTT 5: no subscriber)."""
+
+
 class ShutdownError(GatewayError):
     """Raised inside the supervisor to turn a shutdown signal into a clean exit."""

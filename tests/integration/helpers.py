@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +64,18 @@ class Peer:
 
 
 @contextlib.asynccontextmanager
-async def peer(port: int, prefix: str, *, listen: bool = True) -> AsyncIterator[Peer]:
-    """Connect a peer; when `listen`, collect every handset message under the prefix."""
+async def peer(
+    port: int, prefix: str, *, listen: bool = True, handsets: Sequence[str] = ("+",)
+) -> AsyncIterator[Peer]:
+    """Connect a peer; when `listen`, collect the handset messages under the prefix.
+
+    `handsets` names the handsets whose apps listen (default: all of them).
+    """
     async with aiomqtt.Client("127.0.0.1", port) as client:
         p = Peer(client, prefix)
         if listen:
-            await client.subscribe(f"{prefix}/handset/+/alert", qos=1)
+            for handset in handsets:
+                await client.subscribe(f"{prefix}/handset/{handset}/alert", qos=1)
 
         async def pump() -> None:
             async for message in client.messages:

@@ -1,4 +1,5 @@
-"""MQTT 5 through a real Mosquitto: the session, and a ring the broker refuses by ACL."""
+"""MQTT 5 through a real Mosquitto: the session, a ring the broker refuses by ACL, and a
+ring to a handset topic nobody subscribes to."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiomqtt
+import orjson
 import pytest
 from structlog.testing import capture_logs
 
 from gateway.config import load_config
 from tests.conftest import Broker, free_port, running
-from tests.integration.helpers import peer
+from tests.integration.helpers import latest_alert, peer
 from tests.integration.test_rules_mqtt import prefix_of, write_config
 
 
@@ -78,6 +81,64 @@ async def test_a_ring_the_broker_refuses_moves_the_alert_on_at_once(
     assert refused[0]["handset"] == "n1"
     assert "Not authorized" in refused[0]["error"]
     assert failed == 1
+
+
+async def test_a_ring_nobody_subscribes_to_moves_the_alert_on_at_once(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """MQTT 5: n1's app is gone (nothing subscribes to its topic), so Mosquitto answers
+    "no matching subscribers" and the alert goes on to n2 at once, saying why."""
+    path = v5_config(tmp_path, broker.port, "5")
+    with capture_logs() as logs:
+        async with (
+            running(load_config(path)) as r,
+            peer(broker.port, prefix_of(path), handsets=("n2", "vakt")) as p,
+        ):
+            assert r.gateway.link is not None
+            assert r.gateway.link._io is not None
+            assert r.gateway.link._io.fast  # the hot path codes MQTT 5 packets itself
+            await p.z2m("rom102/snor", {"action": "single"})
+            handset, ring = await p.next()
+            assert (handset, ring["type"], ring["kind"]) == ("n2", "ring", "pull_cord")
+            # n2 takes it: the answer travels the same fast path back in.
+            await p.respond("n2", ring["alert_id"], "accept")
+            handset, update = await p.next()
+            assert (handset, update["state"]) == ("n2", "accepted")
+    unheard = [e for e in logs if e["event"] == "delivery_unheard"]
+    assert unheard
+    assert (unheard[0]["handset"], unheard[0]["action"]) == ("n1", "ring")
+    assert "nobody subscribes" in unheard[0]["error"]
+    stored = await latest_alert(tmp_path / "j.db")
+    failed = [detail for _, event, detail in stored.events if event == "delivery_failed"]
+    assert failed[0] == "n1 (nobody listens)"
+
+
+async def test_a_ring_an_offline_persistent_handset_will_get_is_not_moved_on(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """The broker keeps messages for a handset app whose persistent session is offline:
+    that counts as listening, and the alert waits for its step as usual."""
+    path = v5_config(tmp_path, broker.port, "5")
+    prefix = prefix_of(path)
+    # n1's app subscribed once with a session that outlives its connection, then left.
+    async with aiomqtt.Client(
+        "127.0.0.1", broker.port, identifier=f"{prefix}-n1-app", clean_session=False
+    ) as app:
+        await app.subscribe(f"{prefix}/handset/n1/alert", qos=1)
+    async with (
+        running(load_config(path)) as r,
+        peer(broker.port, prefix, handsets=("n2", "vakt")) as p,
+    ):
+        await p.z2m("rom102/snor", {"action": "single"})
+        assert await p.nothing(1.0)
+        assert r.gateway.metrics.deliveries.labels("n1", "ring", "sent")._value.get() == 1
+    async with aiomqtt.Client(
+        "127.0.0.1", broker.port, identifier=f"{prefix}-n1-app", clean_session=False
+    ) as app:
+        await app.subscribe(f"{prefix}/handset/n1/alert", qos=1)
+        async with asyncio.timeout(5):
+            message = await anext(aiter(app.messages))
+    assert orjson.loads(message.payload)["type"] == "ring"  # type: ignore[arg-type]
 
 
 async def test_under_311_the_refused_ring_is_silent(acl_broker: Broker, tmp_path: Path) -> None:
