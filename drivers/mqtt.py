@@ -38,6 +38,10 @@ NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 SYS_DROPPED = "$SYS/broker/publish/messages/dropped"
 PUBACK_TIMEOUT = 10.0
 NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK reason code (3.4.2.1)
+# Signals are acknowledged after their commit (up to journal.commit_delay, or 64 signals):
+# the broker's in-flight window must hold more than one commit's worth, or intake stalls
+# behind the journal. Mosquitto's default is 20; MQTT 5 lets alertgw ask for its own.
+RECEIVE_MAXIMUM = 100
 
 
 class MqttLink:
@@ -147,6 +151,7 @@ class MqttLink:
             # it: "never expires" is 3.1.1's persistent session (clean_session false).
             connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             connect.SessionExpiryInterval = 0xFFFFFFFF
+            connect.ReceiveMaximum = RECEIVE_MAXIMUM
             v5 = {
                 "protocol": aiomqtt.ProtocolVersion.V5,
                 "clean_start": False,

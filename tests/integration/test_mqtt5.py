@@ -13,9 +13,13 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from gateway.config import load_config
-from tests.conftest import Broker, free_port, running
+from drivers.mqtt import RECEIVE_MAXIMUM, MqttLink
+from gateway.config import MqttConfig, load_config
+from gateway.metrics import Metrics
+from gateway.ports import Item
+from tests.conftest import Broker, free_port, running, unique
 from tests.integration.helpers import latest_alert, peer
+from tests.integration.test_mqtt_session import until
 from tests.integration.test_rules_mqtt import prefix_of, write_config
 
 
@@ -139,6 +143,41 @@ async def test_a_ring_an_offline_persistent_handset_will_get_is_not_moved_on(
         async with asyncio.timeout(5):
             message = await anext(aiter(app.messages))
     assert orjson.loads(message.payload)["type"] == "ring"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("protocol", "window"), [("5", RECEIVE_MAXIMUM), ("3.1.1", 20)])
+async def test_alertgw_sets_its_own_in_flight_window_under_v5(
+    broker: Broker, protocol: str, window: int
+) -> None:
+    """Signals wait for their commit before their PUBACK, so the broker's in-flight window
+    bounds intake: MQTT 5 asks for RECEIVE_MAXIMUM, 3.1.1 gets Mosquitto's default of 20
+    (the shipped broker config raises it; a stock one does not)."""
+    prefix = unique("t")
+    link = MqttLink(
+        config=MqttConfig(
+            port=broker.port,
+            client_id=unique("alertgw"),
+            status_topic=f"{prefix}/s",
+            protocol=protocol,  # type: ignore[arg-type]  # one of the Literal's values
+        ),
+        sources={"integrator": [f"{prefix}/in/#"]},
+        handsets={},
+        metrics=Metrics(),
+    )
+    items: list[Item] = []  # never acknowledged: a journal that has not committed yet
+    task = asyncio.create_task(link.run(items.append))
+    try:
+        await asyncio.wait_for(link.wait_connected(), 10)
+        async with peer(broker.port, prefix, listen=False) as p:
+            for n in range(RECEIVE_MAXIMUM + 20):
+                await p.json_signal({"device": "cord-103", "state": "raised", "id": f"s{n}"})
+            assert await until(lambda: len(items) >= window, 5)
+            await asyncio.sleep(0.3)  # nothing more comes until something is acknowledged
+        assert len(items) == window
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
 
 async def test_under_311_the_refused_ring_is_silent(acl_broker: Broker, tmp_path: Path) -> None:
