@@ -42,6 +42,8 @@ import orjson
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway.config import MqttConfig
+
 REPO = Path(__file__).resolve().parent.parent
 DEVICES = 500
 ZONES = 5
@@ -231,7 +233,7 @@ def gateway_config(
     synchronous: str,
     client_id: str,
     status_topic: str,
-    protocol: str = "3.1.1",
+    protocol: str = MqttConfig().protocol,
 ) -> dict[str, Any]:
     """The benchmark alertgw config: one JSON source, 500 pull cords, one MQTT handset."""
     rooms = [str(1000 + i // 2) for i in range(DEVICES)]  # two cords per room
@@ -509,7 +511,7 @@ class Gateway:
     workdir: Path
     broker_port: int
     synchronous: str
-    protocol: str = "3.1.1"  # alertgw's MQTT version (sender and receiver stay on 3.1.1)
+    protocol: str = MqttConfig().protocol  # alertgw's (sender and receiver speak 3.1.1)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -996,7 +998,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--journal", default="normal,full", help="journal.synchronous modes to run")
     p.add_argument(
         "--mqtt",
-        default="3.1.1",
+        default=MqttConfig().protocol,
         help='alertgw\'s mqtt.protocol, comma-separated to compare ("3.1.1", "5")',
     )
     p.add_argument("--soak-minutes", type=float, default=0.0, help="also soak at 1,000/s")
@@ -1047,7 +1049,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.no_relay:
                 relays = run_relay(rig, rates, seconds, burst, floors)
             for mode, protocol in itertools.product(modes, protocols):
-                name = mode if protocol == "3.1.1" else f"{mode}-mqtt{protocol}"
+                name = f"{mode}-mqtt{protocol}"
                 gw = Gateway(workdir / f"{name}-{run + 1}", rig.broker.port, mode, protocol)
                 gw.start()
                 run_gateway(

@@ -62,9 +62,10 @@ class MqttConfig:
     password_env: str | None = None
     tls: TlsConfig | None = None
     status_topic: str = "alertgw/status"
-    # MQTT 5 lets the broker refuse a message in its PUBACK (an ACL, a quota): a ring it
-    # did not take fails and moves its alert on. Under 3.1.1 Mosquitto acks and drops it.
-    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    # MQTT 5 lets the broker say in its PUBACK that it refused a message (an ACL, a quota)
+    # or had nobody to give it to: such a ring fails and moves its alert on. Under 3.1.1
+    # Mosquitto acks either and drops it, so the ring counts as sent.
+    protocol: Literal["3.1.1", "5"] = "5"
     watch_broker_drops: bool = True  # raise a technical alarm when $SYS drop counters rise
     backoff_initial: Seconds = 0.5
     backoff_max: Seconds = 30.0

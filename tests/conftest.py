@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from gateway.app import Gateway
-from gateway.config import Config, parse_config
+from gateway.config import Config, MqttConfig, parse_config
 
 
 def free_port() -> int:
@@ -143,6 +143,7 @@ mqtt:
   port: {port}
   client_id: {client_id}
   status_topic: {prefix}/status
+  protocol: "{protocol}"
   backoff_initial: 0.05
   backoff_max: 0.5
 sources:
@@ -169,6 +170,28 @@ metrics: {{enabled: false}}
 """
 
 
+# Both MQTT versions alertgw speaks; key tests through the broker run under each.
+PROTOCOLS = ("5", "3.1.1")
+
+
+def base_text(
+    broker_port: int,
+    tmp_path: Path,
+    *,
+    prefix: str | None = None,
+    client_id: str | None = None,
+    protocol: str | None = None,
+) -> str:
+    """The standard test config's YAML (MQTT `protocol` or the default)."""
+    return BASE_YAML.format(
+        protocol=protocol or MqttConfig().protocol,
+        port=broker_port,
+        client_id=client_id or unique("alertgw"),
+        prefix=prefix or unique("t"),
+        db=tmp_path / "journal.db",
+    )
+
+
 def make_config(
     broker_port: int,
     tmp_path: Path,
@@ -176,18 +199,11 @@ def make_config(
     prefix: str | None = None,
     client_id: str | None = None,
     extra: str = "",
+    protocol: str | None = None,
 ) -> Config:
     """Build the standard test config against a broker port."""
-    text = (
-        BASE_YAML.format(
-            port=broker_port,
-            client_id=client_id or unique("alertgw"),
-            prefix=prefix or unique("t"),
-            db=tmp_path / "journal.db",
-        )
-        + extra
-    )
-    return parse_config(text, filename="test.yaml")
+    text = base_text(broker_port, tmp_path, prefix=prefix, client_id=client_id, protocol=protocol)
+    return parse_config(text + extra, filename="test.yaml")
 
 
 @dataclasses.dataclass

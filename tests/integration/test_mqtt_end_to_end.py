@@ -8,9 +8,10 @@ from pathlib import Path
 
 import aiomqtt
 import orjson
+import pytest
 
 from gateway.journal import Journal
-from tests.conftest import Broker, make_config, running, unique
+from tests.conftest import PROTOCOLS, Broker, make_config, running, unique
 from tests.integration.helpers import latest_alert, peer
 
 
@@ -55,10 +56,13 @@ async def test_clear_sends_cancel_to_the_rung_handset(broker: Broker, tmp_path: 
         assert cancel["state"] == "cleared"
 
 
-async def test_accept_moves_the_alert_and_is_journaled(broker: Broker, tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_accept_moves_the_alert_and_is_journaled(
+    broker: Broker, tmp_path: Path, protocol: str
+) -> None:
     """A handset's accept moves the alert to accepted, notifies handsets and is journaled."""
     prefix = unique("t")
-    config = make_config(broker.port, tmp_path, prefix=prefix)
+    config = make_config(broker.port, tmp_path, prefix=prefix, protocol=protocol)
     async with running(config) as r, peer(broker.port, prefix) as p:
         await p.z2m("rom103/snor", {"action": "single"})
         handset, ring = await p.next()
@@ -115,11 +119,16 @@ async def test_json_signal_and_malformed_payloads(broker: Broker, tmp_path: Path
         assert m.labels("zigbee", "malformed_json")._value.get() == 1
 
 
-async def test_restart_loses_nothing_published_while_down(broker: Broker, tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_restart_loses_nothing_published_while_down(
+    broker: Broker, tmp_path: Path, protocol: str
+) -> None:
     """Signals published while alertgw is stopped are delivered after it restarts."""
     prefix = unique("t")
     client_id = unique("alertgw")
-    config = make_config(broker.port, tmp_path, prefix=prefix, client_id=client_id)
+    config = make_config(
+        broker.port, tmp_path, prefix=prefix, client_id=client_id, protocol=protocol
+    )
     async with peer(broker.port, prefix) as p:
         async with running(config):
             await p.z2m("rom101/seng", {"occupancy": False})

@@ -13,12 +13,13 @@ from gateway.config import MqttConfig
 from gateway.metrics import Metrics
 from gateway.model import Delivery
 from gateway.ports import Item
-from tests.conftest import Broker, make_config, running, unique
+from tests.conftest import PROTOCOLS, Broker, make_config, running, unique
 from tests.integration.helpers import peer
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_a_burst_larger_than_the_socket_buffer_arrives_whole_and_in_order(
-    broker: Broker,
+    broker: Broker, protocol: str
 ) -> None:
     """3,000 handset messages of 1 kB queued in one loop iteration: every PUBACK comes back.
 
@@ -28,7 +29,10 @@ async def test_a_burst_larger_than_the_socket_buffer_arrives_whole_and_in_order(
     prefix = unique("t")
     link = MqttLink(
         config=MqttConfig(
-            port=broker.port, client_id=unique("alertgw"), status_topic=f"{prefix}/s"
+            port=broker.port,
+            client_id=unique("alertgw"),
+            status_topic=f"{prefix}/s",
+            protocol=protocol,  # type: ignore[arg-type]  # one of the Literal's values
         ),
         sources={},
         handsets={"h1": f"{prefix}/handset/h1"},

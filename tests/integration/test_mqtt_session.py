@@ -16,7 +16,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from gateway.config import parse_config
-from tests.conftest import BASE_YAML, Broker, free_port, make_config, running, unique
+from tests.conftest import PROTOCOLS, Broker, base_text, free_port, make_config, running, unique
 from tests.integration.helpers import peer
 
 DYNSEC = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
@@ -139,9 +139,9 @@ async def test_a_refused_subscription_is_loud(
     ]
     ds.write_text(json.dumps(data))
     b.start()
-    text = BASE_YAML.format(
-        port=b.port, client_id=unique("gw"), prefix=prefix, db=tmp_path / "journal.db"
-    ).replace("mqtt:\n", f"mqtt:\n  username: alertgw\n  password_file: {b.workdir / 'pw'}\n", 1)
+    login = f"mqtt:\n  username: alertgw\n  password_file: {b.workdir / 'pw'}\n"
+    text = base_text(b.port, tmp_path, prefix=prefix, client_id=unique("gw"))
+    text = text.replace("mqtt:\n", login, 1)
     config = parse_config(text, filename="test.yaml")
     with capture_logs() as logs:
         async with running(config) as r:
@@ -171,9 +171,7 @@ async def test_message_parked_when_the_session_drops_is_released_after_reconnect
     QoS 1 one is also sent again by the broker: it must not ring twice.
     """
     prefix = unique("t")
-    text = BASE_YAML.format(
-        port=broker.port, client_id=unique("gw"), prefix=prefix, db=tmp_path / "journal.db"
-    ).replace(
+    text = base_text(broker.port, tmp_path, prefix=prefix, client_id=unique("gw")).replace(
         f"base_topic: {prefix}/z2m}}", f"base_topic: {prefix}/z2m, max_rate: 0.5, max_burst: 1}}"
     )
     config = parse_config(text, filename="test.yaml")
@@ -235,8 +233,9 @@ async def test_reconnect_to_a_broker_that_lost_the_session_is_loud(
     assert (lost, alarmed) == ((0, False) if persistence else (1, True))
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_a_redelivered_handset_answer_keeps_its_packet_id(
-    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, protocol: str
 ) -> None:
     """Mosquitto resends an unacknowledged answer with DUP and its packet id: same answer id.
 
@@ -258,7 +257,7 @@ async def test_a_redelivered_handset_answer_keeps_its_packet_id(
 
     monkeypatch.setattr(Gateway, "put", first_copy_lost)
     prefix = unique("t")
-    config = make_config(broker.port, tmp_path, prefix=prefix)
+    config = make_config(broker.port, tmp_path, prefix=prefix, protocol=protocol)
     async with running(config) as r, peer(broker.port, prefix) as p:
         link = r.gateway.link
         assert link is not None
