@@ -809,6 +809,8 @@ class Gateway:
                 return
             window.popleft()
             lane.backoff.reset()
+            if lane.reachable is not True:
+                self._reachable(lane, reachable=True)
             self._delivered(lane.handset, delivery, t0)
         self._refill(lane)
 
@@ -880,6 +882,8 @@ class Gateway:
         """The channel refused `delivery` for good: fail it, and move its alert on at once."""
         handset = lane.handset
         unheard = isinstance(error, UnheardDeliveryError)
+        if lane.reachable is not False:
+            self._reachable(lane, reachable=False)
         log.error(
             "delivery_unheard" if unheard else "delivery_refused",
             handset=handset,
@@ -902,6 +906,11 @@ class Gateway:
             why = "nobody listens" if unheard else "refused"
             self.put(DeliveryReport(handset, delivery.alert_id, "failed", time.time(), why))
         self._update_outbox_gauge()
+
+    def _reachable(self, lane: _Lane, *, reachable: bool) -> None:
+        # Exported on change only: a lock and a lookup per message would tax the hot path.
+        lane.reachable = reachable
+        self.metrics.handset_reachable.labels(lane.handset).set(1 if reachable else 0)
 
     def _delivered(self, handset: str, delivery: Delivery, t0: float) -> None:
         if delivery.id is not None:
@@ -1160,6 +1169,7 @@ class _Lane:
     backoff: Backoff = dataclasses.field(default_factory=lambda: Backoff(initial=0.2, maximum=5.0))
     limit: int = SEND_WINDOW  # messages awaiting their ACK at once
     refused: dict[str, float] = dataclasses.field(default_factory=dict)  # alert id -> when
+    reachable: bool | None = None  # as last exported; None before its first outcome
     wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     idle: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     on_settled: Callable[[asyncio.Future[None]], None] = lambda _: None

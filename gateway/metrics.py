@@ -63,6 +63,13 @@ class Metrics:
         self.outbox_depth = Gauge(
             "alertgw_outbox_depth", "Handset messages waiting for their channel", registry=r
         )
+        self.handset_reachable = Gauge(
+            "alertgw_handset_reachable",
+            "1 when the handset's last message was delivered; 0 when its channel refused it"
+            " for good, or (MQTT 5) nobody listens for it",
+            ["handset"],
+            registry=r,
+        )
         self.connected = Gauge(
             "alertgw_driver_connected", "1 when a driver's link is up", ["driver"], registry=r
         )

@@ -108,6 +108,9 @@ async def test_a_ring_nobody_subscribes_to_moves_the_alert_on_at_once(
             await p.respond("n2", ring["alert_id"], "accept")
             handset, update = await p.next()
             assert (handset, update["state"]) == ("n2", "accepted")
+            reachable = r.gateway.metrics.handset_reachable
+            assert reachable.labels("n1")._value.get() == 0
+            assert reachable.labels("n2")._value.get() == 1
     unheard = [e for e in logs if e["event"] == "delivery_unheard"]
     assert unheard
     assert (unheard[0]["handset"], unheard[0]["action"]) == ("n1", "ring")
