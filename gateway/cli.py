@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway import cli_tools, logs
+from gateway import cli_tools, logs, pidlock
 from gateway.config import EX_CONFIG, Config, load_config
 from gateway.coverage import roster_gaps
 from gateway.errors import ConfigError, JournalError
@@ -112,11 +112,16 @@ def _reload(config: Config) -> int:
     """Signal the running daemon (pid file beside the journal) to reload; config is valid."""
     pidfile = Path(str(config.journal.path) + ".pid")
     try:
-        pid = int(pidfile.read_text().strip())
-        os.kill(pid, signal.SIGHUP)
-    except (OSError, ValueError) as exc:
+        pid = pidlock.holder(pidfile)
+        if pid is not None:
+            os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        why = str(exc)
+    else:
+        why = "stale: no alertgw holds it" if pid is None else ""
+    if why:
         print(
-            f"alertgw: config is valid, but no running daemon was signalled ({pidfile}: {exc})."
+            f"alertgw: config is valid, but no running daemon was signalled ({pidfile}: {why})."
             " Under systemd use: systemctl reload alertgw",
             file=sys.stderr,
         )

@@ -62,6 +62,25 @@ class PidLock:
         self._fd = None
 
 
+def holder(path: Path) -> int | None:
+    """The pid of the daemon holding `path` locked, or None when no process holds it.
+
+    A pid file nobody holds was left by a daemon that died (kill -9, power cut); its pid may
+    belong to another process by now, which a SIGHUP would kill. Probing takes a shared lock
+    for an instant, so a daemon starting in that instant exits 1 and systemd starts it again.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_pid(fd)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def _read_pid(fd: int) -> int | None:
     with contextlib.suppress(OSError, ValueError):
         return int(os.pread(fd, 32, 0).decode().strip())

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ import pytest
 from gateway.cli import main
 from gateway.config import EX_CONFIG
 from gateway.journal import Journal
+from gateway.pidlock import PidLock
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -202,6 +205,49 @@ def test_a_second_daemon_on_the_same_journal_is_refused(tmp_path: Path) -> None:
     )
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "journal.db.pid").exists()  # the first one stopped cleanly
+
+
+@contextlib.contextmanager
+def sighup_held() -> Iterator[None]:
+    """Block SIGHUP in this process while the block runs; drop one left pending."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    try:
+        yield
+    finally:
+        if signal.SIGHUP in signal.sigpending():
+            signal.sigwait({signal.SIGHUP})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+
+
+def test_reload_signals_the_daemon_that_holds_the_pid_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`reload` sends SIGHUP to the pid in a pid file a running daemon holds locked."""
+    path = write_config(tmp_path)
+    lock = PidLock(tmp_path / "journal.db.pid")
+    lock.acquire()  # this process plays the running daemon
+    try:
+        with sighup_held():
+            assert main(["reload", str(path)]) == 0
+            assert signal.SIGHUP in signal.sigpending()
+    finally:
+        lock.release()
+    assert f"asked alertgw (pid {os.getpid()}) to reload" in capsys.readouterr().out
+
+
+def test_reload_refuses_a_stale_pid_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pid file no daemon holds (left by kill -9) names a reused pid: it is not signalled."""
+    path = write_config(tmp_path)
+    # A pid the kernel gave to another process since the daemon died: here, this one.
+    (tmp_path / "journal.db.pid").write_text(f"{os.getpid()}\n")
+    with sighup_held():
+        assert main(["reload", str(path)]) == 1
+        assert signal.SIGHUP not in signal.sigpending()
+    err = capsys.readouterr().err
+    assert "no running daemon was signalled" in err
+    assert "stale" in err
 
 
 def test_a_journal_from_a_newer_alertgw_is_one_clear_line_not_a_traceback(
