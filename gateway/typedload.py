@@ -205,6 +205,14 @@ class Problems:
         self.lines.append(f"{where}: {path or '<top>'}: {message}")
 
 
+def _shown(loc: Located) -> str:
+    """A value as the technician wrote it, for a problem line (no parser objects)."""
+    if loc.value is None:
+        return "nothing"
+    shown = repr(plain(loc))
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
 def _type_name(tp: Any) -> str:  # noqa: ANN401 - describes arbitrary type hints
     origin = get_origin(tp)
     if origin is Annotated:
@@ -261,18 +269,18 @@ def _load_value(tp: Any, loc: Located, problems: Problems, path: str) -> Any:  #
             out = _load_value(arg, loc, probe, path)
             if not probe.lines:
                 return out
-        problems.add(loc.line, path, f"expected {_type_name(tp)}, got {value!r}")
+        problems.add(loc.line, path, f"expected {_type_name(tp)}, got {_shown(loc)}")
         return None
     if origin is Literal:
         if value not in get_args(tp):
-            problems.add(loc.line, path, f"expected one of {_type_name(tp)}, got {value!r}")
+            problems.add(loc.line, path, f"expected one of {_type_name(tp)}, got {_shown(loc)}")
         return value
     if origin is tuple:
         (item_tp, _) = get_args(tp)
         if isinstance(value, str | int | float) and not isinstance(value, bool) and item_tp is str:
             return (str(value),)  # a single item where a list is expected
         if not isinstance(value, list):
-            problems.add(loc.line, path, f"expected {_type_name(tp)}, got {value!r}")
+            problems.add(loc.line, path, f"expected {_type_name(tp)}, got {_shown(loc)}")
             return ()
         return tuple(
             _load_value(item_tp, item, problems, f"{path}[{i}]") for i, item in enumerate(value)
@@ -280,7 +288,7 @@ def _load_value(tp: Any, loc: Located, problems: Problems, path: str) -> Any:  #
     if origin is Mapping or origin is dict:
         _, val_tp = get_args(tp)
         if not isinstance(value, dict):
-            problems.add(loc.line, path, f"expected {_type_name(tp)}, got {value!r}")
+            problems.add(loc.line, path, f"expected {_type_name(tp)}, got {_shown(loc)}")
             return types.MappingProxyType({})
         return types.MappingProxyType(
             {
@@ -294,15 +302,15 @@ def _load_value(tp: Any, loc: Located, problems: Problems, path: str) -> Any:  #
         try:
             return tp(value)
         except ValueError:
-            problems.add(loc.line, path, f"expected one of {_type_name(tp)}, got {value!r}")
+            problems.add(loc.line, path, f"expected one of {_type_name(tp)}, got {_shown(loc)}")
             return next(iter(tp))
     if tp is bool:
         if not isinstance(value, bool):
-            problems.add(loc.line, path, f"expected true or false, got {value!r}")
+            problems.add(loc.line, path, f"expected true or false, got {_shown(loc)}")
         return bool(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            problems.add(loc.line, path, f"expected an integer, got {value!r}")
+            problems.add(loc.line, path, f"expected an integer, got {_shown(loc)}")
             return 0
         return value
     if tp is float:
@@ -312,14 +320,14 @@ def _load_value(tp: Any, loc: Located, problems: Problems, path: str) -> Any:  #
             or abs(value) > _FLOAT_MAX  # a huge YAML integer would overflow float()
             or not math.isfinite(value)
         ):
-            problems.add(loc.line, path, f"expected a number, got {value!r}")
+            problems.add(loc.line, path, f"expected a number, got {_shown(loc)}")
             return 0.0
         return float(value)
     if tp is str:
         if loc.text is not None:
             return loc.text  # `room: 0101` is room "0101", not octal 65
         if isinstance(value, bool) or value is None or isinstance(value, dict | list):
-            problems.add(loc.line, path, f"expected a string, got {value!r}")
+            problems.add(loc.line, path, f"expected a string, got {_shown(loc)}")
             return ""
         return str(value)  # YAML reads room 101 as an int; ids are strings
     raise TypeError(f"unsupported config type {tp!r} at {path}")
@@ -330,7 +338,7 @@ def _load_dataclass(cls: type[Any], loc: Located, problems: Problems, path: str)
     if value is None:
         value = {}
     if not isinstance(value, dict):
-        problems.add(loc.line, path, f"expected a mapping, got {value!r}")
+        problems.add(loc.line, path, f"expected a mapping, got {_shown(loc)}")
         value = {}
     hints = get_type_hints(cls, include_extras=True)
     fields = {

@@ -271,6 +271,50 @@ def test_list_where_a_mapping_is_expected_is_reported() -> None:
     assert f"{FILE}:{line_of(text, 'zones:')}: zones: expected mapping of mapping" in found[0]
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "zones:\n",
+            "zones: [east, west]\nx:\n",
+            "zones: expected mapping of mapping, got ['east', 'west']",
+        ),
+        (
+            "handsets:\n",
+            "handsets: [night1]\nx:\n",
+            "handsets: expected mapping of mapping, got ['night1']",
+        ),
+        ("routing:\n", "routing: {a: 1}\nx:\n", "routing: expected list of mapping, got {'a': 1}"),
+        (
+            "  night2: {channel: console}",
+            "  night2: [console]",
+            "handsets.night2: expected a mapping, got ['console']",
+        ),
+        (
+            "tags: [fall_risk]",
+            "tags: {a: 1}",
+            "devices.bed-101.tags: expected list of str, got {'a': 1}",
+        ),
+    ],
+)
+def test_a_wrong_list_or_mapping_is_shown_as_written(old: str, new: str, expected: str) -> None:
+    """A list or mapping of the wrong type is shown as the YAML held it, not as parser objects."""
+    found = problems_of(edit(old, new))
+    assert any(line.endswith(expected) for line in found), found
+    assert not any("Located(" in line for line in found), found
+
+
+def test_an_empty_value_is_shown_as_nothing() -> None:
+    """A key left empty (`rooms:`) says it is empty rather than showing Python's None."""
+    text = edit('rooms: ["201"]', "rooms:")
+    assert only_problem(text).endswith("zones.west.rooms: expected list of str, got nothing")
+
+
+def test_a_top_level_list_is_shown_as_written() -> None:
+    """A file holding a list names its items, not the parser's objects."""
+    assert problems_of("- a\n- b\n") == [f"{FILE}:1: <top>: expected a mapping, got ['a', 'b']"]
+
+
 def test_scalar_where_a_section_is_expected_is_reported() -> None:
     """A string where the site section belongs is reported as expecting a mapping."""
     text = edit("site:\n  name: Test home\n  timezone: Europe/Oslo\n", "site: Test home\n")
