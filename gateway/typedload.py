@@ -272,6 +272,8 @@ def _load_value(tp: Any, loc: Located, problems: Problems, path: str) -> Any:  #
         problems.add(loc.line, path, f"expected {_type_name(tp)}, got {_shown(loc)}")
         return None
     if origin is Literal:
+        if loc.text in get_args(tp):
+            return loc.text  # `protocol: 5` is the text "5", as written
         if value not in get_args(tp):
             problems.add(loc.line, path, f"expected one of {_type_name(tp)}, got {_shown(loc)}")
         return value

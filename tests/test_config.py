@@ -315,6 +315,13 @@ def test_a_top_level_list_is_shown_as_written() -> None:
     assert problems_of("- a\n- b\n") == [f"{FILE}:1: <top>: expected a mapping, got ['a', 'b']"]
 
 
+def test_an_unquoted_number_is_read_as_written_for_a_text_choice() -> None:
+    """`protocol: 5` is the text "5", one of the choices, as README promises values as written."""
+    mqtt = parse_config(edit("port: 1883", "port: 1883\n  protocol: 5")).mqtt
+    assert mqtt is not None
+    assert mqtt.protocol == "5"
+
+
 def test_scalar_where_a_section_is_expected_is_reported() -> None:
     """A string where the site section belongs is reported as expecting a mapping."""
     text = edit("site:\n  name: Test home\n  timezone: Europe/Oslo\n", "site: Test home\n")
