@@ -164,7 +164,7 @@ class Gateway:
         if problems:
             self.metrics.config_reloads.labels("failed").inc()
             for line in problems:
-                log.error("config_reload_failed", problem=line)
+                log.error("config_reload_failed", problem=line, running_config="kept")
             self.notifier.ready("config reload failed; running config kept")
             return False
         levels: dict[str, object] = {}

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from gateway.app import Gateway
 from gateway.config import load_config
@@ -357,3 +358,23 @@ async def test_a_handset_answer_redelivered_after_a_restart_is_not_applied_twice
     await asyncio.wait_for(task, 10)
     assert timeline()[len(before) :][:2] == ["rejected", "reopened"]
     assert acked[-1] == 9
+
+
+async def test_a_refused_reload_logs_that_the_running_config_is_kept(tmp_path: Path) -> None:
+    """A broken file on SIGHUP logs config_reload_failed saying the running config stays."""
+    path = write(tmp_path, ["h1"])
+    gw, stop, task, _ = await start(path)
+    path.write_text(path.read_text().replace("routing:", "routnig:"), encoding="utf-8")
+    with capture_logs() as logs:
+        assert gw.reload() is False
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    failed = [e for e in logs if e["event"] == "config_reload_failed"]
+    assert [e["problem"] for e in failed] == [
+        f"{path}:{path.read_text().splitlines().index('routnig:') + 1}: routnig: unknown key"
+        " (expected one of: devices, escalation, espa, handsets, inhibit, journal, kinds,"
+        " logging, metrics, mqtt, presence, rate_limit, record, roster, routing, rules,"
+        " schedules, site, sources, supervision, technical, zones)"
+    ]
+    assert all(e["running_config"] == "kept" for e in failed)
+    assert gw.config.routing  # still the running config's route
