@@ -28,12 +28,24 @@ class ConsoleChannel:
         self._handsets = dict(handsets)
         self._out = out or sys.stdout
         self._accepts: asyncio.Queue[tuple[float, Delivery]] = asyncio.Queue()
+        # Rings waiting for their accept, and those of them cancelled meanwhile: accepting a
+        # cleared or resolved alert is refused as unknown_alert, a warning in every demo.
+        self._waiting: dict[tuple[str, str], int] = {}
+        self._cancelled: set[tuple[str, str]] = set()
 
     async def run(self, put: Put) -> None:
         """Answer rings like a nurse on handsets configured with `auto_accept`."""
         while True:
             due, delivery = await self._accepts.get()
             await asyncio.sleep(max(0.0, due - time.monotonic()))
+            key = (delivery.handset, delivery.alert_id)
+            self._waiting[key] -= 1
+            if not self._waiting[key]:
+                del self._waiting[key]
+            if key in self._cancelled:
+                if key not in self._waiting:
+                    self._cancelled.discard(key)
+                continue
             put(Response(delivery.handset, delivery.alert_id, ResponseKind.ACCEPT, time.time()))
 
     async def send(self, delivery: Delivery) -> None:
@@ -51,6 +63,11 @@ class ConsoleChannel:
         )
         self._out.write(line)
         self._out.flush()
+        key = (delivery.handset, delivery.alert_id)
         if delivery.action == "ring" and hs is not None and hs.auto_accept is not None:
             # Rings come in order and the delay is fixed, so a FIFO keeps deadlines sorted.
             self._accepts.put_nowait((time.monotonic() + hs.auto_accept, delivery))
+            self._waiting[key] = self._waiting.get(key, 0) + 1
+            self._cancelled.discard(key)  # ringing again: answer it again
+        elif delivery.action == "cancel" and key in self._waiting:
+            self._cancelled.add(key)
