@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_check.add_argument("config")
     p_hist = sub.add_parser("history", help="show recent alerts with their timelines")
     p_hist.add_argument("config")
-    p_hist.add_argument("--limit", type=int, default=20)
+    p_hist.add_argument("--limit", type=_count, default=20, help="newest N alerts (default 20)")
     p_reload = sub.add_parser("reload", help="validate a config, then make the daemon reload it")
     p_reload.add_argument("config")
     sub.add_parser("espa", help="ESPA 4.4.4 wiring tool: espa monitor PORT | espa send PORT ...")
@@ -79,6 +79,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"alertgw: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (SQLite reads LIMIT -1 as no limit)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of alerts, at least 1, got {text!r}"
+        )
+    return value
 
 
 def _run_loop(main_coro: Coroutine[Any, Any, None]) -> None:

@@ -154,6 +154,21 @@ async def _create_journal(path: Path) -> None:
     await journal.close()
 
 
+@pytest.mark.parametrize("limit", ["0", "-1", "x"])
+def test_history_limit_must_be_a_positive_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], limit: str
+) -> None:
+    """`--limit 0` printed "no alerts journaled yet" over a full journal; -1 printed them all."""
+    path = write_config(tmp_path)
+    asyncio.run(_create_journal(tmp_path / "journal.db"))
+    with pytest.raises(SystemExit) as info:
+        main(["history", str(path), "--limit", limit])
+    assert info.value.code == 2
+    assert f"--limit: expected a whole number of alerts, at least 1, got {limit!r}" in (
+        capsys.readouterr().err
+    )
+
+
 def test_history_without_a_journal_says_so_and_creates_none(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
