@@ -117,6 +117,7 @@ class Gateway:
         self._fatal: Exception | None = None  # an inline routing error, for the router
         self._soon: list[Inbound] = []  # put() while the router idles; see _route_soon
         self._live = False  # lanes may start sends (their TaskGroup is running)
+        self._reload_pending = False  # a SIGHUP came while starting: reload once ready
         self._tg: asyncio.TaskGroup | None = None
         self._uncommitted_ids: set[str] = set()  # a redelivery may overtake its commit
         self._uncommitted_responses: set[str] = set()  # handset answers, likewise
@@ -264,10 +265,17 @@ class Gateway:
     async def run(self, shutdown_trigger: ShutdownTrigger | None = None) -> None:
         """Run until `shutdown_trigger` returns, then drain deliveries and exit cleanly."""
         pidlock = PidLock(self.pidfile)
+        # Before the pid file names us: `alertgw reload` may signal as soon as it does, and
+        # SIGHUP's default action would end the daemon while it opens the journal.
+        self._install_reload_handler()
         try:
             pidlock.acquire()
         except OSError as exc:
+            self._remove_reload_handler()
             raise JournalError(f"cannot write the pid file: {exc}") from exc
+        except BaseException:
+            self._remove_reload_handler()
+            raise
         try:
             await self.journal.open()
         except BaseException:
@@ -322,16 +330,17 @@ class Gateway:
                             watchdog_loop(self.notifier, interval, healthy=self._healthy),
                             name="gateway.watchdog",
                         )
-                    self._install_reload_handler()
                     self.ready.set()
                     if self._freeze_heap:
                         freeze_heap()
                     self.notifier.ready(f"routing for {self.config.site.name}")
+                    if self._reload_pending:
+                        self._reload_pending = False
+                        self.reload()
             except* ShutdownError:
                 log.info("gateway_stopped")
         finally:
             self._tg, self._live = None, False
-            self._remove_reload_handler()
             self._close_files()
             if server is not None:
                 server.shutdown()
@@ -341,6 +350,7 @@ class Gateway:
                 async with asyncio.timeout(None if not self._journal_down else 5.0):
                     await self.journal.close()
             pidlock.release()
+            self._remove_reload_handler()
 
     async def _restore(self) -> None:
         saved = await self.journal.levels()
@@ -752,7 +762,17 @@ class Gateway:
 
     def _install_reload_handler(self) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
+
+    def _on_sighup(self) -> None:
+        """Reload now while routing; while starting, once ready; while stopping, not at all."""
+        if self._live and self.ready.is_set():
+            self.reload()
+        elif not self.ready.is_set():
+            self._reload_pending = True
+            log.info("config_reload_deferred", why="starting")
+        else:
+            log.info("config_reload_skipped", why="stopping")
 
     def _remove_reload_handler(self) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import signal as signals
 import sqlite3
 import time
 from pathlib import Path
@@ -378,3 +379,37 @@ async def test_a_refused_reload_logs_that_the_running_config_is_kept(tmp_path: P
     ]
     assert all(e["running_config"] == "kept" for e in failed)
     assert gw.config.routing  # still the running config's route
+
+
+async def test_a_sighup_while_the_daemon_starts_is_applied_once_it_is_ready(
+    tmp_path: Path,
+) -> None:
+    """`alertgw reload` can find the pid file before routing starts: SIGHUP must not kill it."""
+    heard: list[int] = []
+    # Without a handler of the daemon's own, SIGHUP's default action ends the process; this
+    # one (replaced by the daemon's) only notes that the daemon did not take it.
+    previous = signals.signal(signals.SIGHUP, lambda signum, _frame: heard.append(signum))
+    try:
+        gw = Gateway(load_config(write(tmp_path, ["h1"])), serve_metrics=False)
+        restore = gw._restore  # the start-up step while the pid file exists
+
+        async def restore_then_hup() -> None:
+            assert (tmp_path / "journal.db.pid").exists()
+            signals.raise_signal(signals.SIGHUP)
+            await restore()
+
+        gw._restore = restore_then_hup  # type: ignore[method-assign]
+        stop = asyncio.Event()
+        task = asyncio.create_task(gw.run(stop.wait))
+        await asyncio.wait_for(gw.ready.wait(), 10)
+        reloads = gw.metrics.config_reloads.labels("ok")
+        for _ in range(100):
+            if reloads._value.get():  # prometheus_client has no public getter
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    finally:
+        signals.signal(signals.SIGHUP, previous)
+    assert heard == []
+    assert reloads._value.get() == 1
