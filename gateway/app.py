@@ -280,6 +280,7 @@ class Gateway:
             await self.journal.open()
         except BaseException:
             pidlock.release()
+            self._remove_reload_handler()
             raise
         server = None
         try:
