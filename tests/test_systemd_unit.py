@@ -54,7 +54,6 @@ REQUIRED = [
     ("Type", "notify"),
     ("NotifyAccess", "main"),
     ("ExecStart", "/opt/alertgw/.venv/bin/alertgw run /etc/alertgw/alertgw.yaml"),
-    ("ExecReload", "/bin/kill -HUP $MAINPID"),
     ("WatchdogSec", "30"),
     ("Restart", "always"),
     ("RestartSec", "2"),
@@ -91,6 +90,14 @@ REQUIRED = [
 def test_service_directive(unit: Directives, key: str, expected: str) -> None:
     """Each required [Service] directive is set exactly once, to the expected value."""
     assert values(unit, "Service", key) == [expected]
+
+
+def test_reload_checks_the_file_before_it_signals(unit: Directives) -> None:
+    """`systemctl reload` fails on a broken file (check exits 78) and sends no SIGHUP."""
+    assert values(unit, "Service", "ExecReload") == [
+        "/opt/alertgw/.venv/bin/alertgw check /etc/alertgw/alertgw.yaml",
+        "/bin/kill -HUP $MAINPID",
+    ]
 
 
 def test_serial_device_classes_allowed(unit: Directives) -> None:
@@ -137,7 +144,10 @@ def verify(unit_text: str, tmp_path: Path) -> list[str]:
         pytest.skip("systemd-analyze not installed (Debian package `systemd`)")
     # verify insists ExecStart's binary exists; the venv under /opt does not exist here.
     runnable = re.sub(
-        r"^ExecStart=.*$", f"ExecStart={sys.executable} -c pass", unit_text, flags=re.MULTILINE
+        r"^(ExecStart|ExecReload)=/opt/.*$",
+        rf"\1={sys.executable} -c pass",
+        unit_text,
+        flags=re.MULTILINE,
     )
     copy = tmp_path / "alertgw.service"
     copy.write_text(runnable)
