@@ -526,7 +526,19 @@ class EspaLink:
             return
         handsets = self._by_address.get(address, [])
         if not handsets or self._put is None:
-            self._log.debug("espa_status_unmatched", outcome=outcome.value, reason="no_handset")
+            if outcome in (
+                StatusOutcome.PENDING,
+                StatusOutcome.TERMINATED,
+                StatusOutcome.SPEECH_OPEN,
+            ):
+                self._log.debug("espa_status_unmatched", outcome=outcome.value, reason="no_handset")
+                return
+            # A carer's acknowledgement for an address no handset has (a typo in a handset's
+            # `address`, or the DECT numbers it differently) never accepts anything: say so.
+            self._rejects.labels(self.name, "espa_status_unmatched").inc()
+            self._log.warning(
+                "espa_status_unmatched", outcome=outcome.value, reason="no_handset", address=address
+            )
             return
         alert_ids = self._match_status(address, text, outcome)
         now = time.time()

@@ -491,6 +491,26 @@ async def test_ambiguous_or_stale_status_accepts_nothing_and_says_so() -> None:
         assert ("espa_status_unmatched", 0) in events
 
 
+async def test_an_ack_for_an_address_no_handset_has_is_counted_and_said() -> None:
+    """A DECT acking call address 22 (the handset is configured as 21: a typo, or another
+    numbering) accepts nothing; that is a WARNING and a counted reject, not a debug line."""
+    async with dect_link() as (link, put, dect):
+        async with asyncio.timeout(3):
+            await link.send(ring_for("a1", "Call room 101"))
+        with capture_logs() as logs:
+            dect.status("22", "6", text=b"Call room 101")
+            dect.status("22", "1")  # pending: nothing anyone needs to hear about
+            dect.status("21", "6", text=b"Call room 101")  # the real ack still works
+            got = await put.wait_for(lambda i: isinstance(i, Response))
+        assert isinstance(got, Response)
+        assert got.alert_id == "a1"
+        warned = [e for e in logs if e["log_level"] == "warning"]
+        assert [(e["event"], e["address"], e["outcome"]) for e in warned] == [
+            ("espa_status_unmatched", "22", "acknowledged")
+        ]
+        assert link._rejects.labels(link.name, "espa_status_unmatched")._value.get() == 1
+
+
 def is_fault(state: SignalState) -> Callable[[Item], bool]:
     """Match a paging_fault signal in `state`."""
     return lambda i: isinstance(i, Signal) and i.kind == "paging_fault" and i.state is state
