@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,28 @@ from typing import Any
 import aiomqtt
 import orjson
 
+from drivers.mqtt import MqttLink
+from gateway.config import MqttConfig
 from gateway.journal import Journal, StoredAlert
+from gateway.metrics import Metrics
+from tests.conftest import unique
+
+
+def bare_link(
+    port: int,
+    prefix: str,
+    *,
+    sources: dict[str, list[str]] | None = None,
+    handsets: dict[str, str] | None = None,
+    protocol: str | None = None,
+) -> MqttLink:
+    """An MQTT link alone (no gateway) on a fresh client id under `prefix`."""
+    config = MqttConfig(port=port, client_id=unique("alertgw"), status_topic=f"{prefix}/s")
+    if protocol is not None:
+        config = dataclasses.replace(config, protocol=protocol)  # type: ignore[arg-type]
+    return MqttLink(
+        config=config, sources=sources or {}, handsets=handsets or {}, metrics=Metrics()
+    )
 
 
 async def latest_alert(path: str | Path) -> StoredAlert:

@@ -13,12 +13,11 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from drivers.mqtt import RECEIVE_MAXIMUM, MqttLink
-from gateway.config import MqttConfig, load_config
-from gateway.metrics import Metrics
+from drivers.mqtt import RECEIVE_MAXIMUM
+from gateway.config import load_config
 from gateway.ports import Item
 from tests.conftest import Broker, free_port, running, unique
-from tests.integration.helpers import latest_alert, peer
+from tests.integration.helpers import bare_link, latest_alert, peer
 from tests.integration.test_mqtt_session import until
 from tests.integration.test_rules_mqtt import prefix_of, write_config
 
@@ -156,16 +155,8 @@ async def test_alertgw_sets_its_own_in_flight_window_under_v5(
     bounds intake: MQTT 5 asks for RECEIVE_MAXIMUM, 3.1.1 gets Mosquitto's default of 20
     (the shipped broker config raises it; a stock one does not)."""
     prefix = unique("t")
-    link = MqttLink(
-        config=MqttConfig(
-            port=broker.port,
-            client_id=unique("alertgw"),
-            status_topic=f"{prefix}/s",
-            protocol=protocol,  # type: ignore[arg-type]  # one of the Literal's values
-        ),
-        sources={"integrator": [f"{prefix}/in/#"]},
-        handsets={},
-        metrics=Metrics(),
+    link = bare_link(
+        broker.port, prefix, sources={"integrator": [f"{prefix}/in/#"]}, protocol=protocol
     )
     items: list[Item] = []  # never acknowledged: a journal that has not committed yet
     task = asyncio.create_task(link.run(items.append))

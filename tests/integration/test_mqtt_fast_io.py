@@ -7,14 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from drivers.mqtt import MqttLink
 from drivers.paho_io import PahoLoopIO
-from gateway.config import MqttConfig
-from gateway.metrics import Metrics
 from gateway.model import Delivery
 from gateway.ports import Item
 from tests.conftest import PROTOCOLS, Broker, make_config, running, unique
-from tests.integration.helpers import peer
+from tests.integration.helpers import bare_link, peer
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -27,16 +24,8 @@ async def test_a_burst_larger_than_the_socket_buffer_arrives_whole_and_in_order(
     writer waits for the socket to drain; the handset sees every message once, in order.
     """
     prefix = unique("t")
-    link = MqttLink(
-        config=MqttConfig(
-            port=broker.port,
-            client_id=unique("alertgw"),
-            status_topic=f"{prefix}/s",
-            protocol=protocol,  # type: ignore[arg-type]  # one of the Literal's values
-        ),
-        sources={},
-        handsets={"h1": f"{prefix}/handset/h1"},
-        metrics=Metrics(),
+    link = bare_link(
+        broker.port, prefix, handsets={"h1": f"{prefix}/handset/h1"}, protocol=protocol
     )
     items: list[Item] = []
     task = asyncio.create_task(link.run(items.append))
@@ -84,13 +73,11 @@ async def test_after_read_sees_each_read_whole_and_its_replies_leave_in_the_same
     """The hook runs once a read's messages are all handed over; what it queues is sent
     before the loop runs anything else (no extra iteration between signal and handset)."""
     prefix = unique("t")
-    link = MqttLink(
-        config=MqttConfig(
-            port=broker.port, client_id=unique("alertgw"), status_topic=f"{prefix}/s"
-        ),
+    link = bare_link(
+        broker.port,
+        prefix,
         sources={"integrator": [f"{prefix}/in/#"]},
         handsets={"h1": f"{prefix}/handset/h1"},
-        metrics=Metrics(),
     )
     loop = asyncio.get_running_loop()
     items: list[Item] = []
