@@ -97,6 +97,10 @@ class Gateway:
         self.metrics = metrics or Metrics()
         self.journal = Journal(config.journal.path, synchronous=config.journal.synchronous)
         self.engine = Engine(config, now=self.clock())
+        # Read when scraped, not set per signal: two gauge writes (a lock each) and a sum over
+        # the lanes on every route and every PUBACK were hot-path work nobody looked at.
+        self.metrics.active_alerts.set_function(lambda: self.engine.active_count)
+        self.metrics.outbox_depth.set_function(self._outbox_depth)
         self.drain_timeout = (
             drain_timeout if drain_timeout is not None else config.journal.drain_timeout
         )
@@ -384,8 +388,6 @@ class Gateway:
         pending = await self.journal.pending_deliveries()
         for d in pending:
             self._enqueue(d, 0.0)
-        self.metrics.active_alerts.set(self.engine.active_count)
-        self._update_outbox_gauge()
         if restored or pending:
             log.info(
                 "gateway_restored", active_alerts=len(restored), pending_deliveries=len(pending)
@@ -621,8 +623,6 @@ class Gateway:
                 room=t.alert.room,
                 detail=t.detail,
             )
-        self.metrics.active_alerts.set(self.engine.active_count)
-        self._update_outbox_gauge()
 
     def _decode_raw(self, item: Inbound) -> list[Signal]:
         decoder = self._decoders.get(item.source)
@@ -926,7 +926,6 @@ class Gateway:
             # Counted as a failed ring where the router hands it to the engine.
             why = "nobody listens" if unheard else "refused"
             self.put(DeliveryReport(handset, delivery.alert_id, "failed", time.time(), why))
-        self._update_outbox_gauge()
 
     def _reachable(self, lane: _Lane, *, reachable: bool) -> None:
         # Exported on change only: a lock and a lookup per message would tax the hot path.
@@ -947,7 +946,6 @@ class Gateway:
             action=delivery.action,
             seq=delivery.seq,
         )
-        self._update_outbox_gauge()
 
     def _confirm(self, delivery_id: int | None, state: DeliveryState) -> None:
         # A late "sent" mark only risks a resend after a crash, which (alert_id, seq) absorbs.
@@ -1145,10 +1143,9 @@ class Gateway:
             await asyncio.sleep(3600)
 
     def _outbox_depth(self) -> int:
-        return sum(len(lane.backlog) + len(lane.window) for lane in self._lanes.values())
-
-    def _update_outbox_gauge(self) -> None:
-        self.metrics.outbox_depth.set(self._outbox_depth())
+        # Also called from the metrics server's thread: list() copies the lanes in one step
+        # under the GIL, so a reload replacing them cannot break the iteration.
+        return sum(len(lane.backlog) + len(lane.window) for lane in list(self._lanes.values()))
 
 
 @dataclasses.dataclass(slots=True)

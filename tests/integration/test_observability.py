@@ -39,6 +39,7 @@ async def test_metrics_endpoint_serves_counts_and_connectivity(
     assert 'alertgw_deliveries_total{action="ring",handset="night1",outcome="sent"} 1.0' in text
     assert "alertgw_signal_to_handset_seconds_bucket" in text
     assert "alertgw_active_alerts 1.0" in text
+    assert "alertgw_outbox_depth 0.0" in text  # the ring was confirmed
 
 
 async def test_recorded_night_replays_through_the_same_rules(

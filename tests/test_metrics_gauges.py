@@ -1,0 +1,60 @@
+"""Gauges read from the gateway's state when scraped, and the Alert copy they rely on."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from gateway.app import Gateway
+from gateway.model import Alert, AlertState, Delivery, Priority
+from tests.conftest import make_config
+
+
+def test_outbox_and_active_gauges_follow_the_state_at_scrape_time(tmp_path: Path) -> None:
+    """No write per signal keeps them current: the registry asks the gateway each scrape."""
+    gw = Gateway(make_config(1, tmp_path), serve_metrics=False)
+    registry = gw.metrics.registry
+    assert registry.get_sample_value("alertgw_outbox_depth") == 0
+    assert registry.get_sample_value("alertgw_active_alerts") == 0
+    handset = next(iter(gw.config.handsets))
+    for seq in (1, 2, 3):
+        # Not running yet, so each message waits in the lane's backlog.
+        gw._enqueue(Delivery("a1", handset, seq, "ring", {"alert_id": "a1"}, id=seq), 0.0)
+    assert registry.get_sample_value("alertgw_outbox_depth") == 3
+    gw._lanes[handset].backlog.clear()
+    assert registry.get_sample_value("alertgw_outbox_depth") == 0
+
+
+def _alert() -> Alert:
+    return Alert(
+        id="a1",
+        key="k",
+        kind="fall",
+        room="101",
+        zone="north",
+        device="d1",
+        priority=Priority.HIGH,
+        critical=True,
+        state=AlertState.ACTIVE,
+        raised_at=1.0,
+        signal_id="s1",
+        text="Fall, room 101",
+    )
+
+
+def test_with_state_copies_every_field_and_changes_only_those_given() -> None:
+    a = _alert()
+    b = a.with_state(AlertState.ACCEPTED, accepted_by="night1", count=3)
+    assert b is not a
+    assert b.state is AlertState.ACCEPTED
+    assert (b.accepted_by, b.count) == ("night1", 3)
+    unchanged = {f.name for f in dataclasses.fields(Alert)} - {"state", "accepted_by", "count"}
+    assert {n: getattr(b, n) for n in unchanged} == {n: getattr(a, n) for n in unchanged}
+    assert a.state is AlertState.ACTIVE  # the original is frozen and untouched
+
+
+def test_with_state_refuses_a_field_alerts_do_not_have() -> None:
+    with pytest.raises(TypeError, match="no field 'colour'"):
+        _alert().with_state(AlertState.HELD, colour="red")
