@@ -381,6 +381,7 @@ class Gateway:
                 stored.last_seq,
                 condition_cleared=any(e[1] == "condition_cleared" for e in stored.events),
                 source=sources.get(stored.alert.signal_id),
+                timeline=stored.events,
             )
         self.engine.restore_conditions(
             {k: v for k, v in saved.items() if k.startswith(CONDITION_PREFIX)}

@@ -177,6 +177,27 @@ class _Rule:
         )
 
 
+def _answers(timeline: Iterable[tuple[float, str, str]]) -> tuple[set[str], set[str]]:
+    """Who rejected an alert, and who has declined it and not been rung or accepted since.
+
+    Read back from the timeline this module writes: a "rejected" event's detail starts with
+    the handset, a "ringing" event's detail ends in ": h1,h2", an "accepted" one is the
+    handset. Handset ids hold no spaces, commas or parentheses (config checks them).
+    """
+    rejected_by: set[str] = set()
+    declined: set[str] = set()
+    for _, event, detail in timeline:
+        if event == "rejected":
+            handset = detail.split(" ", 1)[0]
+            rejected_by.add(handset)
+            declined.add(handset)
+        elif event == "ringing" and ": " in detail:
+            declined.difference_update(detail.rsplit(": ", 1)[1].split(","))
+        elif event == "accepted":
+            declined.discard(detail)
+    return rejected_by, declined
+
+
 class Engine:
     """Routes signals to alerts and alerts to handsets for one config."""
 
@@ -460,13 +481,16 @@ class Engine:
         *,
         condition_cleared: bool = False,
         source: str | None = None,
+        timeline: Iterable[tuple[float, str, str]] = (),
     ) -> None:
         """Reload an active alert from the journal after a restart; its timer resumes.
 
         `condition_cleared`: a group leader whose own condition ended while members remain
         (its timeline has `condition_cleared`): it ends with its last member, and a new
         raise of its key is a new alert. `source` is its signal's, for rules matching on
-        `sources` when presence or an inhibition brings the condition back.
+        `sources` when presence or an inhibition brings the condition back. `timeline` is
+        its journaled (ts, event, detail) events, oldest first: who said no comes back
+        from it.
         """
         live = _Live(
             alert,
@@ -475,6 +499,7 @@ class Engine:
             self._ladder(alert.rule, critical=alert.critical),
             self._timers,
         )
+        live.rejected_by, live.declined = _answers(timeline)
         live.source = source
         self._live[alert.id] = live
         if condition_cleared:

@@ -370,6 +370,53 @@ def test_a_repeated_reject_is_no_news() -> None:
     assert c.rings() == [(0, "n-ost", "pull_cord"), (5, "n-vest", "pull_cord")]
 
 
+def journaled(c: Clocked, alert_id: str) -> list[tuple[float, str, str]]:
+    """An alert's timeline as the journal stores it (the reason goes into the detail)."""
+    return [
+        (t.ts, t.event, f"{t.detail} ({t.reason})" if t.reason else t.detail)
+        for t in c.out.transitions
+        if t.alert.id == alert_id
+    ]
+
+
+def restored(c: Clocked, alert_id: str) -> Clocked:
+    """A fresh engine holding `alert_id` as the gateway restores it from the journal."""
+    alert = c.engine.alert(alert_id)
+    assert alert is not None
+    rung = list(dict.fromkeys(d.handset for d in c.out.deliveries if d.alert_id == alert_id))
+    fresh = Clocked(config(), start=c.start, first_id=100)
+    fresh.now = c.now
+    seq = max(d.seq for d in c.out.deliveries if d.alert_id == alert_id)
+    fresh.engine.restore(alert, rung, seq, timeline=journaled(c, alert_id))
+    return fresh
+
+
+def test_a_restart_remembers_who_declined() -> None:
+    """Who said no comes back from the timeline: a second tap after a restart is no news."""
+    c = Clocked(config())
+    c.signal("cord-102")
+    c.at(5)
+    busy = Response("n-ost", "a1", ResponseKind.REJECT, c.now, reason="busy")
+    c.out.extend(c.engine.handle_response(busy, c.now))
+    assert ("rejected", "n-ost (busy)") in [(e, d) for _, e, d in journaled(c, "a1")]
+    fresh = restored(c, "a1")
+    assert fresh.respond("n-ost", "a1", "reject").transitions == []
+    fresh.at(200)
+    assert "n-ost" not in {h for _, h, _ in fresh.rings()}
+
+
+def test_a_restart_counts_a_reject_from_someone_rung_again_since() -> None:
+    """Everyone said no, the last step rang them all again: a new no after a restart counts."""
+    c = Clocked(config())
+    c.signal("cord-102")
+    for h in ("n-ost", "n-vest", "vakt"):
+        c.at(c.now - c.start + 1)
+        c.respond(h, "a1", "reject")
+    c.at(200)  # the last step rings everyone again
+    fresh = restored(c, "a1")
+    assert [t.event for t in fresh.respond("n-ost", "a1", "reject").transitions][:1] == ["rejected"]
+
+
 def test_a_reject_after_accepting_again_counts() -> None:
     """Reject, then accept after all, then reject: the last reject gives the alert back."""
     c = Clocked(config())

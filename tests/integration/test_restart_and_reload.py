@@ -361,6 +361,56 @@ async def test_a_handset_answer_redelivered_after_a_restart_is_not_applied_twice
     assert acked[-1] == 9
 
 
+async def test_a_restart_remembers_who_declined_an_alert(tmp_path: Path) -> None:
+    """A second reject tapped after a restart is no news, as it is without the restart.
+
+    Who declined lived only in memory: after a restart the same nurse's second tap (a new
+    message, not a broker redelivery) counted as a new reject and moved the alert on again.
+    """
+    path = write(tmp_path, ["h1", "h2"])
+    gw, stop, task, _ = await start(path)
+    gw.put(fall("raised", "s1"))
+    await settle()
+    with sqlite3.connect(tmp_path / "journal.db") as conn:
+        (alert_id,) = conn.execute("SELECT id FROM alerts").fetchone()
+
+    def reject(packet_id: int) -> RawResponse:
+        body = f'{{"alert_id": "{alert_id}", "response": "reject"}}'.encode()
+        return RawResponse("h1", body, time.time(), None, False, packet_id)
+
+    def timeline() -> list[tuple[str, str]]:
+        with sqlite3.connect(tmp_path / "journal.db") as conn:
+            return list(conn.execute("SELECT event, detail FROM events ORDER BY rowid"))
+
+    gw.put(reject(7))
+    await settle()
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    before = timeline()
+    assert [d for e, d in before if e == "rejected"] == ["h1"]
+
+    gw, stop, task, _ = await start(path)
+    gw.put(reject(8))  # the nurse taps "reject" again: a new message
+    await settle()
+    after = timeline()
+    gw.put(
+        RawResponse(
+            "h1",
+            f'{{"alert_id": "{alert_id}", "response": "accept"}}'.encode(),
+            time.time(),
+            None,
+            False,
+            9,
+        )
+    )
+    gw.put(reject(10))  # accepted since, so this reject hands it back and counts
+    await settle()
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert after == before
+    assert [e for e, _ in timeline()[len(before) :]][:3] == ["accepted", "rejected", "reopened"]
+
+
 async def test_a_refused_reload_logs_that_the_running_config_is_kept(tmp_path: Path) -> None:
     """A broken file on SIGHUP logs config_reload_failed saying the running config stays."""
     path = write(tmp_path, ["h1"])
