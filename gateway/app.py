@@ -45,6 +45,7 @@ from gateway.metrics import Metrics
 from gateway.model import Delivery, DeliveryState, Response, ResponseKind, Signal, SignalState
 from gateway.pidlock import PidLock
 from gateway.ports import DeliveryReport, HandsetChannel, Inbound, Item, RawResponse, Source
+from gateway.reloadstatus import ReloadReporter, status_path
 from gateway.sdnotify import Notifier, watchdog_interval, watchdog_loop
 
 log = structlog.get_logger("alertgw")
@@ -122,6 +123,7 @@ class Gateway:
         self._soon: list[Inbound] = []  # put() while the router idles; see _route_soon
         self._live = False  # lanes may start sends (their TaskGroup is running)
         self._reload_pending = False  # a SIGHUP came while starting: reload once ready
+        self._reload_status = ReloadReporter(status_path(config.journal.path))
         self._tg: asyncio.TaskGroup | None = None
         self._uncommitted_ids: set[str] = set()  # a redelivery may overtake its commit
         self._uncommitted_responses: set[str] = set()  # handset answers, likewise
@@ -153,7 +155,10 @@ class Gateway:
         self._inbox.put_nowait(None)
 
     def reload(self) -> bool:
-        """Re-read the config file; swap rules atomically, or keep the running config."""
+        """Re-read the config file; swap rules atomically, or keep the running config.
+
+        Either way the outcome goes to the status file `alertgw reload` waits for.
+        """
         self.notifier.reloading()
         problems: list[str] = []
         try:
@@ -171,6 +176,7 @@ class Gateway:
             for line in problems:
                 log.error("config_reload_failed", problem=line, running_config="kept")
             self.notifier.ready("config reload failed; running config kept")
+            self._reload_status.report("failed", problems, self.config.source_file)
             return False
         levels: dict[str, object] = {}
         for decoder in self._decoders.values():
@@ -192,6 +198,7 @@ class Gateway:
         log.info("config_reloaded", file=new.source_file, rules=len(new.rules))
         self.notifier.ready("config reloaded")
         self.kick()
+        self._reload_status.report("applied", file=new.source_file)
         return True
 
     def _build_drivers(self, console: TextIO | None) -> None:
@@ -283,6 +290,7 @@ class Gateway:
         try:
             await self.journal.open()
         except BaseException:
+            self._answer_deferred_reload()
             pidlock.release()
             self._remove_reload_handler()
             raise
@@ -354,6 +362,7 @@ class Gateway:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(None if not self._journal_down else 5.0):
                     await self.journal.close()
+            self._answer_deferred_reload()
             pidlock.release()
             self._remove_reload_handler()
 
@@ -775,6 +784,20 @@ class Gateway:
             log.info("config_reload_deferred", why="starting")
         else:
             log.info("config_reload_skipped", why="stopping")
+            self._reload_status.report(
+                "skipped", ["alertgw is stopping; nothing was reloaded"], self.config.source_file
+            )
+
+    def _answer_deferred_reload(self) -> None:
+        # A SIGHUP that came while starting and never ran: its `alertgw reload` still waits.
+        if self._reload_pending:
+            self._reload_pending = False
+            log.info("config_reload_skipped", why="stopped_before_ready")
+            self._reload_status.report(
+                "skipped",
+                ["alertgw stopped before it was ready; nothing was reloaded"],
+                self.config.source_file,
+            )
 
     def _remove_reload_handler(self) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
