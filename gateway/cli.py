@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import math
 import os
 import signal
 import sys
+import time
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from gateway.config import EX_CONFIG, Config, load_config
 from gateway.coverage import roster_gaps
 from gateway.errors import ConfigError, JournalError
 from gateway.journal import Journal
+from gateway.reloadstatus import ReloadStatus, read_status, status_path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,6 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_hist.add_argument("--limit", type=_count, default=20, help="newest N alerts (default 20)")
     p_reload = sub.add_parser("reload", help="validate a config, then make the daemon reload it")
     p_reload.add_argument("config")
+    p_reload.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=10.0,
+        help="seconds to wait for the daemon's answer (default 10)",
+    )
     sub.add_parser("espa", help="ESPA 4.4.4 wiring tool: espa monitor PORT | espa send PORT ...")
     cli_tools.add_parsers(sub)
     args = parser.parse_args(args_list)
@@ -58,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"warning: {line}")
         return 0
     if args.command == "reload":
-        return _reload(config)
+        return _reload(config, args.timeout)
     try:
         if args.command == "history":
             if not Path(config.journal.path).is_file():
@@ -94,6 +103,17 @@ def _count(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: a number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
+
+
 def _run_loop(main_coro: Coroutine[Any, Any, None]) -> None:
     """Run the daemon on uvloop when installed (fewer wake-up costs), else on asyncio."""
     try:
@@ -121,29 +141,73 @@ def summary(config: Config) -> str:
     )
 
 
-def _reload(config: Config) -> int:
-    """Signal the running daemon (pid file beside the journal) to reload; config is valid."""
+def _reload(config: Config, timeout: float) -> int:
+    """Signal the running daemon (pid file beside the journal) and report its answer.
+
+    The config is valid here. SIGHUP itself says nothing back, so wait for the daemon's
+    entry in the status file: 0 when it applied the file, 1 when it refused or skipped it
+    (its problem lines printed) or gave no answer within `timeout` seconds.
+    """
     pidfile = Path(str(config.journal.path) + ".pid")
+    statusfile = status_path(config.journal.path)
     try:
         pid = pidlock.holder(pidfile)
-        if pid is not None:
-            os.kill(pid, signal.SIGHUP)
     except OSError as exc:
-        why = str(exc)
+        pid, why = None, str(exc)
     else:
         why = "stale: no alertgw holds it" if pid is None else ""
-    if why:
+    if pid is None:
         print(
             f"alertgw: config is valid, but no running daemon was signalled ({pidfile}: {why})."
             " Under systemd use: systemctl reload alertgw",
             file=sys.stderr,
         )
         return 1
-    print(
-        f"config valid; asked alertgw (pid {pid}) to reload it — see its log for"
-        " config_reloaded or config_reload_failed"
-    )
-    return 0
+    try:
+        before = read_status(statusfile)  # the answer to this signal must be newer
+        os.kill(pid, signal.SIGHUP)
+        answer = _await_answer(statusfile, pid, before, timeout)
+    except OSError as exc:
+        print(f"alertgw: config is valid, but asking pid {pid} failed: {exc}", file=sys.stderr)
+        return 1
+    if answer is None:
+        print(
+            f"alertgw: no answer from alertgw (pid {pid}) within {timeout:g} s ({statusfile});"
+            " its log says config_reloaded or config_reload_failed",
+            file=sys.stderr,
+        )
+        return 1
+    if answer.outcome == "applied":
+        print(f"alertgw (pid {pid}) reloaded {answer.file or config.source_file}")
+        return 0
+    for line in answer.problems:
+        print(line, file=sys.stderr)
+    if answer.outcome == "failed":
+        print(
+            f"alertgw: pid {pid} refused the new config and keeps running the old one",
+            file=sys.stderr,
+        )
+    else:
+        print(f"alertgw: pid {pid} did not reload", file=sys.stderr)
+    return 1
+
+
+def _await_answer(
+    path: Path, pid: int, before: ReloadStatus | None, timeout: float
+) -> ReloadStatus | None:
+    """Poll for an entry from `pid` newer than `before`; None when none came in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        entry = read_status(path)
+        if (
+            entry is not None
+            and entry.pid == pid
+            and (before is None or before.pid != pid or entry.seq > before.seq)
+        ):
+            return entry
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
 
 
 async def _history(config: Config, limit: int) -> int:

@@ -18,6 +18,7 @@ from gateway.cli import main
 from gateway.config import EX_CONFIG
 from gateway.journal import Journal
 from gateway.pidlock import PidLock
+from gateway.reloadstatus import ReloadStatus, status_path, write_status
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -237,17 +238,51 @@ def sighup_held() -> Iterator[None]:
 def test_reload_signals_the_daemon_that_holds_the_pid_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`reload` sends SIGHUP to the pid in a pid file a running daemon holds locked."""
+    """`reload` sends SIGHUP to the lock holder; no answer within --timeout is a failure."""
     path = write_config(tmp_path)
     lock = PidLock(tmp_path / "journal.db.pid")
-    lock.acquire()  # this process plays the running daemon
+    lock.acquire()  # this process plays a daemon that never answers (SIGHUP held)
     try:
         with sighup_held():
-            assert main(["reload", str(path)]) == 0
+            assert main(["reload", str(path), "--timeout", "0.2"]) == 1
             assert signal.SIGHUP in signal.sigpending()
     finally:
         lock.release()
-    assert f"asked alertgw (pid {os.getpid()}) to reload" in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert err.startswith(f"alertgw: no answer from alertgw (pid {os.getpid()}) within 0.2 s")
+    assert "config_reload_failed" in err  # where to look instead
+
+
+def test_reload_does_not_take_an_answer_given_before_its_signal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An entry already in the status file answers an earlier reload, not this one."""
+    path = write_config(tmp_path)
+    write_status(
+        status_path(tmp_path / "journal.db"), ReloadStatus(3, os.getpid(), "applied", file="x")
+    )
+    lock = PidLock(tmp_path / "journal.db.pid")
+    lock.acquire()
+    try:
+        with sighup_held():
+            assert main(["reload", str(path), "--timeout", "0.2"]) == 1
+    finally:
+        lock.release()
+    assert "no answer from alertgw" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "x", "inf", "nan"])
+def test_reload_timeout_must_be_seconds_above_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], timeout: str
+) -> None:
+    """`--timeout 0` could never see an answer; it is a usage error, like a word."""
+    path = write_config(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["reload", str(path), "--timeout", timeout])
+    assert info.value.code == 2
+    assert f"--timeout: expected a number of seconds above 0, got {timeout!r}" in (
+        capsys.readouterr().err
+    )
 
 
 def test_reload_refuses_a_stale_pid_file(

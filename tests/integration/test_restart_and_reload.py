@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import signal as signals
 import sqlite3
 import time
@@ -13,12 +14,14 @@ import pytest
 from structlog.testing import capture_logs
 
 from gateway.app import Gateway
+from gateway.cli import main
 from gateway.config import load_config
 from gateway.engine import Transition
 from gateway.journal import Journal
 from gateway.model import AlertState
 from gateway.pidlock import PidLock
 from gateway.ports import Inbound, RawResponse
+from gateway.reloadstatus import read_status
 from tests.test_journal import alert, signal
 
 YAML = """
@@ -463,3 +466,104 @@ async def test_a_sighup_while_the_daemon_starts_is_applied_once_it_is_ready(
         signals.signal(signals.SIGHUP, previous)
     assert heard == []
     assert reloads._value.get() == 1
+
+
+def hear_sighup(gw: Gateway) -> asyncio.Event:
+    """Wrap the daemon's SIGHUP handler (before `run` installs it); the event says it ran."""
+    heard = asyncio.Event()
+    on_sighup = gw._on_sighup
+
+    def handler() -> None:
+        on_sighup()
+        heard.set()
+
+    gw._on_sighup = handler  # type: ignore[method-assign]
+    return heard
+
+
+async def reload_command(path: Path, heard: asyncio.Event) -> asyncio.Task[int]:
+    """Start `alertgw reload PATH` in a thread; return once the daemon has had its SIGHUP."""
+    task = asyncio.create_task(asyncio.to_thread(main, ["reload", str(path)]))
+    await asyncio.wait_for(heard.wait(), 10)
+    return task
+
+
+async def test_reload_during_start_answers_once_the_deferred_reload_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`alertgw reload` while the daemon starts waits for the reload done once it is ready."""
+    path = write(tmp_path, ["h1"])
+    gw = Gateway(load_config(path), console=io.StringIO(), serve_metrics=False)
+    heard = hear_sighup(gw)
+    restore = gw._restore  # the start-up step while the pid file exists
+    command: list[asyncio.Task[int]] = []
+
+    async def restore_after_a_reload_command() -> None:
+        command.append(await reload_command(path, heard))
+        assert gw._reload_pending  # deferred, not answered yet
+        await restore()
+
+    gw._restore = restore_after_a_reload_command  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(gw.run(stop.wait))
+    await asyncio.wait_for(gw.ready.wait(), 10)
+    assert await asyncio.wait_for(command[0], 15) == 0
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    out = capsys.readouterr().out.splitlines()  # the daemon's own log lines are there too
+    assert f"alertgw (pid {os.getpid()}) reloaded {path}" in out
+    answer = read_status(tmp_path / "journal.db.reload")
+    assert answer is not None
+    assert (answer.seq, answer.outcome) == (1, "applied")
+
+
+async def test_reload_while_the_daemon_stops_fails_saying_nothing_was_reloaded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A SIGHUP after routing ended is skipped; `alertgw reload` says so and exits 1."""
+    path = write(tmp_path, ["h1"])
+    gw, stop, task, _ = await start(path)
+    heard = hear_sighup(gw)
+    gw._install_reload_handler()  # again: `start` installed the unwrapped handler
+    close = gw.journal.close  # the last step before the pid file goes
+    command: list[asyncio.Task[int]] = []
+
+    async def close_after_a_reload_command() -> None:
+        command.append(await reload_command(path, heard))
+        await close()
+
+    gw.journal.close = close_after_a_reload_command  # type: ignore[method-assign]
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert await asyncio.wait_for(command[0], 15) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "alertgw is stopping; nothing was reloaded",
+        f"alertgw: pid {os.getpid()} did not reload",
+    ]
+
+
+async def test_a_reload_deferred_by_a_start_that_fails_is_answered(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGHUP while starting, then the start fails: the waiting command hears why at once."""
+    path = write(tmp_path, ["h1"])
+    (tmp_path / "capture").mkdir()  # the record path names a directory: the start fails
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text + f'record: {{path: "{tmp_path / "capture"}"}}\n', encoding="utf-8")
+    gw = Gateway(load_config(path), console=io.StringIO(), serve_metrics=False)
+    heard = hear_sighup(gw)
+    open_journal = gw.journal.open
+    command: list[asyncio.Task[int]] = []
+
+    async def open_after_a_reload_command() -> None:
+        command.append(await reload_command(path, heard))
+        await open_journal()
+
+    gw.journal.open = open_after_a_reload_command  # type: ignore[method-assign]
+    with pytest.raises(IsADirectoryError):
+        await gw.run(asyncio.Event().wait)
+    assert await asyncio.wait_for(command[0], 15) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "alertgw stopped before it was ready; nothing was reloaded",
+        f"alertgw: pid {os.getpid()} did not reload",
+    ]
