@@ -92,11 +92,10 @@ def test_service_directive(unit: Directives, key: str, expected: str) -> None:
     assert values(unit, "Service", key) == [expected]
 
 
-def test_reload_checks_the_file_before_it_signals(unit: Directives) -> None:
-    """`systemctl reload` fails on a broken file (check exits 78) and sends no SIGHUP."""
+def test_reload_fails_when_the_file_is_broken_or_refused(unit: Directives) -> None:
+    """`systemctl reload` runs `alertgw reload`: it fails unless the daemon applied the file."""
     assert values(unit, "Service", "ExecReload") == [
-        "/opt/alertgw/.venv/bin/alertgw check /etc/alertgw/alertgw.yaml",
-        "/bin/kill -HUP $MAINPID",
+        "/opt/alertgw/.venv/bin/alertgw reload /etc/alertgw/alertgw.yaml",
     ]
 
 
