@@ -99,6 +99,12 @@ def test_reload_fails_when_the_file_is_broken_or_refused(unit: Directives) -> No
     ]
 
 
+def test_the_daemon_runs_in_its_state_directory(unit: Directives) -> None:
+    """A relative journal.path lands in the writable StateDirectory, not read-only /var."""
+    (state,) = values(unit, "Service", "StateDirectory")
+    assert values(unit, "Service", "WorkingDirectory") == [f"/var/lib/{state}"]
+
+
 def test_serial_device_classes_allowed(unit: Directives) -> None:
     """Only the serial device classes are allowed past DevicePolicy=closed, read-write."""
     assert sorted(values(unit, "Service", "DeviceAllow")) == [
