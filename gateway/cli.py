@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway import cli_tools, logs, pidlock
-from gateway.config import EX_CONFIG, Config, load_config
+from gateway.config import EX_CONFIG, Config, JournalConfig, load_config
 from gateway.coverage import roster_gaps
 from gateway.errors import ConfigError, JournalError
 from gateway.journal import Journal
@@ -65,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # rings the failsafe group), and a home may staff a zone from another on purpose.
         for line in roster_gaps(config):
             print(f"warning: {line}")
+        if not Path(config.journal.path).is_absolute():
+            print(f"warning: {_relative_journal(config.journal.path)}")
         return 0
     if args.command == "reload":
         return _reload(config, args.timeout)
@@ -138,6 +140,17 @@ def summary(config: Config) -> str:
         f"critical kinds: {', '.join(critical) or 'none'}\n"
         f"  journal {config.journal.path}, metrics "
         + (f"{config.metrics.host}:{config.metrics.port}" if config.metrics.enabled else "off")
+    )
+
+
+def _relative_journal(path: str) -> str:
+    """What a relative journal.path means from here and under systemd, and what to use."""
+    default = " (the default)" if path == JournalConfig().path else ""
+    return (
+        f"journal.path: {path}{default} is relative, so each process resolves it against its"
+        f" own working directory: from here it is {os.path.abspath(path)}, under the shipped"
+        f" systemd unit /var/lib/alertgw/{path}; `reload` and `history` run from another"
+        " directory look elsewhere. Use an absolute path such as /var/lib/alertgw/alertgw.db"
     )
 
 

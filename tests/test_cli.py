@@ -71,6 +71,33 @@ def test_check_valid_config_prints_summary_and_returns_0(
     assert "1 source(s), 2 device(s) in 1 room(s) / 1 zone(s)" in out
     assert "1 handset(s), 1 route(s); critical kinds: fall" in out
     assert "metrics off" in out
+    assert "warning" not in out  # an absolute journal path, no roster
+
+
+@pytest.mark.parametrize(
+    ("journal", "relative"),
+    [("journal: {path: state/journal.db}\n", "state/journal.db"), ("", "var/alertgw.db")],
+    ids=["written", "default"],
+)
+def test_check_warns_about_a_relative_journal_path(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    journal: str,
+    relative: str,
+) -> None:
+    """A relative journal.path depends on the working directory: `check` says where it lands."""
+    path = write_config(tmp_path, VALID.replace("journal: {path: JOURNAL}\n", journal))
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", str(path)]) == 0
+    default = " (the default)" if not journal else ""
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"warning: journal.path: {relative}{default} is relative, so each process resolves it"
+        f" against its own working directory: from here it is {tmp_path / relative}, under"
+        f" the shipped systemd unit /var/lib/alertgw/{relative}; `reload` and `history` run"
+        " from another directory look elsewhere. Use an absolute path such as"
+        " /var/lib/alertgw/alertgw.db"
+    )
 
 
 def test_check_warns_about_a_roster_gap_and_still_returns_0(
