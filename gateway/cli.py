@@ -8,6 +8,7 @@ import datetime as dt
 import math
 import os
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Coroutine, Sequence
@@ -224,10 +225,13 @@ def _await_answer(
 
 
 async def _history(config: Config, limit: int) -> int:
-    journal = Journal(config.journal.path)
-    await journal.open()
+    # Read-only: an audit tool must not write the audit trail (nor, run as root, leave
+    # files beside it that the daemon's user cannot open).
+    journal = await Journal.open_readonly(config.journal.path)
     try:
         alerts = await journal.recent_alerts(limit)
+    except sqlite3.Error as exc:
+        raise JournalError(f"cannot read the journal: {exc}") from exc
     finally:
         await journal.close()
     tz = ZoneInfo(config.site.timezone)

@@ -6,9 +6,10 @@ import asyncio
 import dataclasses
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import aiosqlite
 import orjson
@@ -134,6 +135,30 @@ class Journal:
         self._next_outbox_id = int(next(iter(rows))[0]) + 1
         self._db = db
 
+    @classmethod
+    async def open_readonly(cls, path: str | Path) -> Self:
+        """Open an existing journal to read only: no PRAGMA, no migration, no file written.
+
+        For `alertgw history`, which may run as root beside a daemon running as its own
+        user. Raises JournalError for a file that is missing, not a journal, or of a schema
+        other than this alertgw's (only the daemon migrates).
+        """
+        journal = cls(path)
+        uri = _readonly_uri(journal.path)
+        try:
+            # Probe first, as `open` does: a failed aiosqlite.connect outlives the loop.
+            await asyncio.to_thread(lambda: sqlite3.connect(uri, uri=True).close())
+            db = await aiosqlite.connect(uri, uri=True)
+        except (OSError, sqlite3.Error) as exc:
+            raise JournalError(f"cannot open the journal: {exc}") from exc
+        try:
+            await _check_readable(db)
+        except BaseException:
+            await db.close()
+            raise
+        journal._db = db
+        return journal
+
     @staticmethod
     async def _migrate(db: aiosqlite.Connection) -> None:
         """Bring a journal written by an older alertgw up to SCHEMA_VERSION."""
@@ -145,10 +170,7 @@ class Journal:
         if not tables:
             return  # a new file: SCHEMA creates the current shape
         if version > SCHEMA_VERSION:
-            raise JournalError(
-                f"journal schema version {version} is newer than this alertgw's"
-                f" ({SCHEMA_VERSION}); upgrade alertgw or move the journal aside"
-            )
+            raise _newer_schema(version)
         if version == 0:
             # One transaction: a crash half way leaves version 0, and the next start redoes it.
             await db.executescript(f"BEGIN;{_MIGRATE_0_TO_1}PRAGMA user_version=1;COMMIT;")
@@ -460,6 +482,50 @@ class Journal:
             await self.db.execute("PRAGMA incremental_vacuum(2000)")
             await self.db.commit()
         return removed
+
+
+def _readonly_uri(path: Path) -> str:
+    """A read-only SQLite URI for `path`: immutable when no connection has the file open."""
+    uri = f"file://{urllib.parse.quote(str(path.absolute()))}?mode=ro"
+    # A read-only connection to a WAL database creates the -wal and -shm files when they
+    # are missing, and cannot remove them on close. A running daemon always has its -wal
+    # (a kill -9 leaves it too, with commits the main file lacks), so without one the main
+    # file holds every commit: read it as immutable and create nothing. A daemon starting
+    # meanwhile writes to a new -wal; the main file changes only at a later checkpoint.
+    # With a -wal, the reader may have to create the -shm (SQLite gives it the database
+    # file's owner when run as root). A hot rollback journal is read the plain way too.
+    beside = [path.with_name(path.name + suffix) for suffix in ("-wal", "-journal")]
+    if not any(p.exists() for p in beside):
+        uri += "&immutable=1"
+    return uri
+
+
+async def _check_readable(db: aiosqlite.Connection) -> None:
+    """Raise JournalError unless `db` has this alertgw's schema, which a reader cannot migrate."""
+    try:
+        rows = await db.execute_fetchall("PRAGMA user_version")
+        version = int(next(iter(rows))[0])
+        tables = await db.execute_fetchall(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+        )
+    except sqlite3.Error as exc:  # e.g. "file is not a database"
+        raise JournalError(f"cannot read the journal: {exc}") from exc
+    if version > SCHEMA_VERSION:
+        raise _newer_schema(version)
+    if not tables:
+        raise JournalError("no alertgw journal in this file (is journal.path right?)")
+    if version < SCHEMA_VERSION:
+        raise JournalError(
+            f"journal schema version {version} is older than this alertgw's"
+            f" ({SCHEMA_VERSION}); start the daemon once to migrate it, then retry"
+        )
+
+
+def _newer_schema(version: int) -> JournalError:
+    return JournalError(
+        f"journal schema version {version} is newer than this alertgw's"
+        f" ({SCHEMA_VERSION}); upgrade alertgw or move the journal aside"
+    )
 
 
 _INSERT_SIGNAL = (

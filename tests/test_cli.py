@@ -16,11 +16,14 @@ import pytest
 
 from gateway.cli import main
 from gateway.config import EX_CONFIG
+from gateway.engine import Transition
 from gateway.journal import Journal
+from gateway.model import Alert, AlertState, Priority
 from gateway.pidlock import PidLock
 from gateway.reloadstatus import ReloadStatus, status_path, write_status
 
 REPO = Path(__file__).resolve().parent.parent
+T0 = 1_700_000_000.0
 
 VALID = """\
 site: {name: CLI home, timezone: Europe/Oslo}
@@ -180,6 +183,84 @@ async def _create_journal(path: Path) -> None:
     journal = Journal(path)
     await journal.open()
     await journal.close()
+
+
+def fall(n: int) -> Transition:
+    """Fall alert number `n` being raised, n seconds after the first."""
+    return Transition(
+        Alert(
+            id=f"alert-{n:03d}",
+            key=f"fall-101/{n}",
+            kind="fall",
+            room="101",
+            zone="east",
+            device="fall-101",
+            priority=Priority.CRITICAL,
+            critical=True,
+            state=AlertState.ACTIVE,
+            raised_at=T0 + n,
+            signal_id=f"sig-{n}",
+            text="FALL room 101",
+        ),
+        "raised",
+        T0 + n,
+    )
+
+
+async def test_history_reads_beside_a_running_daemon_and_writes_nothing(tmp_path: Path) -> None:
+    """`history` in a process of its own reads the daemon's latest commits through its WAL."""
+    path = write_config(tmp_path)
+    daemon = Journal(tmp_path / "journal.db")  # what the daemon holds open while it runs
+    await daemon.open()
+    try:
+        await daemon.commit_batch([], [fall(1), fall(2)], [])
+        journal_files = ("journal.db", "journal.db-wal")
+        before = {n: (tmp_path / n).read_bytes() for n in journal_files}
+        result = await asyncio.to_thread(alertgw_process, "history", str(path))
+        assert result.returncode == 0, result.stderr
+        assert [line.split()[2] for line in result.stdout.splitlines()[::2]] == [
+            "alert-002",
+            "alert-001",
+        ]
+        # The -shm is SQLite's shared memory, which readers write by design; the rest is not.
+        assert {n: (tmp_path / n).read_bytes() for n in journal_files} == before
+    finally:
+        await daemon.close()
+
+
+def test_history_of_a_journal_no_daemon_has_open_creates_no_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run as root, new -wal and -shm files would be left beside the journal; none appear."""
+    path = write_config(tmp_path)
+
+    async def journal_two() -> None:
+        daemon = Journal(tmp_path / "journal.db")
+        await daemon.open()
+        await daemon.commit_batch([], [fall(1), fall(2)], [])
+        await daemon.close()
+
+    asyncio.run(journal_two())
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert main(["history", str(path), "--limit", "1"]) == 0
+    assert "alert-002" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_history_of_a_journal_not_yet_migrated_asks_for_a_daemon_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An older schema is one line saying how to migrate it, and the file stays as it was."""
+    path = write_config(tmp_path)
+    with contextlib.closing(sqlite3.connect(tmp_path / "journal.db")) as db:
+        db.execute("CREATE TABLE events (rowid INTEGER PRIMARY KEY, alert_id TEXT)")
+    before = (tmp_path / "journal.db").read_bytes()
+    assert main(["history", str(path)]) == 1
+    assert capsys.readouterr().err == (
+        f"alertgw: {tmp_path / 'journal.db'}: journal schema version 0 is older than this"
+        " alertgw's (1); start the daemon once to migrate it, then retry\n"
+    )
+    assert (tmp_path / "journal.db").read_bytes() == before
 
 
 @pytest.mark.parametrize("limit", ["0", "-1", "x"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shutil
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -522,3 +523,89 @@ async def test_prune_clock_moves_at_most_a_step_past_the_last_prune(
     await journal.prune(T0 - year - 90 * 86400, clock=T0 - year)
     assert await journal.prune_clock(T0 + 10 * year, step=step) == T0 + 2 * step
     assert rows(db_path, "SELECT id FROM signals") == [("s1",)]
+
+
+def snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file in `directory` with its bytes and modification time."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in directory.iterdir()}
+
+
+async def test_a_reader_sees_what_a_running_writer_committed(
+    journal: Journal, db_path: Path
+) -> None:
+    """A read-only open beside the daemon's WAL connection reads its latest commits."""
+    await journal.commit_batch([], [Transition(alert("a1"), "raised", T0)], [])
+    reader = await Journal.open_readonly(db_path)
+    try:
+        await journal.commit_batch(
+            [], [Transition(alert("a2", raised_at=T0 + 1), "raised", T0)], []
+        )
+        assert [s.alert.id for s in await reader.recent_alerts()] == ["a2", "a1"]
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            await reader.db.execute("DELETE FROM alerts")
+    finally:
+        await reader.close()
+    assert rows(db_path, "SELECT COUNT(*) FROM alerts") == [(2,)]
+
+
+async def test_a_reader_of_a_closed_journal_writes_and_creates_nothing(db_path: Path) -> None:
+    """With no daemon running, reading leaves the directory byte for byte as it was."""
+    writer = Journal(db_path)
+    await writer.open()
+    await writer.commit_batch([], [Transition(alert("a1"), "raised", T0)], [])
+    await writer.close()
+    before = snapshot(db_path.parent)
+    assert set(before) == {"journal.db"}  # the last close removed the -wal and -shm
+    reader = await Journal.open_readonly(db_path)
+    try:
+        assert [s.alert.id for s in await reader.recent_alerts()] == ["a1"]
+    finally:
+        await reader.close()
+    assert snapshot(db_path.parent) == before
+
+
+async def test_a_reader_finds_commits_a_killed_daemon_left_in_its_wal(
+    journal: Journal, db_path: Path, tmp_path: Path
+) -> None:
+    """After a kill -9 the newest commits are only in the -wal: the reader must not skip it."""
+    await journal.commit_batch([], [Transition(alert("a1"), "raised", T0)], [])
+    crashed = tmp_path / "crashed"  # the files as a killed daemon leaves them
+    crashed.mkdir()
+    for name in ("journal.db", "journal.db-wal"):
+        shutil.copyfile(db_path.parent / name, crashed / name)
+    reader = await Journal.open_readonly(crashed / "journal.db")
+    try:
+        assert [s.alert.id for s in await reader.recent_alerts()] == ["a1"]
+    finally:
+        await reader.close()
+
+
+async def test_a_reader_refuses_a_journal_the_daemon_has_not_migrated(db_path: Path) -> None:
+    """Only the daemon migrates: a reader names the old version and leaves the file as it is."""
+    db_path.parent.mkdir(parents=True)
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        db.executescript(_SCHEMA_0)
+    before = snapshot(db_path.parent)
+    with pytest.raises(JournalError, match=r"schema version 0 is older.*start the daemon once"):
+        await Journal.open_readonly(db_path)
+    assert snapshot(db_path.parent) == before
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "cannot open the journal: unable to open database file"),
+        (b"not sqlite at all, but long enough to have a header" * 4, "file is not a database"),
+        (b"", "no alertgw journal in this file"),
+    ],
+)
+async def test_a_reader_refuses_what_is_not_a_journal(
+    db_path: Path, content: bytes | None, problem: str
+) -> None:
+    """A missing file, another kind of file or an empty one is a JournalError, never created."""
+    db_path.parent.mkdir(parents=True)
+    if content is not None:
+        db_path.write_bytes(content)
+    with pytest.raises(JournalError, match=problem):
+        await Journal.open_readonly(db_path)
+    assert [p.name for p in db_path.parent.iterdir()] == ([] if content is None else ["journal.db"])
