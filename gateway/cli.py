@@ -17,10 +17,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway import cli_tools, logs, pidlock
+from gateway.closedpipe import stop_quietly_on_closed_stdout
 from gateway.config import EX_CONFIG, Config, JournalConfig, load_config
 from gateway.coverage import roster_gaps
 from gateway.errors import ConfigError, JournalError
-from gateway.journal import Journal
+from gateway.journal import Journal, StoredAlert
 from gateway.reloadstatus import ReloadStatus, read_status, status_path
 
 
@@ -235,6 +236,10 @@ async def _history(config: Config, limit: int) -> int:
     finally:
         await journal.close()
     tz = ZoneInfo(config.site.timezone)
+    return stop_quietly_on_closed_stdout(lambda: _print_history(alerts, tz))
+
+
+def _print_history(alerts: Sequence[StoredAlert], tz: ZoneInfo) -> int:
     if not alerts:
         print("no alerts journaled yet")
     for stored in alerts:

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from gateway.closedpipe import stop_quietly_on_closed_stdout
 from gateway.config import EX_CONFIG, Config, load_config
 from gateway.errors import ConfigError
 from gateway.replay import CaptureError, compare, load_capture, render, replay
@@ -52,6 +53,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def run(args: argparse.Namespace) -> int:
     """Run one offline subcommand; return the exit code."""
+    # Reports, schemas and captures are long: `| head` must not end them in a traceback.
+    return stop_quietly_on_closed_stdout(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "schema":
         print(json.dumps(json_schema(Config), indent=2, ensure_ascii=False))
         return 0

@@ -55,6 +55,24 @@ def alertgw_process(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def alertgw_into_closed_pipe(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m gateway.cli ARGS` printing into a pipe whose reader has already gone."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli", *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=REPO,
+        )
+    finally:
+        os.close(write_end)
+
+
 def write_config(tmp_path: Path, text: str = VALID) -> Path:
     """Write a config into tmp_path with its journal inside tmp_path too."""
     path = tmp_path / "alertgw.yaml"
@@ -245,6 +263,43 @@ def test_history_of_a_journal_no_daemon_has_open_creates_no_file(
     assert main(["history", str(path), "--limit", "1"]) == 0
     assert "alert-002" in capsys.readouterr().out
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_history_into_head_stops_quietly_with_141(tmp_path: Path) -> None:
+    """`history | head -3` ends without a traceback, exiting as a tool SIGPIPE killed would."""
+    path = write_config(tmp_path)
+
+    async def journal_many() -> None:
+        daemon = Journal(tmp_path / "journal.db")
+        await daemon.open()
+        # Far more than a pipe holds, so the writer is still writing when head exits.
+        await daemon.commit_batch([], [fall(n) for n in range(3000)], [])
+        await daemon.close()
+
+    asyncio.run(journal_many())
+    history = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "history", str(path), "--limit", "3000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+    assert history.stdout is not None
+    head = subprocess.run(
+        ["head", "-3"], stdin=history.stdout, capture_output=True, timeout=60, check=True
+    )
+    history.stdout.close()  # head holds the only reader now, and it has exited
+    _, err = history.communicate(timeout=60)
+    assert len(head.stdout.splitlines()) == 3
+    assert err == b""
+    assert history.returncode == 141
+
+
+def test_history_into_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
+    """A reader gone before the first line: the same quiet 141, even for "no alerts"."""
+    path = write_config(tmp_path)
+    asyncio.run(_create_journal(tmp_path / "journal.db"))
+    result = alertgw_into_closed_pipe("history", str(path))
+    assert (result.returncode, result.stderr) == (141, "")
 
 
 def test_history_of_a_journal_not_yet_migrated_asks_for_a_daemon_start(

@@ -11,6 +11,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.config import EX_CONFIG
+from tests.test_cli import alertgw_into_closed_pipe
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config" / "example.yaml"
@@ -100,3 +101,20 @@ def test_test_rules_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str
     out = capsys.readouterr().out
     assert 'FAILED  scenario "wrong"' in out
     assert "1 failed" in out
+
+
+@pytest.mark.parametrize("command", ["schema", "test-rules", "simulate", "replay"])
+def test_output_into_a_closed_pipe_stops_quietly(tmp_path: Path, command: str) -> None:
+    """`alertgw CMD | head` ends with 141 and nothing on stderr, not a BrokenPipeError."""
+    capture = tmp_path / "night.jsonl"
+    night = ["--config", str(EXAMPLE), "--date", "2026-11-24"]
+    if command == "replay":
+        assert main(["simulate", *night, "--out", str(capture)]) == 0
+    argv = {
+        "schema": ["schema"],
+        "test-rules": ["test-rules", str(RULES)],
+        "simulate": ["simulate", *night],
+        "replay": ["replay", str(capture), "--config", str(EXAMPLE)],
+    }[command]
+    result = alertgw_into_closed_pipe(*argv)
+    assert (result.returncode, result.stderr) == (141, "")

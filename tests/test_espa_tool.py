@@ -10,6 +10,7 @@ import pytest
 
 from gateway.espa.tool import main
 from tests.integration.espa_peer import ACK, EOT, GARBAGE, NAK, Dect, PtyPeer, frame
+from tests.test_cli import alertgw_into_closed_pipe
 
 LINE_8N1 = ["--bytesize", "8", "--parity", "N", "--stopbits", "1"]  # ptys refuse 7E
 FAST = ["--poll-interval", "0.05", "--reply-timeout", "0.3"]
@@ -112,3 +113,14 @@ async def test_monitor_decodes_a_transaction(capsys: pytest.CaptureFixture[str])
     assert lines[9:11] == ["2->1  ACK", "EOT"]
     assert lines[11].startswith("garbage")
     assert rc == 0
+
+
+async def test_monitor_into_a_closed_pipe_stops_quietly() -> None:
+    """`espa monitor | head` ends with 141 and nothing on stderr, not "PORT: Broken pipe"."""
+    peer = PtyPeer()
+    try:
+        argv = ["espa", "monitor", peer.path, *LINE_8N1, "--duration", "30"]
+        result = await asyncio.to_thread(alertgw_into_closed_pipe, *argv)
+    finally:
+        peer.close()
+    assert (result.returncode, result.stderr) == (141, "")

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Final, TextIO
 
 from drivers.espa_serial import open_port
+from gateway.closedpipe import stop_quietly_on_closed_stdout
 from gateway.espa.codec import (
     Ack,
     BadBlock,
@@ -97,7 +98,9 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "monitor":
-            return asyncio.run(_monitor(args, sys.stdout))
+            # Live traffic has no end: `| head` must not blame the port for the closed pipe.
+            # (Monitoring only reads the port, so a broken pipe here is standard output's.)
+            return stop_quietly_on_closed_stdout(lambda: asyncio.run(_monitor(args, sys.stdout)))
         return asyncio.run(_send(args, sys.stdout))
     except KeyboardInterrupt:
         return 0 if args.command == "monitor" else 130
