@@ -67,15 +67,16 @@ class Range:
         return f"expected {what} {self.describe()}, got {shown!r}{why}"
 
     def describe(self) -> str:
-        """The bounds in words: `> 0`, `>= 1`, `from 1 to 65535`."""
+        """The bounds in words: `greater than 0`, `of at least 1`, `from 1 to 65535`."""
         if self.low is not None and self.high is not None and not self.above:
             return f"from {self.low:g} to {self.high:g}"
         parts = []
         if self.low is not None:
-            parts.append(f"{'>' if self.above else '>='} {self.low:g}")
+            parts.append(f"{'greater than' if self.above else 'at least'} {self.low:g}")
         if self.high is not None:
-            parts.append(f"<= {self.high:g}")
-        return " and ".join(parts)
+            parts.append(f"at most {self.high:g}")
+        text = " and ".join(parts)
+        return text if self.above else f"of {text}"
 
 
 class LineLoader(yaml.SafeLoader):
@@ -213,23 +214,41 @@ def _shown(loc: Located) -> str:
     return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
-def _type_name(tp: Any) -> str:  # noqa: ANN401 - describes arbitrary type hints
+def _describe(tp: Any, *, plural: bool = False) -> str:  # noqa: ANN401 - any type hint
+    """What `tp` asks for in a technician's words: `a whole number`, `a list of text`."""
     origin = get_origin(tp)
     if origin is Annotated:
-        return _type_name(get_args(tp)[0])
-    if origin is Literal:
-        return " | ".join(repr(a) for a in get_args(tp))
+        return _describe(get_args(tp)[0], plural=plural)
     if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in get_args(tp) if a is not type(None))
+        kinds = [_describe(a, plural=plural) for a in get_args(tp) if a is not type(None)]
+        return " or ".join(kinds)
+    if origin is Literal or (isinstance(tp, type) and issubclass(tp, enum.Enum)):
+        values = get_args(tp) if origin is Literal else tuple(m.value for m in tp)
+        # Text quoted, numbers not: where 7 is wanted, `bytesize: "7"` is refused.
+        choices = [repr(v) for v in values]
+        listed = ", ".join(choices[:-1]) + f" or {choices[-1]}" if len(choices) > 1 else choices[0]
+        return listed if plural or len(choices) == 1 else f"one of {listed}"
     if origin is tuple:
-        return f"list of {_type_name(get_args(tp)[0])}"
+        items = _describe(get_args(tp)[0], plural=True)
+        return f"lists of {items}" if plural else f"a list of {items}"
     if origin is Mapping or origin is dict:
-        return f"mapping of {_type_name(get_args(tp)[1])}"
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return " | ".join(repr(m.value) for m in tp)
+        targets = _describe(get_args(tp)[1], plural=True)
+        return f"mappings of names to {targets}" if plural else f"a mapping of names to {targets}"
     if dataclasses.is_dataclass(tp):
-        return "mapping"
+        return "sections" if plural else "a section of key: value lines"
+    if tp in _WORDS:
+        return _WORDS[tp][plural]
     return getattr(tp, "__name__", str(tp))
+
+
+# A scalar type as a technician writes of it: (one, several).
+_WORDS: dict[Any, tuple[str, str]] = {
+    str: ("text", "text"),
+    int: ("a whole number", "whole numbers"),
+    float: ("a number", "numbers"),
+    bool: ("true or false", "true or false values"),
+    Any: ("any value", "values"),
+}
 
 
 _MISSING = object()
@@ -252,7 +271,7 @@ def _load_value(tp: Any, loc: Located, problems: Problems, path: str) -> Any:  #
         before = len(problems.lines)
         out = _load_value(base, loc, problems, path)
         if len(problems.lines) == before:  # a wrong type is already one problem
-            what = "an integer" if base is int else "a number"
+            what = _describe(base)
             for extra in extras:
                 if isinstance(extra, Range) and (found := extra.problem(out, what, value)):
                     problems.add(loc.line, path, found)
@@ -269,20 +288,20 @@ def _load_value(tp: Any, loc: Located, problems: Problems, path: str) -> Any:  #
             out = _load_value(arg, loc, probe, path)
             if not probe.lines:
                 return out
-        problems.add(loc.line, path, f"expected {_type_name(tp)}, got {_shown(loc)}")
+        problems.add(loc.line, path, f"expected {_describe(tp)}, got {_shown(loc)}")
         return None
     if origin is Literal:
         if loc.text in get_args(tp):
             return loc.text  # `protocol: 5` is the text "5", as written
         if value not in get_args(tp):
-            problems.add(loc.line, path, f"expected one of {_type_name(tp)}, got {_shown(loc)}")
+            problems.add(loc.line, path, f"expected {_describe(tp)}, got {_shown(loc)}")
         return value
     if origin is tuple:
         (item_tp, _) = get_args(tp)
         if isinstance(value, str | int | float) and not isinstance(value, bool) and item_tp is str:
             return (str(value),)  # a single item where a list is expected
         if not isinstance(value, list):
-            problems.add(loc.line, path, f"expected {_type_name(tp)}, got {_shown(loc)}")
+            problems.add(loc.line, path, f"expected {_describe(tp)}, got {_shown(loc)}")
             return ()
         return tuple(
             _load_value(item_tp, item, problems, f"{path}[{i}]") for i, item in enumerate(value)
@@ -290,7 +309,7 @@ def _load_value(tp: Any, loc: Located, problems: Problems, path: str) -> Any:  #
     if origin is Mapping or origin is dict:
         _, val_tp = get_args(tp)
         if not isinstance(value, dict):
-            problems.add(loc.line, path, f"expected {_type_name(tp)}, got {_shown(loc)}")
+            problems.add(loc.line, path, f"expected {_describe(tp)}, got {_shown(loc)}")
             return types.MappingProxyType({})
         return types.MappingProxyType(
             {
@@ -304,15 +323,15 @@ def _load_value(tp: Any, loc: Located, problems: Problems, path: str) -> Any:  #
         try:
             return tp(value)
         except ValueError:
-            problems.add(loc.line, path, f"expected one of {_type_name(tp)}, got {_shown(loc)}")
+            problems.add(loc.line, path, f"expected {_describe(tp)}, got {_shown(loc)}")
             return next(iter(tp))
     if tp is bool:
         if not isinstance(value, bool):
-            problems.add(loc.line, path, f"expected true or false, got {_shown(loc)}")
+            problems.add(loc.line, path, f"expected {_describe(bool)}, got {_shown(loc)}")
         return bool(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            problems.add(loc.line, path, f"expected an integer, got {_shown(loc)}")
+            problems.add(loc.line, path, f"expected {_describe(int)}, got {_shown(loc)}")
             return 0
         return value
     if tp is float:
@@ -322,14 +341,14 @@ def _load_value(tp: Any, loc: Located, problems: Problems, path: str) -> Any:  #
             or abs(value) > _FLOAT_MAX  # a huge YAML integer would overflow float()
             or not math.isfinite(value)
         ):
-            problems.add(loc.line, path, f"expected a number, got {_shown(loc)}")
+            problems.add(loc.line, path, f"expected {_describe(float)}, got {_shown(loc)}")
             return 0.0
         return float(value)
     if tp is str:
         if loc.text is not None:
             return loc.text  # `room: 0101` is room "0101", not octal 65
         if isinstance(value, bool) or value is None or isinstance(value, dict | list):
-            problems.add(loc.line, path, f"expected a string, got {_shown(loc)}")
+            problems.add(loc.line, path, f"expected {_describe(str)}, got {_shown(loc)}")
             return ""
         return str(value)  # YAML reads room 101 as an int; ids are strings
     raise TypeError(f"unsupported config type {tp!r} at {path}")
@@ -340,7 +359,7 @@ def _load_dataclass(cls: type[Any], loc: Located, problems: Problems, path: str)
     if value is None:
         value = {}
     if not isinstance(value, dict):
-        problems.add(loc.line, path, f"expected a mapping, got {_shown(loc)}")
+        problems.add(loc.line, path, f"expected {_describe(cls)}, got {_shown(loc)}")
         value = {}
     hints = get_type_hints(cls, include_extras=True)
     fields = {
@@ -360,7 +379,7 @@ def _load_dataclass(cls: type[Any], loc: Located, problems: Problems, path: str)
             continue
         if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             sub_path = f"{path}.{name}" if path else name
-            problems.add(loc.line, sub_path, f"missing required key ({_type_name(hints[name])})")
+            problems.add(loc.line, sub_path, f"missing required key ({_describe(hints[name])})")
             kwargs[name] = _placeholder(hints[name])
     try:
         return cls(**kwargs)

@@ -18,7 +18,7 @@ from gateway.config import (
 )
 from gateway.errors import ConfigError
 from gateway.model import Priority
-from gateway.typedload import json_schema
+from gateway.typedload import Range, json_schema
 
 FILE = "home.yaml"
 
@@ -233,18 +233,18 @@ def test_missing_key_of_a_block_mapping_is_reported_on_its_key_line() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "path", "expected"),
     [
-        ("port: 1883", 'port: "1883"', "mqtt.port", "expected an integer, got '1883'"),
-        ("port: 1883", "port: true", "mqtt.port", "expected an integer, got True"),
-        ("port: 1883", "port: 18.5", "mqtt.port", "expected an integer"),
+        ("port: 1883", 'port: "1883"', "mqtt.port", "expected a whole number, got '1883'"),
+        ("port: 1883", "port: true", "mqtt.port", "expected a whole number, got True"),
+        ("port: 1883", "port: 18.5", "mqtt.port", "expected a whole number, got 18.5"),
         ("backoff_max: 10", "backoff_max: .nan", "mqtt.backoff_max", "expected a number"),
         ("backoff_max: 10", "backoff_max: .inf", "mqtt.backoff_max", "expected a number"),
         ("backoff_max: 10", "backoff_max: -.inf", "mqtt.backoff_max", "expected a number"),
         ("backoff_max: 10", "backoff_max: false", "mqtt.backoff_max", "expected a number"),
         ("backoff_max: 10", "backoff_max: ten", "mqtt.backoff_max", "expected a number"),
         ("decoder: zigbee2mqtt", "decoder: zigbee", "sources.zigbee.decoder", "expected one of"),
-        ("name: Test home", "name: [a, b]", "site.name", "expected a string"),
-        ("name: Test home", "name: ~", "site.name", "expected a string"),
-        ("tags: [fall_risk]", "tags: {a: 1}", "devices.bed-101.tags", "expected list of str"),
+        ("name: Test home", "name: [a, b]", "site.name", "expected text, got ['a', 'b']"),
+        ("name: Test home", "name: ~", "site.name", "expected text, got nothing"),
+        ("tags: [fall_risk]", "tags: {a: 1}", "devices.bed-101.tags", "expected a list of text"),
     ],
 )
 def test_wrong_scalar_types_are_reported(old: str, new: str, path: str, expected: str) -> None:
@@ -268,7 +268,10 @@ def test_list_where_a_mapping_is_expected_is_reported() -> None:
         "zones:\n  - east\n  - west\n",
     )
     found = problems_of(text)
-    assert f"{FILE}:{line_of(text, 'zones:')}: zones: expected mapping of mapping" in found[0]
+    assert (
+        f"{FILE}:{line_of(text, 'zones:')}: zones: expected a mapping of names to sections"
+        in found[0]
+    )
 
 
 @pytest.mark.parametrize(
@@ -277,23 +280,27 @@ def test_list_where_a_mapping_is_expected_is_reported() -> None:
         (
             "zones:\n",
             "zones: [east, west]\nx:\n",
-            "zones: expected mapping of mapping, got ['east', 'west']",
+            "zones: expected a mapping of names to sections, got ['east', 'west']",
         ),
         (
             "handsets:\n",
             "handsets: [night1]\nx:\n",
-            "handsets: expected mapping of mapping, got ['night1']",
+            "handsets: expected a mapping of names to sections, got ['night1']",
         ),
-        ("routing:\n", "routing: {a: 1}\nx:\n", "routing: expected list of mapping, got {'a': 1}"),
+        (
+            "routing:\n",
+            "routing: {a: 1}\nx:\n",
+            "routing: expected a list of sections, got {'a': 1}",
+        ),
         (
             "  night2: {channel: console}",
             "  night2: [console]",
-            "handsets.night2: expected a mapping, got ['console']",
+            "handsets.night2: expected a section of key: value lines, got ['console']",
         ),
         (
             "tags: [fall_risk]",
             "tags: {a: 1}",
-            "devices.bed-101.tags: expected list of str, got {'a': 1}",
+            "devices.bed-101.tags: expected a list of text, got {'a': 1}",
         ),
     ],
 )
@@ -307,12 +314,95 @@ def test_a_wrong_list_or_mapping_is_shown_as_written(old: str, new: str, expecte
 def test_an_empty_value_is_shown_as_nothing() -> None:
     """A key left empty (`rooms:`) says it is empty rather than showing Python's None."""
     text = edit('rooms: ["201"]', "rooms:")
-    assert only_problem(text).endswith("zones.west.rooms: expected list of str, got nothing")
+    assert only_problem(text).endswith("zones.west.rooms: expected a list of text, got nothing")
 
 
 def test_a_top_level_list_is_shown_as_written() -> None:
     """A file holding a list names its items, not the parser's objects."""
-    assert problems_of("- a\n- b\n") == [f"{FILE}:1: <top>: expected a mapping, got ['a', 'b']"]
+    assert problems_of("- a\n- b\n") == [
+        f"{FILE}:1: <top>: expected a section of key: value lines, got ['a', 'b']"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "needle", "expected"),
+    [
+        (
+            "    tags: [fall_risk]\n",
+            "    tags: [fall_risk]\n    alert_on_startup: maybe\n",
+            "maybe",
+            "devices.bed-101.alert_on_startup: expected true or false, got 'maybe'",
+        ),
+        (
+            "decoder: zigbee2mqtt",
+            "decoder: zigbee",
+            "zigbee\n",
+            "sources.zigbee.decoder: expected one of 'zigbee2mqtt', 'json' or 'espa', got 'zigbee'",
+        ),
+        (
+            "journal:\n",
+            'schedules:\n  night: {start: "22:00", end: "07:00", days: mon-fri}\njournal:\n',
+            "mon-fri",
+            "schedules.night.days: expected a list of 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'"
+            " or 'sun', got 'mon-fri'",
+        ),
+        (
+            "journal:\n",
+            'schedules:\n  night: {start: "22:00", end: "07:00", days: [mon, funday]}\njournal:\n',
+            "funday",
+            "schedules.night.days[1]: expected one of 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'"
+            " or 'sun', got 'funday'",
+        ),
+        (
+            "journal:\n",
+            "supervision: {kinds: [door_open]}\njournal:\n",
+            "supervision",
+            "supervision.kinds: expected a mapping of names to numbers, got ['door_open']",
+        ),
+        (
+            "journal:\n",
+            'schedules:\n  night: {start: "22:00", end: "07:00"}\n'
+            "roster:\n  shifts:\n    - {schedule: night, assign: [east, night1]}\n"
+            "journal:\n",
+            "[east, night1]",
+            "roster.shifts[0].assign: expected a mapping of names to lists of text,"
+            " got ['east', 'night1']",
+        ),
+        (
+            "    kind: bed_exit\n",
+            "",
+            "bed-101:",
+            "devices.bed-101.kind: missing required key (text)",
+        ),
+        (
+            "  night1: {channel: mqtt}",
+            "  night1: {channel: mqtt, auto_accept: soon}",
+            "soon",
+            "handsets.night1.auto_accept: expected a number, got 'soon'",
+        ),
+    ],
+)
+def test_what_was_expected_is_said_in_yaml_words(
+    old: str, new: str, needle: str, expected: str
+) -> None:
+    """Problems name what to write as a technician says it, never a Python type name."""
+    text = edit(old, new)
+    assert only_problem(text) == f"{FILE}:{line_of(text, needle)}: {expected}"
+
+
+@pytest.mark.parametrize(
+    ("bounds", "words"),
+    [
+        (Range(1, 65535), "from 1 to 65535"),
+        (Range(0, above=True), "greater than 0"),
+        (Range(1), "of at least 1"),
+        (Range(high=5), "of at most 5"),
+        (Range(0, 25, above=True), "greater than 0 and at most 25"),
+    ],
+)
+def test_bounds_are_said_in_words(bounds: Range, words: str) -> None:
+    """`greater than 0` rather than `> 0`: bounds read as a sentence."""
+    assert bounds.describe() == words
 
 
 def test_an_unquoted_number_is_read_as_written_for_a_text_choice() -> None:
@@ -325,7 +415,10 @@ def test_an_unquoted_number_is_read_as_written_for_a_text_choice() -> None:
 def test_scalar_where_a_section_is_expected_is_reported() -> None:
     """A string where the site section belongs is reported as expecting a mapping."""
     text = edit("site:\n  name: Test home\n  timezone: Europe/Oslo\n", "site: Test home\n")
-    assert only_problem(text) == f"{FILE}:1: site: expected a mapping, got 'Test home'"
+    assert (
+        only_problem(text)
+        == f"{FILE}:1: site: expected a section of key: value lines, got 'Test home'"
+    )
 
 
 def test_missing_required_key_is_reported_at_its_parent() -> None:
@@ -443,55 +536,55 @@ def test_drain_timeout_past_the_units_stop_timeout_is_reported() -> None:
             "  port: 1883\n",
             "  port: 0\n",
             "port: 0",
-            "mqtt.port: expected an integer from 1 to 65535, got 0",
+            "mqtt.port: expected a whole number from 1 to 65535, got 0",
         ),
         (
             "  port: 1883\n",
             "  port: 70000\n",
             "port: 70000",
-            "mqtt.port: expected an integer from 1 to 65535, got 70000",
+            "mqtt.port: expected a whole number from 1 to 65535, got 70000",
         ),
         (
             "  backoff_max: 10\n",
             "  backoff_max: 0\n",
             "backoff_max",
-            "mqtt.backoff_max: expected a number > 0, got 0",
+            "mqtt.backoff_max: expected a number greater than 0, got 0",
         ),
         (
             "  backoff_max: 10\n",
             "  backoff_max: 10\n  keepalive: 0\n",
             "keepalive",
-            "mqtt.keepalive: expected an integer from 5 to 65535, got 0",
+            "mqtt.keepalive: expected a whole number from 5 to 65535, got 0",
         ),
         (
             '    topics: ["zigbee2mqtt/#"]\n',
             '    topics: ["zigbee2mqtt/#"]\n    max_rate: 0\n',
             "max_rate",
-            "sources.zigbee.max_rate: expected a number > 0, got 0",
+            "sources.zigbee.max_rate: expected a number greater than 0, got 0",
         ),
         (
             "  path: var/test.db\n",
             "  path: var/test.db\n  retention_days: -1\n",
             "retention_days",
-            "journal.retention_days: expected a number > 0, got -1",
+            "journal.retention_days: expected a number greater than 0, got -1",
         ),
         (
             "handsets:\n",
             "rate_limit: {max: 0, per: 60}\nhandsets:\n",
             "rate_limit",
-            "rate_limit.max: expected an integer >= 1, got 0",
+            "rate_limit.max: expected a whole number of at least 1, got 0",
         ),
         (
             "handsets:\n",
             "supervision: {kinds: {door_open: -5}}\nhandsets:\n",
             "supervision",
-            "supervision.kinds.door_open: expected a number > 0, got -5",
+            "supervision.kinds.door_open: expected a number greater than 0, got -5",
         ),
         (
             "    handsets: [night2]\n",
             "    handsets: [night2]\nrules:\n  - {name: bed, hold_off: -3}\n",
             "hold_off",
-            "rules[0].hold_off: expected a number >= 0, got -3",
+            "rules[0].hold_off: expected a number of at least 0, got -3",
         ),
     ],
 )
@@ -525,7 +618,7 @@ def test_wrong_type_is_one_problem_not_also_out_of_range() -> None:
     """A port given as text reports the type, not a range problem on top."""
     text = edit("  port: 1883\n", "  port: eighteen\n")
     assert only_problem(text) == (
-        f"{FILE}:{line_of(text, 'eighteen')}: mqtt.port: expected an integer, got 'eighteen'"
+        f"{FILE}:{line_of(text, 'eighteen')}: mqtt.port: expected a whole number, got 'eighteen'"
     )
 
 
@@ -662,7 +755,7 @@ def test_an_alias_inside_itself_is_a_problem_not_a_crash() -> None:
 
 def test_top_level_list_is_not_a_configuration() -> None:
     """A file holding a list instead of a mapping is refused."""
-    assert problems_of("- a\n- b\n")[0].startswith(f"{FILE}:1: <top>: expected a mapping")
+    assert problems_of("- a\n- b\n")[0].startswith(f"{FILE}:1: <top>: expected a section")
 
 
 # --- JSON schema ---------------------------------------------------------------------------

@@ -178,3 +178,14 @@ scenarios:
     )
     passed, failed, output = run_file(path)
     assert (passed, failed) == (1, 0), output
+
+
+def test_a_wrong_value_is_named_in_yaml_words(tmp_path: Path) -> None:
+    """A response to an alert by name says what may be written there: `last` or a number."""
+    path = write(tmp_path, PASSING.replace("alert: last", "alert: first"))
+    passed, failed, output = run_file(path)
+    assert (passed, failed) == (0, 1)
+    assert (
+        f"{path}:8: scenarios[0].responses[0].alert: expected 'last' or a whole number,"
+        " got 'first'" in output
+    )
