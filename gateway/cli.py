@@ -226,8 +226,7 @@ def _await_answer(
 
 
 async def _history(config: Config, limit: int) -> int:
-    # Read-only: an audit tool must not write the audit trail (nor, run as root, leave
-    # files beside it that the daemon's user cannot open).
+    # Read-only: an audit tool must not write, migrate or add files to the audit trail.
     journal = await Journal.open_readonly(config.journal.path)
     try:
         alerts = await journal.recent_alerts(limit)
