@@ -1005,8 +1005,6 @@ def _check_rules(config: Config, tree: Located, problems: Problems) -> None:
                 f"supervision.kinds.{kind}",
                 f"unknown kind {kind!r}",
             )
-    if config.rate_limit is not None and config.rate_limit.max < 1:
-        problems.add(_line(tree, "rate_limit", "max"), "rate_limit.max", "expected >= 1")
 
 
 def _local_epoch(text: str, timezone: str) -> float:

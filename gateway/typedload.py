@@ -210,8 +210,24 @@ def _shown(loc: Located) -> str:
     """A value as the technician wrote it, for a problem line (no parser objects)."""
     if loc.value is None:
         return "nothing"
-    shown = repr(plain(loc))
+    shown = _flow(loc)
     return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
+def _flow(loc: Located) -> str:
+    """YAML flow style: `true`, `[a, 'b c']`, `{a: 1}`, not Python's True and ['a']."""
+    value = loc.value
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    if loc.text is not None:
+        return loc.text  # as written: ON, 0101, 22:00
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
 
 
 def _describe(tp: Any, *, plural: bool = False) -> str:  # noqa: ANN401 - any type hint

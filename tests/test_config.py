@@ -234,7 +234,7 @@ def test_missing_key_of_a_block_mapping_is_reported_on_its_key_line() -> None:
     ("old", "new", "path", "expected"),
     [
         ("port: 1883", 'port: "1883"', "mqtt.port", "expected a whole number, got '1883'"),
-        ("port: 1883", "port: true", "mqtt.port", "expected a whole number, got True"),
+        ("port: 1883", "port: true", "mqtt.port", "expected a whole number, got true"),
         ("port: 1883", "port: 18.5", "mqtt.port", "expected a whole number, got 18.5"),
         ("backoff_max: 10", "backoff_max: .nan", "mqtt.backoff_max", "expected a number"),
         ("backoff_max: 10", "backoff_max: .inf", "mqtt.backoff_max", "expected a number"),
@@ -290,7 +290,7 @@ def test_list_where_a_mapping_is_expected_is_reported() -> None:
         (
             "routing:\n",
             "routing: {a: 1}\nx:\n",
-            "routing: expected a list of sections, got {'a': 1}",
+            "routing: expected a list of sections, got {a: 1}",
         ),
         (
             "  night2: {channel: console}",
@@ -300,7 +300,7 @@ def test_list_where_a_mapping_is_expected_is_reported() -> None:
         (
             "tags: [fall_risk]",
             "tags: {a: 1}",
-            "devices.bed-101.tags: expected a list of text, got {'a': 1}",
+            "devices.bed-101.tags: expected a list of text, got {a: 1}",
         ),
     ],
 )
