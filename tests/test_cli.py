@@ -57,11 +57,16 @@ def alertgw_process(*args: str) -> subprocess.CompletedProcess[str]:
 
 def alertgw_into_closed_pipe(*args: str) -> subprocess.CompletedProcess[str]:
     """`python -m gateway.cli ARGS` printing into a pipe whose reader has already gone."""
+    return python_into_closed_pipe("-m", "gateway.cli", *args)
+
+
+def python_into_closed_pipe(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python ARGS` from the repository root, its stdout a pipe nobody reads any more."""
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
         return subprocess.run(
-            [sys.executable, "-m", "gateway.cli", *args],
+            [sys.executable, *args],
             stdout=write_end,
             stderr=subprocess.PIPE,
             text=True,

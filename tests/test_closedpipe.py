@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
 from gateway.closedpipe import EX_SIGPIPE, stop_quietly_on_closed_stdout
-from tests.test_cli import REPO
+from tests.test_cli import python_into_closed_pipe
 
 
 def test_the_commands_own_exit_code_passes_through(capsys: pytest.CaptureFixture[str]) -> None:
@@ -35,19 +32,6 @@ def test_a_gone_reader_ends_the_process_quietly_with_141() -> None:
         sys.exit(code)
         """
     )
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        result = subprocess.run(
-            [sys.executable, "-c", script],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-            check=False,
-            cwd=REPO,
-        )
-    finally:
-        os.close(write_end)
+    result = python_into_closed_pipe("-c", script)
     assert (result.returncode, result.stderr) == (EX_SIGPIPE, "")
     assert EX_SIGPIPE == 141

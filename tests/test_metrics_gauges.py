@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from gateway.app import Gateway
-from gateway.model import Alert, AlertState, Delivery, Priority
+from gateway.model import Alert, AlertState, Delivery
 from tests.conftest import make_config
+from tests.test_journal import alert
 
 
 def test_outbox_and_active_gauges_follow_the_state_at_scrape_time(tmp_path: Path) -> None:
@@ -27,25 +28,8 @@ def test_outbox_and_active_gauges_follow_the_state_at_scrape_time(tmp_path: Path
     assert registry.get_sample_value("alertgw_outbox_depth") == 0
 
 
-def _alert() -> Alert:
-    return Alert(
-        id="a1",
-        key="k",
-        kind="fall",
-        room="101",
-        zone="north",
-        device="d1",
-        priority=Priority.HIGH,
-        critical=True,
-        state=AlertState.ACTIVE,
-        raised_at=1.0,
-        signal_id="s1",
-        text="Fall, room 101",
-    )
-
-
 def test_with_state_copies_every_field_and_changes_only_those_given() -> None:
-    a = _alert()
+    a = alert("a1")
     b = a.with_state(AlertState.ACCEPTED, accepted_by="night1", count=3)
     assert b is not a
     assert b.state is AlertState.ACCEPTED
@@ -57,4 +41,4 @@ def test_with_state_copies_every_field_and_changes_only_those_given() -> None:
 
 def test_with_state_refuses_a_field_alerts_do_not_have() -> None:
     with pytest.raises(TypeError, match="no field 'colour'"):
-        _alert().with_state(AlertState.HELD, colour="red")
+        alert("a1").with_state(AlertState.HELD, colour="red")
