@@ -18,12 +18,11 @@ from gateway.cli import main
 from gateway.config import EX_CONFIG
 from gateway.engine import Transition
 from gateway.journal import Journal
-from gateway.model import Alert, AlertState, Priority
 from gateway.pidlock import PidLock
 from gateway.reloadstatus import ReloadStatus, status_path, write_status
+from tests.test_journal import T0, alert
 
 REPO = Path(__file__).resolve().parent.parent
-T0 = 1_700_000_000.0
 
 VALID = """\
 site: {name: CLI home, timezone: Europe/Oslo}
@@ -210,24 +209,7 @@ async def _create_journal(path: Path) -> None:
 
 def fall(n: int) -> Transition:
     """Fall alert number `n` being raised, n seconds after the first."""
-    return Transition(
-        Alert(
-            id=f"alert-{n:03d}",
-            key=f"fall-101/{n}",
-            kind="fall",
-            room="101",
-            zone="east",
-            device="fall-101",
-            priority=Priority.CRITICAL,
-            critical=True,
-            state=AlertState.ACTIVE,
-            raised_at=T0 + n,
-            signal_id=f"sig-{n}",
-            text="FALL room 101",
-        ),
-        "raised",
-        T0 + n,
-    )
+    return Transition(alert(f"alert-{n:03d}", raised_at=T0 + n), "raised", T0 + n)
 
 
 async def test_history_reads_beside_a_running_daemon_and_writes_nothing(tmp_path: Path) -> None:

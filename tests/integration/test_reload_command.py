@@ -13,23 +13,11 @@ from pathlib import Path
 
 from gateway.reloadstatus import ReloadStatus, read_status
 from tests.conftest import Broker, base_text
+from tests.test_cli import alertgw_process
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 HOT = "  - {zones: [west], handsets: [night2]}\n"  # routing: a reload applies it
-
-
-def alertgw(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run one `alertgw` command in a process of its own and wait for it."""
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=cwd,
-        env=ENV,
-    )
 
 
 @contextlib.contextmanager
@@ -91,7 +79,7 @@ def test_reload_exits_0_when_the_daemon_applies_the_file(broker: Broker, tmp_pat
     path = site(broker, tmp_path)
     with daemon(path) as proc:
         path.write_text(path.read_text().replace(HOT, ""), encoding="utf-8")
-        result = alertgw("reload", str(path), cwd=tmp_path)
+        result = alertgw_process("reload", str(path))
         assert (result.returncode, result.stderr) == (0, ""), result.stderr
         assert result.stdout == f"alertgw (pid {proc.pid}) reloaded {path}\n"
         assert proc.poll() is None
@@ -109,7 +97,7 @@ def test_reload_exits_1_with_the_problem_when_the_daemon_refuses(
     with daemon(path) as proc:
         good = path.read_text()
         path.write_text(good.replace("backoff_max: 0.5", "backoff_max: 0.7"), encoding="utf-8")
-        result = alertgw("reload", str(path), cwd=tmp_path)
+        result = alertgw_process("reload", str(path))
         assert result.returncode == 1
         assert result.stdout == ""
         assert result.stderr.splitlines() == [
@@ -117,7 +105,7 @@ def test_reload_exits_1_with_the_problem_when_the_daemon_refuses(
             f"alertgw: pid {proc.pid} refused the new config and keeps running the old one",
         ]
         path.write_text(good.replace(HOT, ""), encoding="utf-8")
-        result = alertgw("reload", str(path), cwd=tmp_path)
+        result = alertgw_process("reload", str(path))
         assert result.returncode == 0, result.stderr
         assert proc.poll() is None
 
@@ -132,7 +120,7 @@ def test_reload_exits_1_when_the_daemon_does_not_answer_in_time(
     path = site(broker, tmp_path)
     with daemon(path) as proc:
         proc.send_signal(signal.SIGSTOP)
-        result = alertgw("reload", str(path), "--timeout", "0.5", cwd=tmp_path)
+        result = alertgw_process("reload", str(path), "--timeout", "0.5")
         proc.send_signal(signal.SIGCONT)
         assert result.returncode == 1
         assert result.stderr.startswith(
@@ -141,6 +129,6 @@ def test_reload_exits_1_when_the_daemon_does_not_answer_in_time(
         late = answer(tmp_path, seq=1)  # given once the daemon runs again
         assert (late.pid, late.outcome) == (proc.pid, "applied")
         path.write_text(path.read_text().replace("backoff_max: 0.5", "backoff_max: 0.7"))
-        result = alertgw("reload", str(path), cwd=tmp_path)
+        result = alertgw_process("reload", str(path))
         assert result.returncode == 1  # this command's own answer: the mqtt change is refused
         assert "mqtt changed; restart to apply" in result.stderr
