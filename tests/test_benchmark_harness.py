@@ -29,6 +29,7 @@ from benchmarks.hotpath import (
     signal_count,
     summarise_profile,
 )
+from benchmarks.inprocess import measure
 from gateway.config import parse_config
 
 
@@ -239,3 +240,10 @@ def test_summarise_profile_reports_self_and_inclusive_shares() -> None:
     assert "   75.0%  work (b.py:2)" in lines
     assert "  100.0%  main (a.py:1)" in lines
     assert summarise_profile("") == ["no samples"]
+
+
+async def test_the_in_process_benchmark_routes_every_signal_to_one_handset_message() -> None:
+    """`python -m benchmarks.inprocess` small: the figure is of real routing, none lost."""
+    line = await measure(1000)
+    assert (line["signals"], line["handset_messages"], line["lost"]) == (1000, 1000, 0)
+    assert line["cpu_us_per_signal"] > 0
