@@ -171,6 +171,8 @@ class Gateway:
             blocked = restart_sections(self.config, new)
             if blocked:
                 problems = [f"{new.source_file}: {', '.join(blocked)} changed; restart to apply"]
+            else:
+                problems = self._apply(new)
         if problems:
             self.metrics.config_reloads.labels("failed").inc()
             for line in problems:
@@ -178,20 +180,6 @@ class Gateway:
             self.notifier.ready("config reload failed; running config kept")
             self._reload_status.report("failed", problems, self.config.source_file)
             return False
-        levels: dict[str, object] = {}
-        for decoder in self._decoders.values():
-            levels.update(decoder.levels())
-            # Changes the router has not collected yet (a reload can land while it awaits a
-            # duplicate lookup) would otherwise never be journaled.
-            self._pending.levels.update(decoder.changed_levels())
-        self._decoders = {
-            name: make_decoder(name, src.decoder, src.base_topic, new)
-            for name, src in new.sources.items()
-        }
-        for decoder in self._decoders.values():
-            decoder.restore(levels)
-        self.engine.reconfigure(new, self._now())
-        self.config = new
         self.metrics.config_reloads.labels("ok").inc()
         if self._freeze_heap:
             freeze_heap()  # the old config's objects are garbage now; the new ones stay
@@ -200,6 +188,35 @@ class Gateway:
         self.kick()
         self._reload_status.report("applied", file=new.source_file)
         return True
+
+    def _apply(self, new: Config) -> list[str]:
+        """Swap in a valid config: new decoders keep the sensors' levels, the engine its alerts.
+
+        Returns the problem if applying failed (a bug, not a bad file): the running config
+        then stays whole, and the daemon with it.
+        """
+        levels: dict[str, object] = {}
+        for decoder in self._decoders.values():
+            levels.update(decoder.levels())
+            # Changes the router has not collected yet (a reload can land while it awaits a
+            # duplicate lookup) would otherwise never be journaled.
+            self._pending.levels.update(decoder.changed_levels())
+        try:
+            decoders = {
+                name: make_decoder(name, src.decoder, src.base_topic, new)
+                for name, src in new.sources.items()
+            }
+            for decoder in decoders.values():
+                decoder.restore(levels)
+            self.engine.reconfigure(new, self._now())
+        except Exception as exc:  # a bug, not a bad file: the daemon must keep running
+            log.exception("config_reload_crashed", file=new.source_file)
+            # The engine may hold half of the new config: give it the old one back whole.
+            self.engine.reconfigure(self.config, self._now())
+            return [f"{new.source_file}: applying it failed: {type(exc).__name__}: {exc}"]
+        self._decoders = decoders
+        self.config = new
+        return []
 
     def _build_drivers(self, console: TextIO | None) -> None:
         cfg = self.config

@@ -15,13 +15,13 @@ from structlog.testing import capture_logs
 
 from gateway.app import Gateway
 from gateway.cli import main
-from gateway.config import load_config
+from gateway.config import Config, load_config
 from gateway.engine import Transition
 from gateway.journal import Journal
 from gateway.model import AlertState
 from gateway.pidlock import PidLock
 from gateway.ports import Inbound, RawResponse
-from gateway.reloadstatus import read_status
+from gateway.reloadstatus import read_status, status_path
 from tests.test_journal import alert, signal
 
 YAML = """
@@ -412,6 +412,41 @@ async def test_a_restart_remembers_who_declined_an_alert(tmp_path: Path) -> None
     await asyncio.wait_for(task, 10)
     assert after == before
     assert [e for e, _ in timeline()[len(before) :]][:3] == ["accepted", "rejected", "reopened"]
+
+
+async def test_a_reload_that_fails_while_applying_keeps_the_running_config(
+    tmp_path: Path,
+) -> None:
+    """A bug while swapping a valid file in (injected here) is a failed reload, not a crash.
+
+    The engine gets the old config back whole, the answer says why, and routing goes on.
+    """
+    path = write(tmp_path, ["h1"])
+    gw, stop, task, out = await start(path)
+    running = gw.config
+    real = gw.engine.reconfigure
+
+    def broken(config: Config, now: float | None = None) -> None:
+        real(config, now)
+        if config is not running:
+            raise RuntimeError("injected")
+
+    gw.engine.reconfigure = broken  # type: ignore[method-assign]
+    path.write_text(path.read_text() + "rate_limit: {max: 3, per: 60}\n")
+    try:
+        assert gw.reload() is False
+        status = read_status(status_path(tmp_path / "journal.db"))
+        assert status is not None
+        assert status.outcome == "failed"
+        assert status.problems == (f"{path}: applying it failed: RuntimeError: injected",)
+        assert gw.config is running
+        assert gw.engine.config is running
+        gw.put(fall("raised", "s1"))
+        await settle()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert "RING" in out.getvalue()
 
 
 async def test_a_refused_reload_logs_that_the_running_config_is_kept(tmp_path: Path) -> None:
