@@ -42,7 +42,6 @@ async def measure(signals: int, *, profile: bool = False) -> dict[str, Any]:
             status_topic="inprocess/status",
         )
         config = parse_config(json.dumps(raw), filename="inprocess.yaml")
-        logs.configure("warning", "json")
         gw = Gateway(config, serve_metrics=False)
         await gw.journal.open()
         try:
@@ -94,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--signals", type=int, default=20_000, help="default 20,000")
     parser.add_argument("--profile", action="store_true", help="cProfile listing on stderr")
     args = parser.parse_args(argv)
+    # Here, not in measure(): the configuration is global and caches loggers on first use,
+    # so a test calling measure() would silence info logs for every test after it.
+    logs.configure("warning", "json")
     print(json.dumps(asyncio.run(measure(args.signals, profile=args.profile))))
     return 0
 
