@@ -314,6 +314,16 @@ async def test_a_clock_years_ahead_does_not_prune_the_audit_trail(tmp_path: Path
             assert lag > 9 * 365 * day  # the clock's lead, exported for an alert rule
 
 
+async def start_with_a_fall(path: Path) -> tuple[Gateway, asyncio.Event, asyncio.Task[None], str]:
+    """Run a gateway on `path` with one fall raised and journaled; its alert id last."""
+    gw, stop, task, _ = await start(path)
+    gw.put(fall("raised", "s1"))
+    await settle()
+    with sqlite3.connect(path.parent / "journal.db") as conn:
+        (alert_id,) = conn.execute("SELECT id FROM alerts").fetchone()
+    return gw, stop, task, str(alert_id)
+
+
 async def test_a_handset_answer_redelivered_after_a_restart_is_not_applied_twice(
     tmp_path: Path,
 ) -> None:
@@ -324,11 +334,7 @@ async def test_a_handset_answer_redelivered_after_a_restart_is_not_applied_twice
     commit) is applied as new.
     """
     path = write(tmp_path, ["h1", "h2"])
-    gw, stop, task, _ = await start(path)
-    gw.put(fall("raised", "s1"))
-    await settle()
-    with sqlite3.connect(tmp_path / "journal.db") as conn:
-        (alert_id,) = conn.execute("SELECT id FROM alerts").fetchone()
+    gw, stop, task, alert_id = await start_with_a_fall(path)
     acked: list[int] = []
 
     def answer(kind: str, packet_id: int, *, dup: bool = False) -> RawResponse:
@@ -371,11 +377,7 @@ async def test_a_restart_remembers_who_declined_an_alert(tmp_path: Path) -> None
     message, not a broker redelivery) counted as a new reject and moved the alert on again.
     """
     path = write(tmp_path, ["h1", "h2"])
-    gw, stop, task, _ = await start(path)
-    gw.put(fall("raised", "s1"))
-    await settle()
-    with sqlite3.connect(tmp_path / "journal.db") as conn:
-        (alert_id,) = conn.execute("SELECT id FROM alerts").fetchone()
+    gw, stop, task, alert_id = await start_with_a_fall(path)
 
     def reject(packet_id: int) -> RawResponse:
         body = f'{{"alert_id": "{alert_id}", "response": "reject"}}'.encode()
