@@ -331,6 +331,21 @@ class Zigbee2MqttDecoder(LevelMemory):
         dev_id, dc = entry
         out: list[Signal] = []
         attrs = {k: data[k] for k in _KEEP_ATTRS if k in data}
+
+        def emit(kind: str, state: SignalState) -> None:
+            out.append(
+                self._signal(
+                    topic=topic,
+                    payload=payload,
+                    dev_id=dev_id,
+                    dc=dc,
+                    kind=kind,
+                    state=state,
+                    now=now,
+                    attrs=attrs,
+                )
+            )
+
         field = dc.field or _default_field(dc.kind)
         stale_press = False
         if field == "action":
@@ -342,68 +357,24 @@ class Zigbee2MqttDecoder(LevelMemory):
             # A retained press is replayed at every subscription: it happened long ago.
             stale_press = pressed and retained
             if pressed and not retained:
-                out.append(
-                    self._signal(
-                        topic=topic,
-                        payload=payload,
-                        dev_id=dev_id,
-                        dc=dc,
-                        kind=dc.kind,
-                        state=SignalState.RAISED,
-                        now=now,
-                        attrs=attrs,
-                    )
-                )
+                emit(dc.kind, SignalState.RAISED)
         elif field in data:
             # contact: true means closed, so a door is "active" when contact is false.
             raised = dc.raised if dc.raised is not None else field != "contact"
             active = data[field] == raised
             change = self._transition(f"{dev_id}/{field}", active, dc)
             if change is not None:
-                out.append(
-                    self._signal(
-                        topic=topic,
-                        payload=payload,
-                        dev_id=dev_id,
-                        dc=dc,
-                        kind=dc.kind,
-                        state=change,
-                        now=now,
-                        attrs=attrs,
-                    )
-                )
+                emit(dc.kind, change)
         battery_low = data.get("battery_low")
         if isinstance(battery_low, bool):
             change = self._transition(f"{dev_id}/battery_low", battery_low, None)
             if change is not None:
-                out.append(
-                    self._signal(
-                        topic=topic,
-                        payload=payload,
-                        dev_id=dev_id,
-                        dc=dc,
-                        kind="battery_low",
-                        state=change,
-                        now=now,
-                        attrs=attrs,
-                    )
-                )
+                emit("battery_low", change)
         if stale_press and not out:
             raise DecodeError("retained_press", "a retained press is old news; not rung")
         if not out:
             # A pure report (battery, link quality, repeated state): proof of life only.
-            out.append(
-                self._signal(
-                    topic=topic,
-                    payload=payload,
-                    dev_id=dev_id,
-                    dc=dc,
-                    kind=dc.kind,
-                    state=SignalState.REPORT,
-                    now=now,
-                    attrs=attrs,
-                )
-            )
+            emit(dc.kind, SignalState.REPORT)
         return out
 
     def _transition(
