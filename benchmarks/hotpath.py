@@ -43,6 +43,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config import MqttConfig
+from tests.mosquitto import Broker, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 DEVICES = 500
@@ -302,13 +303,6 @@ def reset_peak(pid: int) -> None:
 # -- MQTT helpers ----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A loopback TCP port that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def connect(port: int, client_id: str) -> paho.Client:
     """A connected paho client (QoS 1 unlimited in flight, TCP_NODELAY); no loop started."""
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
@@ -321,53 +315,18 @@ def connect(port: int, client_id: str) -> paho.Client:
     return client
 
 
-@dataclasses.dataclass
-class Broker:
-    """A Mosquitto owned by the benchmark, on a free loopback port (never the system one)."""
-
-    workdir: Path
-    port: int = dataclasses.field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start the broker and wait until it accepts connections."""
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "set_tcp_nodelay true\n"
-            "persistence false\n"
-            "max_queued_messages 1000000\n"
-            "max_queued_bytes 0\n"
-            "max_inflight_messages 0\n"
-            f"log_dest file {self.workdir}/mosquitto.log\n"
-        )
-        self.proc = subprocess.Popen(
-            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
-            ):
-                return
-            time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start listening")
-
-    def stop(self) -> None:
-        """Stop the broker."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+# The benchmark's broker: no persistence, no queue or in-flight caps (a burst must not be
+# throttled by the broker), TCP_NODELAY as the issue's reference figures were measured.
+BROKER_CONF = """\
+listener {port} 127.0.0.1
+allow_anonymous true
+set_tcp_nodelay true
+persistence false
+max_queued_messages 1000000
+max_queued_bytes 0
+max_inflight_messages 0
+log_dest file {workdir}/mosquitto.log
+"""
 
 
 # -- the sender and receiver processes -------------------------------------------------------
@@ -653,8 +612,7 @@ class Rig:
 
 def start_rig(workdir: Path) -> Rig:
     """Start Mosquitto and the receiver, sender, flooder and relay processes."""
-    broker = Broker(workdir / "mosquitto")
-    broker.workdir.mkdir(parents=True)
+    broker = Broker(port=free_port(), workdir=workdir / "mosquitto", body=BROKER_CONF)
     broker.start()
     ctx = mp.get_context("spawn")
     count: Synchronized[int] = ctx.Value("q", 0)
