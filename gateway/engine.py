@@ -865,6 +865,10 @@ class Engine:
             # Technical alarms stay with the technicians (all rung at once): a reject leaves
             # it open to them, never on the night staff's ladder. A page that failed does
             # climb it: a fault nobody can be told about must reach someone.
+            if alert.step == 0 and alert.due is not None:
+                # Given back by the technician who accepted it: the reminder's deadline is
+                # no escalation timer, or it would climb the ladder when it fell due.
+                live.alert = alert.with_state(alert.state, due=None)
             return
         if alert.critical and alert.step == 0:
             # Critical alerts rang the whole team at step 0; move on to everyone, then failsafe.

@@ -1056,6 +1056,23 @@ def test_a_technical_alarm_the_technician_rejects_never_rings_night_handsets() -
     assert {h for _, h, _ in c.rings()} <= {"tech"}
 
 
+def test_a_technical_alarm_given_back_by_its_accepter_never_rings_night_handsets() -> None:
+    """The technician accepts a battery low, then rejects it (cannot come tonight).
+
+    The reopened alarm kept its reminder's deadline; when it fell due the alarm climbed the
+    night ladder and rang every nurse and the failsafe about a battery, once a minute.
+    """
+    c = Clocked(config(base=YAML.replace("digest: true", "digest: false")))
+    c.signal("bed-101", kind="battery_low")
+    c.respond("tech", "a1", "accept")
+    c.at(10)
+    c.respond("tech", "a1", "reject")
+    c.at(3600)
+    assert {h for _, h, _ in c.rings()} == {"tech"}
+    assert "escalated" not in c.events("a1")
+    assert c.engine.alert("a1") is not None  # still open to the technicians
+
+
 def test_a_call_from_a_zone_with_nobody_on_duty_is_never_batched() -> None:
     """README: rate-limit batching never applies to a zone with nobody on duty.
 
