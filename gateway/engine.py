@@ -754,7 +754,9 @@ class Engine:
             # the bed still empty at 22:00, or a reload may drop the catch-all.
             self._arm_until_boundary(alert, signal.source, now)
             return
-        if not kc.critical and signal.room in self._present:
+        if not kc.critical and not kc.technical and signal.room in self._present:
+            # Care staff in the room attend the resident, not a battery: a technical alarm
+            # still reaches the technician (or the digest) at once.
             self._suppress(alert, now, "presence", f"staff in room {signal.room}", out)
             self._arm(alert, signal.source)
             return
@@ -1017,8 +1019,12 @@ class Engine:
         self._present[room] = now + self.config.presence.timeout
         for live in list(self._live.values()):
             alert = live.alert
-            if alert.room != room or alert.group is not None:
-                continue
+            if (
+                alert.room != room
+                or alert.group is not None
+                or self.config.kind(alert.kind).technical
+            ):
+                continue  # members go with their leader; a technical alarm is no call
             if alert.critical and not live.condition_cleared:
                 if alert.state is not AlertState.ACCEPTED:
                     # Staff are in the room: stop escalating until they leave (see

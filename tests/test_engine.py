@@ -1073,6 +1073,31 @@ def test_a_technical_alarm_given_back_by_its_accepter_never_rings_night_handsets
     assert c.engine.alert("a1") is not None  # still open to the technicians
 
 
+def test_staff_presence_neither_resolves_nor_holds_back_a_technical_alarm() -> None:
+    """A night nurse visiting room 102 does not replace the battery of its bed sensor.
+
+    Presence resolved the technician's battery alarm (a cancel to the technician) and armed
+    it, so it rang the technician again when the nurse left: at every staff visit. One
+    raised while the nurse was there waited for them to leave.
+    """
+    c = Clocked(config(base=YAML.replace("digest: true", "digest: false")))
+    c.signal("bed-102", kind="battery_low")  # a1 rings the technician
+    c.at(10)
+    c.signal("pres-102")
+    c.at(60)
+    c.signal("door-101", kind="battery_low")  # room 101: no staff there
+    c.signal("cord-102", kind="battery_low")  # room 102, staff there: rings at once
+    c.signal("pres-102", "cleared")
+    c.at(120)
+    assert c.rings("tech") == [
+        (0, "tech", "battery_low"),
+        (60, "tech", "battery_low"),
+        (60, "tech", "battery_low"),
+    ]
+    assert c.events("a1") == ["raised"]
+    assert not [d for d in c.out.deliveries if d.action == "cancel"]
+
+
 def test_a_call_from_a_zone_with_nobody_on_duty_is_never_batched() -> None:
     """README: rate-limit batching never applies to a zone with nobody on duty.
 
