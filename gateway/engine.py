@@ -20,6 +20,7 @@ from typing import Any
 
 from gateway.config import (
     Config,
+    InhibitConfig,
     LadderConfig,
     RuleConfig,
     StepConfig,
@@ -973,28 +974,34 @@ class Engine:
         for i, inh in enumerate(self.config.inhibit):
             if source.kind not in inh.source_kinds and "*" not in inh.source_kinds:
                 continue
-            for live in list(self._live.values()):
-                t = live.alert
-                if (
+
+            def covers(t: Alert, inh: InhibitConfig = inh) -> bool:
+                return (
                     t.id != source.id
                     and not t.critical
                     and (t.kind in inh.target_kinds or "*" in inh.target_kinds)
                     and all(getattr(t, lab) == getattr(source, lab) for lab in inh.equal)
-                ):
-                    name = inh.name or f"inhibit[{i}]"
-                    state = (
-                        AlertState.CANCELLED if t.state is AlertState.HELD else AlertState.RESOLVED
-                    )
-                    self._finish(
-                        live,
-                        state,
-                        now,
-                        f"inhibited by {source.kind}",
-                        out,
-                        reason=f"inhibited:{name}",
-                    )
-                    if not live.condition_cleared:
-                        self._arm(t, live.source)
+                )
+
+            for live in list(self._live.values()):
+                t = live.alert
+                if t.id not in self._live or not covers(t):
+                    continue  # (a member muted with its leader above is gone already)
+                members = [m for m in map(self._live.get, live.members) if m is not None]
+                if not all(covers(m.alert) for m in members):
+                    # The group carries a call this inhibition does not cover (a pull cord
+                    # that joined a door): muting the group would silence the call with it.
+                    continue
+                name = inh.name or f"inhibit[{i}]"
+                state = AlertState.CANCELLED if t.state is AlertState.HELD else AlertState.RESOLVED
+                for member in members:  # muted with their leader: a bed still empty comes back
+                    if not member.condition_cleared:
+                        self._arm(member.alert, member.source)
+                self._finish(
+                    live, state, now, f"inhibited by {source.kind}", out, reason=f"inhibited:{name}"
+                )
+                if not live.condition_cleared:
+                    self._arm(t, live.source)
 
     def _uninhibit(self, source: Alert, now: float, out: Outcome) -> None:
         """A source that stops ringing raises again the level targets it muted (Alertmanager)."""

@@ -320,6 +320,44 @@ def test_a_condition_suppressed_by_inhibition_is_raised_after_it() -> None:
     assert [e for _, e in bed_exits(c)] == ["raised", "suppressed", "raised", "held"]
 
 
+def test_an_inhibition_does_not_silence_a_call_grouped_with_its_target() -> None:
+    """A pull cord joins the open door's alert; then the seizure sensor of the room rings.
+
+    The seizure mutes door alerts, not calls: muting the door's group resolved the pull
+    cord with it (a cancel on the handset, reason inhibited), and a pressed button is no
+    condition that comes back.
+    """
+    c = Clocked(config())
+    c.signal("door-101")  # a1 rings
+    c.at(10)
+    c.signal("cord-101")  # a2 joins a1
+    c.at(20)
+    c.signal("epi-101")  # a3
+    c.at(30)
+    assert c.events("a2") == ["raised", "grouped"]
+    assert c.engine.alert("a2") is not None
+    assert not [d for d in c.out.deliveries if d.action == "cancel"]
+    assert (20, "n-ost", "epilepsy") in c.rings()
+
+
+def test_a_bed_exit_muted_with_its_group_is_ended_once_and_comes_back() -> None:
+    """A bed exit that joined the door's group is muted with it by a seizure: one ending in
+    its timeline (it had two: with the group, then on its own), and back after the seizure."""
+    c = Clocked(config(base=YAML.replace("hold_off: 45}", "hold_off: 45, group: 120}")))
+    c.signal("door-101")  # a1 rings
+    c.at(1)
+    c.signal("bed-101")  # a2: held 45 s, then joins a1
+    c.at(50)
+    c.signal("epi-101")  # a3 mutes a1 and a2
+    assert c.events("a2") == ["raised", "held", "grouped", "resolved"]
+    c.at(60)
+    c.respond("n-ost", "a3", "accept")
+    c.signal("epi-101", "cleared")
+    c.at(200)
+    bed = [(t.ts - c.start, t.event) for t in c.out.transitions if t.alert.kind == "bed_exit"]
+    assert (60, "raised") in bed
+
+
 def test_a_condition_that_cleared_meanwhile_or_elsewhere_stays_quiet() -> None:
     """Only muted targets still raised come back, and only those sharing the `equal` labels."""
     c = Clocked(config())
