@@ -1346,6 +1346,10 @@ class Engine:
             ]
             kinds = ", ".join(dict.fromkeys([alert.kind, *(m.kind for m in members)]))
             payload["text"] = f"Room {alert.room}: {kinds}"
+            # A call that joined a door left open is still a call: the group is as urgent
+            # as its most urgent member (a pager beeps and a handset sorts by it).
+            top = max([alert.priority, *(m.priority for m in members)])
+            payload["priority"] = top.name.lower()
         return Delivery(alert.id, handset, live.seq, action, payload)
 
     # -- technical, supervision, nobody on duty -------------------------------------------

@@ -256,6 +256,22 @@ def test_grouping_makes_one_message_per_room() -> None:
     assert member.state is AlertState.ACCEPTED
 
 
+def test_a_group_is_as_urgent_as_its_most_urgent_member() -> None:
+    """A pull cord (high) joins a door alert (medium): the group's messages said medium,
+    so an ESPA pager beeped the call as a door and a handset sorted it below other calls."""
+    c = Clocked(config())
+    c.signal("door-101")  # a1 rings at medium
+    c.at(10)
+    c.signal("cord-101")  # a2 (high) joins a1
+    update = c.out.deliveries[-1]
+    assert (update.action, update.payload["priority"]) == ("update", "high")
+    c.at(70)  # the group escalates: its ring carries the member's urgency too
+    ring = c.out.deliveries[-1]
+    assert (ring.action, ring.handset, ring.payload["priority"]) == ("ring", "n-vest", "high")
+    c.signal("cord-101", "cleared")  # the call ends: the door alone is medium again
+    assert c.out.deliveries[-1].payload["priority"] == "medium"
+
+
 def test_group_member_clearing_updates_and_leader_waits_for_members() -> None:
     """The leader's own clear waits for its members; the last one out sends the cancel."""
     c = Clocked(config())
