@@ -1470,8 +1470,10 @@ class Engine:
         out.transitions.append(Transition(zone_alert, "raised", now, f"for alert {alert.id}"))
         for h in self._failsafe(alert.kind, now):
             self._ring(live, h, now, out, rate_limited=False)
+        # Rung again after the reminder time (a ladder without reminders: its last step's).
+        again = live.ladder.reminder or max(live.ladder.steps[-1].after, 5.0)
         live.alert = zone_alert.with_state(
-            AlertState.ACTIVE, step=len(live.ladder.steps) - 1, due=now + live.ladder.reminder
+            AlertState.ACTIVE, step=len(live.ladder.steps) - 1, due=now + again
         )
 
     @staticmethod

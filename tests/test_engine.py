@@ -535,6 +535,17 @@ def test_nobody_on_duty_is_an_alert_to_the_failsafe() -> None:
     assert ("vakt", "pull_cord") in kinds
 
 
+def test_nobody_on_duty_rings_the_failsafe_once_without_reminders() -> None:
+    """`reminder: 0` (no reminders after an accept) made the no-staff alarm due at once:
+    every handset of the failsafe step got it twice in the same instant."""
+    c = Clocked(config(base=YAML.replace("reminder: 600", "reminder: 0")), start=DAY)
+    c.signal("cord-201")  # zone vest has nobody by day
+    c.at(30)
+    assert [k for _, h, k in c.rings("vakt")] == ["no_staff_on_duty", "pull_cord"]
+    c.at(61)  # nobody accepted: rung again after the last step's time
+    assert sorted(k for t, _, k in c.rings("vakt") if t == 60) == ["no_staff_on_duty", "pull_cord"]
+
+
 def test_technical_alarms_go_to_the_digest() -> None:
     """Battery-low never rings night handsets; it arrives in the 07:30 digest."""
     c = Clocked(config())
