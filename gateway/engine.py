@@ -260,6 +260,15 @@ class Engine:
         # (which would call a sensor installed hours later silent at once).
         for dev in config.devices:
             self._last_seen.setdefault(dev, self._now)
+        old = getattr(self, "config", None)
+        if old is not None and config.inhibit != old.inhibit:
+            # A condition an inhibition muted comes back when its inhibitor ends, under the
+            # inhibit rules of that moment: one a reload no longer mutes would never ring.
+            # Decided again at the next tick, as a reload does for rule-suppressed ones.
+            for key, armed in self._armed.items():
+                if armed.room not in self._present:
+                    self._at_boundary.add(key)
+                    self._cond_dirty.add(_ARMED_KEY + key)
         self.config = config
         self.calendar = Calendar(config)
         self._rules = [_Rule.compile(r) for r in config.rules]

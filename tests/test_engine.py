@@ -374,6 +374,28 @@ def test_a_bed_exit_muted_with_its_group_is_ended_once_and_comes_back() -> None:
     assert (60, "raised") in bed
 
 
+def test_a_reload_that_drops_an_inhibition_decides_its_muted_conditions_again() -> None:
+    """The seizure in room 101 mutes its bed exit; a reload then removes the inhibit rule.
+
+    The bed came back only through that rule when the seizure ended, so the bed still
+    empty never rang again. Still muted by a rule that stays, it stays quiet.
+    """
+    c = Clocked(config())
+    c.signal("epi-101")  # a1
+    c.at(5)
+    c.signal("bed-101")  # a2: muted by the seizure
+    c.signal("fall-102")  # a3
+    c.at(6)
+    c.signal("bed-102")  # a4: muted by the fall
+    c.at(10)
+    narrowed = YAML.replace("source_kinds: [fall, epilepsy]", "source_kinds: [fall]")
+    c.engine.reconfigure(config(base=narrowed), c.now)
+    c.at(300)  # the seizure no longer mutes bed-101: its hold-off runs from the reload
+    beds = [d for d in c.out.deliveries if d.action == "ring" and d.payload["kind"] == "bed_exit"]
+    assert {d.payload["room"] for d in beds} == {"101"}  # the fall still mutes bed-102
+    assert c.rings()[2] == (55, "n-ost", "bed_exit")
+
+
 def test_a_condition_that_cleared_meanwhile_or_elsewhere_stays_quiet() -> None:
     """Only muted targets still raised come back, and only those sharing the `equal` labels."""
     c = Clocked(config())
