@@ -65,9 +65,28 @@ class Calendar:
             day = local.date() + dt.timedelta(days=add)
             candidate = dt.datetime(day.year, day.month, day.day, h, m, tzinfo=self.tz)
             ts = candidate.timestamp()
+            if self.local(ts).replace(tzinfo=None) != candidate.replace(tzinfo=None):
+                ts = self._gap_end(candidate)
             if ts > after:
                 return ts
         raise AssertionError("unreachable: a day always has a next HH:MM")
+
+    def _gap_end(self, wall: dt.datetime) -> float:
+        """When the clock passes `wall`, a time the spring-forward jump skips (02:30).
+
+        The window it bounds turns at the jump (`active` reads 03:00 as past 02:30); zoneinfo
+        would put the skipped time an hour on (03:30). The jump lies between the instants
+        the offsets before and after it give; found to the second.
+        """
+        naive = wall.replace(tzinfo=None)
+        lo, hi = int(wall.replace(fold=1).timestamp()), int(wall.replace(fold=0).timestamp())
+        while hi - lo > 1:  # local wall time at lo is before `wall`, at hi past it
+            mid = (lo + hi) // 2
+            if self.local(mid).replace(tzinfo=None) >= naive:
+                hi = mid
+            else:
+                lo = mid
+        return float(hi)
 
     def within(self, override: OverrideConfig, ts: float) -> bool:
         """True when a roster override covers epoch `ts`."""

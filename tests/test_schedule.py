@@ -112,3 +112,32 @@ schedules:
     assert late == minutes[30:]  # from the first 02:30 on, through the repeated hour
     # No second 02:30 boundary either: the next one is the late shift's end.
     assert cal.next_boundary(["early", "late"], first + 30 * 60) == ts(2026, 10, 25, 7, 0)
+
+
+def test_a_boundary_the_spring_jump_skips_is_when_the_clock_jumps() -> None:
+    """29 March 2026: 02:00 CET becomes 03:00 CEST, so a 02:30 handover happens at the jump.
+
+    `active` hands over at 03:00 CEST; the next boundary used to be 03:30 CEST (zoneinfo's
+    reading of the skipped 02:30), so what a rule suppressed until the handover was decided
+    again half an hour after it.
+    """
+    cal = Calendar(
+        parse_config(
+            """
+site: {timezone: Europe/Oslo}
+schedules:
+  early: {start: "22:00", end: "02:30"}
+  late: {start: "02:30", end: "07:00"}
+"""
+        )
+    )
+    before = ts(2026, 3, 29, 1, 0)  # 01:00 CET
+    jump = ts(2026, 3, 29, 3, 0)  # 03:00 CEST: one hour later in real time
+    assert jump - before == 3600
+    assert [cal.active("early", jump - 1), cal.active("late", jump - 1)] == [True, False]
+    assert [cal.active("early", jump), cal.active("late", jump)] == [False, True]
+    assert cal.next_boundary(["early", "late"], before) == jump
+    assert cal.next_time("02:30", before) == jump
+    # A boundary that exists is unchanged; the day after has its 02:30 again.
+    assert cal.next_boundary(["early", "late"], jump) == ts(2026, 3, 29, 7, 0)
+    assert cal.next_time("02:30", jump) == ts(2026, 3, 30, 2, 30)
