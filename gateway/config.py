@@ -270,6 +270,16 @@ class LadderConfig:
 
     steps: tuple[StepConfig, ...]
     reminder: Delay = 900.0  # 0: no reminder after an accept
+    # Nurse-call "accept timeout" (IHE ACM escalation): an accepted alert still open after
+    # this many unanswered reminders is nobody's again and rings the next step.
+    reopen_after: Count = dataclasses.field(
+        default=2,
+        metadata={
+            "doc": "Unanswered reminders after which an accepted alert is reopened and rings"
+            " the next step, its accepter included (0: never; needs reminder > 0; not"
+            " technical alarms)"
+        },
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

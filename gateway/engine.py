@@ -130,6 +130,7 @@ class _Live:
     source: str | None = None  # its signal's source, for rules when it is raised again
     # Rejecters not rung and not accepting since their reject: a repeat of it is no news.
     declined: set[str] = dataclasses.field(default_factory=set)
+    reminders: int = 0  # reminders sent since the accept, none answered (see `_remind`)
 
     def __post_init__(self) -> None:
         if self._alert.due is not None:
@@ -197,6 +198,17 @@ def _answers(timeline: Iterable[tuple[float, str, str]]) -> tuple[set[str], set[
         elif event == "accepted":
             declined.discard(detail)
     return rejected_by, declined
+
+
+def _unanswered_reminders(timeline: Iterable[tuple[float, str, str]]) -> int:
+    """Reminders sent since the alert was last accepted or reopened, read back from its timeline."""
+    count = 0
+    for _, event, _detail in timeline:
+        if event == "reminder":
+            count += 1
+        elif event in ("accepted", "reopened"):
+            count = 0
+    return count
 
 
 class Engine:
@@ -509,7 +521,10 @@ class Engine:
             self._ladder(alert.rule, critical=alert.critical),
             self._timers,
         )
-        live.rejected_by, live.declined = _answers(timeline)
+        events = list(timeline)
+        live.rejected_by, live.declined = _answers(events)
+        if alert.state is AlertState.ACCEPTED:
+            live.reminders = _unanswered_reminders(events)
         live.source = source
         self._live[alert.id] = live
         if condition_cleared:
@@ -629,6 +644,7 @@ class Engine:
     def _reopen(self, live: _Live, now: float, out: Outcome, detail: str) -> None:
         """An accepted alert (and its group members) is nobody's again."""
         live.alert = live.alert.with_state(AlertState.ACTIVE, accepted_by=None)
+        live.reminders = 0
         out.transitions.append(Transition(live.alert, "reopened", now, detail))
         for member_id in live.members:
             member = self._live.get(member_id)
@@ -835,8 +851,14 @@ class Engine:
             return self.on_duty(alert.kind, now)
         return self._failsafe(alert.kind, now)
 
-    def _ring_step(self, live: _Live, index: int, now: float, out: Outcome) -> None:
-        """Ring step `index` of the ladder, skipping steps that add nobody new."""
+    def _ring_step(
+        self, live: _Live, index: int, now: float, out: Outcome, *, again: str | None = None
+    ) -> None:
+        """Ring step `index` of the ladder, skipping steps that add nobody new.
+
+        `again`: the accepter of a reopened alert. The step then rings all its people (not
+        only those new to the alert: their handsets show it taken) and the accepter too.
+        """
         steps = live.ladder.steps
         alert = live.alert
         unstaffed = not self.team(alert.kind, alert.zone, now)
@@ -847,7 +869,12 @@ class Engine:
             step = steps[index]
             everyone = self._targets(step, alert, now)
             targets = [h for h in everyone if h not in live.rejected_by]
-            new = [h for h in targets if h not in live.handsets]
+            if again is not None:
+                if again in self.config.handsets and again not in targets:
+                    targets.append(again)
+                new = targets
+            else:
+                new = [h for h in targets if h not in live.handsets]
             last = index == len(steps) - 1
             if last and not targets:
                 # Everyone at the last step said no: the alert is still nobody's, so it
@@ -867,7 +894,9 @@ class Engine:
         if not ringing:
             out.transitions.append(Transition(live.alert, "unrouted", now, "no handset at all"))
 
-    def _escalate(self, live: _Live, now: float, out: Outcome, *, why: str) -> None:
+    def _escalate(
+        self, live: _Live, now: float, out: Outcome, *, why: str, again: str | None = None
+    ) -> None:
         alert = live.alert
         if (
             why == "rejected"
@@ -888,7 +917,7 @@ class Engine:
         else:
             index = min(alert.step + 1, len(live.ladder.steps) - 1)
         out.transitions.append(Transition(alert, "escalated", now, f"to step {index}", why))
-        self._ring_step(live, index, now, out)
+        self._ring_step(live, index, now, out, again=again)
 
     def _accept(
         self, live: _Live, handset: str, now: float, out: Outcome, *, due: float | None = None
@@ -897,6 +926,7 @@ class Engine:
             due = now + live.ladder.reminder
         live.alert = live.alert.with_state(AlertState.ACCEPTED, accepted_by=handset, due=due)
         live.declined.discard(handset)
+        live.reminders = 0
         out.transitions.append(Transition(live.alert, "accepted", now, handset))
         for h in live.handsets:
             out.deliveries.append(self._delivery(live, h, "update", now))
@@ -927,6 +957,26 @@ class Engine:
             self._reopen(live, now, out, f"{alert.accepted_by} removed")
             self._escalate(live, now, out, why="accepter_removed")
             return
+        reopen_after = live.ladder.reopen_after
+        if (
+            reopen_after > 0
+            and live.reminders >= reopen_after
+            and (not self.config.kind(alert.kind).technical or alert.kind in _SOMEONE_CALLING)
+        ):
+            # Accepted, reminded and still not attended (no resolve, no clear, no staff in
+            # the room): the nurse may be stuck elsewhere, so the alert is nobody's again
+            # and climbs on from the step it was accepted at, its accepter rung with it.
+            # Technical alarms stay with the technicians, reminded as before.
+            accepter = alert.accepted_by or ""
+            self._reopen(
+                live,
+                now,
+                out,
+                f"not attended after {live.reminders} reminders ({accepter})",
+            )
+            self._escalate(live, now, out, why="not_attended", again=accepter)
+            return
+        live.reminders += 1
         live.alert = alert.with_state(
             AlertState.ACCEPTED, due=now + reminder if reminder > 0 else None
         )

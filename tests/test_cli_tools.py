@@ -30,6 +30,10 @@ def test_schema_prints_json_schema_rejecting_unknown_keys(
     rule = schema["properties"]["rules"]["items"]
     assert rule["additionalProperties"] is False
     assert "hold_off" in rule["properties"]
+    ladder = schema["properties"]["escalation"]["additionalProperties"]
+    reopen = ladder["properties"]["reopen_after"]
+    assert (reopen["type"], reopen["minimum"]) == ("integer", 0)
+    assert "reopened" in reopen["description"]
 
 
 def test_simulate_then_replay_round_trip(

@@ -614,6 +614,31 @@ def test_numbers_at_their_bounds_are_accepted() -> None:
     assert (ladder.reminder, ladder.steps[0].after) == (0.0, 0.0)
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("-1", "expected a whole number of at least 0, got -1"),
+        ("1.5", "expected a whole number, got 1.5"),
+    ],
+)
+def test_reopen_after_is_a_whole_number_of_reminders(value: str, expected: str) -> None:
+    """`reopen_after` counts reminders: negative or fractional is a problem with its line."""
+    text = BASE + "roster: {failsafe: [night1]}\n"
+    text += f"escalation:\n  default:\n    steps: [{{to: failsafe}}]\n    reopen_after: {value}\n"
+    assert only_problem(text) == (
+        f"{FILE}:{line_of(text, 'reopen_after')}: escalation.default.reopen_after: {expected}"
+    )
+
+
+def test_reopen_after_defaults_to_two_reminders_and_zero_turns_it_off() -> None:
+    """Unwritten, an accepted alert is reopened after two unanswered reminders; 0 is never."""
+    text = BASE + "roster: {failsafe: [night1]}\n"
+    ladder = "escalation:\n  default:\n    steps: [{to: failsafe}]\n"
+    assert parse_config(text + ladder, filename=FILE).escalation["default"].reopen_after == 2
+    off = parse_config(text + ladder + "    reopen_after: 0\n", filename=FILE)
+    assert off.escalation["default"].reopen_after == 0
+
+
 def test_wrong_type_is_one_problem_not_also_out_of_range() -> None:
     """A port given as text reports the type, not a range problem on top."""
     text = edit("  port: 1883\n", "  port: eighteen\n")

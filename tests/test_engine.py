@@ -1483,3 +1483,126 @@ def test_a_latching_alarm_nobody_was_rung_for_ends_with_its_condition() -> None:
     assert c.events("a1") == ["raised", "digest"]
     c.signal("cord-101", "cleared", kind="link_down")
     assert c.engine.alert("a1") is None
+
+
+def test_an_accepted_alarm_nobody_attends_is_reopened_and_climbs_the_ladder() -> None:
+    """An accepted fall whose sensor stays raised, unresolved and with nobody in the room,
+    was reminded to its accepter every 10 minutes all night and never reached anyone else.
+    After two unanswered reminders it is nobody's again: the next step rings, accepter too."""
+    c = Clocked(config())
+    c.signal("fall-102")
+    c.at(5)
+    c.respond("n-ost", "a1")
+    c.at(1804)  # reminders at 605 and 1205, each unanswered
+    assert c.rings() == [(0, "n-ost", "fall"), (605, "n-ost", "fall"), (1205, "n-ost", "fall")]
+    c.at(1806)
+    alert = c.engine.alert("a1")
+    assert alert is not None
+    assert (alert.state, alert.accepted_by) == (AlertState.ACTIVE, None)
+    (reopened,) = [t for t in c.out.transitions if t.event == "reopened"]
+    assert reopened.detail == "not attended after 2 reminders (n-ost)"
+    assert {h for t, h, _ in c.rings() if t == 1805} == {"n-ost", "n-vest"}
+    c.at(1866)  # unaccepted again: it escalates as any active alert does
+    assert (1865, "vakt", "fall") in c.rings()
+
+
+def test_a_reopened_alert_rings_the_whole_next_step_and_the_accepter() -> None:
+    """Accepted at the primary step: the reopen rings all on duty, the accepter among them;
+    accepted at the failsafe step, it rings the failsafe step again."""
+    c = Clocked(config())
+    c.signal("cord-102")
+    c.at(10)
+    c.respond("n-ost", "a1")
+    c.at(1811)
+    assert [(t, h) for t, h, _ in c.rings() if t > 1210] == [(1810, "n-ost"), (1810, "n-vest")]
+    assert c.events("a1")[-3:] == ["reopened", "escalated", "ringing"]
+
+    late = Clocked(config())
+    late.signal("cord-102")
+    late.at(125)  # the failsafe step rang vakt at 120
+    late.respond("vakt", "a1")
+    late.at(1926)
+    assert {h for t, h, _ in late.rings() if t == 1925} == {"n-ost", "n-vest", "vakt"}
+
+
+def test_an_accepter_who_answers_in_time_is_not_reopened() -> None:
+    """Resolving, the condition clearing, or staff in the room: nothing is reopened."""
+    for finish in ("resolve", "clear", "presence"):
+        c = Clocked(config())
+        c.signal("fall-102")
+        c.respond("n-ost", "a1")
+        c.at(1500)  # two reminders sent
+        if finish == "resolve":
+            c.respond("n-ost", "a1", "resolve")
+        elif finish == "clear":
+            c.signal("fall-102", "cleared")
+        else:
+            c.signal("pres-102")
+        c.at(3000)
+        assert "reopened" not in c.events("a1"), finish
+        assert {h for _, h, _ in c.rings()} == {"n-ost"}, finish
+
+
+def test_reopen_after_zero_or_no_reminders_never_reopens() -> None:
+    """`reopen_after: 0` keeps reminding for ever; `reminder: 0` sends no reminder to count."""
+    for ladder in ("reminder: 600\n    reopen_after: 0", "reminder: 0"):
+        c = Clocked(config(base=YAML.replace("reminder: 600", ladder)))
+        c.signal("fall-102")
+        c.respond("n-ost", "a1")
+        c.at(4 * 3600)
+        assert "reopened" not in c.events("a1"), ladder
+        assert {h for _, h, _ in c.rings()} == {"n-ost"}, ladder
+
+
+def test_an_accepted_technical_alarm_is_never_reopened_to_the_night_staff() -> None:
+    """A battery the technician accepted stays with the technician, reminded as before."""
+    c = Clocked(config(base=YAML.replace("digest: true", "digest: false")))
+    c.signal("bed-101", kind="battery_low")
+    c.respond("tech", "a1")
+    c.at(4 * 3600)
+    assert "reopened" not in c.events("a1")
+    assert {h for _, h, _ in c.rings()} == {"tech"}
+    assert c.events("a1").count("reminder") == 24
+
+
+def test_a_restart_remembers_how_many_reminders_went_unanswered() -> None:
+    """The count comes back from the timeline: a restart does not buy another 20 minutes."""
+    c = Clocked(config())
+    c.signal("fall-102")
+    c.at(5)
+    c.respond("n-ost", "a1")
+    c.at(700)  # one reminder at 605
+    fresh = restored(c, "a1")
+    fresh.at(1806)
+    assert "reopened" in fresh.events("a1")
+    assert (1805, "vakt", "fall") not in fresh.rings()  # step 1 first: everyone on duty
+    assert {h for t, h, _ in fresh.rings() if t == 1805} == {"n-ost", "n-vest"}
+
+
+def test_a_restart_after_a_reopen_and_a_new_accept_counts_afresh() -> None:
+    """Reminders before the reopen belong to the first accept, not to the second."""
+    c = Clocked(config())
+    c.signal("fall-102")
+    c.respond("n-ost", "a1")
+    c.at(1810)  # reopened at 1800
+    c.respond("n-vest", "a1")
+    c.at(2500)  # one reminder to n-vest at 2410
+    fresh = restored(c, "a1")
+    fresh.at(3015)  # the second reminder at 3010 is sent, not a reopen
+    assert "reopened" not in fresh.events("a1")
+    assert fresh.rings() == [(3010, "n-vest", "fall")]
+    fresh.at(3615)
+    assert "reopened" in fresh.events("a1")
+
+
+def test_a_reload_applies_a_new_reopen_after_to_an_accepted_alert() -> None:
+    """The count survives a reload; the reloaded ladder's `reopen_after` decides."""
+    c = Clocked(config())
+    c.signal("fall-102")
+    c.respond("n-ost", "a1")
+    c.at(700)  # one reminder
+    c.engine.reconfigure(
+        config(base=YAML.replace("reminder: 600", "reminder: 600\n    reopen_after: 1")), c.now
+    )
+    c.at(1205)
+    assert "reopened" in c.events("a1")
