@@ -131,6 +131,8 @@ class _Live:
     # Rejecters not rung and not accepting since their reject: a repeat of it is no news.
     declined: set[str] = dataclasses.field(default_factory=set)
     reminders: int = 0  # reminders sent since the accept, none answered (see `_remind`)
+    # Handsets the current step rang: only their refusal moves the alert on at once.
+    step_rung: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self._alert.due is not None:
@@ -198,6 +200,15 @@ def _answers(timeline: Iterable[tuple[float, str, str]]) -> tuple[set[str], set[
         elif event == "accepted":
             declined.discard(detail)
     return rejected_by, declined
+
+
+def _last_rung(timeline: Iterable[tuple[float, str, str]]) -> list[str]:
+    """The handsets the latest "ringing" event of a timeline names (its current step)."""
+    rung: list[str] = []
+    for _, event, detail in timeline:
+        if event == "ringing" and ": " in detail:
+            rung = [h for h in detail.rsplit(": ", 1)[1].split(",") if h]
+    return rung
 
 
 def _unanswered_reminders(timeline: Iterable[tuple[float, str, str]]) -> int:
@@ -523,6 +534,7 @@ class Engine:
         )
         events = list(timeline)
         live.rejected_by, live.declined = _answers(events)
+        live.step_rung = _last_rung(events)
         if alert.state is AlertState.ACCEPTED:
             live.reminders = _unanswered_reminders(events)
         live.source = source
@@ -609,7 +621,14 @@ class Engine:
             out.transitions.append(
                 Transition(alert, "rejected", now, response.handset, response.reason)
             )
-            self._give_back(live, response.handset, now, out, why="rejected")
+            # The accepter's no gives the alert back; anyone else's moves it on only when
+            # it completes the current step's refusal. Otherwise it is noted (that handset
+            # is skipped from now on) and moves nothing: a late no from an earlier step must
+            # not take the current step's time away, nor one no the others' chance.
+            handset = response.handset
+            gives_back = alert.state is AlertState.ACCEPTED and alert.accepted_by == handset
+            if gives_back or self._step_refused(live, handset):
+                self._give_back(live, handset, now, out, why="rejected")
         else:
             self._finish(live, AlertState.RESOLVED, now, response.handset, out)
         return out
@@ -630,6 +649,16 @@ class Engine:
         out.transitions.append(Transition(live.alert, "delivery_failed", now, handset, why))
         self._give_back(live, handset, now, out, why="delivery_failed")
         return out
+
+    @staticmethod
+    def _step_refused(live: _Live, handset: str) -> bool:
+        """`handset` was rung at the current step and everyone rung there has now said no.
+
+        An alert restored without a "ringing" event (an unknown call point, a no-staff
+        alarm) counts every handset it rang as its current step.
+        """
+        rung = live.step_rung or live.handsets
+        return handset in rung and all(h in live.declined for h in rung)
 
     def _give_back(self, live: _Live, handset: str, now: float, out: Outcome, *, why: str) -> None:
         """`handset` cannot take the alert: ring the next step (reopening it if they had it)."""
@@ -836,6 +865,7 @@ class Engine:
         out.transitions.append(
             Transition(live.alert, "ringing", now, "critical: " + ",".join(team))
         )
+        live.step_rung = list(team)
         for handset in team:
             self._ring(live, handset, now, out, rate_limited=False)
         if not team:
@@ -888,6 +918,7 @@ class Engine:
         out.transitions.append(
             Transition(live.alert, "ringing", now, f"step {index} {step.to}: {','.join(ringing)}")
         )
+        live.step_rung = list(ringing)
         for handset in ringing:
             # A zone with nobody on duty is never batched: its calls go to whoever can go.
             self._ring(live, handset, now, out, rate_limited=not unstaffed)
@@ -1419,7 +1450,8 @@ class Engine:
         if alert.kind in _SOMEONE_CALLING:
             # A person pressed a call button alertgw cannot place: it is a technical fault,
             # but it must not wait for a digest. Everyone on duty and the technician.
-            for h in dict.fromkeys([*self._failsafe(alert.kind, now), *tech.handsets]):
+            live.step_rung = list(dict.fromkeys([*self._failsafe(alert.kind, now), *tech.handsets]))
+            for h in live.step_rung:
                 self._ring(live, h, now, out, rate_limited=False)
             live.alert = live.alert.with_state(AlertState.ACTIVE, due=None)
             return
@@ -1432,6 +1464,7 @@ class Engine:
                 self._digest_due = self.calendar.next_time(tech.digest_at, now)
             out.transitions.append(Transition(alert, "digest", now, tech.digest_at, "technical"))
             return
+        live.step_rung = list(tech.handsets)
         for h in tech.handsets:
             self._ring(live, h, now, out, rate_limited=False)
         live.alert = live.alert.with_state(AlertState.ACTIVE, due=None)
@@ -1527,7 +1560,8 @@ class Engine:
         self._live[zone_alert.id] = live
         self._by_key[key] = zone_alert.id
         out.transitions.append(Transition(zone_alert, "raised", now, f"for alert {alert.id}"))
-        for h in self._failsafe(alert.kind, now):
+        live.step_rung = self._failsafe(alert.kind, now)
+        for h in live.step_rung:
             self._ring(live, h, now, out, rate_limited=False)
         # Rung again after the reminder time (a ladder without reminders: its last step's).
         again = live.ladder.reminder or max(live.ladder.steps[-1].after, 5.0)

@@ -1606,3 +1606,43 @@ def test_a_reload_applies_a_new_reopen_after_to_an_accepted_alert() -> None:
     )
     c.at(1205)
     assert "reopened" in c.events("a1")
+
+
+def test_a_late_reject_from_an_earlier_step_does_not_skip_the_current_one() -> None:
+    """The primary says no at 61 s, a second after step 1 rang n-vest: that no used to send
+    the alert straight to the failsafe, taking n-vest's minute away. It is noted (n-ost is
+    skipped from now on) and the step's timeout still applies."""
+    c = Clocked(config())
+    c.signal("cord-102")
+    c.at(61)
+    result = c.respond("n-ost", "a1", "reject")
+    assert [t.event for t in result.transitions] == ["rejected"]
+    assert c.rings() == [(0, "n-ost", "pull_cord"), (60, "n-vest", "pull_cord")]
+    c.at(121)
+    assert c.rings()[2:] == [(120, "vakt", "pull_cord")]
+    c.at(181)  # the failsafe step rings again: everyone but the rejecter
+    assert {h for t, h, _ in c.rings() if t == 180} == {"n-vest", "vakt"}
+
+
+def test_a_reject_moves_on_only_when_everyone_the_step_rang_has_said_no() -> None:
+    """By day a fall rings both of ost's day staff; one no leaves it with the other."""
+    c = Clocked(config(), start=DAY)
+    c.signal("fall-102")
+    assert {h for _, h, _ in c.rings()} == {"d-ost", "d-2"}
+    c.at(5)
+    c.respond("d-ost", "a1", "reject")
+    assert "escalated" not in c.events("a1")
+    c.at(10)
+    c.respond("d-2", "a1", "reject")
+    assert c.events("a1")[-2:] == ["escalated", "ringing"]
+    assert c.rings()[2:] == [(10, "vakt", "fall")]
+
+
+def test_a_restart_remembers_which_handsets_the_current_step_rang() -> None:
+    """Restored at step 1, n-vest's reject is the whole step's: it moves on at once."""
+    c = Clocked(config())
+    c.signal("cord-102")
+    c.at(61)
+    fresh = restored(c, "a1")
+    fresh.respond("n-vest", "a1", "reject")  # n-ost, rung at step 0, has not answered
+    assert fresh.rings() == [(61, "vakt", "pull_cord")]
