@@ -726,7 +726,7 @@ class Engine:
             live = self._live[alert_id]
             state = live.alert.state
             if state is AlertState.HELD:
-                self._activate(live, now, out)
+                self._end_hold_off(live, now, out)
             elif state is AlertState.ACTIVE:
                 self._escalate(live, now, out, why="timeout")
             elif state is AlertState.ACCEPTED:
@@ -832,6 +832,32 @@ class Engine:
             out.transitions.append(
                 Transition(live.alert, "held", now, f"{rule.hold_off:g}s", rule.name)
             )
+            return
+        self._activate(live, now, out)
+
+    def _end_hold_off(self, live: _Live, now: float, out: Outcome) -> None:
+        """A hold-off ended: ring, unless the rules in force now suppress the alert.
+
+        A bed exit held 20 minutes from 06:50 ends under the day's rules, which suppress
+        bed exits: it is suppressed as if raised now, armed until the next boundary like
+        any condition a schedule mutes. Any other rule now first does not restart a
+        hold-off (that could hold an alert across every boundary): it rings as held.
+        """
+        alert = live.alert
+        signal = Signal(
+            id=alert.signal_id,
+            source=live.source or "",
+            device=alert.device,
+            room=alert.room,
+            kind=alert.kind,
+            state=SignalState.RAISED,
+            ts=alert.raised_at,
+        )
+        rule = self._match(signal, alert.zone, now)
+        if rule is not None and rule.action == "suppress":
+            live.alert = dataclasses.replace(alert, rule=rule.name)
+            self._finish(live, AlertState.SUPPRESSED, now, rule.name, out, reason="rule")
+            self._arm_until_boundary(live.alert, live.source, now)
             return
         self._activate(live, now, out)
 

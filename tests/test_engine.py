@@ -1646,3 +1646,39 @@ def test_a_restart_remembers_which_handsets_the_current_step_rang() -> None:
     fresh = restored(c, "a1")
     fresh.respond("n-vest", "a1", "reject")  # n-ost, rung at step 0, has not answered
     assert fresh.rings() == [(61, "vakt", "pull_cord")]
+
+
+EARLY = dt.datetime(2026, 11, 25, 6, 50, tzinfo=OSLO).timestamp()
+
+
+def test_a_night_hold_off_that_ends_in_the_day_is_decided_by_the_day_rules() -> None:
+    """A bed exit at 06:50 held 20 minutes by `bed-night` rang the day handset at 07:10,
+    although `bed-day` suppresses bed exits by day. It is suppressed by the day rule."""
+    c = Clocked(config(), start=EARLY)
+    c.signal("bed-102")
+    c.at(1300)
+    assert c.rings() == []
+    assert c.events("a1") == ["raised", "held", "suppressed"]
+    (sup,) = [t for t in c.out.transitions if t.event == "suppressed"]
+    assert (sup.reason, sup.detail, sup.alert.rule) == ("rule", "bed-day", "bed-day")
+    assert c.engine.active_count == 0
+
+
+def test_a_bed_still_empty_after_a_suppressed_hold_off_comes_back_at_night() -> None:
+    """Suppressed at the end of its hold-off, it is armed like any bed exit the day rule
+    mutes: still empty at 22:00, the night rule holds it afresh and it rings at 22:20."""
+    c = Clocked(config(), start=EARLY)
+    c.signal("bed-102")
+    night = dt.datetime(2026, 11, 25, 22, 0, tzinfo=OSLO).timestamp() - EARLY
+    c.at(night + 1199)
+    assert c.rings() == []
+    c.at(night + 1201)
+    assert c.rings() == [(night + 1200, "n-ost", "bed_exit")]
+
+
+def test_a_hold_off_ending_under_another_holding_rule_rings_without_holding_again() -> None:
+    """No endless hold-offs: a day rule that would hold too does not restart the wait."""
+    c = Clocked(config(base=YAML.replace("action: suppress}", "hold_off: 1200}")), start=EARLY)
+    c.signal("bed-102")
+    c.at(1201)
+    assert c.rings() == [(1200, "d-ost", "bed_exit")]
