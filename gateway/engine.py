@@ -42,6 +42,10 @@ DEFAULT_LADDER = LadderConfig(
     reminder=900.0,
 )
 SUPERVISION_PERIOD = 10.0
+# One generation counter for the alert keys of devices not in config (ESPA addresses no
+# device names): a babbling nurse-call system's random addresses must not grow a counter
+# each, in memory and in the journal. No alert key can equal it: alert keys hold a colon.
+_UNCONFIGURED = "*unconfigured"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -283,6 +287,8 @@ class Engine:
         # (which would call a sensor installed hours later silent at once).
         for dev in config.devices:
             self._last_seen.setdefault(dev, self._now)
+        for dev in [d for d in self._last_seen if d not in config.devices]:
+            del self._last_seen[dev]  # removed: no longer supervised
         old = getattr(self, "config", None)
         if old is not None and config.inhibit != old.inhibit:
             # A condition an inhibition muted comes back when its inhibitor ends, under the
@@ -333,6 +339,18 @@ class Engine:
         """The live alert with this id, if any."""
         live = self._live.get(alert_id)
         return live.alert if live else None
+
+    def table_sizes(self) -> dict[str, int]:
+        """Entries in the engine's per-device and per-key tables, for tests and diagnostics."""
+        return {
+            "last_seen": len(self._last_seen),
+            "silent": len(self._silent),
+            "generations": len(self._generation),
+            "armed": len(self._armed),
+            "present": len(self._present),
+            "ring_log": len(self._ring_log),
+            "batch": len(self._batch),
+        }
 
     def next_deadline(self) -> float | None:
         """The earliest time `tick` has work to do."""
@@ -394,13 +412,18 @@ class Engine:
         live = self._live.get(alert_id)
         return live is None or live.alert.due != due
 
-    def _next_id(self, key: str) -> str:
+    def _next_id(self, key: str, *, configured: bool = True) -> str:
+        """A new alert id for `key`; `configured`: its device is one the config names."""
         if self._injected_id is not None:
             return self._injected_id()
-        gen = self._generation.get(key, 0) + 1
-        self._generation[key] = gen
-        self._gen_dirty.add(key)
-        digest = hashlib.blake2b(f"{self._salt}|{key}|{gen}".encode(), digest_size=8)
+        counter = key if configured else _UNCONFIGURED
+        gen = self._generation.get(counter, 0) + 1
+        self._generation[counter] = gen
+        self._gen_dirty.add(counter)
+        # The key stays in the digest, so a shared count still gives each key its own ids;
+        # "*" keeps them apart from a per-key count an older journal holds for the key.
+        mark = "" if configured else "*"
+        digest = hashlib.blake2b(f"{self._salt}|{key}|{mark}{gen}".encode(), digest_size=8)
         return digest.hexdigest()
 
     def use_salt(self, salt: str) -> None:
@@ -556,7 +579,8 @@ class Engine:
         """Decide what one signal means."""
         out = Outcome()
         self._now = now
-        self._last_seen[signal.device] = now
+        if signal.device in self._devices:  # only they are supervised: no table of strangers
+            self._last_seen[signal.device] = now
         if signal.device in self._silent:
             self._silent.discard(signal.device)
             # Presence may have armed the silence alarm to come back when staff leave; the
@@ -780,7 +804,7 @@ class Engine:
             Priority[(rule.priority or kc.priority).upper()] if rule else cfg.priority(signal.kind)
         )
         alert = Alert(
-            id=self._next_id(key),
+            id=self._next_id(key, configured=signal.device in self._devices),
             key=key,
             kind=signal.kind,
             room=signal.room,

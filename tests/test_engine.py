@@ -13,6 +13,7 @@ import pytest
 from gateway.config import Config, parse_config
 from gateway.engine import Engine, Outcome
 from gateway.errors import ConfigError
+from gateway.espa.decode import EspaDecoder
 from gateway.model import AlertState, Response, ResponseKind, Signal, SignalState
 
 OSLO = ZoneInfo("Europe/Oslo")
@@ -1682,3 +1683,34 @@ def test_a_hold_off_ending_under_another_holding_rule_rings_without_holding_agai
     c.signal("bed-102")
     c.at(1201)
     assert c.rings() == [(1200, "d-ost", "bed_exit")]
+
+
+def test_a_babbling_nurse_call_system_grows_no_table_per_unknown_address() -> None:
+    """100,000 calls from distinct addresses no device names: each is an unknown call point
+    alarm, but the engine kept a last-heard time and an id counter (journaled too) for each
+    address, for good. Only configured devices are supervised; strangers share one counter."""
+    cfg = config()
+    engine = Engine(cfg, now=NIGHT, salt="s")  # derived ids, as the daemon makes them
+    decoder = EspaDecoder(source="espa", config=cfg)
+    ids: set[str] = set()
+    for n in range(100_000):
+        payload = b'{"address": "%d", "call_type": "2"}' % n
+        (signal,) = decoder.decode(f"espa/line1/{n}", payload, NIGHT)
+        assert signal.kind == "unknown_call_point"
+        out = engine.handle_signal(signal, NIGHT)
+        ids.update(t.alert.id for t in out.transitions)
+    assert len(ids) == 100_000  # still one alert, with its own id, per call point
+    sizes = engine.table_sizes()
+    assert sizes["last_seen"] <= len(cfg.devices)
+    assert sizes["generations"] == 1
+    assert engine.changed_generations() == {"*unconfigured": 100_000}
+
+
+def test_a_configured_device_keeps_its_own_alert_id_counter() -> None:
+    """Ids of configured devices are derived as before: per key, so a redelivery re-creates them."""
+    engine = Engine(config(), now=NIGHT, salt="s")
+    signal = Signal("s1", "test", "cord-102", "102", "pull_cord", SignalState.RAISED, NIGHT)
+    (raised, *_) = engine.handle_signal(signal, NIGHT).transitions
+    assert engine.changed_generations() == {"cord-102:pull_cord": 1}
+    again = Engine(config(), now=NIGHT, salt="s")
+    assert again.handle_signal(signal, NIGHT).transitions[0].alert.id == raised.alert.id
