@@ -215,6 +215,20 @@ def _last_rung(timeline: Iterable[tuple[float, str, str]]) -> list[str]:
     return rung
 
 
+def _waiting_batches(timeline: Iterable[tuple[float, str, str]]) -> list[str]:
+    """Handsets an alert waits in a rate-limit batch for: "batched" with no "batch_sent" since.
+
+    Both events' detail starts with the handset (the journal appends the reason).
+    """
+    waiting: dict[str, None] = {}
+    for _, event, detail in timeline:
+        if event == "batched":
+            waiting[detail.split(" ", 1)[0]] = None
+        elif event == "batch_sent":
+            waiting.pop(detail.split(" ", 1)[0], None)
+    return list(waiting)
+
+
 def _unanswered_reminders(timeline: Iterable[tuple[float, str, str]]) -> int:
     """Reminders sent since the alert was last accepted or reopened, read back from its timeline."""
     count = 0
@@ -560,6 +574,18 @@ class Engine:
         live.step_rung = _last_rung(events)
         if alert.state is AlertState.ACCEPTED:
             live.reminders = _unanswered_reminders(events)
+        elif alert.state is AlertState.ACTIVE:
+            # Batches live in memory only: one a restart cut short goes out at the first
+            # tick, or the handset would never hear of the alert until it escalated.
+            for handset in _waiting_batches(events):
+                if handset not in self.config.handsets:
+                    continue
+                if handset not in live.handsets:
+                    live.handsets.append(handset)
+                batch = self._batch.setdefault(handset, [])
+                if alert.id not in batch:
+                    batch.append(alert.id)
+                self._batch_due.setdefault(handset, self._now)
         live.source = source
         self._live[alert.id] = live
         if condition_cleared:

@@ -1714,3 +1714,50 @@ def test_a_configured_device_keeps_its_own_alert_id_counter() -> None:
     assert engine.changed_generations() == {"cord-102:pull_cord": 1}
     again = Engine(config(), now=NIGHT, salt="s")
     assert again.handle_signal(signal, NIGHT).transitions[0].alert.id == raised.alert.id
+
+
+def test_a_restart_sends_a_rate_limit_batch_it_cut_short() -> None:
+    """Batches were kept in memory only: after a restart the handset never got the waiting
+    alert (nor could accept it) until it escalated. It goes out as a batch at once."""
+    cfg = config("rate_limit: {max: 2, per: 300}\n")
+    c = Clocked(cfg)
+    c.signal("cord-101")
+    c.signal("cord-102")
+    c.signal("bed-101", kind="water_leak")  # over n-ost's budget: waits in a batch
+    assert c.events("a3") == ["raised", "ringing", "batched"]
+    alert = c.engine.alert("a3")
+    assert alert is not None
+    fresh = Clocked(cfg, start=c.start, first_id=100)
+    fresh.engine.restore(alert, [], 0, timeline=journaled(c, "a3"))
+    fresh.at(1)
+    batches = [d for d in fresh.out.deliveries if d.action == "batch"]
+    assert [(d.handset, [a["alert_id"] for a in d.payload["alerts"]]) for d in batches] == [
+        ("n-ost", ["a3"])
+    ]
+    assert fresh.respond("n-ost", "a3").rejected is None
+    fresh.at(300)
+    assert fresh.rings() == []  # accepted: it did not escalate
+
+
+def test_a_restart_does_not_resend_a_batch_that_went_out() -> None:
+    """A batch sent before the restart is not sent again; those still waiting are."""
+    cfg = config("rate_limit: {max: 2, per: 300}\n")
+    c = Clocked(cfg)
+    c.signal("cord-101")
+    c.signal("cord-102")
+    c.signal("bed-101", kind="water_leak")
+    c.at(30)  # n-ost's budget is spent until 300 s: the batch goes out then
+    c.respond("n-ost", "a1")
+    c.respond("n-ost", "a2")
+    c.at(301)
+    assert "batch_sent" in c.events("a3")
+    alert = c.engine.alert("a3")
+    assert alert is not None
+    fresh = Clocked(cfg, start=c.start, first_id=100)
+    fresh.now = c.now
+    fresh.engine.restore(alert, ["n-ost", "n-vest", "vakt"], 9, timeline=journaled(c, "a3"))
+    fresh.at(302)
+    # n-ost's batch went out at 300 s; the failsafe step's rings to n-vest and vakt, over
+    # their budgets too, were still waiting for theirs.
+    resent = [d.handset for d in fresh.out.deliveries if d.action == "batch"]
+    assert sorted(resent) == ["n-vest", "vakt"]
