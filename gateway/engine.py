@@ -559,8 +559,9 @@ class Engine:
         (its timeline has `condition_cleared`): it ends with its last member, and a new
         raise of its key is a new alert. `source` is its signal's, for rules matching on
         `sources` when presence or an inhibition brings the condition back. `timeline` is
-        its journaled (ts, event, detail) events, oldest first: who said no comes back
-        from it.
+        its journaled (ts, event, detail) events, oldest first: who said no, which
+        handsets the current step rang, how many reminders went unanswered since the
+        accept and which rate-limit batches it still waited in come back from it.
         """
         live = _Live(
             alert,
