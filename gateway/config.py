@@ -822,10 +822,10 @@ def _serial_port_problem(port: str) -> str | None:
     if scheme in ("socket", "rfc2217"):
         try:
             parts = urllib.parse.urlsplit(port)
-            has_port = parts.port is not None
-        except ValueError:
-            has_port = False
-        if not parts.hostname or not has_port:
+            usable = bool(parts.hostname) and parts.port is not None
+        except ValueError:  # a port out of range, or a bracket left open: socket://[::1:5
+            usable = False
+        if not usable:
             return f"expected {scheme}://host:port, got {scheme}://{rest}"
     return None
 

@@ -1039,6 +1039,9 @@ def test_an_override_that_ends_before_it_starts_is_refused() -> None:
             "unknown URL scheme 'sockt' (expected socket://host:port, rfc2217://, …)",
         ),
         ("socket://10.0.0.5", "expected socket://host:port, got socket://10.0.0.5"),
+        # urlsplit raises on an open IPv6 bracket: a problem line, not a traceback.
+        ("socket://[::1:4001", "expected socket://host:port, got socket://[::1:4001"),
+        ("socket://host:99999", "expected socket://host:port, got socket://host:99999"),
         (
             "ttyUSB0",
             "expected a device path such as /dev/ttyUSB0, or a URL such as socket://host:port",
