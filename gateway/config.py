@@ -7,6 +7,7 @@ import datetime as dt
 import importlib.util
 import os
 import re
+import string
 import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -696,13 +697,13 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
                 f"kinds.{name}.critical",
                 f"{name!r} is a safety-critical kind and cannot be made non-critical",
             )
-        try:
-            kc.text.format(kind="", room="", device="", zone="", count=0)
-        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+        template_problem = _template_problem(kc.text)
+        if template_problem is not None:
             problems.add(
                 _line(tree, "kinds", name, "text"),
                 f"kinds.{name}.text",
-                f"bad template ({exc}); fields: {{kind}} {{room}} {{device}} {{zone}} {{count}}",
+                f"bad template ({template_problem}); fields: {{kind}} {{room}} {{device}}"
+                " {zone} {count}",
             )
     for name, hc in config.handsets.items():
         # A key the channel ignores is a typo or a misunderstanding: the technician believes
@@ -802,6 +803,38 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
             "site.timezone",
             f"unknown IANA time zone {config.site.timezone!r}",
         )
+
+
+_TEXT_FIELDS = ("kind", "room", "device", "zone", "count")
+DISPLAY_LIMIT = 120  # the engine cuts display text to this (engine.TEXT_LIMIT)
+_WIDTH = re.compile(r"\d+")
+
+
+def _template_problem(template: str) -> str | None:
+    """What is wrong with a kind's display text template, or None.
+
+    The engine formats it for every alert: `{room.__class__}` would put Python internals on
+    a handset, and a width such as `{room:>999999999}` would take the daemon's memory at the
+    first alert (display text is cut to 120 characters anyway).
+    """
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:  # a brace left open or closed alone
+        return str(exc)
+    for _, field, spec, _ in parsed:
+        if field is None:
+            continue
+        if field not in _TEXT_FIELDS:
+            return f"unknown field {{{field}}}"
+        if "{" in (spec or ""):
+            return f"a format inside {{{field}:...}} is not supported"
+        if any(int(width) > DISPLAY_LIMIT for width in _WIDTH.findall(spec or "")):
+            return f"{{{field}:{spec}}} is wider than the {DISPLAY_LIMIT} characters shown"
+    try:
+        template.format(kind="", room="", device="", zone="", count=0)
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+        return str(exc)
+    return None
 
 
 def _serial_port_problem(port: str) -> str | None:

@@ -10,12 +10,14 @@ import pytest
 
 from gateway.config import (
     BUILTIN_KINDS,
+    DISPLAY_LIMIT,
     Config,
     DeviceConfig,
     RouteConfig,
     handset_topic,
     parse_config,
 )
+from gateway.engine import TEXT_LIMIT
 from gateway.errors import ConfigError
 from gateway.model import Priority
 from gateway.typedload import Range, json_schema
@@ -674,13 +676,37 @@ def test_critical_builtin_kind_may_be_overridden_while_staying_critical() -> Non
 
 @pytest.mark.parametrize(
     "template",
-    ["Wandering {resident}", "Wandering {room", "Wandering {0}", "{room.floor}", "{room[x]}"],
+    [
+        "Wandering {resident}",
+        "Wandering {room",
+        "Wandering {0}",
+        "{room.floor}",
+        "{room[x]}",
+        "Wandering }",
+        # Python internals on a handset: str has the attribute, so formatting alone passes.
+        "{room.__class__}",
+        # The engine formats this for every alert: a gigabyte of padding, once per alert.
+        "Wandering {room:>999999999}",
+        "{room:{count}}",
+    ],
 )
 def test_bad_text_template_is_reported(template: str) -> None:
     """A template with an unknown field or bad syntax is reported at kinds.<id>.text."""
     text = edit('text: "Wandering {room}"', f'text: "{template}"')
     problem = only_problem(text)
     assert problem.startswith(f"{FILE}:{line_of(text, 'wander:')}: kinds.wander.text: bad template")
+
+
+@pytest.mark.parametrize("template", ["{room:>6}", "{count:03d} calls", "{device!r:.20}"])
+def test_text_template_with_a_modest_format_is_accepted(template: str) -> None:
+    """Widths up to the displayed 120 characters, and conversions, stay allowed."""
+    text = edit('text: "Wandering {room}"', f'text: "{template}"')
+    assert parse_config(text, filename=FILE).kind("wander").text == template
+
+
+def test_display_limit_is_the_engines() -> None:
+    """`check` bounds template widths by the length the engine actually shows."""
+    assert DISPLAY_LIMIT == TEXT_LIMIT
 
 
 @pytest.mark.parametrize("zone", ["Mars/Olympus", "Europe", "../etc/passwd", ""])
