@@ -95,12 +95,38 @@ class _TreeError(Exception):
 _MERGE = "tag:yaml.org,2002:merge"
 
 
+# More values than any site's config holds: aliases of aliases (`b: [*a, *a, *a]`, ten
+# levels deep) expand to billions, which would hang `check` and a reload.
+MAX_VALUES = 200_000
+
+
+class _Budget:
+    """Counts the values a tree expands to, aliases followed."""
+
+    def __init__(self) -> None:
+        self.left = MAX_VALUES
+
+    def spend(self, line: int) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise _TreeError(
+                line,
+                f"the file expands to more than {MAX_VALUES:,} values"
+                " (aliases that repeat aliases?)",
+            )
+
+
 def compose(text: str, *, filename: str) -> Located:
     """Parse YAML into a tree of `Located` values; raise ValueError with file:line on syntax."""
     try:
         node = yaml.compose(text, Loader=LineLoader)
         # Constructing scalars can fail too (an unknown tag such as `!secret`).
-        return Located({}, 1) if node is None else _convert(node, "", set(), set())
+        return Located({}, 1) if node is None else _convert(node, "", set(), set(), _Budget())
+    except RecursionError:
+        # The parser and the walk recurse per level: [[[[...]]]] hundreds deep.
+        raise ValueError(
+            f"{filename}: invalid YAML: nested too deep (hundreds of levels of lists or mappings)"
+        ) from None
     except _TreeError as exc:
         raise ValueError(f"{filename}:{exc.line}: invalid YAML: {exc.problem}") from None
     except yaml.MarkedYAMLError as exc:
@@ -112,8 +138,11 @@ def compose(text: str, *, filename: str) -> Located:
         raise ValueError(f"{filename}:{line}: invalid YAML: {exc.reason}") from None
 
 
-def _convert(node: yaml.Node, path: str, open_nodes: set[int], flattened: set[int]) -> Located:
+def _convert(
+    node: yaml.Node, path: str, open_nodes: set[int], flattened: set[int], budget: _Budget
+) -> Located:
     line = node.start_mark.line + 1
+    budget.spend(line)
     if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
         value = LineLoader("").construct_object(node)
         return Located(value, line, _as_written(node, value))
@@ -124,7 +153,7 @@ def _convert(node: yaml.Node, path: str, open_nodes: set[int], flattened: set[in
     try:
         if isinstance(node, yaml.SequenceNode):
             items = [
-                _convert(item, f"{path}[{i}]", open_nodes, flattened)
+                _convert(item, f"{path}[{i}]", open_nodes, flattened, budget)
                 for i, item in enumerate(node.value)
             ]
             return Located(items, line)
@@ -138,7 +167,8 @@ def _convert(node: yaml.Node, path: str, open_nodes: set[int], flattened: set[in
             flattened.add(id(node))
         for key_node, value_node in node.value:
             key = _key_text(key_node)
-            child = _convert(value_node, f"{path}.{key}" if path else key, open_nodes, flattened)
+            where = f"{path}.{key}" if path else key
+            child = _convert(value_node, where, open_nodes, flattened, budget)
             # A key's problems belong on the key's line, not where a block value starts below.
             out[key] = dataclasses.replace(child, line=key_node.start_mark.line + 1)
         return Located(out, line)

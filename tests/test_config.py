@@ -20,7 +20,7 @@ from gateway.config import (
 from gateway.engine import TEXT_LIMIT
 from gateway.errors import ConfigError
 from gateway.model import Priority
-from gateway.typedload import Range, json_schema
+from gateway.typedload import MAX_VALUES, Range, json_schema
 
 FILE = "home.yaml"
 
@@ -801,6 +801,25 @@ def test_an_alias_inside_itself_is_a_problem_not_a_crash() -> None:
     assert only_problem(text) == (
         f"{FILE}:{line_of(text, '&loop')}: invalid YAML: devices.bed-101.tags[1]"
         " contains itself through an alias"
+    )
+
+
+def test_aliases_that_expand_to_billions_are_a_problem_not_a_hang() -> None:
+    """Ten levels of `[*a, *a, ...]` (a "billion laughs") stop at a bound, with the line."""
+    levels = ["l0: &l0 [x, x, x, x, x, x, x, x, x]"]
+    levels += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 10)]
+    text = BASE + "\n".join(levels) + "\n"
+    assert only_problem(text) == (
+        f"{FILE}:{line_of(text, 'l0:')}: invalid YAML: the file expands to more than"
+        f" {MAX_VALUES:,} values (aliases that repeat aliases?)"
+    )
+
+
+@pytest.mark.parametrize("nesting", ["[" * 3000 + "]" * 3000, "{a: " * 3000 + "1" + "}" * 3000])
+def test_nesting_hundreds_deep_is_a_problem_not_a_traceback(nesting: str) -> None:
+    """The YAML parser recurses per level: past Python's limit it is one line, not a crash."""
+    assert only_problem(f"site: {nesting}\n") == (
+        f"{FILE}: invalid YAML: nested too deep (hundreds of levels of lists or mappings)"
     )
 
 
