@@ -412,6 +412,7 @@ def _load_dataclass(cls: type[Any], loc: Located, problems: Problems, path: str)
         f.name: f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")
     }
     kwargs: dict[str, Any] = {}
+    written: dict[str, Located] = {}  # field name -> the key as written (hold-off, hold_off)
     for key, sub in value.items():
         name = key.replace("-", "_")
         sub_path = f"{path}.{key}" if path else key
@@ -419,6 +420,16 @@ def _load_dataclass(cls: type[Any], loc: Located, problems: Problems, path: str)
             known = ", ".join(sorted(fields))
             problems.add(sub.line, sub_path, f"unknown key (expected one of: {known})")
             continue
+        if name in written:
+            # YAML sees two keys; one would silently replace the other.
+            first = written[name]
+            problems.add(
+                sub.line,
+                sub_path,
+                f"given twice (first as {first.value} on line {first.line}); keep one",
+            )
+            continue
+        written[name] = Located(key, sub.line)
         kwargs[name] = _load_value(hints[name], sub, problems, sub_path)
     for name, field in fields.items():
         if name in kwargs:

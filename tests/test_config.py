@@ -149,6 +149,21 @@ def test_single_string_where_a_list_is_expected_becomes_a_one_item_tuple() -> No
     assert config.devices["bed-101"].tags == ("fall_risk",)
 
 
+def test_a_key_given_dashed_and_underscored_is_a_duplicate() -> None:
+    """`hold-off` and `hold_off` are one field: the second would silently win."""
+    text = edit("    tags: [fall_risk]\n", "    tags: [fall_risk]\n    alert-on-startup: true\n")
+    text = edit(
+        "    alert-on-startup: true\n",
+        "    alert-on-startup: true\n    alert_on_startup: false\n",
+        text,
+    )
+    assert only_problem(text) == (
+        f"{FILE}:{line_of(text, 'alert_on_startup:')}: devices.bed-101.alert_on_startup:"
+        f" given twice (first as alert-on-startup on line {line_of(text, 'alert-on-startup')});"
+        " keep one"
+    )
+
+
 def test_dashed_keys_map_to_underscored_fields() -> None:
     """`alert-on-startup` is accepted as the field `alert_on_startup`."""
     text = edit("    tags: [fall_risk]\n", "    tags: [fall_risk]\n    alert-on-startup: true\n")
