@@ -192,11 +192,21 @@ def _reload(config: Config, timeout: float) -> int:
             file=sys.stderr,
         )
         return 1
-    if answer.outcome == "applied":
+    other = _other_file(pid, answer.file, config.source_file)
+    if answer.outcome == "applied" and other is None:
         print(f"alertgw (pid {pid}) reloaded {answer.file or config.source_file}")
         return 0
     for line in answer.problems:
         print(line, file=sys.stderr)
+    if other is not None:
+        # SIGHUP re-reads the file the daemon started with: the one checked here is not it.
+        print(
+            f"alertgw: pid {pid} runs {other}, not {config.source_file}: a reload re-reads the"
+            f" file the daemon was started with ({answer.outcome} {other}). Copy"
+            f" {config.source_file} over {other} and reload again, or restart alertgw with it",
+            file=sys.stderr,
+        )
+        return 1
     if answer.outcome == "failed":
         print(
             f"alertgw: pid {pid} refused the new config and keeps running the old one",
@@ -205,6 +215,23 @@ def _reload(config: Config, timeout: float) -> int:
     else:
         print(f"alertgw: pid {pid} did not reload", file=sys.stderr)
     return 1
+
+
+def _other_file(pid: int, daemon_file: str, checked: str) -> str | None:
+    """The daemon's config file when it is not `checked`; None when it is (or is unknown)."""
+    if not daemon_file:
+        return None
+    path = Path(daemon_file)
+    if not path.is_absolute():  # as the daemon was started, from its working directory
+        try:
+            path = Path(os.readlink(f"/proc/{pid}/cwd")) / path
+        except OSError:
+            path = Path.cwd() / path
+    try:
+        same = path.samefile(checked)
+    except OSError:  # one of them is gone (moved since the start): compare the names
+        same = os.path.normpath(path) == os.path.abspath(checked)
+    return None if same else str(path)
 
 
 def _await_answer(

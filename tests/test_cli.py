@@ -421,6 +421,54 @@ def test_reload_does_not_take_an_answer_given_before_its_signal(
     assert "no answer from alertgw" in capsys.readouterr().err
 
 
+@contextlib.contextmanager
+def answering_daemon(tmp_path: Path, started_with: str) -> Iterator[None]:
+    """This process plays a daemon started with `started_with`: SIGHUP writes its answer."""
+    lock = PidLock(tmp_path / "journal.db.pid")
+    lock.acquire()
+
+    def answer(signum: int, frame: object) -> None:
+        status = ReloadStatus(1, os.getpid(), "applied", file=started_with)
+        write_status(status_path(tmp_path / "journal.db"), status)
+
+    previous = signal.signal(signal.SIGHUP, answer)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+        lock.release()
+
+
+def test_reload_exits_0_when_the_daemon_applied_the_checked_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Started as `alertgw run alertgw.yaml` from its directory: the same file, named apart."""
+    path = write_config(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with answering_daemon(tmp_path, "alertgw.yaml"):
+        assert main(["reload", str(path)]) == 0
+    assert capsys.readouterr().out == f"alertgw (pid {os.getpid()}) reloaded alertgw.yaml\n"
+
+
+def test_reload_of_a_file_the_daemon_does_not_run_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGHUP re-reads the daemon's own file: checking another one and exiting 0 would say
+    the technician's new file is running when it is not."""
+    running = tmp_path / "site.yaml"
+    path = write_config(tmp_path)  # alertgw.yaml, on the same journal
+    running.write_text(path.read_text())
+    with answering_daemon(tmp_path, str(running)):
+        assert main(["reload", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"alertgw: pid {os.getpid()} runs {running}, not {path}: a reload re-reads the file"
+        f" the daemon was started with (applied {running}). Copy {path} over {running} and"
+        " reload again, or restart alertgw with it\n"
+    )
+
+
 @pytest.mark.parametrize("timeout", ["0", "-1", "x", "inf", "nan"])
 def test_reload_timeout_must_be_seconds_above_zero(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], timeout: str
