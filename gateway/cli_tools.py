@@ -119,8 +119,12 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.out is None:
         count = _write(sys.stdout, records)
     else:
-        with Path(args.out).open("w", encoding="utf-8") as fh:
-            count = _write(fh, records)
+        try:
+            with Path(args.out).open("w", encoding="utf-8") as fh:
+                count = _write(fh, records)
+        except OSError as exc:  # a directory, a missing folder, no permission, a full disk
+            print(f"alertgw: --out {args.out}: cannot write: {exc.strerror}", file=sys.stderr)
+            return 1
     where = args.out or "standard output"
     print(f"alertgw: wrote {count} message(s), {args.nights} night(s), to {where}", file=sys.stderr)
     return 0

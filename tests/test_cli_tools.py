@@ -87,6 +87,19 @@ def test_replay_reports_bad_capture_line_and_bad_config(
     assert "sites: unknown key" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("where", ["missing/night.jsonl", "."])
+def test_simulate_into_a_place_it_cannot_write_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    """A missing folder or a directory as --out: one line and exit 1, not a traceback."""
+    out = tmp_path / where
+    argv = ["simulate", "--config", str(EXAMPLE), "--date", "2026-11-24", "--out", str(out)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"alertgw: --out {out}: cannot write: ")
+    assert err.count("\n") == 1
+
+
 def test_test_rules_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`test-rules` exits 0 when every file passes and 1 when any scenario fails."""
     assert main(["test-rules", str(RULES)]) == 0
