@@ -93,6 +93,10 @@ def _replay(args: argparse.Namespace) -> int:
     except CaptureError as exc:
         print(f"alertgw: {exc}", file=sys.stderr)
         return EX_DATAERR
+    if not events:
+        # A report of zeros dated 1970 would read as a quiet night.
+        print(f"alertgw: {args.capture}: no messages in the capture", file=sys.stderr)
+        return EX_DATAERR
     accept = None if args.no_accept else args.accept_after
     report = replay(events, config, accept_after=accept)
     if other is None:

@@ -87,6 +87,17 @@ def test_replay_reports_bad_capture_line_and_bad_config(
     assert "sites: unknown key" in capsys.readouterr().err
 
 
+def test_replay_of_an_empty_capture_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A capture with no messages (recording never ran) exits 65, not a report of zeros."""
+    capture = tmp_path / "night.jsonl"
+    capture.write_text("\n", encoding="utf-8")
+    assert main(["replay", str(capture), "--config", str(EXAMPLE)]) == 65
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"alertgw: {capture}: no messages in the capture\n")
+
+
 @pytest.mark.parametrize("where", ["missing/night.jsonl", "."])
 def test_simulate_into_a_place_it_cannot_write_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
