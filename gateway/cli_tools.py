@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +35,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     answer = p_replay.add_mutually_exclusive_group()
     answer.add_argument(
         "--accept-after",
-        type=float,
+        type=_delay,
         default=30.0,
         metavar="S",
         help="simulated staff accept every ring after S seconds (default 30)",
@@ -49,6 +50,17 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p_sim.add_argument("--nights", type=int, default=1)
     p_sim.add_argument("--date", help="first night's date YYYY-MM-DD (default: today, site time)")
     p_sim.add_argument("--out", help="capture file to write (default: standard output)")
+
+
+def _delay(text: str) -> float:
+    """An argparse type: seconds, zero or more (a NaN would compare false everywhere)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

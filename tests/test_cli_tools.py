@@ -98,6 +98,19 @@ def test_replay_of_an_empty_capture_is_refused(
     assert (out, err) == ("", f"alertgw: {capture}: no messages in the capture\n")
 
 
+@pytest.mark.parametrize("seconds", ["-5", "nan", "inf", "soon"])
+def test_replay_accept_after_must_be_seconds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], seconds: str
+) -> None:
+    """`--accept-after nan` ran a replay whose staff never answered, titled 'after nan s'."""
+    with pytest.raises(SystemExit) as info:
+        main(["replay", "x.jsonl", "--config", str(EXAMPLE), "--accept-after", seconds])
+    assert info.value.code == 2
+    assert f"--accept-after: expected a number of seconds, 0 or more, got {seconds!r}" in (
+        capsys.readouterr().err
+    )
+
+
 @pytest.mark.parametrize("where", ["missing/night.jsonl", "."])
 def test_simulate_into_a_place_it_cannot_write_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
