@@ -619,6 +619,21 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
                 "mqtt.password_file",
                 f"file not found: {mc.password_file}",
             )
+    files = [("journal", config.journal.path)]
+    if config.record is not None:
+        files.append(("record", config.record.path))
+    for section, file in files:
+        # Either fails only when the daemon starts (exit 1, restarted by systemd in a loop).
+        if not file.strip():
+            problems.add(_line(tree, section, "path"), f"{section}.path", "expected a file path")
+        elif Path(file).is_dir():
+            problems.add(
+                _line(tree, section, "path"),
+                f"{section}.path",
+                f"{file} is a directory; name a file in it, such as {Path(file) / 'alertgw.db'}"
+                if section == "journal"
+                else f"{file} is a directory; name a file in it",
+            )
     needs_mqtt = [n for n, s in config.sources.items() if s.type == "mqtt"] + [
         n for n, h in config.handsets.items() if h.channel == "mqtt"
     ]

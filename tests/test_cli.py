@@ -331,9 +331,12 @@ def test_history_without_a_journal_says_so_and_creates_none(
 
 
 def test_run_with_an_unopenable_journal_is_one_line(tmp_path: Path) -> None:
-    """A journal path that is a directory: one line naming it, exit 1, no traceback."""
+    """A journal that cannot be opened (a link into a missing folder): one line, exit 1.
+
+    (A journal path that is a directory is a config problem: `check` names it, exit 78.)
+    """
     path = write_config(tmp_path)
-    (tmp_path / "journal.db").mkdir()
+    (tmp_path / "journal.db").symlink_to(tmp_path / "missing" / "journal.db")
     result = alertgw_process("run", str(path))
     assert result.returncode == 1
     assert result.stderr.startswith(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -133,6 +134,28 @@ def test_lookup_helpers_use_builtins_and_zones() -> None:
 def test_an_empty_config_file_is_refused(text: str) -> None:
     """A truncated or emptied file is refused: it would run a gateway that rings nobody."""
     assert only_problem(text) == f"{FILE}: the configuration is empty; was the file truncated?"
+
+
+@pytest.mark.parametrize("path", ["''", "' '"])
+def test_an_empty_journal_path_is_refused(path: str) -> None:
+    """An empty path passed check and failed only at start, exit 1 in a restart loop."""
+    text = edit("  path: var/test.db\n", f"  path: {path}\n")
+    assert only_problem(text) == (
+        f"{FILE}:{line_of(text, 'path:')}: journal.path: expected a file path"
+    )
+
+
+def test_a_journal_or_record_path_that_is_a_directory_is_refused(tmp_path: Path) -> None:
+    """`path: /var/lib/alertgw` (the directory, not a file in it) is named by check."""
+    text = (
+        edit("  path: var/test.db\n", f"  path: {tmp_path}\n") + f"record: {{path: {tmp_path}}}\n"
+    )
+    assert problems_of(text) == [
+        f"{FILE}:{line_of(text, 'path:')}: journal.path: {tmp_path} is a directory; name a file"
+        f" in it, such as {tmp_path / 'alertgw.db'}",
+        f"{FILE}:{line_of(text, 'record:')}: record.path: {tmp_path} is a directory; name a"
+        " file in it",
+    ]
 
 
 def test_devices_without_any_handset_are_refused() -> None:
