@@ -143,3 +143,7 @@ class Metrics:
         self.config_reloads = Counter(
             "alertgw_config_reloads_total", "Config reloads by result", ["result"], registry=r
         )
+        for result in ("ok", "failed"):
+            # Exported as 0 from the start: an alert rule on increase(...{result="failed"})
+            # sees the first failure, which a series born at 1 would not show as an increase.
+            self.config_reloads.labels(result)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.app import Gateway
+from gateway.metrics import Metrics
 from gateway.model import Alert, AlertState, Delivery
 from tests.conftest import make_config
 from tests.test_journal import alert
@@ -42,3 +43,10 @@ def test_with_state_copies_every_field_and_changes_only_those_given() -> None:
 def test_with_state_refuses_a_field_alerts_do_not_have() -> None:
     with pytest.raises(TypeError, match="no field 'colour'"):
         alert("a1").with_state(AlertState.HELD, colour="red")
+
+
+def test_config_reload_results_are_exported_before_the_first_reload() -> None:
+    """A failed-reload alert rule needs the series at 0 before the failure, not born at 1."""
+    registry = Metrics().registry
+    for result in ("ok", "failed"):
+        assert registry.get_sample_value("alertgw_config_reloads_total", {"result": result}) == 0
