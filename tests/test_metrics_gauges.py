@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
+from prometheus_client import Counter, Gauge, Histogram
 
 from gateway.app import Gateway
 from gateway.metrics import Metrics
@@ -50,3 +52,20 @@ def test_config_reload_results_are_exported_before_the_first_reload() -> None:
     registry = Metrics().registry
     for result in ("ok", "failed"):
         assert registry.get_sample_value("alertgw_config_reloads_total", {"result": result}) == 0
+
+
+def test_readme_lists_every_metric_with_its_labels() -> None:
+    """The README's Observability list is what a technician builds dashboards from."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("- **Metrics** (Prometheus")
+    section = readme[start : readme.index("\n- ", start)]
+    listed = {
+        name: sorted(labels.split(",")) if labels else []
+        for name, labels in re.findall(r"`(alertgw_[a-z_]+)(?:\{([a-z_,]+)\})?`", section)
+    }
+    families = [m for m in vars(Metrics()).values() if isinstance(m, Counter | Gauge | Histogram)]
+    exported = {
+        m._name + ("_total" if isinstance(m, Counter) else ""): sorted(m._labelnames)
+        for m in families
+    }
+    assert listed == exported
