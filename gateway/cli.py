@@ -32,17 +32,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway.espa.tool import main as espa_main  # noqa: PLC0415 - needs pyserial
 
         return espa_main(args_list[1:])
-    parser = argparse.ArgumentParser(prog="alertgw", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="alertgw",
+        description="alertgw: alert gateway for care homes. A broken config exits 78.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="run the gateway daemon")
-    p_run.add_argument("config")
-    p_check = sub.add_parser("check", help="validate a config file")
-    p_check.add_argument("config")
-    p_hist = sub.add_parser("history", help="show recent alerts with their timelines")
-    p_hist.add_argument("config")
+    config_help = "the YAML config file, e.g. /etc/alertgw/alertgw.yaml"
+    p_run = sub.add_parser(
+        "run",
+        help="run the gateway daemon",
+        description="Run the daemon. SIGTERM/SIGINT: drain and stop; SIGHUP: reload the file.",
+        epilog="Exit status: 0 stopped cleanly, 78 broken config, 1 could not start.",
+    )
+    p_run.add_argument("config", help=config_help)
+    p_check = sub.add_parser(
+        "check",
+        help="validate a config file",
+        description="Validate a config: a summary, and warnings (roster gaps, relative journal"
+        " path), or one line per problem with file, line and key path.",
+        epilog="Exit status: 0 valid (warnings included), 78 problems found.",
+    )
+    p_check.add_argument("config", help=config_help)
+    p_hist = sub.add_parser(
+        "history",
+        help="show recent alerts with their timelines",
+        description="Recent alerts from the journal, newest first, each with its timeline"
+        " (read-only: safe beside the running daemon).",
+        epilog="Exit status: 0 shown, 1 no journal or an unreadable one, 78 broken config.",
+    )
+    p_hist.add_argument("config", help=config_help + " (its journal.path is read)")
     p_hist.add_argument("--limit", type=_count, default=20, help="newest N alerts (default 20)")
-    p_reload = sub.add_parser("reload", help="validate a config, then make the daemon reload it")
-    p_reload.add_argument("config")
+    p_reload = sub.add_parser(
+        "reload",
+        help="validate a config, then make the daemon reload it",
+        description="Check the file as `check` does, send SIGHUP to the daemon holding the"
+        " journal's pid file, and wait for its answer.",
+        epilog="Exit status: 0 applied; 1 refused, skipped, no daemon or no answer in time;"
+        " 78 broken config (no signal sent).",
+    )
+    p_reload.add_argument("config", help=config_help + " (the file the daemon runs)")
     p_reload.add_argument(
         "--timeout",
         type=_seconds,

@@ -30,7 +30,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     """Add the offline subcommands to the `alertgw` parser."""
     p_replay = sub.add_parser("replay", help="replay a capture and report the load on staff")
     p_replay.add_argument("capture", help="JSON lines: {ts, topic, payload, situation?, ...}")
-    p_replay.add_argument("--config", required=True)
+    p_replay.add_argument("--config", required=True, help="the config to replay under")
     p_replay.add_argument("--compare", metavar="CONFIG2", help="replay under a second config too")
     answer = p_replay.add_mutually_exclusive_group()
     answer.add_argument(
@@ -42,12 +42,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     answer.add_argument("--no-accept", action="store_true", help="nobody answers any ring")
     p_test = sub.add_parser("test-rules", help="run rule test scenario files")
-    p_test.add_argument("files", nargs="+", metavar="FILE")
+    p_test.add_argument("files", nargs="+", metavar="FILE", help="scenario file(s) (YAML)")
     sub.add_parser("schema", help="print the config file's JSON Schema")
     p_sim = sub.add_parser("simulate", help="write simulated nights as a capture")
-    p_sim.add_argument("--config", required=True)
-    p_sim.add_argument("--seed", type=int, default=1)
-    p_sim.add_argument("--nights", type=int, default=1)
+    p_sim.add_argument("--config", required=True, help="the site whose devices are simulated")
+    p_sim.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p_sim.add_argument("--nights", type=int, default=1, help="nights to simulate (default 1)")
     p_sim.add_argument("--date", help="first night's date YYYY-MM-DD (default: today, site time)")
     p_sim.add_argument("--out", help="capture file to write (default: standard output)")
 

@@ -535,3 +535,17 @@ def test_missing_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
         main([])
     assert info.value.code == 2
     assert "usage: alertgw" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["run", "check", "history", "reload"])
+def test_help_of_each_config_command_names_the_file_and_exit_status(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`alertgw CMD --help` tells a technician what CONFIG is and what the exit codes mean."""
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "the YAML config file" in out
+    assert "Exit status: 0" in out
+    assert "78" in out
