@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from gateway import cli_tools, logs, pidlock
 from gateway.closedpipe import stop_quietly_on_closed_stdout
 from gateway.config import EX_CONFIG, Config, JournalConfig, load_config
-from gateway.coverage import roster_gaps
+from gateway.coverage import roster_gaps, roster_overlaps
 from gateway.errors import ConfigError, JournalError
 from gateway.journal import Journal, StoredAlert
 from gateway.reloadstatus import ReloadStatus, read_status, status_path
@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(summary(config))
         # A gap is a warning, not a refusal: at run time it is loud already (no_staff_on_duty
         # rings the failsafe group), and a home may staff a zone from another on purpose.
-        for line in roster_gaps(config):
+        for line in [*roster_gaps(config), *roster_overlaps(config)]:
             print(f"warning: {line}")
         if not Path(config.journal.path).is_absolute():
             print(f"warning: {_relative_journal(config.journal.path)}")

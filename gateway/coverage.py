@@ -47,6 +47,42 @@ def roster_gaps(config: Config) -> list[str]:
     return lines
 
 
+def roster_overlaps(config: Config) -> list[str]:
+    """One line per zone and stretch of a week that two shifts assign: the first one wins.
+
+    The engine takes the first listed shift whose schedule is active for the zone, so a
+    handover overlap (day to 15:30, evening from 15:00) does not ring both teams.
+    """
+    if config.roster is None:
+        return []
+    engine = Engine(config)
+    monday = dt.datetime(2026, 1, 5, tzinfo=engine.calendar.tz).timestamp()
+    shifts = config.roster.shifts
+    active = {
+        schedule: [engine.calendar.active(schedule, monday + 60 * m) for m in range(_WEEK)]
+        for schedule in {shift.schedule for shift in shifts}
+    }
+    names = [shift.name or f"roster.shifts[{i}]" for i, shift in enumerate(shifts)]
+    lines: list[str] = []
+    for zone in config.zones:
+        assigning = [i for i, shift in enumerate(shifts) if zone in shift.assign]
+        by_pair: dict[tuple[int, ...], list[bool]] = {}
+        for m in range(_WEEK):
+            on = tuple(i for i in assigning if active[shifts[i].schedule][m])
+            if len(on) > 1:
+                by_pair.setdefault(on, [False] * _WEEK)[m] = True
+        for on, minutes in by_pair.items():
+            listed = [f"{names[i]} ({shifts[i].schedule})" for i in on]
+            both = ", ".join(listed[:-1]) + f" and {listed[-1]}"
+            left_out = " and ".join(names[i] for i in on[1:])
+            lines.extend(
+                f"roster: zone {zone} has {len(on)} shifts {when}, {both}; the first listed is"
+                f" on duty then, not {left_out}"
+                for when in _describe(minutes)
+            )
+    return lines
+
+
 def _describe(uncovered: list[bool]) -> list[str]:
     if all(uncovered):
         return ["at any time"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.config import parse_config
-from gateway.coverage import roster_gaps
+from gateway.coverage import roster_gaps, roster_overlaps
 
 BASE = """
 site: {timezone: Europe/Oslo}
@@ -21,6 +21,7 @@ schedules:
   night: {start: "22:00", end: "07:00"}
   full_day: {start: "07:00", end: "22:00"}
   weeknight: {start: "22:00", end: "07:00", days: [mon, tue, wed, thu, fri]}
+  evening: {start: "15:00", end: "23:00"}
 """
 SUFFIX = " (an alert there raises no_staff_on_duty and rings the failsafe group)"
 
@@ -104,4 +105,37 @@ routing:
     assert roster_gaps(config) == [
         "roster: zone ost has nobody on duty for pull_cord 07:00-22:00 every day" + SUFFIX,
         "roster: zone vest has nobody on duty 07:00-22:00 every day" + SUFFIX,
+    ]
+
+
+def overlaps(shifts: str) -> list[str]:
+    """The overlap lines of BASE with these roster shifts."""
+    return roster_overlaps(
+        parse_config(BASE + f"roster:\n  shifts:\n{shifts}  failsafe: [vakt]\n", filename="r.yaml")
+    )
+
+
+def test_shifts_that_meet_do_not_overlap() -> None:
+    """07-22 and 22-07 hand over at 22:00: no minute has two shifts."""
+    shifts = (
+        "    - {schedule: full_day, assign: {ost: [a], vest: [b]}}\n"
+        "    - {schedule: night, assign: {ost: [b], vest: [b]}}\n"
+    )
+    assert overlaps(shifts) == []
+
+
+def test_a_handover_overlap_names_the_shift_that_is_not_on_duty() -> None:
+    """The engine takes the first listed shift: the other one rings nobody in the overlap."""
+    shifts = (
+        "    - {name: natt, schedule: night, assign: {ost: [b]}}\n"
+        "    - {schedule: full_day, assign: {ost: [a], vest: [a]}}\n"
+        "    - {name: kveld, schedule: evening, assign: {ost: [b], vest: [b]}}\n"
+    )
+    assert overlaps(shifts) == [
+        "roster: zone ost has 2 shifts 15:00-22:00 every day, roster.shifts[1] (full_day) and"
+        " kveld (evening); the first listed is on duty then, not kveld",
+        "roster: zone ost has 2 shifts 22:00-23:00 every day, natt (night) and kveld (evening);"
+        " the first listed is on duty then, not kveld",
+        "roster: zone vest has 2 shifts 15:00-22:00 every day, roster.shifts[1] (full_day) and"
+        " kveld (evening); the first listed is on duty then, not kveld",
     ]
