@@ -23,8 +23,8 @@ PriorityName = Literal["low", "medium", "high", "critical"]
 DecoderName = Literal["zigbee2mqtt", "json", "espa"]
 # Numbers that load but cannot work (a zero rate divides by zero, port 0 never connects)
 # are config problems with a line, not surprises at run time.
-Seconds = Annotated[float, Range(0, above=True)]  # a period or timeout: > 0
-Delay = Annotated[float, Range(0)]  # a wait that may be zero
+Seconds = Annotated[float, Range(0, above=True, unit="seconds")]  # a period or timeout: > 0
+Delay = Annotated[float, Range(0, unit="seconds")]  # a wait that may be zero
 Port = Annotated[int, Range(1, 65535)]
 Count = Annotated[int, Range(0)]
 
@@ -327,16 +327,18 @@ class JournalConfig:
     """Where the journal and outbox live."""
 
     path: str = "var/alertgw.db"
-    retention_days: Annotated[float, Range(0, above=True)] = 90.0
+    retention_days: Annotated[float, Range(0, above=True, unit="days")] = 90.0
     synchronous: Literal["normal", "full"] = "full"
     # On SIGTERM, wait this long for the outbox to empty; the unit's TimeoutStopSec=30 must
     # leave room for it plus the offline status (2 s), or systemd kills the drain.
     drain_timeout: Annotated[
-        float, Range(0, 25, why="the systemd unit stops alertgw after 30 s")
+        float, Range(0, 25, why="the systemd unit stops alertgw after 30 s", unit="seconds")
     ] = 10.0
     # Gather decisions this long into one transaction (handset messages do not wait for it;
     # the broker's acknowledgement of a signal does).
-    commit_delay: Annotated[float, Range(0, 1, why="signals stay unacknowledged that long")] = 0.01
+    commit_delay: Annotated[
+        float, Range(0, 1, why="signals stay unacknowledged that long", unit="seconds")
+    ] = 0.01
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

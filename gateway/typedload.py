@@ -55,6 +55,7 @@ class Range:
     high: float | None = None
     above: bool = False  # `low` itself is out: the value must be greater
     why: str = ""  # appended to the problem, e.g. what the bound protects
+    unit: str = ""  # what the number counts, e.g. "seconds": named in every problem
 
     def problem(self, value: float, what: str, shown: object = None) -> str | None:
         """None when `value` is in range, else the problem to report (showing `shown`)."""
@@ -297,6 +298,8 @@ _WORDS: dict[Any, tuple[str, str]] = {
 }
 
 
+_UNIT_EXAMPLES = {"seconds": " (300 for 5 minutes)", "days": " (90 for three months)"}
+
 _MISSING = object()
 _FLOAT_MAX = sys.float_info.max
 
@@ -314,13 +317,21 @@ def _load_value(tp: Any, loc: Located, problems: Problems, path: str) -> Any:  #
         return plain(loc)
     if origin is Annotated:
         base, *extras = get_args(tp)
-        before = len(problems.lines)
-        out = _load_value(base, loc, problems, path)
-        if len(problems.lines) == before:  # a wrong type is already one problem
-            what = _describe(base)
-            for extra in extras:
-                if isinstance(extra, Range) and (found := extra.problem(out, what, value)):
-                    problems.add(loc.line, path, found)
+        unit = next((e.unit for e in extras if isinstance(e, Range) and e.unit), "")
+        probe = Problems(problems.filename)
+        out = _load_value(base, loc, probe, path)
+        if probe.lines:  # a wrong type is one problem, not also one of range
+            if unit:  # `5 min`, `-1s`: say what the number counts
+                probe.lines = [
+                    f"{problems.filename}:{loc.line}: {path or '<top>'}: expected {unit} as a"
+                    f" number{_UNIT_EXAMPLES.get(unit, '')}, got {_shown(loc)}"
+                ]
+            problems.lines.extend(probe.lines)
+            return out
+        what = unit or _describe(base)
+        for extra in extras:
+            if isinstance(extra, Range) and (found := extra.problem(out, what, value)):
+                problems.add(loc.line, path, found)
         return out
     if origin in (Union, types.UnionType):
         args = get_args(tp)

@@ -276,11 +276,23 @@ def test_missing_key_of_a_block_mapping_is_reported_on_its_key_line() -> None:
         ("port: 1883", 'port: "1883"', "mqtt.port", "expected a whole number, got '1883'"),
         ("port: 1883", "port: true", "mqtt.port", "expected a whole number, got true"),
         ("port: 1883", "port: 18.5", "mqtt.port", "expected a whole number, got 18.5"),
-        ("backoff_max: 10", "backoff_max: .nan", "mqtt.backoff_max", "expected a number"),
-        ("backoff_max: 10", "backoff_max: .inf", "mqtt.backoff_max", "expected a number"),
-        ("backoff_max: 10", "backoff_max: -.inf", "mqtt.backoff_max", "expected a number"),
-        ("backoff_max: 10", "backoff_max: false", "mqtt.backoff_max", "expected a number"),
-        ("backoff_max: 10", "backoff_max: ten", "mqtt.backoff_max", "expected a number"),
+        ("backoff_max: 10", "backoff_max: .nan", "mqtt.backoff_max", "expected seconds as a"),
+        ("backoff_max: 10", "backoff_max: .inf", "mqtt.backoff_max", "expected seconds as a"),
+        ("backoff_max: 10", "backoff_max: -.inf", "mqtt.backoff_max", "expected seconds as a"),
+        ("backoff_max: 10", "backoff_max: false", "mqtt.backoff_max", "expected seconds as a"),
+        ("backoff_max: 10", "backoff_max: ten", "mqtt.backoff_max", "expected seconds as a"),
+        (
+            "backoff_max: 10",
+            "backoff_max: 5 min",
+            "mqtt.backoff_max",
+            "expected seconds as a number (300 for 5 minutes), got '5 min'",
+        ),
+        (
+            "backoff_max: 10",
+            "backoff_max: -1s",
+            "mqtt.backoff_max",
+            "expected seconds as a number (300 for 5 minutes), got '-1s'",
+        ),
         ("decoder: zigbee2mqtt", "decoder: zigbee", "sources.zigbee.decoder", "expected one of"),
         ("name: Test home", "name: [a, b]", "site.name", "expected text, got ['a', 'b']"),
         ("name: Test home", "name: ~", "site.name", "expected text, got nothing"),
@@ -298,7 +310,7 @@ def test_huge_integer_for_a_float_is_a_problem_not_a_crash() -> None:
     """An integer too large for a float is reported (it used to raise OverflowError)."""
     text = edit("backoff_max: 10", "backoff_max: 1" + "0" * 400)
     problem = only_problem(text)
-    assert problem.startswith(f"{FILE}:7: mqtt.backoff_max: expected a number")
+    assert problem.startswith(f"{FILE}:7: mqtt.backoff_max: expected seconds as a number")
 
 
 def test_list_where_a_mapping_is_expected_is_reported() -> None:
@@ -418,7 +430,8 @@ def test_a_top_level_list_is_shown_as_written() -> None:
             "  night1: {channel: mqtt}",
             "  night1: {channel: mqtt, auto_accept: soon}",
             "soon",
-            "handsets.night1.auto_accept: expected a number, got 'soon'",
+            "handsets.night1.auto_accept: expected seconds as a number (300 for 5 minutes),"
+            " got 'soon'",
         ),
     ],
 )
@@ -555,7 +568,7 @@ def test_commit_delay_out_of_range_is_reported() -> None:
     text = edit("  path: var/test.db\n", "  path: var/test.db\n  commit_delay: 5\n")
     problem = only_problem(text)
     assert problem == (
-        f"{FILE}:{line_of(text, 'commit_delay')}: journal.commit_delay: expected a number"
+        f"{FILE}:{line_of(text, 'commit_delay')}: journal.commit_delay: expected seconds"
         " from 0 to 1, got 5 (signals stay unacknowledged that long)"
     )
 
@@ -564,7 +577,7 @@ def test_drain_timeout_past_the_units_stop_timeout_is_reported() -> None:
     """systemd kills alertgw 30 s after SIGTERM: a longer drain would be cut off unseen."""
     text = edit("  path: var/test.db\n", "  path: var/test.db\n  drain_timeout: 40\n")
     assert only_problem(text) == (
-        f"{FILE}:{line_of(text, 'drain_timeout')}: journal.drain_timeout: expected a number"
+        f"{FILE}:{line_of(text, 'drain_timeout')}: journal.drain_timeout: expected seconds"
         " from 0 to 25, got 40 (the systemd unit stops alertgw after 30 s)"
     )
 
@@ -588,7 +601,7 @@ def test_drain_timeout_past_the_units_stop_timeout_is_reported() -> None:
             "  backoff_max: 10\n",
             "  backoff_max: 0\n",
             "backoff_max",
-            "mqtt.backoff_max: expected a number greater than 0, got 0",
+            "mqtt.backoff_max: expected seconds greater than 0, got 0",
         ),
         (
             "  backoff_max: 10\n",
@@ -606,7 +619,7 @@ def test_drain_timeout_past_the_units_stop_timeout_is_reported() -> None:
             "  path: var/test.db\n",
             "  path: var/test.db\n  retention_days: -1\n",
             "retention_days",
-            "journal.retention_days: expected a number greater than 0, got -1",
+            "journal.retention_days: expected days greater than 0, got -1",
         ),
         (
             "handsets:\n",
@@ -618,13 +631,13 @@ def test_drain_timeout_past_the_units_stop_timeout_is_reported() -> None:
             "handsets:\n",
             "supervision: {kinds: {door_open: -5}}\nhandsets:\n",
             "supervision",
-            "supervision.kinds.door_open: expected a number greater than 0, got -5",
+            "supervision.kinds.door_open: expected seconds greater than 0, got -5",
         ),
         (
             "    handsets: [night2]\n",
             "    handsets: [night2]\nrules:\n  - {name: bed, hold_off: -3}\n",
             "hold_off",
-            "rules[0].hold_off: expected a number of at least 0, got -3",
+            "rules[0].hold_off: expected seconds of at least 0, got -3",
         ),
     ],
 )
