@@ -71,7 +71,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "schema":
-        print(json.dumps(json_schema(Config), indent=2, ensure_ascii=False))
+        # The dialect named, so an editor's YAML language server reads it as 2020-12.
+        schema = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "alertgw configuration",
+            **json_schema(Config),
+        }
+        print(json.dumps(schema, indent=2, ensure_ascii=False))
         return 0
     if args.command == "test-rules":
         failed_any = False

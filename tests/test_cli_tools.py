@@ -24,6 +24,7 @@ def test_schema_prints_json_schema_rejecting_unknown_keys(
     """`schema` prints valid JSON whose objects forbid unknown keys."""
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["type"] == "object"
     assert schema["additionalProperties"] is False
     assert schema["properties"]["site"]["additionalProperties"] is False
