@@ -636,13 +636,15 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
                 if section == "journal"
                 else f"{file} is a directory; name a file in it",
             )
-    needs_mqtt = [n for n, s in config.sources.items() if s.type == "mqtt"] + [
-        n for n, h in config.handsets.items() if h.channel == "mqtt"
+    needs_mqtt = [f"sources.{n}" for n, s in config.sources.items() if s.type == "mqtt"] + [
+        # `channel: mqtt` is the default: a handset written as `night1:` alone needs a broker.
+        f"handsets.{n}"
+        + ("" if "channel" in _keys(tree, "handsets", n) else " (channel: mqtt is the default)")
+        for n, h in config.handsets.items()
+        if h.channel == "mqtt"
     ]
     if needs_mqtt and config.mqtt is None:
-        problems.add(
-            1, "mqtt", f"missing broker section; needed by {', '.join(sorted(needs_mqtt))}"
-        )
+        problems.add(1, "mqtt", f"missing broker section; needed by {', '.join(needs_mqtt)}")
     # A topic the broker refuses ends alertgw's whole session (paho raises on a bad filter):
     # one typo in one handset would take every MQTT sensor and handset down in a loop.
     topics: list[tuple[tuple[str | int, ...], str, bool]] = []

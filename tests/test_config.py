@@ -158,6 +158,16 @@ def test_a_journal_or_record_path_that_is_a_directory_is_refused(tmp_path: Path)
     ]
 
 
+def test_a_missing_broker_names_what_needs_it() -> None:
+    """A handset with no channel written is an MQTT one: say so, and name the section."""
+    text = BASE[: BASE.index("mqtt:")] + BASE[BASE.index("sources:") :]
+    text = edit("  night1: {channel: mqtt}\n", "  night1:\n", text)
+    assert only_problem(text) == (
+        f"{FILE}:1: mqtt: missing broker section; needed by sources.zigbee,"
+        " handsets.night1 (channel: mqtt is the default)"
+    )
+
+
 def test_devices_without_any_handset_are_refused() -> None:
     """Sensors configured but no handset at all: nothing could ever ring."""
     text = BASE[: BASE.index("handsets:")] + BASE[BASE.index("journal:") :]
@@ -773,7 +783,7 @@ def test_missing_mqtt_section_names_what_needs_it() -> None:
     text = edit("mqtt:\n  host: 127.0.0.1\n  port: 1883\n  backoff_max: 10\n", "")
     problem = only_problem(text)
     assert problem.startswith(f"{FILE}:1: mqtt: missing broker section")
-    assert problem.endswith("night1, zigbee")
+    assert problem.endswith("needed by sources.zigbee, handsets.night1")
 
 
 def test_mqtt_source_without_topics_is_reported() -> None:
