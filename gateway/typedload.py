@@ -94,6 +94,7 @@ class _TreeError(Exception):
 
 
 _MERGE = "tag:yaml.org,2002:merge"
+_NULL = "tag:yaml.org,2002:null"
 
 
 # More values than any site's config holds: aliases of aliases (`b: [*a, *a, *a]`, ten
@@ -168,6 +169,11 @@ def _convert(
             flattened.add(id(node))
         for key_node, value_node in node.value:
             key = _key_text(key_node)
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _NULL:
+                # `~:` or `: x` would become an id or key named "None".
+                raise _TreeError(
+                    key_node.start_mark.line + 1, f"{path or 'the document'} has an empty key"
+                )
             where = f"{path}.{key}" if path else key
             child = _convert(value_node, where, open_nodes, flattened, budget)
             # A key's problems belong on the key's line, not where a block value starts below.

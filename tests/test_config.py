@@ -884,6 +884,15 @@ def test_nesting_hundreds_deep_is_a_problem_not_a_traceback(nesting: str) -> Non
     )
 
 
+@pytest.mark.parametrize("key", ["~", "null", "Null"])
+def test_an_empty_key_is_a_problem(key: str) -> None:
+    """`~: {channel: console}` made a handset named 'None'."""
+    text = edit("  night2: {channel: console}\n", f"  {key}: {{channel: console}}\n")
+    assert only_problem(text) == (
+        f"{FILE}:{line_of(text, '{channel: console}')}: invalid YAML: handsets has an empty key"
+    )
+
+
 def test_top_level_list_is_not_a_configuration() -> None:
     """A file holding a list instead of a mapping is refused."""
     assert problems_of("- a\n- b\n")[0].startswith(f"{FILE}:1: <top>: expected a section")
