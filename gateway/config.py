@@ -625,17 +625,16 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
     if config.record is not None:
         files.append(("record", config.record.path))
     for section, file in files:
-        # Either fails only when the daemon starts (exit 1, restarted by systemd in a loop).
+        # It fails only when the daemon starts (exit 1, restarted by systemd in a loop).
         if not file.strip():
             problems.add(_line(tree, section, "path"), f"{section}.path", "expected a file path")
-        elif Path(file).is_dir():
-            problems.add(
-                _line(tree, section, "path"),
-                f"{section}.path",
-                f"{file} is a directory; name a file in it, such as {Path(file) / 'alertgw.db'}"
-                if section == "journal"
-                else f"{file} is a directory; name a file in it",
-            )
+    if config.journal.path.strip() and Path(config.journal.path).is_dir():
+        problems.add(
+            _line(tree, "journal", "path"),
+            "journal.path",
+            f"{config.journal.path} is a directory; name a file in it, such as"
+            f" {Path(config.journal.path) / 'alertgw.db'}",
+        )
     needs_mqtt = [f"sources.{n}" for n, s in config.sources.items() if s.type == "mqtt"] + [
         # `channel: mqtt` is the default: a handset written as `night1:` alone needs a broker.
         f"handsets.{n}"

@@ -145,17 +145,13 @@ def test_an_empty_journal_path_is_refused(path: str) -> None:
     )
 
 
-def test_a_journal_or_record_path_that_is_a_directory_is_refused(tmp_path: Path) -> None:
+def test_a_journal_path_that_is_a_directory_is_refused(tmp_path: Path) -> None:
     """`path: /var/lib/alertgw` (the directory, not a file in it) is named by check."""
-    text = (
-        edit("  path: var/test.db\n", f"  path: {tmp_path}\n") + f"record: {{path: {tmp_path}}}\n"
-    )
-    assert problems_of(text) == [
+    text = edit("  path: var/test.db\n", f"  path: {tmp_path}\n")
+    assert only_problem(text) == (
         f"{FILE}:{line_of(text, 'path:')}: journal.path: {tmp_path} is a directory; name a file"
-        f" in it, such as {tmp_path / 'alertgw.db'}",
-        f"{FILE}:{line_of(text, 'record:')}: record.path: {tmp_path} is a directory; name a"
-        " file in it",
-    ]
+        f" in it, such as {tmp_path / 'alertgw.db'}"
+    )
 
 
 def test_a_missing_broker_names_what_needs_it() -> None:
