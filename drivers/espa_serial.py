@@ -115,6 +115,15 @@ async def open_port(
         parity=parity,
         stopbits=stopbits,
     )
+    try:
+        port.fileno()
+    except (OSError, AttributeError):
+        # loop:// and cp2110:// have no descriptor for the event loop to watch; without this
+        # the failure surfaces later as a traceback inside asyncio's reader callback.
+        port.close()
+        raise serial.SerialException(
+            "not a port the event loop can watch (use a device path, socket:// or rfc2217://)"
+        ) from None
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=READ_SIZE * 64)
     protocol = asyncio.StreamReaderProtocol(reader)

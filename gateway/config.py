@@ -855,6 +855,10 @@ def _template_problem(template: str) -> str | None:
     return None
 
 
+# pyserial URL handlers that are no file: the event loop has nothing to wait on.
+_NO_DESCRIPTOR = frozenset({"loop", "cp2110"})
+
+
 def _serial_port_problem(port: str) -> str | None:
     """What pyserial would refuse about a port path or URL (it raises only when opening)."""
     if "://" not in port:
@@ -870,6 +874,8 @@ def _serial_port_problem(port: str) -> str | None:
         known = False
     if not known:
         return f"unknown URL scheme {scheme!r} (expected socket://host:port, rfc2217://, …)"
+    if scheme in _NO_DESCRIPTOR:
+        return f"{scheme}:// has no file descriptor to watch (use a device path or socket://)"
     if scheme in ("socket", "rfc2217"):
         try:
             parts = urllib.parse.urlsplit(port)

@@ -1157,6 +1157,8 @@ def test_an_override_that_ends_before_it_starts_is_refused() -> None:
             "ttyUSB0",
             "expected a device path such as /dev/ttyUSB0, or a URL such as socket://host:port",
         ),
+        # pyserial opens it, but the event loop has no descriptor to wait on.
+        ("loop://", "loop:// has no file descriptor to watch (use a device path or socket://)"),
     ],
 )
 def test_espa_port_that_cannot_open_is_a_problem(port: str, expected: str) -> None:
@@ -1168,7 +1170,7 @@ def test_espa_port_that_cannot_open_is_a_problem(port: str, expected: str) -> No
 
 
 @pytest.mark.parametrize(
-    "port", ["/dev/ttyUSB0", "socket://10.0.0.5:4001", "rfc2217://[::1]:2217", "loop://"]
+    "port", ["/dev/ttyUSB0", "socket://10.0.0.5:4001", "rfc2217://[::1]:2217", "spy:///dev/ttyS0"]
 )
 def test_espa_port_paths_and_urls_pyserial_opens_are_accepted(port: str) -> None:
     """Device paths and the URL schemes pyserial knows pass `check`."""

@@ -81,6 +81,21 @@ async def test_send_to_missing_port_fails(capsys: pytest.CaptureFixture[str]) ->
     assert "/nonexistent/tty" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["send", "loop://", "--address", "1"], ["monitor", "loop://"]])
+async def test_a_port_without_a_descriptor_is_one_line(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pyserial opens loop://, but nothing can wait on it: one line and exit 1, no traceback."""
+    async with asyncio.timeout(10):
+        rc = await asyncio.to_thread(main, command)
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "alertgw espa: loop://: not a port the event loop can watch"
+        " (use a device path, socket:// or rfc2217://)\n"
+    )
+
+
 async def test_monitor_decodes_a_transaction(capsys: pytest.CaptureFixture[str]) -> None:
     """`monitor` prints polls, selects, ACK/NAK, garbage and a decoded Nordic call block."""
     peer = PtyPeer()
