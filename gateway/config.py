@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import importlib.util
+import ipaddress
 import os
 import re
 import string
@@ -811,6 +812,16 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
     if config.handsets and not config.routing and config.roster is None:
         problems.add(1, "routing", "no routing and no roster: no alert would reach any handset")
     _check_rules(config, tree, problems)
+    hosts = [("metrics", config.metrics.host)] if config.metrics.enabled else []
+    if config.mqtt is not None:
+        hosts.append(("mqtt", config.mqtt.host))
+    for section, host in hosts:
+        if not _is_host(host):
+            problems.add(
+                _line(tree, section, "host"),
+                f"{section}.host",
+                f"expected an IP address or a host name, got {host!r}",
+            )
     try:
         import zoneinfo  # noqa: PLC0415 - only needed for this check
 
@@ -821,6 +832,19 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
             "site.timezone",
             f"unknown IANA time zone {config.site.timezone!r}",
         )
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _is_host(host: str) -> bool:
+    """An IP address or an RFC 1123 host name (one that fails only at start is a restart loop)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        labels = host.removesuffix(".").split(".")
+        return len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
+    return True
 
 
 _TEXT_FIELDS = ("kind", "room", "device", "zone", "count")

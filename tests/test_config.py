@@ -1206,3 +1206,28 @@ def test_espa_handset_address_espa_cannot_carry_is_a_problem(address: str) -> No
         f"{FILE}:{line_of(text, 'dect:')}: handsets.dect.address: an ESPA call address is"
         " 1-16 printable ASCII characters without spaces (the pager, handset or group number)"
     )
+
+
+@pytest.mark.parametrize(
+    ("key", "host"),
+    [("mqtt.host", "broker box"), ("mqtt.host", "-broker"), ("metrics.host", "a b")],
+)
+def test_a_host_no_resolver_could_take_is_a_problem(key: str, host: str) -> None:
+    """A host that only fails when the daemon starts would be a systemd restart loop."""
+    if key == "mqtt.host":
+        text = edit("  host: 127.0.0.1\n", f"  host: '{host}'\n")
+    else:
+        text = edit("journal:\n", f"metrics: {{host: '{host}'}}\njournal:\n")
+    assert only_problem(text) == (
+        f"{FILE}:{line_of(text, host)}: {key}: expected an IP address or a host name, got {host!r}"
+    )
+
+
+@pytest.mark.parametrize("host", ["::1", "0.0.0.0", "localhost", "broker.care-home.local."])
+def test_addresses_and_host_names_pass(host: str) -> None:
+    """IP literals (v4 and v6) and RFC 1123 names, a trailing dot included, are accepted."""
+    text = edit("  host: 127.0.0.1\n", f"  host: '{host}'\n")
+    text = edit("journal:\n", f"metrics: {{host: '{host}'}}\njournal:\n", text)
+    config = parse_config(text, filename=FILE)
+    assert config.mqtt is not None
+    assert (config.mqtt.host, config.metrics.host) == (host, host)
