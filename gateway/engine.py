@@ -42,6 +42,7 @@ DEFAULT_LADDER = LadderConfig(
     reminder=900.0,
 )
 SUPERVISION_PERIOD = 10.0
+LAST_STEP_REPEAT = 5.0  # the last step rings again no faster than this, whatever its `after`
 # One generation counter for the alert keys of devices not in config (ESPA addresses no
 # device names): a babbling nurse-call system's random addresses must not grow a counter
 # each, in memory and in the journal. No alert key can equal it: alert keys hold a colon.
@@ -991,7 +992,10 @@ class Engine:
                 break
             index += 1
         ringing = new if new else targets  # the last step rings its people again
-        live.alert = alert.with_state(AlertState.ACTIVE, step=index, due=now + max(step.after, 5.0))
+        # `after: 0` rings the next step at once, as written; only the last step, which
+        # rings its people again when it times out, waits at least LAST_STEP_REPEAT.
+        wait = max(step.after, LAST_STEP_REPEAT) if last else step.after
+        live.alert = alert.with_state(AlertState.ACTIVE, step=index, due=now + wait)
         out.transitions.append(
             Transition(live.alert, "ringing", now, f"step {index} {step.to}: {','.join(ringing)}")
         )
@@ -1641,7 +1645,7 @@ class Engine:
         for h in live.step_rung:
             self._ring(live, h, now, out, rate_limited=False)
         # Rung again after the reminder time (a ladder without reminders: its last step's).
-        again = live.ladder.reminder or max(live.ladder.steps[-1].after, 5.0)
+        again = live.ladder.reminder or max(live.ladder.steps[-1].after, LAST_STEP_REPEAT)
         live.alert = zone_alert.with_state(
             AlertState.ACTIVE, step=len(live.ladder.steps) - 1, due=now + again
         )

@@ -1761,3 +1761,20 @@ def test_a_restart_does_not_resend_a_batch_that_went_out() -> None:
     # their budgets too, were still waiting for theirs.
     resent = [d.handset for d in fresh.out.deliveries if d.action == "batch"]
     assert sorted(resent) == ["n-vest", "vakt"]
+
+
+def test_a_step_after_zero_rings_the_next_step_at_once() -> None:
+    """`after: 0` on a step means "and the next step too, now"; the last step paces itself.
+
+    It used to wait 5 s on ordinary steps (and 0 s on a critical alarm's first step).
+    """
+    steps = "[{to: primary, after: 60}, {to: all_on_duty, after: 60}, {to: failsafe, after: 60}]"
+    zero = "[{to: primary, after: 0}, {to: all_on_duty, after: 60}, {to: failsafe, after: 0}]"
+    assert YAML.count(steps) == 1
+    c = Clocked(config(base=YAML.replace(steps, zero)))
+    c.signal("cord-102")
+    c.at(0)
+    assert c.rings() == [(0, "n-ost", "pull_cord"), (0, "n-vest", "pull_cord")]
+    c.at(70)
+    # The failsafe at 60 s; with `after: 0` it rings again every LAST_STEP_REPEAT (5 s).
+    assert [t for t, h, _ in c.rings() if h == "vakt"] == [60, 65, 70]
