@@ -220,7 +220,8 @@ class MqttLink:
             except UnicodeDecodeError:
                 c.ack(msg.mid, msg.qos)  # no source can match it
                 return
-            receive(Publish(topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.dup), msg.retain))
+            mid = msg.mid if msg.qos else 0  # as the fast reader has it (see _unacknowledgeable)
+            receive(Publish(topic, bytes(msg.payload), mid, msg.qos, bool(msg.dup), msg.retain))
 
         paho_client.on_message = on_message
         aiomqtt_on_publish = paho_client.on_publish
@@ -269,9 +270,10 @@ class MqttLink:
             for handle in flush:
                 handle.cancel()
             for fair in self._fair.values():
-                # A queued QoS 1 message's packet id means nothing on the next session, and
+                # A queued QoS 1 message cannot be acknowledged on the next session, and
                 # the broker sends its own copy again (DUP, dropped as a duplicate once ours
-                # is routed); ours goes anyway, so a broker that lost the session loses none.
+                # is routed: both keep the packet id their signal ids derive from); ours
+                # goes anyway, so a broker that lost the session loses none.
                 fair.rewrite_parked(_unacknowledgeable)
             lost = DeliveryError(f"mqtt broker {self._cfg.host}:{self._cfg.port} disconnected")
             for fut in self._acks.values():
@@ -461,7 +463,9 @@ class MqttLink:
             return
         source = self._source_of(topic)
         if source is not None:
-            packet_id = mid if qos > 0 else 0
+            # `mid` rather than `qos`: a message queued across sessions keeps its packet id
+            # (its signal id is derived from it) but is no longer acknowledged.
+            packet_id = mid
             put(Inbound(source, topic, payload, now, msg.dup, ack, qos > 0, msg.retain, packet_id))
             return
         ack()  # not ours (e.g. our own status topic under a wildcard)
@@ -574,7 +578,13 @@ def _raise_if_cancelled() -> None:
 
 
 def _unacknowledgeable(msg: Publish) -> Publish:
-    return dataclasses.replace(msg, mid=0, qos=0) if msg.qos else msg
+    """`msg`, never to be acknowledged: its packet id is the old session's.
+
+    The id stays, since the signal id is derived from it: the broker's redelivery (DUP,
+    same packet id) must map to the same signal and be dropped as its duplicate, or one
+    press counts twice, and rings again if the first alert ended meanwhile.
+    """
+    return dataclasses.replace(msg, qos=0) if msg.qos else msg
 
 
 def _same_state(old: Publish, new: Publish) -> bool:
