@@ -316,7 +316,10 @@ class PahoLoopIO:
             self._loop.call_soon_threadsafe(self.close)
 
     def _schedule(self) -> None:
-        if self._flush_handle is None:
+        # With the socket full, the writer flushes once it drains. Flushing sooner only
+        # meets EAGAIN, on which paho asks for a write again (`_register`): a flush every
+        # loop iteration, at full CPU, for as long as the broker does not read.
+        if self._flush_handle is None and self._writer_fd is None:
             self._flush_handle = self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
