@@ -101,6 +101,20 @@ class MqttLink:
         """Return once the broker session is up."""
         await self._connected.wait()
 
+    @property
+    def session_key(self) -> str:
+        """Names this link's persistent session: its client id on its broker."""
+        return f"{self._cfg.client_id}@{self._cfg.host}:{self._cfg.port}"
+
+    def assume_session(self) -> None:
+        """An earlier run had this session: the first CONNACK without it is a loss too.
+
+        (Called before `run`, from what the journal remembers. Without it every start
+        took session_present=0 for a first start, so a broker that forgot the session
+        while alertgw was stopped lost what it had queued meanwhile without a word.)
+        """
+        self._had_session = True
+
     async def run(self, put: Put, *, after_read: Callable[[], None] | None = None) -> None:
         """Keep the session up forever, passing every message to `put`.
 

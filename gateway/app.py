@@ -54,6 +54,7 @@ ShutdownTrigger = Callable[[], Awaitable[None]]
 BATCH_MAX = 512
 GEN = "gen:"  # levels-table prefix for per-key alert generations
 SALT = "alert_id_salt"  # per-installation salt of derived alert ids
+MQTT_SESSION = "mqtt_session:"  # levels-table prefix: a persistent session was up
 SEND_WINDOW = 64
 REFUSED_HOLD = 30.0  # s: a refused message moves its alert on at most this often
 COMMIT_GATHER = 64  # signals that start a commit without waiting for journal.commit_delay
@@ -389,12 +390,15 @@ class Gateway:
         levels = {
             k: v
             for k, v in saved.items()
-            if not k.startswith((GEN, CONDITION_PREFIX)) and k not in (SALT, PRUNE_CLOCK_KEY)
+            if not k.startswith((GEN, CONDITION_PREFIX, MQTT_SESSION))
+            and k not in (SALT, PRUNE_CLOCK_KEY)
         }
         salt = str(saved.get(SALT) or uuid.uuid4().hex[:12])
         if SALT not in saved:
             await self.journal.commit_batch([], [], [], {SALT: salt})
         self.engine.use_salt(salt)
+        if self.link is not None and MQTT_SESSION + self.link.session_key in saved:
+            self.link.assume_session()
         self.engine.restore_generations(generations)
         for decoder in self._decoders.values():
             decoder.restore(levels)
@@ -1138,10 +1142,17 @@ class Gateway:
         device = f"mqtt:{mc.host}:{mc.port}" if mc is not None else "mqtt"
         down_since: float | None = None
         raised = False
+        journaled = False
         while True:
             await asyncio.sleep(1.0)
             if link.connected:
                 down_since = None
+                if not journaled:
+                    # From now on the broker keeps a session for us: should a later start
+                    # find it gone, what it queued meanwhile is lost (MqttLink._session_lost).
+                    journaled = True
+                    self._pending.levels[MQTT_SESSION + link.session_key] = True
+                    self._wake_journal(0)
                 if raised:
                     raised = False
                     self.put(_link_alarm(device, SignalState.CLEARED, "connected again"))

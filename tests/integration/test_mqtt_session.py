@@ -326,3 +326,49 @@ async def test_a_lost_connection_leaves_no_unread_error_behind(
     finally:
         loop.set_exception_handler(previous)
     assert not [m for m in reports if "never retrieved" in m]
+
+
+@pytest.mark.parametrize("persistence", [False, True], ids=["volatile", "persistent"])
+async def test_a_restart_onto_a_broker_that_lost_the_session_is_loud(
+    tmp_path: Path, persistence: bool
+) -> None:
+    """A daemon that had a session finds it gone at its start: as loud as on a reconnect.
+
+    The journal remembers that this client id had a session on this broker. Without it
+    every start took session_present=0 for a first start: a broker that lost the session
+    while alertgw was stopped (restarted without persistence, mosquitto.db lost, past
+    persistent_client_expiration) had dropped everything queued meanwhile, silently.
+    """
+    work = tmp_path / "broker"
+    body = (
+        ("user root\n" if os.geteuid() == 0 else "")
+        + "listener {port} 127.0.0.1\nallow_anonymous true\n"
+        + ("persistence true\npersistence_location {workdir}/\n" if persistence else "")
+        + "log_dest file {workdir}/mosquitto.log\n"
+    )
+    b = Broker(port=free_port(), workdir=work, body=body)
+    b.start()
+    try:
+        config = make_config(b.port, tmp_path, client_id=unique("gw"))
+        with capture_logs() as first:
+            async with running(config) as r:
+                gw = r.gateway
+                assert gw.link is not None
+                key = f"mqtt_session:{gw.link.session_key}"
+                async with asyncio.timeout(10):  # journaled once the session is up
+                    while key not in await gw.journal.levels():
+                        await asyncio.sleep(0.05)
+        b.restart()
+        with capture_logs() as logs:
+            async with running(config) as r:
+                gw = r.gateway
+                alarmed = await until(
+                    lambda: any(a.kind == "broker_dropping" for a in gw.engine.active), 3.0
+                )
+                lost = gw.metrics.sessions_lost._value.get()
+    finally:
+        b.stop()
+    assert not [e for e in first if e["event"] == "mqtt_session_lost"]  # a first start
+    warned = [e for e in logs if e["event"] == "mqtt_session_lost"]
+    assert [e["log_level"] for e in warned] == ([] if persistence else ["warning"])
+    assert (lost, alarmed) == ((0, False) if persistence else (1, True))
