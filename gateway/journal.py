@@ -114,24 +114,30 @@ class Journal:
             # a loop that `run` has closed by then (a traceback after the one clear line).
             await asyncio.to_thread(self._probe)
             db = await aiosqlite.connect(self.path)
+        except (OSError, sqlite3.Error) as exc:
+            # A directory, a read-only place, no permission: one line, not a traceback.
+            raise JournalError(f"cannot open the journal: {exc}") from exc
+        try:
             # Incremental auto-vacuum (only takes effect on a new file) lets pruning give
             # pages back.
             await db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             await db.execute("PRAGMA journal_mode=WAL")
-        except (OSError, sqlite3.Error) as exc:
-            # A directory, a read-only place, no permission: one line, not a traceback.
-            raise JournalError(f"cannot open the journal: {exc}") from exc
-        await db.execute(f"PRAGMA synchronous={self._sync}")
-        await db.execute("PRAGMA busy_timeout=5000")
-        try:
+            await db.execute(f"PRAGMA synchronous={self._sync}")
+            await db.execute("PRAGMA busy_timeout=5000")
             await self._migrate(db)
-        except BaseException:
+            await db.executescript(SCHEMA)
+            await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            await db.commit()
+            rows = await db.execute_fetchall("SELECT COALESCE(MAX(id), 0) FROM outbox")
+        except BaseException as exc:
+            # Closed, or its worker thread (not a daemon thread) keeps the process alive
+            # after `run` returns: `alertgw run` printed its one line and then hung for
+            # good, deaf to SIGTERM, and systemd waited out its start timeout each time.
             await db.close()
+            if isinstance(exc, sqlite3.Error):
+                # Not a database, a read-only mount, a full disk: one line, as above.
+                raise JournalError(f"cannot open the journal: {exc}") from exc
             raise
-        await db.executescript(SCHEMA)
-        await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        await db.commit()
-        rows = await db.execute_fetchall("SELECT COALESCE(MAX(id), 0) FROM outbox")
         self._next_outbox_id = int(next(iter(rows))[0]) + 1
         self._db = db
 

@@ -345,6 +345,21 @@ def test_run_with_an_unopenable_journal_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_run_with_a_file_that_is_not_a_journal_exits(tmp_path: Path) -> None:
+    """A damaged journal file: one line and exit 1, not a process that never ends.
+
+    The connection was left open when a PRAGMA failed, and its worker thread (not a
+    daemon thread) then held the finished process alive for good, ignoring SIGTERM.
+    """
+    path = write_config(tmp_path)
+    (tmp_path / "journal.db").write_bytes(b"not sqlite at all, but long enough" * 8)
+    result = alertgw_process("run", str(path))
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"alertgw: {tmp_path / 'journal.db'}: cannot open the journal: file is not a database\n"
+    )
+
+
 def test_a_second_daemon_on_the_same_journal_is_refused(tmp_path: Path) -> None:
     """Two gateways on one journal would ring every alert twice: the second exits 1."""
     from gateway.app import Gateway  # noqa: PLC0415 - the daemon under test
