@@ -70,6 +70,9 @@ class MqttLink:
         self._refused: set[str] = set()  # filters the broker refused, with link_down raised
         self._session_present: bool | None = None  # CONNACK's flag for the current session
         self._had_session = False  # a session was up before: session_present=0 means loss
+        # When the last session that was up ended (wall time; None: none yet in this run).
+        # What the broker redelivers with DUP was first sent before then.
+        self.session_ended_at: float | None = None
         # source name -> FairShare, for sources whose topic names one device
         self._fair = {
             name: FairShare[Publish](rate=rate, burst=burst, replaces=_same_state, keep=_is_event)
@@ -271,6 +274,8 @@ class MqttLink:
         try:
             await self._connected_session(client, paho_client, receive, put)
         finally:
+            if self._connected.is_set():
+                self.session_ended_at = time.time()
             self._paho = None
             self._io = None
             # aiomqtt stores a lost connection's error in a future that nothing may await

@@ -129,6 +129,7 @@ class Gateway:
         self._uncommitted_ids: set[str] = set()  # a redelivery may overtake its commit
         self._uncommitted_responses: set[str] = set()  # handset answers, likewise
         self._journal_down = False  # commits failing: acknowledge signals once routed
+        self._journal_newest: float | None = None  # newest journaled input at start
         self._reject_logged: dict[tuple[str, str, str], float] = {}
         self._decoders: dict[str, Decoder] = {
             name: make_decoder(name, src.decoder, src.base_topic, config)
@@ -397,6 +398,7 @@ class Gateway:
         if SALT not in saved:
             await self.journal.commit_batch([], [], [], {SALT: salt})
         self.engine.use_salt(salt)
+        self._journal_newest = await self.journal.newest_input()
         if self.link is not None and MQTT_SESSION + self.link.session_key in saved:
             self.link.assume_session()
         self.engine.restore_generations(generations)
@@ -699,10 +701,25 @@ class Gateway:
         try:
             async with asyncio.timeout(1.0):
                 find = lookup or self.journal.seen_signal
-                return await find(item_id, received_at - DUP_WINDOW)
+                return await find(item_id, self._dup_since(received_at))
         except (TimeoutError, sqlite3.Error) as exc:
             log.warning("duplicate_lookup_failed", item_id=item_id, error=repr(exc))
             return False
+
+    def _dup_since(self, received_at: float) -> float:
+        """How far back the first copy of a broker redelivery received at `received_at` may be.
+
+        The broker redelivers what it sent on an earlier connection and never saw
+        acknowledged, so the first copy came shortly before that connection ended: the
+        last session's end in this process, or the newest journaled input of the process
+        before. Counting the hour back from the redelivery instead made a message whose
+        PUBACK was lost with a connection, and that came back after an outage over an
+        hour, a new signal: a press that was answered long ago rang again.
+        """
+        ended = self.link.session_ended_at if self.link is not None else None
+        if ended is None:
+            ended = self._journal_newest
+        return min(received_at, received_at if ended is None else ended) - DUP_WINDOW
 
     async def _decode(self, item: Inbound) -> list[Signal]:
         if not item.dup:

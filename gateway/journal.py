@@ -318,6 +318,15 @@ class Journal:
         )
         return bool(rows)
 
+    async def newest_input(self) -> float | None:
+        """When the newest journaled signal or handset answer was received (None: none)."""
+        rows = await self.db.execute_fetchall(
+            "SELECT MAX(t) FROM (SELECT MAX(received_at) AS t FROM signals"
+            " UNION ALL SELECT MAX(received_at) FROM responses)"
+        )
+        value = next(iter(rows))[0]
+        return None if value is None else float(value)
+
     async def seen_response(self, response_id: str, since: float) -> bool:
         """True when a handset answer with this id was journaled after `since`."""
         rows = await self.db.execute_fetchall(

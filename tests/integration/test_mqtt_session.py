@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -372,3 +373,67 @@ async def test_a_restart_onto_a_broker_that_lost_the_session_is_loud(
     warned = [e for e in logs if e["event"] == "mqtt_session_lost"]
     assert [e["log_level"] for e in warned] == ([] if persistence else ["warning"])
     assert (lost, alarmed) == ((0, False) if persistence else (1, True))
+
+
+def first_ack_lost_and_late_copies(monkeypatch: pytest.MonkeyPatch, late: float) -> list[object]:
+    """Patch Gateway.put: the first sensor message's PUBACK is lost (as with its
+    connection); every broker redelivery (DUP) arrives `late` seconds later than now."""
+    from gateway.app import Gateway  # noqa: PLC0415 - under test here
+    from gateway.ports import Inbound, Item  # noqa: PLC0415
+
+    seen: list[object] = []
+    put = Gateway.put
+
+    def patched(self: Gateway, item: Item | None) -> None:
+        if isinstance(item, Inbound) and item.redeliverable:
+            seen.append(item)
+            if len(seen) == 1:
+                item = dataclasses.replace(item, ack=lambda: None)
+            elif item.dup:
+                item = dataclasses.replace(item, received_at=item.received_at + late)
+        put(self, item)
+
+    monkeypatch.setattr(Gateway, "put", patched)
+    return seen
+
+
+@pytest.mark.parametrize("where", ["reconnect", "restart"])
+async def test_a_redelivery_after_an_outage_of_hours_is_still_a_duplicate(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A press journaled but never acknowledged comes back (DUP) hours later: no new ring.
+
+    The duplicate lookup went back an hour from the redelivery, so after a broker out of
+    reach for longer (or a daemon down for longer) a press the nurse had long resolved
+    rang again as a new alert. The first copy came before the connection it arrived on
+    ended, and the lookup now counts back from then.
+    """
+    seen = first_ack_lost_and_late_copies(monkeypatch, late=2 * 3600)
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix, client_id=unique("gw"))
+    async with peer(broker.port, prefix) as p:
+        async with running(config) as r:
+            await p.z2m("rom103/snor", {"action": "single"})
+            _, ring = await p.next()
+            await p.respond("night1", ring["alert_id"], "resolve")
+            _, cancel = await p.next()
+            assert cancel["type"] == "cancel"
+            gw = r.gateway
+            assert await until(lambda: gw._journal_idle.is_set() and not gw._pending.signals, 5)
+            if where == "reconnect":
+                link = gw.link
+                assert link is not None
+                assert link._paho is not None
+                link._paho.disconnect()
+                await asyncio.sleep(0.3)
+                await asyncio.wait_for(link.wait_connected(), 10)
+                assert await until(lambda: len(seen) == 2, 5)
+                assert await p.nothing(1.0)
+                dups = gw.metrics.duplicates.labels("zigbee")._value.get()
+        if where == "restart":
+            async with running(config) as r:
+                assert await until(lambda: len(seen) == 2, 5)
+                assert await p.nothing(1.0)
+                dups = r.gateway.metrics.duplicates.labels("zigbee")._value.get()
+    assert [getattr(s, "dup", None) for s in seen] == [False, True]
+    assert dups == 1
