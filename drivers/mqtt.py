@@ -42,6 +42,9 @@ NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK reason code (3.4.2.1)
 # the broker's in-flight window must hold more than one commit's worth, or intake stalls
 # behind the journal. Mosquitto's default is 20; MQTT 5 lets alertgw ask for its own.
 RECEIVE_MAXIMUM = 100
+# Larger than any payload the decoders take (MAX_PAYLOAD, 64 KiB), so an oversized one
+# still arrives to be counted as payload_too_large; larger still, the broker drops it.
+MAX_PACKET = 1024 * 1024
 
 
 class MqttLink:
@@ -169,6 +172,9 @@ class MqttLink:
             connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             connect.SessionExpiryInterval = 0xFFFFFFFF
             connect.ReceiveMaximum = RECEIVE_MAXIMUM
+            # Without it the broker forwards anything up to its own limit (256 MB by
+            # default), read whole into memory before the payload check refuses it.
+            connect.MaximumPacketSize = MAX_PACKET
             v5 = {
                 "protocol": aiomqtt.ProtocolVersion.V5,
                 "clean_start": False,

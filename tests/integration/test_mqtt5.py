@@ -13,9 +13,9 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from drivers.mqtt import RECEIVE_MAXIMUM
+from drivers.mqtt import MAX_PACKET, RECEIVE_MAXIMUM
 from gateway.config import load_config
-from gateway.ports import Item
+from gateway.ports import Inbound, Item
 from tests.conftest import Broker, free_port, running, unique
 from tests.integration.helpers import bare_link, latest_alert, peer
 from tests.integration.test_mqtt_session import until
@@ -168,6 +168,31 @@ async def test_alertgw_sets_its_own_in_flight_window_under_v5(
             assert await until(lambda: len(items) >= window, 5)
             await asyncio.sleep(0.3)  # nothing more comes until something is acknowledged
         assert len(items) == window
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+def sizes(items: list[Item]) -> list[int]:
+    """The payload sizes of the inbound messages among `items`."""
+    return [len(i.payload) for i in items if isinstance(i, Inbound)]
+
+
+async def test_the_broker_keeps_packets_over_alertgws_maximum_to_itself(broker: Broker) -> None:
+    """MQTT 5: alertgw tells the broker its Maximum Packet Size, so a 2 MiB payload never
+    reaches its memory, while a 100 KiB one still arrives (and is counted as too large)."""
+    prefix = unique("t")
+    link = bare_link(broker.port, prefix, sources={"integrator": [f"{prefix}/in/#"]}, protocol="5")
+    items: list[Item] = []
+    task = asyncio.create_task(link.run(items.append))
+    try:
+        await asyncio.wait_for(link.wait_connected(), 10)
+        async with peer(broker.port, prefix, listen=False) as p:
+            for size in (2 * MAX_PACKET, 100 * 1024, 10):
+                await p.client.publish(f"{prefix}/in/x", b"x" * size, qos=1)
+            assert await until(lambda: 10 in sizes(items), 5)
+        assert sorted(sizes(items)) == [10, 100 * 1024]
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
