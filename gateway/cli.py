@@ -10,11 +10,14 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import structlog
 
 from gateway import cli_tools, logs, pidlock
 from gateway.closedpipe import stop_quietly_on_closed_stdout
@@ -100,13 +103,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "reload":
         return _reload(config, args.timeout)
-    try:
-        if args.command == "history":
-            if not Path(config.journal.path).is_file():
-                # Opening would create an empty journal and report that nothing happened.
-                print(f"alertgw: no journal at {config.journal.path}", file=sys.stderr)
-                return 1
+    if args.command == "history":
+        if not Path(config.journal.path).is_file():
+            # Opening would create an empty journal and report that nothing happened.
+            print(f"alertgw: no journal at {config.journal.path}", file=sys.stderr)
+            return 1
+        try:
             return asyncio.run(_history(config, args.limit))
+        except KeyboardInterrupt:
+            return 130
+        except JournalError as exc:
+            print(f"alertgw: {config.journal.path}: {exc}", file=sys.stderr)
+            return 1
+    rc = _run(config)
+    leave_no_thread_behind(rc)
+    return rc
+
+
+def leave_no_thread_behind(rc: int, grace: float = 5.0) -> None:
+    """End the process now if a worker thread outlives the daemon by `grace` seconds.
+
+    A journal write stuck on a dying disk leaves aiosqlite's thread (not a daemon thread)
+    blocked after the gateway gave up on it: the interpreter would wait for it at exit,
+    deaf to SIGTERM, until systemd's SIGKILL. Logged first, so the reason is on record.
+    """
+    main = threading.main_thread()
+    lingering = [t for t in threading.enumerate() if t is not main and not t.daemon]
+    deadline = time.monotonic() + grace
+    for thread in lingering:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in lingering if t.is_alive()]
+    if stuck:
+        structlog.get_logger("gateway.cli").error("exit_forced", threads=stuck, exit_code=rc or 1)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc or 1)
+
+
+def _run(config: Config) -> int:
+    """`alertgw run`: the daemon until SIGTERM; its exit status."""
+    try:
         logs.configure(config.logging.level, config.logging.format)
         from gateway.app import run  # noqa: PLC0415 - keep `check` fast and driver-free
 

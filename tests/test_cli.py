@@ -564,3 +564,48 @@ def test_help_of_each_config_command_names_the_file_and_exit_status(
     assert "the YAML config file" in out
     assert "Exit status: 0" in out
     assert "78" in out
+
+
+LINGERING = """
+import threading, time
+from gateway.cli import leave_no_thread_behind
+threading.Thread(target=time.sleep, args=(600,), name="stuck-journal-write").start()
+threading.Thread(target=time.sleep, args=(0.2,), name="finishing").start()
+leave_no_thread_behind(0, grace=1.0)
+print("not reached")
+"""
+
+
+def test_a_thread_stuck_after_the_daemon_ends_does_not_keep_the_process() -> None:
+    """A worker blocked on a dead disk (not a daemon thread) is logged and the process ends.
+
+    Without it the interpreter waits for the thread at exit, deaf to SIGTERM, until SIGKILL.
+    A thread that finishes within the grace is simply waited for.
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", LINGERING],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "exit_forced" in result.stdout
+    assert "stuck-journal-write" in result.stdout
+    assert "finishing" not in result.stdout
+    assert "not reached" not in result.stdout
+
+
+def test_no_lingering_thread_leaves_the_exit_status_alone() -> None:
+    """After a clean run nothing lingers: the function returns and the process exits as it would."""
+    code = "from gateway.cli import leave_no_thread_behind\nleave_no_thread_behind(0)\nprint('ok')"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
+    )
+    assert (result.returncode, result.stdout) == (0, "ok\n")
