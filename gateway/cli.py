@@ -100,6 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"warning: {line}")
         if not Path(config.journal.path).is_absolute():
             print(f"warning: {_relative_journal(config.journal.path)}")
+        if config.record is not None and not Path(config.record.path).is_absolute():
+            record = config.record.path
+            print(
+                f"warning: record.path: {record} is relative: from here it is"
+                f" {os.path.abspath(record)}, under the shipped systemd unit"
+                f" /var/lib/alertgw/{record}"
+            )
         return 0
     if args.command == "reload":
         return _reload(config, args.timeout)

@@ -125,6 +125,20 @@ def test_check_warns_about_a_relative_journal_path(
     )
 
 
+def test_check_says_where_a_relative_capture_lands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`record.path` relative: the capture a technician looks for is under the unit's directory."""
+    path = write_config(tmp_path, VALID + "record: {path: night.jsonl}\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"warning: record.path: night.jsonl is relative: from here it is"
+        f" {tmp_path / 'night.jsonl'}, under the shipped systemd unit"
+        " /var/lib/alertgw/night.jsonl"
+    )
+
+
 def test_check_warns_about_a_roster_gap_and_still_returns_0(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
