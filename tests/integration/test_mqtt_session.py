@@ -203,6 +203,19 @@ async def test_message_parked_when_the_session_drops_is_released_after_reconnect
     assert alert.count == 1
 
 
+def session_broker(tmp_path: Path, *, persistence: bool) -> Broker:
+    """A started broker that keeps sessions across its restarts only with `persistence`."""
+    body = (
+        ("user root\n" if os.geteuid() == 0 else "")
+        + "listener {port} 127.0.0.1\nallow_anonymous true\n"
+        + ("persistence true\npersistence_location {workdir}/\n" if persistence else "")
+        + "log_dest file {workdir}/mosquitto.log\n"
+    )
+    b = Broker(port=free_port(), workdir=tmp_path / "broker", body=body)
+    b.start()
+    return b
+
+
 @pytest.mark.parametrize("persistence", [False, True], ids=["volatile", "persistent"])
 async def test_reconnect_to_a_broker_that_lost_the_session_is_loud(
     tmp_path: Path, persistence: bool
@@ -213,15 +226,7 @@ async def test_reconnect_to_a_broker_that_lost_the_session_is_loud(
     past persistent_client_expiration) had dropped everything queued for alertgw, and
     alertgw just logged mqtt_connected. A broker that kept the session is not an alarm.
     """
-    work = tmp_path / "broker"
-    body = (
-        ("user root\n" if os.geteuid() == 0 else "")
-        + "listener {port} 127.0.0.1\nallow_anonymous true\n"
-        + ("persistence true\npersistence_location {workdir}/\n" if persistence else "")
-        + "log_dest file {workdir}/mosquitto.log\n"
-    )
-    b = Broker(port=free_port(), workdir=work, body=body)
-    b.start()
+    b = session_broker(tmp_path, persistence=persistence)
     try:
         config = make_config(b.port, tmp_path, client_id=unique("gw"))
         with capture_logs() as logs:
@@ -340,15 +345,7 @@ async def test_a_restart_onto_a_broker_that_lost_the_session_is_loud(
     while alertgw was stopped (restarted without persistence, mosquitto.db lost, past
     persistent_client_expiration) had dropped everything queued meanwhile, silently.
     """
-    work = tmp_path / "broker"
-    body = (
-        ("user root\n" if os.geteuid() == 0 else "")
-        + "listener {port} 127.0.0.1\nallow_anonymous true\n"
-        + ("persistence true\npersistence_location {workdir}/\n" if persistence else "")
-        + "log_dest file {workdir}/mosquitto.log\n"
-    )
-    b = Broker(port=free_port(), workdir=work, body=body)
-    b.start()
+    b = session_broker(tmp_path, persistence=persistence)
     try:
         config = make_config(b.port, tmp_path, client_id=unique("gw"))
         with capture_logs() as first:
