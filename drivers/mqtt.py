@@ -92,6 +92,7 @@ class MqttLink:
             collections.deque()
         )
         self._sweeper: asyncio.TimerHandle | None = None
+        self._release_all: Callable[[], int] | None = None  # the session's, see release_parked
         self._io: PahoLoopIO | None = None
         self._after_read: Callable[[], None] | None = None
         self._connected = asyncio.Event()
@@ -211,6 +212,19 @@ class MqttLink:
                     self._dispatch(parked, paho_client, put)
             schedule()
 
+        def release_all() -> int:
+            # The stop: a queued QoS 0 message is never sent again, so it is routed now,
+            # past its bucket; a QoS 1 one the broker resends (the drain leaves it).
+            for handle in flush:
+                handle.cancel()
+            flush.clear()
+            parked = [m for f in self._fair.values() for m in f.take_all()]
+            for msg in parked:
+                self._dispatch(msg, paho_client, put)
+            return len(parked)
+
+        self._release_all = release_all
+
         def schedule() -> None:
             if flush:
                 return  # a release is due already; it reschedules itself
@@ -282,6 +296,7 @@ class MqttLink:
         finally:
             if self._connected.is_set():
                 self.session_ended_at = time.time()
+            self._release_all = None
             self._paho = None
             self._io = None
             # aiomqtt stores a lost connection's error in a future that nothing may await
@@ -306,6 +321,14 @@ class MqttLink:
                     fut.set_exception(lost)
             self._acks.clear()
             self._ack_deadlines.clear()
+
+    def release_parked(self) -> int:
+        """Route every rate-limited message still queued, now (the drain before a stop).
+
+        Returns how many were released. A queued QoS 0 press (Zigbee2MQTT's default) would
+        otherwise end with the process: the broker never sends it again.
+        """
+        return self._release_all() if self._release_all is not None else 0
 
     def _sweep_acks(self) -> None:
         """Fail publishes whose PUBACK is overdue; runs every second of a session."""

@@ -434,6 +434,8 @@ class Gateway:
         log.info("shutdown_requested", drain_timeout=self.drain_timeout)
         self.notifier.stopping()
         self._draining = True
+        if self.link is not None and (released := self.link.release_parked()):
+            log.info("rate_limited_released", messages=released)
         self._journal_full.set()  # commit what is gathered now, not after commit_delay
         try:
             async with asyncio.timeout(self.drain_timeout):

@@ -167,6 +167,15 @@ class FairShare(Generic[T]):
             if bucket.parked is not None:
                 bucket.parked = collections.deque(change(item) for item in bucket.parked)
 
+    def take_all(self) -> list[T]:
+        """Take every queued item whatever its bucket holds, oldest first per key (a stop)."""
+        out: list[T] = []
+        for bucket in self._buckets.values():
+            if bucket.parked is not None:
+                out.extend(bucket.parked)
+                bucket.parked = None
+        return out
+
     @property
     def parked(self) -> int:
         """How many items are queued, over all keys."""

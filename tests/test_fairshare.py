@@ -231,3 +231,14 @@ def test_a_press_comes_out_even_when_the_queue_is_full(offers: list[str]) -> Non
     assert [i for i in order if offers[i] == "press"] == [
         i for i, w in enumerate(offers) if w == "press"
     ]
+
+
+def test_take_all_empties_every_queue_in_order_per_key() -> None:
+    """At a stop everything queued goes at once, whatever the buckets hold, oldest first."""
+    fs: FairShare[str] = FairShare(rate=0.01, burst=1, replaces=lambda _old, _new: False)
+    for key in ("a", "b"):
+        assert fs.offer(key, f"{key}0", 0.0) == ([f"{key}0"], None)
+        fs.offer(key, f"{key}1", 0.0)
+        fs.offer(key, f"{key}2", 0.0)
+    assert fs.take_all() == ["a1", "a2", "b1", "b2"]
+    assert (fs.parked, fs.next_deadline(), fs.due(1000.0)) == (0, None, [])

@@ -203,6 +203,40 @@ async def test_message_parked_when_the_session_drops_is_released_after_reconnect
     assert alert.count == 1
 
 
+async def test_presses_queued_by_the_rate_limit_are_routed_before_a_stop(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A clean stop routes the QoS 0 presses still waiting for their device's token.
+
+    Zigbee2MQTT publishes at QoS 0: the broker never sends such a message again, so a
+    press parked behind a babbling button's rate limit ended with the process.
+    """
+    prefix = unique("t")
+    text = base_text(broker.port, tmp_path, prefix=prefix, client_id=unique("gw")).replace(
+        f"base_topic: {prefix}/z2m}}", f"base_topic: {prefix}/z2m, max_rate: 0.01, max_burst: 1}}"
+    )
+    config = parse_config(text, filename="test.yaml")
+    with capture_logs() as logs:
+        async with running(config) as r, peer(broker.port, prefix) as p:
+            link = r.gateway.link
+            assert link is not None
+            topic = f"{prefix}/z2m/rom103/snor"
+            await p.client.publish(topic, b'{"battery": 90}', qos=0)  # takes the one token
+            for _ in range(3):
+                await p.client.publish(topic, b'{"action": "single", "battery": 90}', qos=0)
+            fair = link._fair["zigbee"]
+            assert await until(lambda: fair.parked == 3, 5)
+            assert await p.nothing(0.3)  # the next token is 100 s away
+            await r.stop()
+            _, ring = await p.next(timeout=5)  # sent during the drain
+    assert (ring["type"], ring["kind"]) == ("ring", "pull_cord")
+    alert = r.gateway.engine.alert(ring["alert_id"])
+    assert alert is not None
+    assert alert.count == 3
+    released = [e for e in logs if e["event"] == "rate_limited_released"]
+    assert [e["messages"] for e in released] == [3]
+
+
 def session_broker(tmp_path: Path, *, persistence: bool) -> Broker:
     """A started broker that keeps sessions across its restarts only with `persistence`."""
     body = (
