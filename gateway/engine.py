@@ -186,59 +186,48 @@ class _Rule:
         )
 
 
-def _answers(timeline: Iterable[tuple[float, str, str]]) -> tuple[set[str], set[str]]:
-    """Who rejected an alert, and who has declined it and not been rung or accepted since.
+@dataclasses.dataclass(slots=True)
+class _ReadBack:
+    """What a restored alert's journaled timeline says beyond its row (see `_read_back`)."""
 
-    Read back from the timeline this module writes: a "rejected" event's detail starts with
-    the handset, a "ringing" event's detail ends in ": h1,h2", an "accepted" one is the
-    handset. Handset ids hold no spaces, commas or parentheses (config checks them).
+    rejected_by: set[str] = dataclasses.field(default_factory=set)
+    # Rejecters not rung and not accepting since their reject.
+    declined: set[str] = dataclasses.field(default_factory=set)
+    step_rung: list[str] = dataclasses.field(default_factory=list)  # the latest "ringing"
+    reminders: int = 0  # since the last accept or reopen
+    # Handsets with "batched" and no "batch_sent" since (insertion-ordered).
+    batches: dict[str, None] = dataclasses.field(default_factory=dict)
+
+
+def _read_back(timeline: Iterable[tuple[float, str, str]]) -> _ReadBack:
+    """Read an alert's state back from the timeline this module writes, in one pass.
+
+    A "rejected", "batched" or "batch_sent" event's detail starts with the handset (the
+    journal appends the reason), a "ringing" event's detail ends in ": h1,h2", an
+    "accepted" one is the handset. Handset ids hold no spaces, commas or parentheses
+    (config checks them).
     """
-    rejected_by: set[str] = set()
-    declined: set[str] = set()
+    got = _ReadBack()
     for _, event, detail in timeline:
         if event == "rejected":
             handset = detail.split(" ", 1)[0]
-            rejected_by.add(handset)
-            declined.add(handset)
+            got.rejected_by.add(handset)
+            got.declined.add(handset)
         elif event == "ringing" and ": " in detail:
-            declined.difference_update(detail.rsplit(": ", 1)[1].split(","))
+            got.step_rung = [h for h in detail.rsplit(": ", 1)[1].split(",") if h]
+            got.declined.difference_update(got.step_rung)
         elif event == "accepted":
-            declined.discard(detail)
-    return rejected_by, declined
-
-
-def _last_rung(timeline: Iterable[tuple[float, str, str]]) -> list[str]:
-    """The handsets the latest "ringing" event of a timeline names (its current step)."""
-    rung: list[str] = []
-    for _, event, detail in timeline:
-        if event == "ringing" and ": " in detail:
-            rung = [h for h in detail.rsplit(": ", 1)[1].split(",") if h]
-    return rung
-
-
-def _waiting_batches(timeline: Iterable[tuple[float, str, str]]) -> list[str]:
-    """Handsets an alert waits in a rate-limit batch for: "batched" with no "batch_sent" since.
-
-    Both events' detail starts with the handset (the journal appends the reason).
-    """
-    waiting: dict[str, None] = {}
-    for _, event, detail in timeline:
-        if event == "batched":
-            waiting[detail.split(" ", 1)[0]] = None
+            got.declined.discard(detail)
+            got.reminders = 0
+        elif event == "reopened":
+            got.reminders = 0
+        elif event == "reminder":
+            got.reminders += 1
+        elif event == "batched":
+            got.batches[detail.split(" ", 1)[0]] = None
         elif event == "batch_sent":
-            waiting.pop(detail.split(" ", 1)[0], None)
-    return list(waiting)
-
-
-def _unanswered_reminders(timeline: Iterable[tuple[float, str, str]]) -> int:
-    """Reminders sent since the alert was last accepted or reopened, read back from its timeline."""
-    count = 0
-    for _, event, _detail in timeline:
-        if event == "reminder":
-            count += 1
-        elif event in ("accepted", "reopened"):
-            count = 0
-    return count
+            got.batches.pop(detail.split(" ", 1)[0], None)
+    return got
 
 
 class Engine:
@@ -571,15 +560,18 @@ class Engine:
             self._ladder(alert.rule, critical=alert.critical),
             self._timers,
         )
-        events = list(timeline)
-        live.rejected_by, live.declined = _answers(events)
-        live.step_rung = _last_rung(events)
+        got = _read_back(timeline)
+        live.rejected_by, live.declined, live.step_rung = (
+            got.rejected_by,
+            got.declined,
+            got.step_rung,
+        )
         if alert.state is AlertState.ACCEPTED:
-            live.reminders = _unanswered_reminders(events)
+            live.reminders = got.reminders
         elif alert.state is AlertState.ACTIVE:
             # Batches live in memory only: one a restart cut short goes out at the first
             # tick, or the handset would never hear of the alert until it escalated.
-            for handset in _waiting_batches(events):
+            for handset in got.batches:
                 if handset not in self.config.handsets:
                     continue
                 if handset not in live.handsets:
