@@ -102,6 +102,13 @@ class Journal:
         # a batch durable, and a redelivery of its signals would then be taken for a duplicate.
         self._lock = asyncio.Lock()
         self._next_outbox_id = 1  # the only writer numbers outbox rows, so it can do it early
+        # Outbox ids handed out before the file could be opened (a start on a full disk)
+        # are moved past the file's own when it opens at last: ids in [_shift_from,
+        # _shift_end) are written as id + _shift. _known_max is the file's newest id as
+        # far as this process knows.
+        self._known_max = 0
+        self._shift = 0
+        self._shift_from = self._shift_end = 0
 
     def _probe(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,6 +128,8 @@ class Journal:
             # Incremental auto-vacuum (only takes effect on a new file) lets pruning give
             # pages back.
             await db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            # Before WAL mode, which rewrites the header: a newer alertgw's file stays as it was.
+            await _refuse_newer(db)
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute(f"PRAGMA synchronous={self._sync}")
             await db.execute("PRAGMA busy_timeout=5000")
@@ -138,8 +147,40 @@ class Journal:
                 # Not a database, a read-only mount, a full disk: one line, as above.
                 raise JournalError(f"cannot open the journal: {exc}") from exc
             raise
-        self._next_outbox_id = int(next(iter(rows))[0]) + 1
+        self._number_after(int(next(iter(rows))[0]))
         self._db = db
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the writer connection is open."""
+        return self._db is not None
+
+    def resume_numbering(self, last_id: int) -> None:
+        """Number outbox rows after `last_id`, the newest id a read-only look found."""
+        if self._next_outbox_id == 1:
+            self._known_max, self._next_outbox_id = last_id, last_id + 1
+
+    def _number_after(self, last_id: int) -> None:
+        handed = self._next_outbox_id - 1 - self._known_max
+        if handed <= 0:
+            self._next_outbox_id = last_id + 1
+        elif last_id > self._known_max:
+            # Ids were handed out (and sent with handset messages' rows still to write)
+            # while the file was out of reach, and it holds newer ones than we knew.
+            self._shift = last_id - self._known_max
+            self._shift_from, self._shift_end = self._known_max + 1, self._next_outbox_id
+            self._next_outbox_id += self._shift
+        self._known_max = self._next_outbox_id - 1
+
+    def _row_id(self, outbox_id: int) -> int:
+        if self._shift_from <= outbox_id < self._shift_end:
+            return outbox_id + self._shift
+        return outbox_id
+
+    async def last_outbox_id(self) -> int:
+        """The newest outbox id in the file (0: none)."""
+        rows = await self.db.execute_fetchall("SELECT COALESCE(MAX(id), 0) FROM outbox")
+        return int(next(iter(rows))[0])
 
     @classmethod
     async def open_readonly(cls, path: str | Path) -> Self:
@@ -247,6 +288,7 @@ class Journal:
         """Run on the database thread: one transaction, rolled back whole on any error."""
         conn: sqlite3.Connection = self.db._conn  # noqa: SLF001 - we are on its own thread
         now = rows.now or time.time()
+        row_id = self._row_id
         try:
             if rows.signals:
                 conn.executemany(_INSERT_SIGNAL, rows.signals)
@@ -259,7 +301,7 @@ class Journal:
                     _INSERT_OUTBOX,
                     [
                         (
-                            d.id,
+                            row_id(d.id) if d.id is not None else None,
                             d.alert_id,
                             d.handset,
                             d.seq,
@@ -279,7 +321,7 @@ class Journal:
             if sent:
                 conn.executemany(
                     "UPDATE outbox SET state=?, attempts=attempts+1, updated_at=? WHERE id=?",
-                    [(state.value, now, row) for row, state in sent],
+                    [(state.value, now, row_id(row)) for row, state in sent],
                 )
             conn.commit()
         except BaseException:
@@ -534,6 +576,12 @@ async def _check_readable(db: aiosqlite.Connection) -> None:
             f"journal schema version {version} is older than this alertgw's"
             f" ({SCHEMA_VERSION}); start the daemon once to migrate it, then retry"
         )
+
+
+async def _refuse_newer(db: aiosqlite.Connection) -> None:
+    rows = await db.execute_fetchall("PRAGMA user_version")
+    if (version := int(next(iter(rows))[0])) > SCHEMA_VERSION:
+        raise _newer_schema(version)
 
 
 def _newer_schema(version: int) -> JournalError:

@@ -20,9 +20,13 @@ class PidLock:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
+        self.unwritten = ""  # why our pid could not be written into the locked file
 
     def acquire(self) -> None:
-        """Lock and write our pid; raise JournalError naming the holder if another has it."""
+        """Lock and write our pid; raise JournalError naming the holder if another has it.
+
+        Any other OSError (no folder, no permission, a read-only mount) is raised as is.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -48,9 +52,19 @@ class PidLock:
             if same:
                 break
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:
+            # A full disk: the lock is what keeps a second daemon out, and it holds. Only
+            # `alertgw reload` loses its way to us (systemd's MAINPID still has it).
+            self.unwritten = str(exc)
+
+    @property
+    def locked(self) -> bool:
+        """Whether we hold the lock."""
+        return self._fd is not None
 
     def release(self) -> None:
         """Remove the pid file, then drop the lock (so a waiting start sees a fresh file)."""

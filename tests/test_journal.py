@@ -609,3 +609,57 @@ async def test_a_reader_refuses_what_is_not_a_journal(
     with pytest.raises(JournalError, match=problem):
         await Journal.open_readonly(db_path)
     assert [p.name for p in db_path.parent.iterdir()] == ([] if content is None else ["journal.db"])
+
+
+async def test_ids_handed_out_before_the_file_opened_move_past_its_rows(db_path: Path) -> None:
+    """A start on a full disk numbers messages from 1; the file, once open, has rows 1..3.
+
+    The early ids are written past the file's own, their marks follow them, and ids
+    handed out after the open continue beyond.
+    """
+    earlier = Journal(db_path)
+    await earlier.open()
+    await earlier.commit_batch([], [], [ring("old", "night1", k) for k in (1, 2, 3)])
+    await earlier.close()
+    journal = Journal(db_path)  # not open: the disk was full at start
+    early = journal.number([ring("a1", "night1", 1), ring("a1", "night2", 1)])
+    assert [d.id for d in early] == [1, 2]
+    await journal.open()
+    late = journal.number([ring("a2", "night1", 1)])
+    assert late[0].id == 6
+    try:
+        await journal.commit_batch([], [], [*early, *late], sent=[(2, DeliveryState.SENT)])
+        await journal.commit_batch([], [], [], sent=[(1, DeliveryState.DELIVERED)])
+    finally:
+        await journal.close()
+    assert rows(db_path, "SELECT id, alert_id, handset, state FROM outbox ORDER BY id") == [
+        (1, "old", "night1", "queued"),
+        (2, "old", "night1", "queued"),
+        (3, "old", "night1", "queued"),
+        (4, "a1", "night1", "delivered"),
+        (5, "a1", "night2", "sent"),
+        (6, "a2", "night1", "queued"),
+    ]
+
+
+async def test_numbering_after_a_read_only_look_needs_no_move(db_path: Path) -> None:
+    """Ids numbered after the newest row a read-only restore saw are written as they are."""
+    earlier = Journal(db_path)
+    await earlier.open()
+    await earlier.commit_batch([], [], [ring("old", "night1", 1)])
+    await earlier.close()
+    reader = await Journal.open_readonly(db_path)
+    try:
+        last = await reader.last_outbox_id()
+    finally:
+        await reader.close()
+    journal = Journal(db_path)
+    journal.resume_numbering(last)
+    early = journal.number([ring("a1", "night1", 1)])
+    await journal.open()
+    try:
+        await journal.commit_batch([], [], early)
+        assert journal.number([ring("a1", "night1", 2)])[0].id == 3
+    finally:
+        await journal.close()
+    assert rows(db_path, "SELECT id, alert_id FROM outbox ORDER BY id") == [(1, "old"), (2, "a1")]

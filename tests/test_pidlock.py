@@ -34,3 +34,24 @@ def test_release_removes_the_file_and_frees_the_lock(tmp_path: Path) -> None:
     again.acquire()
     again.release()
     lock.release()  # a second release is harmless
+
+
+def test_a_pid_that_cannot_be_written_keeps_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk: the lock still keeps a second daemon out; only the pid is missing."""
+    path = tmp_path / "journal.db.pid"
+    lock = PidLock(path)
+
+    def full(_fd: int, _data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "write", full)
+        lock.acquire()
+    assert lock.locked
+    assert "No space left on device" in lock.unwritten
+    with pytest.raises(JournalError, match="another alertgw"):
+        PidLock(path).acquire()
+    lock.release()
+    assert not lock.locked
