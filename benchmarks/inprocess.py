@@ -45,7 +45,7 @@ async def measure(signals: int, *, profile: bool = False) -> dict[str, Any]:
         gw = Gateway(config, serve_metrics=False)
         await gw.journal.open()
         try:
-            await gw._restore()  # noqa: SLF001 - the salt and levels, as at a start
+            await gw._restore(gw.journal)  # noqa: SLF001 - the salt and levels, as at a start
             return _run(gw, signals, profile=profile)
         finally:
             await gw.journal.close()

@@ -129,6 +129,8 @@ class Gateway:
         self._uncommitted_ids: set[str] = set()  # a redelivery may overtake its commit
         self._uncommitted_responses: set[str] = set()  # handset answers, likewise
         self._journal_down = False  # commits failing: acknowledge signals once routed
+        self._journal_why = ""  # why, while it is down
+        self._restored_from_file = False  # a start that could not open the journal read it
         self._journal_newest: float | None = None  # newest journaled input at start
         self._reject_logged: dict[tuple[str, str, str], float] = {}
         self._decoders: dict[str, Decoder] = {
@@ -301,13 +303,18 @@ class Gateway:
         try:
             pidlock.acquire()
         except OSError as exc:
-            self._remove_reload_handler()
-            raise JournalError(f"cannot write the pid file: {exc}") from exc
+            # No lock file on a full disk or a read-only mount: the journal will not open
+            # either, and routing from memory beats a restart loop that routes nothing.
+            pidlock.unwritten = str(exc)
         except BaseException:
             self._remove_reload_handler()
             raise
+        if not pidlock.locked:
+            log.error("pid_lock_unavailable", file=str(self.pidfile), error=pidlock.unwritten)
+        elif pidlock.unwritten:
+            log.error("pid_file_unwritten", file=str(self.pidfile), error=pidlock.unwritten)
         try:
-            await self.journal.open()
+            unopened = await self._open_journal()
         except BaseException:
             self._answer_deferred_reload()
             pidlock.release()
@@ -316,7 +323,10 @@ class Gateway:
         server = None
         try:
             self._open_files()  # inside: an unwritable record file still closes the journal
-            await self._restore()
+            if unopened is None:
+                await self._restore(self.journal)
+            else:
+                await self._start_unjournaled(unopened)
             if self._serve_metrics:
                 server, _ = start_http_server(
                     self.config.metrics.port,
@@ -366,6 +376,9 @@ class Gateway:
                     if self._freeze_heap:
                         freeze_heap()
                     self.notifier.ready(f"routing for {self.config.site.name}")
+                    if self._journal_down:
+                        why = self._journal_why
+                        self.notifier.status(f"JOURNAL WRITE FAILING: {why}; routing from memory")
                     if self._reload_pending:
                         self._reload_pending = False
                         self.reload()
@@ -385,8 +398,51 @@ class Gateway:
             pidlock.release()
             self._remove_reload_handler()
 
-    async def _restore(self) -> None:
-        saved = await self.journal.levels()
+    async def _open_journal(self) -> str | None:
+        """Open the journal; on failure, why (the daemon then starts routing from memory).
+
+        A full disk, a read-only mount after I/O errors, a damaged or newer file: exiting
+        would be a systemd restart loop in which no alarm reaches a handset.
+        """
+        try:
+            await self.journal.open()
+        except JournalError as exc:
+            why = str(exc)
+        else:
+            return None
+        log.error("journal_open_failed", file=str(self.journal.path), error=why)
+        return why
+
+    async def _start_unjournaled(self, why: str) -> None:
+        """Restore what a read-only look at the journal gives, then route from memory.
+
+        The journal task keeps trying to open the file (see `_commit`) and writes what was
+        decided meanwhile once it can.
+        """
+        reader, unreadable = None, ""
+        try:
+            reader = await Journal.open_readonly(self.journal.path)
+            await self._restore(reader, writable=False)
+            self.journal.resume_numbering(await reader.last_outbox_id())
+            self._restored_from_file = True
+        except (JournalError, sqlite3.Error) as exc:
+            unreadable = str(exc)
+        finally:
+            if reader is not None:
+                await reader.close()
+        if self._restored_from_file:
+            log.warning("journal_restored_read_only", file=str(self.journal.path))
+        else:
+            log.error("journal_unreadable", file=str(self.journal.path), error=unreadable)
+            salt = uuid.uuid4().hex[:12]
+            self.engine.use_salt(salt)
+            # Written with the first commit: ids derived meanwhile are this salt's.
+            self._pending.levels[SALT] = salt
+        self._journal_unwritable(why)
+        self._journal_wake.set()  # the journal task retries the open from now on
+
+    async def _restore(self, source: Journal, *, writable: bool = True) -> None:
+        saved = await source.levels()
         generations = {k[len(GEN) :]: int(v) for k, v in saved.items() if k.startswith(GEN)}
         levels = {
             k: v
@@ -396,16 +452,19 @@ class Gateway:
         }
         salt = str(saved.get(SALT) or uuid.uuid4().hex[:12])
         if SALT not in saved:
-            await self.journal.commit_batch([], [], [], {SALT: salt})
+            if writable:
+                await self.journal.commit_batch([], [], [], {SALT: salt})
+            else:
+                self._pending.levels[SALT] = salt
         self.engine.use_salt(salt)
-        self._journal_newest = await self.journal.newest_input()
+        self._journal_newest = await source.newest_input()
         if self.link is not None and MQTT_SESSION + self.link.session_key in saved:
             self.link.assume_session()
         self.engine.restore_generations(generations)
         for decoder in self._decoders.values():
             decoder.restore(levels)
-        restored = await self.journal.active_alerts()
-        sources = await self.journal.signal_sources([s.alert.signal_id for s in restored])
+        restored = await source.active_alerts()
+        sources = await source.signal_sources([s.alert.signal_id for s in restored])
         for stored in restored:
             self.engine.restore(
                 stored.alert,
@@ -418,7 +477,7 @@ class Gateway:
         self.engine.restore_conditions(
             {k: v for k, v in saved.items() if k.startswith(CONDITION_PREFIX)}
         )
-        pending = await self.journal.pending_deliveries()
+        pending = await source.pending_deliveries()
         for d in pending:
             self._enqueue(d, 0.0)
         if restored or pending:
@@ -442,7 +501,8 @@ class Gateway:
                 await self._inbox.join()
                 for lane in self._lanes.values():
                     await lane.idle.wait()
-                await self._journal_idle.wait()
+                if not self._journal_down:  # else it would only wait out the drain timeout
+                    await self._journal_idle.wait()
         except TimeoutError:
             log.warning("shutdown_drain_timeout", left_in_outbox=self._outbox_depth())
         if self._journal_down:
@@ -1044,7 +1104,7 @@ class Gateway:
             sent, self._confirmed = self._confirmed, []
             try:
                 await self._commit(batch, sent)
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, JournalError) as exc:
                 # A full disk or a locked file: routing goes on in memory, the batch waits
                 # and is tried again. Exiting instead would make a full disk a restart loop,
                 # and lose ESPA calls and internal alarms, which nothing sends again.
@@ -1068,6 +1128,8 @@ class Gateway:
                 self._journal_idle.set()
 
     async def _commit(self, batch: _Pending, sent: list[tuple[int, DeliveryState]]) -> None:
+        if not self.journal.is_open:
+            await self._open_late()
         commit = asyncio.ensure_future(
             self.journal.commit_batch(
                 batch.signals,
@@ -1101,6 +1163,26 @@ class Gateway:
             commit.cancel()
             raise
 
+    async def _open_late(self) -> None:
+        """Open the journal a start could not open (raises JournalError while it still cannot)."""
+        await self.journal.open()
+        log.warning("journal_opened_late", file=str(self.journal.path))
+        if self._restored_from_file:
+            return
+        # Routing began from an empty memory: what the file holds as still open stays for
+        # the next start to restore. Mixing it into live routing now could give one room
+        # two alerts for the same condition.
+        try:
+            left = len(await self.journal.active_alerts())
+        except sqlite3.Error:
+            return
+        if left:
+            log.error(
+                "journal_alerts_not_restored",
+                alerts=left,
+                hint="alerts open in the journal before this start come back at the next start",
+            )
+
     def _journal_unwritable(self, why: str) -> None:
         """Acknowledge routed signals now, and from now on, until a commit succeeds again.
 
@@ -1112,6 +1194,7 @@ class Gateway:
         """
         if not self._journal_down:
             self._journal_down = True
+            self._journal_why = why
             self.metrics.journal_failing.set(1)
             self.notifier.status(f"JOURNAL WRITE FAILING: {why}; routing from memory")
             self.put(_link_alarm("journal", SignalState.RAISED, why))
@@ -1135,7 +1218,7 @@ class Gateway:
             self.metrics.journal_dropped.inc(extra)
             log.error("journal_answers_dropped", dropped=extra, kept=UNWRITTEN_SIGNALS_CAP)
 
-    async def _journal_failed(self, exc: sqlite3.Error, failing: Backoff) -> None:
+    async def _journal_failed(self, exc: sqlite3.Error | JournalError, failing: Backoff) -> None:
         retry_in = failing.fail()
         self.metrics.journal_errors.inc()
         if failing.first_failure:
@@ -1185,6 +1268,9 @@ class Gateway:
     async def _retention_loop(self) -> None:
         while True:
             keep = self.config.journal.retention_days * 86400  # a reload may change it
+            if not self.journal.is_open:  # a start that could not open it: nothing to prune
+                await asyncio.sleep(60)
+                continue
             now = self.clock()
             try:
                 # An NTP-synchronised clock is trusted; any other may be years ahead.

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -344,34 +347,131 @@ def test_history_without_a_journal_says_so_and_creates_none(
     assert not (tmp_path / "journal.db").exists()
 
 
-def test_run_with_an_unopenable_journal_is_one_line(tmp_path: Path) -> None:
-    """A journal that cannot be opened (a link into a missing folder): one line, exit 1.
+# A quick night: the simulator's first rings come within a second.
+QUICK_NIGHT = VALID.replace("decoder: zigbee2mqtt}", "decoder: zigbee2mqtt, speed: 3000}")
 
-    (A journal path that is a directory is a config problem: `check` names it, exit 78.)
+
+class Daemon:
+    """`alertgw run` in a process of its own; its output, read from a pipe, polled by tests.
+
+    A pipe, not a file: a test limiting the daemon's file writes must not silence it.
     """
-    path = write_config(tmp_path)
-    (tmp_path / "journal.db").symlink_to(tmp_path / "missing" / "journal.db")
-    result = alertgw_process("run", str(path))
-    assert result.returncode == 1
-    assert result.stderr.startswith(
-        f"alertgw: {tmp_path / 'journal.db'}: cannot open the journal: unable to open"
-    )
-    assert "Traceback" not in result.stderr
+
+    def __init__(self, config: Path, **popen: object) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "run", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            **popen,  # type: ignore[arg-type]
+        )
+        self._chunks: list[bytes] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._chunks.append(line)
+
+    def output(self) -> str:
+        """What the daemon printed so far."""
+        return b"".join(self._chunks).decode(errors="replace")
+
+    def wait_for(self, text: str, count: int = 1, timeout: float = 30.0) -> str:
+        """Wait until `text` was printed `count` times; return the output."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.output()
+            if out.count(text) >= count:
+                return out
+            assert self.proc.poll() is None, out
+            time.sleep(0.05)
+        raise AssertionError(f"no {count} x {text!r} within {timeout} s:\n{self.output()}")
+
+    def stop(self) -> int:
+        """SIGTERM and the exit status, once all output is read."""
+        self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout=30)
+        self._reader.join(10)
+        return rc
+
+    def close(self) -> None:
+        """Kill a daemon a failed test left running; close the pipe."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self._reader.join(10)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
 
 
-def test_run_with_a_file_that_is_not_a_journal_exits(tmp_path: Path) -> None:
-    """A damaged journal file: one line and exit 1, not a process that never ends.
+@contextlib.contextmanager
+def daemon(config: Path, **popen: object) -> Iterator[Daemon]:
+    """A running `alertgw run`, killed if the test leaves it running."""
+    d = Daemon(config, **popen)
+    try:
+        yield d
+    finally:
+        d.close()
 
-    The connection was left open when a PRAGMA failed, and its worker thread (not a
-    daemon thread) then held the finished process alive for good, ignoring SIGTERM.
+
+@pytest.mark.parametrize("damage", ["dangling_link", "not_a_database"])
+def test_run_on_a_journal_that_cannot_be_opened_routes_from_memory(
+    tmp_path: Path, damage: str
+) -> None:
+    """No journal (a link into a missing folder, a damaged file): ring anyway, say so, exit 0.
+
+    Exiting instead was a systemd restart loop in which no alarm reached a handset.
     """
-    path = write_config(tmp_path)
-    (tmp_path / "journal.db").write_bytes(b"not sqlite at all, but long enough" * 8)
-    result = alertgw_process("run", str(path))
-    assert result.returncode == 1
-    assert result.stderr == (
-        f"alertgw: {tmp_path / 'journal.db'}: cannot open the journal: file is not a database\n"
-    )
+    path = write_config(tmp_path, QUICK_NIGHT)
+    db = tmp_path / "journal.db"
+    if damage == "dangling_link":
+        db.symlink_to(tmp_path / "missing" / "journal.db")
+    else:
+        db.write_bytes(b"not sqlite at all, but long enough" * 8)
+    before = db.read_bytes() if damage == "not_a_database" else b""
+    with daemon(path) as d:
+        out = d.wait_for("RING")
+        assert "journal_open_failed" in out
+        assert "cannot open the journal" in out
+        assert d.stop() == 0
+    out = d.output()
+    assert "journal_unwritten_at_exit" in out  # what could not be kept is on record
+    assert "Traceback" not in out
+    if damage == "not_a_database":
+        assert db.read_bytes() == before  # left for the technician as it was
+
+
+def _no_file_writes() -> None:
+    """In the daemon before exec: any write to a regular file fails, as on a full disk."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
+
+
+def test_run_on_a_full_disk_rings_and_journals_once_there_is_room(tmp_path: Path) -> None:
+    """No byte fits at start (RLIMIT_FSIZE 0): rings; room again: everything is journaled."""
+    path = write_config(tmp_path, QUICK_NIGHT)
+    with daemon(path, preexec_fn=_no_file_writes) as d:
+        out = d.wait_for("RING")
+        assert "pid_file_unwritten" in out  # the lock holds; only its pid is missing
+        assert "journal_open_failed" in out
+        resource.prlimit(
+            d.proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+        )
+        out = d.wait_for("journal_write_recovered")
+        assert "journal_opened_late" in out
+        decided = out.count("alert_transition")
+        d.wait_for("alert_transition", count=decided + 1)  # and routing goes on
+        assert d.stop() == 0
+    assert "Traceback" not in d.output()
+    with sqlite3.connect(tmp_path / "journal.db") as conn:
+        signals = conn.execute("SELECT COUNT(*) FROM signals").fetchone()[0]
+        rings = conn.execute("SELECT COUNT(*) FROM outbox WHERE action = 'ring'").fetchone()[0]
+        alarm = conn.execute("SELECT state FROM alerts WHERE device = 'journal'").fetchall()
+    assert signals >= 2
+    assert rings >= 1  # the rings from before there was room are journaled too
+    assert alarm == [("cleared",)]
 
 
 def test_a_second_daemon_on_the_same_journal_is_refused(tmp_path: Path) -> None:
@@ -533,19 +633,25 @@ def test_reload_refuses_a_stale_pid_file(
 def test_a_journal_from_a_newer_alertgw_is_one_clear_line_not_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`history` and `run` refuse a journal whose schema is newer, naming the file."""
-    path = write_config(tmp_path)
+    """`history` refuses a journal whose schema is newer, naming the file; `run` leaves it be.
+
+    A rollback of alertgw without its journal must not stop the alarms: the daemon routes
+    from memory, says why, and writes nothing into the newer file.
+    """
+    path = write_config(tmp_path, QUICK_NIGHT)
     with contextlib.closing(sqlite3.connect(tmp_path / "journal.db")) as db:
         db.execute("CREATE TABLE events (rowid INTEGER PRIMARY KEY)")
         db.execute("PRAGMA user_version = 7")
+    before = (tmp_path / "journal.db").read_bytes()
     expected = f"alertgw: {tmp_path / 'journal.db'}: journal schema version 7 is newer"
     assert main(["history", str(path)]) == 1
     assert capsys.readouterr().err.startswith(expected)
-    # `run` configures logging for the process: a process of its own.
-    result = alertgw_process("run", str(path))
-    assert result.returncode == 1
-    assert result.stderr.startswith(expected)
-    assert "Traceback" not in result.stderr
+    with daemon(path) as d:
+        out = d.wait_for("RING")
+        assert "journal schema version 7 is newer" in out
+        assert d.stop() == 0
+    assert "Traceback" not in d.output()
+    assert (tmp_path / "journal.db").read_bytes() == before
 
 
 def test_module_entry_point_exits_78_on_a_bad_config(tmp_path: Path) -> None:

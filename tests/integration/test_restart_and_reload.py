@@ -483,10 +483,10 @@ async def test_a_sighup_while_the_daemon_starts_is_applied_once_it_is_ready(
         gw = Gateway(load_config(write(tmp_path, ["h1"])), serve_metrics=False)
         restore = gw._restore  # the start-up step while the pid file exists
 
-        async def restore_then_hup() -> None:
+        async def restore_then_hup(*args: object, **kwargs: object) -> None:
             assert (tmp_path / "journal.db.pid").exists()
             signals.raise_signal(signals.SIGHUP)
-            await restore()
+            await restore(*args, **kwargs)  # type: ignore[arg-type]
 
         gw._restore = restore_then_hup  # type: ignore[method-assign]
         stop = asyncio.Event()
@@ -535,10 +535,10 @@ async def test_reload_during_start_answers_once_the_deferred_reload_runs(
     restore = gw._restore  # the start-up step while the pid file exists
     command: list[asyncio.Task[int]] = []
 
-    async def restore_after_a_reload_command() -> None:
+    async def restore_after_a_reload_command(*args: object, **kwargs: object) -> None:
         command.append(await reload_command(path, heard))
         assert gw._reload_pending  # deferred, not answered yet
-        await restore()
+        await restore(*args, **kwargs)  # type: ignore[arg-type]
 
     gw._restore = restore_after_a_reload_command  # type: ignore[method-assign]
     stop = asyncio.Event()

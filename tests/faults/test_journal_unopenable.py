@@ -1,0 +1,121 @@
+"""Fault: the journal cannot be opened at start (a full disk, a damaged file).
+
+Exiting would be a systemd restart loop in which no alarm reaches a handset: the daemon
+routes from memory instead, says so loudly, and journals everything once the file opens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import JournalError
+from gateway.journal import Journal
+from tests.conftest import Broker, make_config, running, unique
+from tests.faults.test_journal_failing import UNLATCHED, journaled, until_recovered
+from tests.integration.helpers import peer
+
+pytestmark = pytest.mark.faults
+
+DAMAGED = b"not sqlite at all, but long enough to have a header" * 8
+
+
+async def rings(p: object, count: int) -> list[dict[str, object]]:
+    """The next `count` handset messages (payloads)."""
+    return [(await p.next())[1] for _ in range(count)]  # type: ignore[attr-defined]
+
+
+async def test_a_damaged_journal_routes_from_memory_until_it_is_moved_aside(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Start on a file that is no journal: rings, alarms, and journals once it is moved aside."""
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix, extra=UNLATCHED)
+    db = tmp_path / "journal.db"
+    db.write_bytes(DAMAGED)
+    async with peer(broker.port, prefix) as p, running(config) as r:
+        gw = r.gateway
+        sample = gw.metrics.registry.get_sample_value
+        assert sample("alertgw_journal_failing") == 1
+        # The journal's own technical alarm is live (for the technical handsets, which
+        # this site has none of) ...
+        for _ in range(100):
+            if any(a.device == "journal" for a in gw.engine.active):
+                break
+            await asyncio.sleep(0.02)
+        assert any(a.device == "journal" for a in gw.engine.active)
+        # ... and a fall rings the night handsets.
+        await p.json_signal({"device": "fall-101", "id": "f1"})
+        got = await rings(p, 2)
+        assert [(m["type"], m["signal_id"]) for m in got] == [("ring", "f1")] * 2
+        assert not r.task.done()
+        # The technician moves the damaged file aside: the next retry creates a journal.
+        db.rename(tmp_path / "journal.db.damaged")
+        await until_recovered(gw)
+        assert gw.journal.is_open
+    assert (tmp_path / "journal.db.damaged").read_bytes() == DAMAGED  # never written to
+    ids, journal_alarm = journaled(tmp_path)
+    assert "f1" in ids
+    assert journal_alarm == ["cleared"]
+
+
+async def test_a_journal_that_only_reads_restores_its_alerts_and_numbers_after_its_rows(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk at start: open alerts come back from a read-only look; nothing collides."""
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix)
+    async with peer(broker.port, prefix) as p:
+        async with running(config):
+            await p.json_signal({"device": "fall-101", "id": "f1"})  # latching: stays open
+            first = await rings(p, 2)
+        fall = str(first[0]["alert_id"])
+        with sqlite3.connect(tmp_path / "journal.db") as conn:
+            (rows_before,) = conn.execute("SELECT MAX(id) FROM outbox").fetchone()
+
+        writable = False
+        open_journal = Journal.open
+
+        async def full_disk(self: Journal) -> None:
+            if not writable:
+                raise JournalError("cannot open the journal: database or disk is full")
+            await open_journal(self)
+
+        monkeypatch.setattr(Journal, "open", full_disk)
+        async with running(config) as r:
+            gw = r.gateway
+            sample = gw.metrics.registry.get_sample_value
+            assert sample("alertgw_journal_failing") == 1
+            assert fall in {a.id for a in gw.engine.active}  # restored, read only
+            # New messages while the file is out of reach: the journal alarm and a cord.
+            await p.json_signal({"device": "cord-103", "id": "c1"})
+            cord = await rings(p, 1)
+            assert [(m["kind"], m["signal_id"]) for m in cord] == [("pull_cord", "c1")]
+            # The restored fall still takes its accept.
+            await p.respond("night1", fall, "accept")
+            for _ in range(100):
+                restored = gw.engine.alert(fall)
+                if restored is not None and restored.state.value == "accepted":
+                    break
+                await asyncio.sleep(0.05)
+            assert restored is not None
+            assert restored.state.value == "accepted"
+            writable = True
+            await until_recovered(gw)
+    with sqlite3.connect(tmp_path / "journal.db") as conn:
+        ids = [row[0] for row in conn.execute("SELECT id FROM outbox ORDER BY id")]
+        (state,) = conn.execute("SELECT state FROM alerts WHERE id = ?", (fall,)).fetchone()
+        cord = conn.execute(
+            "SELECT o.id FROM outbox o JOIN alerts a ON a.id = o.alert_id"
+            " WHERE a.kind = 'pull_cord'"
+        ).fetchall()
+    assert len(ids) == len(set(ids))
+    assert cord
+    assert all(row[0] > rows_before for row in cord)  # after the file's own rows
+    assert state == "accepted"
+    journal_ids, journal_alarm = journaled(tmp_path)
+    assert "c1" in journal_ids
+    assert journal_alarm == ["cleared"]
