@@ -14,7 +14,7 @@ import dataclasses
 import termios
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Final, Literal
 
 import orjson
@@ -227,6 +227,20 @@ class EspaLink:
         self._unjournaled = metrics.espa_calls_acked_unjournaled.labels(name)
         self._outage = False  # a WARNING was logged for the current outage
         self._warned: set[str] = set()
+
+    @property
+    def source(self) -> str | None:
+        """The source name this line's calls come in as (None: it only pages)."""
+        return self._source
+
+    def resume_calls(self, addresses: Iterable[str]) -> None:
+        """Calls the journal holds open at a start: a status request for one says paged.
+
+        Answering "terminated" for a call alertgw still routes would tell the nurse-call
+        system that nobody handles it.
+        """
+        for address in addresses:
+            self._incoming[address] = True
 
     # --- Source / HandsetChannel -----------------------------------------------------------
 

@@ -23,7 +23,7 @@ import structlog
 from prometheus_client import start_http_server
 
 from drivers.console import ConsoleChannel
-from drivers.espa_serial import build_espa
+from drivers.espa_serial import EspaLink, build_espa
 from drivers.mqtt import MqttLink
 from drivers.simulator import SimulatedSource
 from gateway.backoff import Backoff
@@ -40,9 +40,18 @@ from gateway.errors import (
     ShutdownError,
     UnheardDeliveryError,
 )
+from gateway.espa.decode import call_address
 from gateway.journal import PRUNE_CLOCK_KEY, PRUNE_STEP, Journal, StoredResponse
 from gateway.metrics import Metrics
-from gateway.model import Delivery, DeliveryState, Response, ResponseKind, Signal, SignalState
+from gateway.model import (
+    Alert,
+    Delivery,
+    DeliveryState,
+    Response,
+    ResponseKind,
+    Signal,
+    SignalState,
+)
 from gateway.pidlock import PidLock
 from gateway.ports import DeliveryReport, HandsetChannel, Inbound, Item, RawResponse, Source
 from gateway.reloadstatus import ReloadReporter, status_path
@@ -474,6 +483,10 @@ class Gateway:
                 source=sources.get(stored.alert.signal_id),
                 timeline=stored.events,
             )
+        self._resume_espa_calls(
+            [s.alert for s in restored if not any(e[1] == "condition_cleared" for e in s.events)],
+            sources,
+        )
         self.engine.restore_conditions(
             {k: v for k, v in saved.items() if k.startswith(CONDITION_PREFIX)}
         )
@@ -484,6 +497,18 @@ class Gateway:
             log.info(
                 "gateway_restored", active_alerts=len(restored), pending_deliveries=len(pending)
             )
+
+    def _resume_espa_calls(self, alerts: Sequence[Alert], sources: dict[str, str]) -> None:
+        """Tell each nurse-call line which of its calls the journal holds open."""
+        drivers = (*self._sources, *self._channels.values())
+        lines = {d.source: d for d in drivers if isinstance(d, EspaLink) and d.source}
+        calls: dict[str, list[str]] = {}
+        for alert in alerts:
+            source = sources.get(alert.signal_id)
+            if source in lines and (address := call_address(alert.device, self.config)):
+                calls.setdefault(source, []).append(address)
+        for source, addresses in calls.items():
+            lines[source].resume_calls(addresses)
 
     async def _shutdown_loop(self, trigger: ShutdownTrigger | None) -> None:
         if trigger is None:

@@ -139,6 +139,15 @@ class EspaDecoder(StatelessDecoder):
         )
 
 
+def call_address(device: str, config: Config) -> str | None:
+    """The call address a device's ESPA calls come from (None: not a device of `config`)."""
+    if device.startswith("espa:"):  # an unknown call point: espa:<link>:<address>
+        parts = device.split(":", 2)
+        return parts[2] if len(parts) == 3 else None
+    dc = config.devices.get(device)
+    return None if dc is None else (dc.name or device)
+
+
 def _link_of(topic: str) -> str:
     """The link name of an `espa/<link>/<address>` topic."""
     parts = topic.split("/", 2)

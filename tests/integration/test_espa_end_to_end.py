@@ -121,6 +121,38 @@ async def test_nurse_call_reaches_mqtt_handset(broker: Broker, tmp_path: Path) -
             assert cancel["alert_id"] == ring["alert_id"]
 
 
+async def status_of(nurse: NurseCall, address: bytes) -> bytes:
+    """Ask the gateway for a call's status (header 3); its record 7 once polled."""
+    assert [r.kind for r in await nurse.call([("1", address)], header="3")] == ["ack", "ack"]
+    status = await nurse.poll()
+    assert status is not None
+    assert status.header == "2"
+    assert status.records["1"] == address
+    return status.records["7"]
+
+
+async def test_a_call_still_open_after_a_restart_is_reported_paged(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A status request after a restart: the journal's open call is paged, not terminated.
+
+    "Terminated" would tell the nurse-call system that nobody handles the call.
+    """
+    prefix = unique("t")
+    async with lines() as (ward, dect_port, _):
+        config = espa_config(broker.port, tmp_path, prefix, ward.path, dect_port.path)
+        nurse = NurseCall(ward)
+        async with running(config), peer(broker.port, prefix) as p:
+            await until_polled(nurse)
+            call = [("1", b"101"), ("2", b"Rom 101"), ("4", b"3"), ("6", b"2")]
+            assert [r.kind for r in await nurse.call(call)] == ["ack", "ack"]
+            assert (await p.next())[1]["type"] == "ring"
+        async with running(config):
+            await until_polled(nurse)
+            assert await status_of(nurse, b"101") == b"3"  # paged: alertgw routes it
+            assert await status_of(nurse, b"102") == b"5"  # never called: terminated
+
+
 async def test_sensor_alert_pages_dect_and_acknowledgement_accepts(
     broker: Broker, tmp_path: Path
 ) -> None:
