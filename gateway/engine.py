@@ -138,6 +138,8 @@ class _Live:
     reminders: int = 0  # reminders sent since the accept, none answered (see `_remind`)
     # Handsets the current step rang: only their refusal moves the alert on at once.
     step_rung: list[str] = dataclasses.field(default_factory=list)
+    # Handsets whose ring failed and that were not rung since: unreachable this round.
+    failed: set[str] = dataclasses.field(default_factory=set)
 
     def __post_init__(self) -> None:
         if self._alert.due is not None:
@@ -194,6 +196,7 @@ class _ReadBack:
     # Rejecters not rung and not accepting since their reject.
     declined: set[str] = dataclasses.field(default_factory=set)
     step_rung: list[str] = dataclasses.field(default_factory=list)  # the latest "ringing"
+    failed: set[str] = dataclasses.field(default_factory=set)  # failed rings not rung since
     reminders: int = 0  # since the last accept or reopen
     # Handsets with "batched" and no "batch_sent" since (insertion-ordered).
     batches: dict[str, None] = dataclasses.field(default_factory=dict)
@@ -216,6 +219,9 @@ def _read_back(timeline: Iterable[tuple[float, str, str]]) -> _ReadBack:
         elif event == "ringing" and ": " in detail:
             got.step_rung = [h for h in detail.rsplit(": ", 1)[1].split(",") if h]
             got.declined.difference_update(got.step_rung)
+            got.failed.difference_update(got.step_rung)
+        elif event == "delivery_failed":
+            got.failed.add(detail.split(" ", 1)[0])
         elif event == "accepted":
             got.declined.discard(detail)
             got.reminders = 0
@@ -561,10 +567,11 @@ class Engine:
             self._timers,
         )
         got = _read_back(timeline)
-        live.rejected_by, live.declined, live.step_rung = (
+        live.rejected_by, live.declined, live.step_rung, live.failed = (
             got.rejected_by,
             got.declined,
             got.step_rung,
+            got.failed,
         )
         if alert.state is AlertState.ACCEPTED:
             live.reminders = got.reminders
@@ -680,29 +687,38 @@ class Engine:
     def handle_delivery_failed(
         self, handset: str, alert_id: str, now: float, *, why: str = ""
     ) -> Outcome:
-        """A channel reported that a handset could not be reached: move the alert on.
+        """A channel reported that a handset could not be reached: move the alert on, if
+        nobody else the current step rang can take it.
 
         Unlike a reject this does not exclude the handset: a paging transmitter that failed
         once is rung again at the last step, when it may well work again. `why` goes into
-        the timeline (e.g. "refused", or a paging system's fault).
+        the timeline (e.g. "refused", or a paging system's fault). As for a reject, one
+        failed ring among a step's handsets leaves the others their time: the alert moves
+        on when the step's last handset said no or could not be reached, or at `after`.
         """
         out = Outcome()
         live = self._live.get(alert_id)
         if live is None or handset not in live.handsets:
             return out
+        live.failed.add(handset)
         out.transitions.append(Transition(live.alert, "delivery_failed", now, handset, why))
-        self._give_back(live, handset, now, out, why="delivery_failed")
+        alert = live.alert
+        gives_back = alert.state is AlertState.ACCEPTED and alert.accepted_by == handset
+        if gives_back or self._step_refused(live, handset):
+            self._give_back(live, handset, now, out, why="delivery_failed")
         return out
 
     @staticmethod
     def _step_refused(live: _Live, handset: str) -> bool:
-        """`handset` was rung at the current step and everyone rung there has now said no.
+        """`handset` was rung at the current step and everyone rung there has now said no
+        (or could not be reached).
 
         An alert restored without a "ringing" event (an unknown call point, a no-staff
         alarm) counts every handset it rang as its current step.
         """
         rung = live.step_rung or live.handsets
-        return handset in rung and all(h in live.declined for h in rung)
+        out = live.declined | live.failed
+        return handset in rung and all(h in out for h in rung)
 
     def _give_back(self, live: _Live, handset: str, now: float, out: Outcome, *, why: str) -> None:
         """`handset` cannot take the alert: ring the next step (reopening it if they had it)."""
@@ -1412,6 +1428,7 @@ class Engine:
         if handset not in live.handsets:
             live.handsets.append(handset)
         live.declined.discard(handset)
+        live.failed.discard(handset)
         limit = self.config.rate_limit
         if (
             rate_limited

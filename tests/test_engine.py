@@ -1639,6 +1639,34 @@ def test_a_reject_moves_on_only_when_everyone_the_step_rang_has_said_no() -> Non
     assert c.rings()[2:] == [(10, "vakt", "fall")]
 
 
+def test_a_failed_ring_moves_on_only_when_nobody_else_the_step_rang_can_take_it() -> None:
+    """By day a fall rings both of ost's day staff. One handset's page failing used to send
+    the alert to the next step at once, although the other had it: now it stays with the
+    other until its no, its own failure or the step's timeout."""
+    c = Clocked(config(), start=DAY)
+    c.signal("fall-102")
+    assert {h for _, h, _ in c.rings()} == {"d-ost", "d-2"}
+    c.at(5)
+    c.out.extend(c.engine.handle_delivery_failed("d-ost", "a1", c.now, why="refused"))
+    assert c.events("a1")[-1] == "delivery_failed"
+    assert "escalated" not in c.events("a1")
+    c.at(10)
+    c.respond("d-2", "a1", "reject")  # the other one's no completes the step
+    assert c.events("a1")[-2:] == ["escalated", "ringing"]
+    assert c.rings()[2:] == [(10, "vakt", "fall")]
+
+
+def test_a_restart_remembers_a_failed_ring_of_the_current_step() -> None:
+    """Restored after one of two rings failed, the other's failure moves the alert on."""
+    c = Clocked(config(), start=DAY)
+    c.signal("fall-102")
+    c.at(5)
+    c.out.extend(c.engine.handle_delivery_failed("d-ost", "a1", c.now))
+    fresh = restored(c, "a1")
+    fresh.out.extend(fresh.engine.handle_delivery_failed("d-2", "a1", fresh.now))
+    assert fresh.rings() == [(5, "vakt", "fall")]
+
+
 def test_a_restart_remembers_which_handsets_the_current_step_rang() -> None:
     """Restored at step 1, n-vest's reject is the whole step's: it moves on at once."""
     c = Clocked(config())
