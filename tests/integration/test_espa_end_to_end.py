@@ -250,12 +250,13 @@ devices:
 handsets:
   dect21: {{channel: espa, link: dect, address: "21"}}
   dect22: {{channel: espa, link: dect, address: "22"}}
+  dect23: {{channel: espa, link: dect, address: "23"}}
 routing:
-  - {{kinds: [pull_cord], handsets: [dect21]}}
+  - {{kinds: [pull_cord], handsets: [{primary}]}}
 escalation:
   default:
     steps:
-      - {{to: primary, after: 600}}
+      - {{to: {first_step}, after: 600}}
       - {{to: failsafe, after: 600}}
 roster: {{failsafe: [dect22]}}
 technical: {{handsets: [dect22], digest: false}}
@@ -271,6 +272,8 @@ async def dect_gateway(
     *,
     link: str = LINK,
     commit_delay: float = 0.01,
+    primary: str = "dect21",
+    first_step: str = "primary",
 ) -> AsyncIterator[tuple[Gateway, NurseCall, Dect]]:
     """A gateway between a nurse-call pty and a simulated DECT; the MQTT broker is absent."""
     ward, dect_port = PtyPeer(), PtyPeer()
@@ -283,6 +286,8 @@ async def dect_gateway(
         link=link,
         db=tmp_path / "j.db",
         commit_delay=commit_delay,
+        primary=primary,
+        first_step=first_step,
     )
     gw = Gateway(parse_config(text, filename="test.yaml"), serve_metrics=False, drain_timeout=1.0)
     stop = asyncio.Event()
@@ -445,6 +450,37 @@ async def test_a_rejected_page_fails_at_once_and_later_pages_still_go_out(tmp_pa
         assert [(e["handset"], e["log_level"]) for e in refused] == [("dect21", "error")]
         failed = gw.metrics.deliveries.labels("dect21", "ring", "failed")._value.get()
         assert failed == 1
+
+
+async def test_a_page_refused_to_one_of_two_handsets_stays_with_the_other(
+    tmp_path: Path,
+) -> None:
+    """The first step pages the zone's dect21 and dect23; dect21 refuses it. dect23 has it
+    ringing, so the alert waits for them instead of paging the failsafe (dect22) at once."""
+
+    def reject_on_21(tok: Tok) -> bool:
+        return tok.records.get("1") == b"21"
+
+    async with dect_gateway(
+        tmp_path,
+        lambda p: ContentRejectingDect(p, reject_on_21),
+        primary="dect21, dect23",
+        first_step="zone",
+    ) as (gw, nurse, dect):
+        assert [t.kind for t in await nurse.call(nurse_call("101"))] == ["ack", "ack"]
+        page = await next_call(dect)
+        assert page.records["1"] == b"23"
+        assert b"101" in page.records["2"]
+        assert isinstance(dect, ContentRejectingDect)
+        for _ in range(100):
+            if dect.rejected:
+                break
+            await asyncio.sleep(0.02)
+        assert dect.rejected == 1
+        with pytest.raises(TimeoutError):  # no failsafe page
+            await asyncio.wait_for(dect.calls.get(), 1.0)
+        (alert,) = gw.engine.active
+        assert alert.step == 0
 
 
 async def test_a_page_refused_at_every_step_does_not_loop(tmp_path: Path) -> None:
