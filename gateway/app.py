@@ -138,7 +138,7 @@ class Gateway:
         self._uncommitted_ids: set[str] = set()  # a redelivery may overtake its commit
         self._uncommitted_responses: set[str] = set()  # handset answers, likewise
         self._journal_down = False  # commits failing: acknowledge signals once routed
-        self._journal_why = ""  # why, while it is down
+        self._down_status = ""  # the systemd status line while the journal is down
         self._restored_from_file = False  # a start that could not open the journal read it
         self._journal_newest: float | None = None  # newest journaled input at start
         self._reject_logged: dict[tuple[str, str, str], float] = {}
@@ -384,10 +384,8 @@ class Gateway:
                     self.ready.set()
                     if self._freeze_heap:
                         freeze_heap()
-                    self.notifier.ready(f"routing for {self.config.site.name}")
-                    if self._journal_down:
-                        why = self._journal_why
-                        self.notifier.status(f"JOURNAL WRITE FAILING: {why}; routing from memory")
+                    # A start that could not open the journal says so from the first line.
+                    self.notifier.ready(self._down_status or f"routing for {self.config.site.name}")
                     if self._reload_pending:
                         self._reload_pending = False
                         self.reload()
@@ -474,19 +472,20 @@ class Gateway:
             decoder.restore(levels)
         restored = await source.active_alerts()
         sources = await source.signal_sources([s.alert.signal_id for s in restored])
+        open_calls = []  # alerts whose own condition still holds
         for stored in restored:
+            cleared = any(e[1] == "condition_cleared" for e in stored.events)
             self.engine.restore(
                 stored.alert,
                 stored.handsets,
                 stored.last_seq,
-                condition_cleared=any(e[1] == "condition_cleared" for e in stored.events),
+                condition_cleared=cleared,
                 source=sources.get(stored.alert.signal_id),
                 timeline=stored.events,
             )
-        self._resume_espa_calls(
-            [s.alert for s in restored if not any(e[1] == "condition_cleared" for e in s.events)],
-            sources,
-        )
+            if not cleared:
+                open_calls.append(stored.alert)
+        self._resume_espa_calls(open_calls, sources)
         self.engine.restore_conditions(
             {k: v for k, v in saved.items() if k.startswith(CONDITION_PREFIX)}
         )
@@ -1141,7 +1140,7 @@ class Gateway:
             if self._journal_down:
                 log.warning("journal_write_recovered", failed_attempts=failing.failures)
                 failing.reset()
-                self._journal_down = False
+                self._journal_down, self._down_status = False, ""
                 self.metrics.journal_failing.set(0)
                 self.notifier.status(f"routing for {self.config.site.name}")
                 self.put(_link_alarm("journal", SignalState.CLEARED, "writing again"))
@@ -1219,9 +1218,9 @@ class Gateway:
         """
         if not self._journal_down:
             self._journal_down = True
-            self._journal_why = why
+            self._down_status = f"JOURNAL WRITE FAILING: {why}; routing from memory"
             self.metrics.journal_failing.set(1)
-            self.notifier.status(f"JOURNAL WRITE FAILING: {why}; routing from memory")
+            self.notifier.status(self._down_status)
             self.put(_link_alarm("journal", SignalState.RAISED, why))
         acks, self._pending.acks = self._pending.acks, []
         for ack in acks:
