@@ -208,6 +208,20 @@ class MatchConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class RepeatConfig:
+    """Restlessness: the `count`-th raise within `within` rings without its hold-off.
+
+    A hold-off hides a resident turning over; a resident who gets up three times in half an
+    hour, back in bed each time before the hold-off ends, needs staff too.
+    """
+
+    count: Annotated[int, Range(2, why="the first raise is the hold-off's own")]
+    within: Seconds
+    # The handset's text for such a ring ({count} is the raises counted); default: the kind's.
+    text: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class RuleConfig:
     """How matching alerts are treated; the first matching rule wins."""
 
@@ -215,6 +229,7 @@ class RuleConfig:
     match: MatchConfig = dataclasses.field(default_factory=MatchConfig)
     action: Literal["ring", "suppress"] = "ring"
     hold_off: Delay = 0.0
+    repeat: RepeatConfig | None = None
     group: Delay = 0.0
     priority: PriorityName | None = None
     escalation: str | None = None
@@ -993,6 +1008,26 @@ def _check_rules(config: Config, tree: Located, problems: Problems) -> None:
                 _path(*where, "escalation"),
                 f"unknown escalation ladder {rule.escalation!r}",
             )
+        if rule.repeat is not None and (rule.hold_off <= 0 or rule.action == "suppress"):
+            problems.add(
+                _line(tree, *where, "repeat"),
+                _path(*where, "repeat"),
+                f"rule {rule.name!r}: repeat counts raises its hold-off cancelled; "
+                + (
+                    "a suppressing rule holds nothing off"
+                    if rule.action == "suppress"
+                    else "set hold_off, or remove repeat"
+                ),
+            )
+        if rule.repeat is not None and rule.repeat.text is not None:
+            template_problem = _template_problem(rule.repeat.text)
+            if template_problem is not None:
+                problems.add(
+                    _line(tree, *where, "repeat", "text"),
+                    _path(*where, "repeat", "text"),
+                    f"bad template ({template_problem}); fields: {{kind}} {{room}} {{device}}"
+                    " {zone} {count}",
+                )
         delays = (
             rule.action == "suppress"
             or rule.hold_off > 0

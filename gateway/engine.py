@@ -83,6 +83,8 @@ _PRESENCE = "presence:"
 # Journal keys (levels table) of what the engine remembers beyond its alerts.
 CONDITION_PREFIX = "engine:"
 _ARMED_KEY = CONDITION_PREFIX + "armed:"
+_SHORT_KEY = CONDITION_PREFIX + "short:"
+SHORT_EVENT = "hold_off_skipped"  # the timeline's mark of a ring a rule's `repeat` started
 _PRESENT_KEY = CONDITION_PREFIX + "present:"
 
 
@@ -91,6 +93,7 @@ def _by_presence(alert: Alert) -> bool:
 
 
 TEXT_LIMIT = 120
+_SHORT_SWEEP = 4096  # keys with short raises before a sweep drops the expired ones
 _CONTROL = dict.fromkeys([*range(0x20), 0x7F, *range(0x80, 0xA0)], " ")
 
 
@@ -140,6 +143,9 @@ class _Live:
     step_rung: list[str] = dataclasses.field(default_factory=list)
     # Handsets whose ring failed and that were not rung since: unreachable this round.
     failed: set[str] = dataclasses.field(default_factory=set)
+    # Rung by a rule's `repeat` (restlessness): the pattern, not the bed, is the news, so
+    # the resident back in bed does not end it before someone accepts (it latches).
+    restless: bool = False
 
     def __post_init__(self) -> None:
         if self._alert.due is not None:
@@ -200,6 +206,7 @@ class _ReadBack:
     reminders: int = 0  # since the last accept or reopen
     # Handsets with "batched" and no "batch_sent" since (insertion-ordered).
     batches: dict[str, None] = dataclasses.field(default_factory=dict)
+    restless: bool = False  # rung by a rule's `repeat`
 
 
 def _read_back(timeline: Iterable[tuple[float, str, str]]) -> _ReadBack:
@@ -233,6 +240,8 @@ def _read_back(timeline: Iterable[tuple[float, str, str]]) -> _ReadBack:
             got.batches[detail.split(" ", 1)[0]] = None
         elif event == "batch_sent":
             got.batches.pop(detail.split(" ", 1)[0], None)
+        elif event == SHORT_EVENT:
+            got.restless = True
     return got
 
 
@@ -272,6 +281,10 @@ class Engine:
         self._boundary_due: float | None = None
         # armed key -> its signal's source
         self._armed_source: dict[str, str] = _Tracked(self._cond_dirty, _ARMED_KEY)
+        # Alert key -> when its held alerts were cancelled by their own clear (a resident
+        # back in bed within the hold-off), for rules with `repeat`. Journaled like the
+        # conditions: a restart must not reset a restless night's count.
+        self._short: dict[str, tuple[float, ...]] = _Tracked(self._cond_dirty, _SHORT_KEY)
         self._journaled_conditions: dict[str, Any] = {}  # as of the last changed_conditions()
         self._last_seen: dict[str, float] = {}  # device -> last signal of any kind
         self._silent: set[str] = set()  # devices flagged silent
@@ -311,6 +324,12 @@ class Engine:
         self.config = config
         self.calendar = Calendar(config)
         self._rules = [_Rule.compile(r) for r in config.rules]
+        self._rules_by_name = {r.name: r for r in config.rules}
+        # Short raises older than every rule's `repeat` window can count for nothing.
+        self._short_horizon = max(
+            (r.repeat.within for r in config.rules if r.repeat is not None), default=0.0
+        )
+        self._prune_short(self._now)
         self._rule_schedules = {r.match.schedule for r in config.rules if r.match.schedule}
         if self._at_boundary:
             self._boundary_due = self._now  # the next tick decides them under the new rules
@@ -476,6 +495,9 @@ class Engine:
         """The journaled form of one condition, None when there is none."""
         if name.startswith(_PRESENT_KEY):
             return self._present.get(name[len(_PRESENT_KEY) :])
+        if name.startswith(_SHORT_KEY):
+            times = self._short.get(name[len(_SHORT_KEY) :])
+            return None if times is None else list(times)
         key = name[len(_ARMED_KEY) :]
         a = self._armed.get(key)
         if a is None:
@@ -507,6 +529,10 @@ class Engine:
                 continue
             if name.startswith(_PRESENT_KEY) and isinstance(value, int | float):
                 self._present[name[len(_PRESENT_KEY) :]] = float(value)
+            elif name.startswith(_SHORT_KEY) and isinstance(value, list):
+                times = tuple(float(t) for t in value if isinstance(t, int | float))
+                if times:
+                    self._short[name[len(_SHORT_KEY) :]] = times
             elif name.startswith(_ARMED_KEY) and isinstance(value, dict):
                 key = name[len(_ARMED_KEY) :]
                 try:
@@ -535,6 +561,7 @@ class Engine:
                 if value.get("boundary"):
                     self._at_boundary.add(key)
                     self._boundary_due = self._now
+        self._prune_short(self._now)
         self.changed_conditions()  # what was just restored is journaled already
 
     # -- inputs ---------------------------------------------------------------------------
@@ -573,6 +600,7 @@ class Engine:
             got.step_rung,
             got.failed,
         )
+        live.restless = got.restless
         if alert.state is AlertState.ACCEPTED:
             live.reminders = got.reminders
         elif alert.state is AlertState.ACTIVE:
@@ -770,6 +798,8 @@ class Engine:
                 table[name] += delta
         for handset, log in self._ring_log.items():
             self._ring_log[handset] = deque(t + delta for t in log)
+        for key, times in self._short.items():
+            self._short[key] = tuple(t + delta for t in times)
         self._next_supervision += delta
         self._started += delta
         self._now += delta
@@ -888,12 +918,68 @@ class Engine:
             self._technical(live, now, out)
             return
         if rule is not None and rule.hold_off > 0:
+            if rule.repeat is not None and self._restless(live, rule, now, out):
+                return
             live.alert = alert.with_state(AlertState.HELD, step=-1, due=now + rule.hold_off)
             out.transitions.append(
                 Transition(live.alert, "held", now, f"{rule.hold_off:g}s", rule.name)
             )
             return
         self._activate(live, now, out)
+
+    def _restless(self, live: _Live, rule: RuleConfig, now: float, out: Outcome) -> bool:
+        """Ring at once if this raise is the `repeat.count`-th within `repeat.within`.
+
+        The earlier raises are those the hold-off cancelled (back in bed in time). The
+        count starts again after the ring, as it does after a hold-off that ended ringing.
+        """
+        repeat = rule.repeat
+        assert repeat is not None
+        alert = live.alert
+        since = now - repeat.within
+        count = 1 + sum(1 for t in self._short.get(alert.key, ()) if t > since)
+        if count < repeat.count:
+            return False
+        self._short.pop(alert.key, None)
+        text = self._text(
+            repeat.text or self.config.kind(alert.kind).text,
+            kind=alert.kind,
+            room=alert.room,
+            device=alert.device,
+            zone=alert.zone,
+            count=count,
+        )
+        live.alert = alert.with_state(alert.state, count=count, text=text)
+        live.restless = True
+        out.transitions.append(
+            Transition(
+                live.alert, SHORT_EVENT, now, f"raise {count} in {repeat.within:g}s", rule.name
+            )
+        )
+        self._activate(live, now, out)
+        return True
+
+    def _note_short(self, alert: Alert, now: float) -> None:
+        """Count a hold-off its own clear cancelled, for its rule's `repeat`."""
+        rule = self._rules_by_name.get(alert.rule)
+        if rule is None or rule.repeat is None:
+            return
+        since = now - self._short_horizon
+        # Bounded: more than `count` raises within the window ring, which empties it.
+        kept = [t for t in self._short.get(alert.key, ()) if t > since][-rule.repeat.count :]
+        self._short[alert.key] = (*kept, now)
+        if len(self._short) > _SHORT_SWEEP:
+            self._prune_short(now)
+
+    def _prune_short(self, now: float) -> None:
+        """Forget short raises no rule's `repeat` window reaches any more."""
+        since = now - self._short_horizon
+        for key, times in list(self._short.items()):
+            kept = tuple(t for t in times if t > since)
+            if not kept:
+                del self._short[key]
+            elif kept != times:
+                self._short[key] = kept
 
     def _end_hold_off(self, live: _Live, now: float, out: Outcome) -> None:
         """A hold-off ended: ring, unless the rules in force now suppress the alert.
@@ -919,6 +1005,9 @@ class Engine:
             self._finish(live, AlertState.SUPPRESSED, now, rule.name, out, reason="rule")
             self._arm_until_boundary(live.alert, live.source, now)
             return
+        # Rung after all: the short raises before it are answered by this ring.
+        if alert.key in self._short:
+            del self._short[alert.key]
         self._activate(live, now, out)
 
     def _activate(self, live: _Live, now: float, out: Outcome) -> None:
@@ -1356,6 +1445,7 @@ class Engine:
             return
         live = self._live[alert_id]
         if live.alert.state is AlertState.HELD:
+            self._note_short(live.alert, now)
             self._finish(live, AlertState.CANCELLED, now, detail, out, reason="auto_cancel")
             return
         if live.members or self._latches(live):
@@ -1375,7 +1465,7 @@ class Engine:
         return (
             live.alert.state is AlertState.ACTIVE
             and bool(live.handsets)
-            and self.config.kind(live.alert.kind).latches
+            and (live.restless or self.config.kind(live.alert.kind).latches)
         )
 
     def _finish(

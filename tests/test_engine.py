@@ -1806,3 +1806,157 @@ def test_a_step_after_zero_rings_the_next_step_at_once() -> None:
     c.at(70)
     # The failsafe at 60 s; with `after: 0` it rings again every LAST_STEP_REPEAT (5 s).
     assert [t for t, h, _ in c.rings() if h == "vakt"] == [60, 65, 70]
+
+
+RESTLESS = YAML.replace(
+    "hold_off: 1200}",
+    "hold_off: 1200,\n     repeat: {count: 3, within: 1800, text: 'Restless {room}: up {count}x'}}",
+)
+
+
+def short_exit(c: Clocked, device: str, at: float, back_after: float = 60) -> Outcome:
+    """A resident up at `at` seconds and back in bed `back_after` later (within the hold-off)."""
+    c.at(at)
+    raised = c.signal(device)
+    c.at(at + back_after)
+    c.signal(device, "cleared")
+    return raised
+
+
+def test_a_third_short_bed_exit_within_the_window_rings_at_once() -> None:
+    """Two exits the 20-minute hold-off cancelled, then a third within 30 min: it rings now."""
+    c = Clocked(config(base=RESTLESS))
+    short_exit(c, "bed-102", 0)
+    short_exit(c, "bed-102", 600)
+    assert c.rings() == []
+    c.at(1200)
+    third = c.signal("bed-102")
+    assert c.rings() == [(1200, "n-ost", "bed_exit")]
+    ring = third.deliveries[0]
+    assert ring.payload["text"] == "Restless 102: up 3x"
+    assert ring.payload["count"] == 3
+    assert c.events(ring.alert_id) == ["raised", "hold_off_skipped", "ringing"]
+    detail = [(t.detail, t.reason) for t in third.transitions if t.event == "hold_off_skipped"]
+    assert detail == [("raise 3 in 1800s", "bed-night")]
+
+
+def test_short_exits_spread_wider_than_the_window_never_ring() -> None:
+    """Three short exits over more than 30 minutes are a normal night: none rings."""
+    c = Clocked(config(base=RESTLESS))
+    short_exit(c, "bed-102", 0)
+    short_exit(c, "bed-102", 1000)
+    short_exit(c, "bed-102", 1900)  # the first cancel (at 60 s) is outside the window now
+    c.at(5000)
+    assert c.rings() == []
+    # Another device's exits are counted on their own: room 201 is in another zone.
+    short_exit(c, "bed-201", 5000)
+    short_exit(c, "bed-201", 5100)
+    short_exit(c, "bed-102", 5200)
+    c.at(9000)
+    assert c.rings() == []
+
+
+def test_a_restless_ring_latches_until_someone_accepts() -> None:
+    """Back in bed right after the ring does not cancel it: the pattern is the news."""
+    c = Clocked(config(base=RESTLESS))
+    short_exit(c, "bed-102", 0)
+    short_exit(c, "bed-102", 300)
+    c.at(600)
+    alert_id = c.signal("bed-102").deliveries[0].alert_id
+    c.at(610)
+    cleared = c.signal("bed-102", "cleared")
+    assert [t.event for t in cleared.transitions] == ["condition_cleared"]
+    assert not any(d.action == "cancel" for d in cleared.deliveries)
+    c.at(700)  # no accept within the step's 60 s: it escalates, still ringing
+    assert "escalated" in c.events(alert_id)
+    assert c.engine.alert(alert_id) is not None
+    c.respond("n-ost", alert_id)
+    assert c.engine.alert(alert_id) is None  # the acknowledgement ends a latched alarm
+
+
+def test_a_plain_bed_exit_still_ends_when_the_resident_is_back() -> None:
+    """Without `repeat`'s ring, a bed exit that rang after its hold-off ends with its clear."""
+    c = Clocked(config(base=RESTLESS))
+    c.signal("bed-102")
+    c.at(1230)
+    assert c.rings() == [(1200, "n-ost", "bed_exit")]
+    cleared = c.signal("bed-102", "cleared")
+    assert [t.event for t in cleared.transitions] == ["cleared"]
+
+
+def test_a_ring_starts_the_restless_count_again() -> None:
+    """After a ring (restless or held to the end) the short exits before it count no more."""
+    c = Clocked(config(base=RESTLESS))
+    short_exit(c, "bed-102", 0)
+    c.at(100)
+    c.signal("bed-102")  # a long absence: the hold-off ends ringing at 1300
+    c.at(1330)
+    c.signal("bed-102", "cleared")
+    assert c.rings() == [(1300, "n-ost", "bed_exit")]
+    short_exit(c, "bed-102", 1500)  # one short exit since the ring: not yet three
+    c.at(1700)
+    c.signal("bed-102")
+    assert c.rings() == [(1300, "n-ost", "bed_exit")]
+
+
+def test_a_restart_keeps_the_restless_count_and_the_latch() -> None:
+    """The short exits are journaled with the conditions; the latch comes from the timeline."""
+    cfg = config(base=RESTLESS)
+    c = Clocked(cfg)
+    short_exit(c, "bed-102", 0)
+    short_exit(c, "bed-102", 300)
+    c.journaled = c.engine.changed_conditions()
+    assert len([n for n in c.journaled if "short:" in n]) == 1
+    fresh = restarted(c, cfg)
+    fresh.at(600)
+    ring = fresh.signal("bed-102").deliveries
+    assert [d.action for d in ring] == ["ring"]
+    # The journal drops the count once it rang: a second restart starts from zero.
+    assert list(fresh.engine.changed_conditions().values()) == [None]
+    # The latch survives a restart too: the restored alert's timeline says why it rang.
+    alert_id = ring[0].alert_id
+    again = restored(fresh, alert_id)
+    cleared = again.signal("bed-102", "cleared")
+    assert [t.event for t in cleared.transitions] == ["condition_cleared"]
+
+
+def test_a_clock_step_moves_the_restless_window_with_it() -> None:
+    """An NTP step of an hour between short exits neither drops nor ages the earlier ones."""
+    c = Clocked(config(base=RESTLESS))
+    short_exit(c, "bed-102", 0)
+    short_exit(c, "bed-102", 300)
+    c.step(3600)
+    c.at(600)
+    assert [d.action for d in c.signal("bed-102").deliveries] == ["ring"]
+
+
+@pytest.mark.parametrize(
+    ("rule", "problem"),
+    [
+        ("{name: r, match: {kinds: [bed_exit]}, repeat: {count: 3, within: 600}}", "set hold_off"),
+        (
+            "{name: r, match: {kinds: [bed_exit]}, action: suppress,"
+            " repeat: {count: 3, within: 600}}",
+            "a suppressing rule holds nothing off",
+        ),
+        (
+            "{name: r, match: {kinds: [bed_exit]}, hold_off: 60, repeat: {count: 1, within: 600}}",
+            "rules[0].repeat.count",
+        ),
+        (
+            "{name: r, match: {kinds: [bed_exit]}, hold_off: 60, repeat: {count: 3}}",
+            "rules[0].repeat",
+        ),
+        (
+            "{name: r, match: {kinds: [bed_exit]}, hold_off: 60,"
+            " repeat: {count: 3, within: 600, text: '{resident}'}}",
+            "rules[0].repeat.text",
+        ),
+    ],
+)
+def test_config_refuses_a_repeat_that_cannot_work(rule: str, problem: str) -> None:
+    """`repeat` needs a hold-off to count, a count of at least 2, a window and a good text."""
+    base = YAML.split("rules:\n", maxsplit=1)[0] + "rules:\n  - " + rule + "\n"
+    with pytest.raises(ConfigError) as err:
+        config(base=base)
+    assert problem in str(err.value)

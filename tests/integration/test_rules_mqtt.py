@@ -273,3 +273,45 @@ async def test_a_seizure_alarm_latches_until_a_handset_accepts_it(
     assert events[-2:] == ["accepted", "cleared"]
     assert "condition_cleared" in events
     assert "cancelled" not in events
+
+
+async def test_a_restless_resident_rings_on_the_third_short_exit_across_a_restart(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Through MQTT and the journal: two short exits, a restart, the third rings at once."""
+    path = write_config(tmp_path, broker.port, hold_off=1200)
+    path.write_text(
+        path.read_text().replace(
+            "hold_off: 1200}",
+            "hold_off: 1200,\n     repeat: {count: 3, within: 1800, text: 'Uro {room}: {count}x'}}",
+        )
+    )
+    clock = FakeClock()
+    config = load_config(path)
+
+    async def short_exit(p: Peer, kick: Callable[[], None]) -> None:
+        await p.z2m("rom101/seng", {"occupancy": True})
+        await asyncio.sleep(0.1)
+        await advance(clock, 120, kick)
+        await p.z2m("rom101/seng", {"occupancy": False})
+        await asyncio.sleep(0.1)
+        await advance(clock, 300, kick)
+
+    async with running(config, clock=clock) as r, peer(broker.port, prefix_of(path)) as p:
+        await seed(p)
+        await short_exit(p, r.gateway.kick)
+        await short_exit(p, r.gateway.kick)
+        assert await p.nothing(0.3)
+    async with running(config, clock=clock) as r, peer(broker.port, prefix_of(path)) as p:
+        await p.z2m("rom101/seng", {"occupancy": True})
+        handset, msg = await p.next()
+        assert (handset, msg["type"], msg["text"], msg["count"]) == ("n1", "ring", "Uro 101: 3x", 3)
+        await p.z2m("rom101/seng", {"occupancy": False})  # back in bed: still ringing
+        assert await p.nothing(0.4)
+        await p.respond("n1", msg["alert_id"], "accept")
+        assert {(await p.next())[1]["type"] for _ in range(2)} == {"update", "cancel"}
+    stored = await latest_alert(config.journal.path)
+    events = [e[1] for e in stored.events]
+    assert events[:3] == ["raised", "hold_off_skipped", "ringing"]
+    assert events[-1] == "cleared"
+    assert "condition_cleared" in events
