@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from gateway.config import HandsetConfig
+from gateway.metrics import Metrics
 from gateway.model import Delivery, Response, ResponseKind
 from gateway.ports import Put
 
@@ -22,9 +23,13 @@ class ConsoleChannel:
         self,
         *,
         handsets: Mapping[str, HandsetConfig],
+        metrics: Metrics,
         out: TextIO | None = None,
     ) -> None:
         self.name = "console"
+        # Like the MQTT and ESPA links, so `alertgw_driver_connected == 0` or `absent()`
+        # rules see every channel; printing has no link to lose, so it is up while it runs.
+        self._gauge = metrics.connected.labels(driver=self.name)
         self._handsets = dict(handsets)
         self._out = out or sys.stdout
         self._accepts: asyncio.Queue[tuple[float, Delivery]] = asyncio.Queue()
@@ -35,18 +40,22 @@ class ConsoleChannel:
 
     async def run(self, put: Put) -> None:
         """Answer rings like a nurse on handsets configured with `auto_accept`."""
-        while True:
-            due, delivery = await self._accepts.get()
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            key = (delivery.handset, delivery.alert_id)
-            self._waiting[key] -= 1
-            if not self._waiting[key]:
-                del self._waiting[key]
-            if key in self._cancelled:
-                if key not in self._waiting:
-                    self._cancelled.discard(key)
-                continue
-            put(Response(delivery.handset, delivery.alert_id, ResponseKind.ACCEPT, time.time()))
+        self._gauge.set(1)
+        try:
+            while True:
+                due, delivery = await self._accepts.get()
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                key = (delivery.handset, delivery.alert_id)
+                self._waiting[key] -= 1
+                if not self._waiting[key]:
+                    del self._waiting[key]
+                if key in self._cancelled:
+                    if key not in self._waiting:
+                        self._cancelled.discard(key)
+                    continue
+                put(Response(delivery.handset, delivery.alert_id, ResponseKind.ACCEPT, time.time()))
+        finally:
+            self._gauge.set(0)
 
     async def send(self, delivery: Delivery) -> None:
         """Print one handset message."""

@@ -8,6 +8,7 @@ import time
 import structlog
 
 from gateway.config import Config, SourceConfig
+from gateway.metrics import Metrics
 from gateway.ports import Inbound, Put
 from gateway.simulate import NightSimulator
 
@@ -17,13 +18,25 @@ log = structlog.get_logger("alertgw.simulator")
 class SimulatedSource:
     """Replays `NightSimulator` nights in real time divided by `speed`."""
 
-    def __init__(self, *, name: str, source: SourceConfig, config: Config) -> None:
+    def __init__(
+        self, *, name: str, source: SourceConfig, config: Config, metrics: Metrics
+    ) -> None:
         self.name = name
         self._src = source
         self._config = config
+        # Kind and configured name, like ESPA's `espa[link]`: a bare source name could be
+        # "mqtt" or "console" and share that driver's series.
+        self._gauge = metrics.connected.labels(driver=f"simulator[{name}]")
 
     async def run(self, put: Put) -> None:
         """Play nights forever (or once when `loop` is false)."""
+        self._gauge.set(1)  # no link to lose: up while it plays
+        try:
+            await self._play(put)
+        finally:
+            self._gauge.set(0)
+
+    async def _play(self, put: Put) -> None:
         night = 0
         while True:
             sim = NightSimulator(

@@ -253,7 +253,7 @@ class Gateway:
                 self._channels[h] = self.link
         console_handsets = {h: hc for h, hc in cfg.handsets.items() if hc.channel == "console"}
         if console_handsets:
-            channel = ConsoleChannel(handsets=console_handsets, out=console)
+            channel = ConsoleChannel(handsets=console_handsets, metrics=self.metrics, out=console)
             for h in console_handsets:
                 self._channels[h] = channel
         espa_sources, espa_channels = build_espa(cfg, self.metrics)
@@ -261,7 +261,9 @@ class Gateway:
         self._channels.update(espa_channels)
         for name, src in cfg.sources.items():
             if src.type == "simulator":
-                self._sources.append(SimulatedSource(name=name, source=src, config=cfg))
+                self._sources.append(
+                    SimulatedSource(name=name, source=src, config=cfg, metrics=self.metrics)
+                )
 
     def put(self, item: Item) -> None:
         """Accept one inbound item from any driver (called on the loop thread)."""

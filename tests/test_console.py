@@ -7,6 +7,7 @@ import io
 
 from drivers.console import ConsoleChannel
 from gateway.config import HandsetConfig
+from gateway.metrics import Metrics
 from gateway.model import Delivery, Response, ResponseKind
 
 
@@ -20,7 +21,9 @@ async def test_auto_accept_skips_an_alert_cancelled_meanwhile() -> None:
     """A ring cancelled before the demo nurse's delay is not accepted (unknown_alert noise)."""
     out = io.StringIO()
     channel = ConsoleChannel(
-        handsets={"n1": HandsetConfig(channel="console", auto_accept=0)}, out=out
+        handsets={"n1": HandsetConfig(channel="console", auto_accept=0)},
+        metrics=Metrics(),
+        out=out,
     )
     answers: list[object] = []
     last = asyncio.Event()

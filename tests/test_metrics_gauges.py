@@ -54,6 +54,16 @@ def test_config_reload_results_are_exported_before_the_first_reload() -> None:
         assert registry.get_sample_value("alertgw_config_reloads_total", {"result": result}) == 0
 
 
+def test_no_created_series_beside_counters_and_histograms() -> None:
+    """prometheus_client's `*_created` twins would double the series a technician sees."""
+    metrics = Metrics()
+    metrics.signals.labels("zigbee", "pull_cord", "raised").inc()
+    metrics.latency.labels("high").observe(0.01)
+    names = {s.name for family in metrics.registry.collect() for s in family.samples}
+    assert "alertgw_signals_total" in names
+    assert not [n for n in names if n.endswith("_created")]
+
+
 def test_readme_lists_every_metric_with_its_labels() -> None:
     """The README's Observability list is what a technician builds dashboards from."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
