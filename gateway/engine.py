@@ -207,6 +207,7 @@ class _ReadBack:
     # Handsets with "batched" and no "batch_sent" since (insertion-ordered).
     batches: dict[str, None] = dataclasses.field(default_factory=dict)
     restless: bool = False  # rung by a rule's `repeat`
+    digest_since: float | None = None  # queued for a technical digest not sent since
 
 
 def _read_back(timeline: Iterable[tuple[float, str, str]]) -> _ReadBack:
@@ -218,7 +219,7 @@ def _read_back(timeline: Iterable[tuple[float, str, str]]) -> _ReadBack:
     (config checks them).
     """
     got = _ReadBack()
-    for _, event, detail in timeline:
+    for ts, event, detail in timeline:
         if event == "rejected":
             handset = detail.split(" ", 1)[0]
             got.rejected_by.add(handset)
@@ -242,6 +243,10 @@ def _read_back(timeline: Iterable[tuple[float, str, str]]) -> _ReadBack:
             got.batches.pop(detail.split(" ", 1)[0], None)
         elif event == SHORT_EVENT:
             got.restless = True
+        elif event == "digest":
+            got.digest_since = ts
+        elif event == "digest_sent":
+            got.digest_since = None
     return got
 
 
@@ -293,7 +298,9 @@ class Engine:
         self._ring_log: dict[str, deque[float]] = {}  # handset -> recent ring times
         self._batch: dict[str, list[str]] = {}  # handset -> alert ids waiting for a batch
         self._batch_due: dict[str, float] = {}
-        self._digest: list[str] = []  # technical alert texts since the last digest
+        # Technical alerts since the last digest: text -> ids of the alerts with it (a
+        # flapping sensor is one line with a count, not a line per flap).
+        self._digest: dict[str, list[str]] = {}
         self._digest_due: float | None = None
         self._next_supervision = now + SUPERVISION_PERIOD
         self._started = now
@@ -601,6 +608,10 @@ class Engine:
             got.failed,
         )
         live.restless = got.restless
+        if got.digest_since is not None and alert.state is AlertState.ACTIVE:
+            # Queued for a digest a restart cut short: it still goes out, at once if its
+            # time passed while the daemon was down (the technician was never told).
+            self._queue_digest(alert, got.digest_since)
         if alert.state is AlertState.ACCEPTED:
             live.reminders = got.reminders
         elif alert.state is AlertState.ACTIVE:
@@ -1639,9 +1650,7 @@ class Engine:
             out.transitions.append(Transition(alert, "logged", now, "no technical handsets"))
             return
         if tech.digest and not alert.critical:
-            self._digest.append(f"{alert.text}")
-            if self._digest_due is None:
-                self._digest_due = self.calendar.next_time(tech.digest_at, now)
+            self._queue_digest(alert, now)
             out.transitions.append(Transition(alert, "digest", now, tech.digest_at, "technical"))
             return
         live.step_rung = list(tech.handsets)
@@ -1649,12 +1658,31 @@ class Engine:
             self._ring(live, h, now, out, rate_limited=False)
         live.alert = live.alert.with_state(AlertState.ACTIVE, due=None)
 
+    def _queue_digest(self, alert: Alert, since: float) -> None:
+        """Put a technical alert in the next digest, the one due after `since`."""
+        ids = self._digest.setdefault(alert.text, [])
+        if alert.id not in ids:
+            ids.append(alert.id)
+        tech = self.config.technical
+        # A digest switched off meanwhile (a reload, a restart) still sends what it holds.
+        due = self.calendar.next_time(tech.digest_at, since) if tech.digest else since
+        if self._digest_due is None or due < self._digest_due:
+            self._digest_due = due
+
     def _send_digest(self, now: float, out: Outcome) -> None:
-        items, self._digest = self._digest, []
+        queued, self._digest = self._digest, {}
         self._digest_due = None
-        if not items:
+        if not queued:
             return
+        items = [text if len(ids) == 1 else f"{text} ({len(ids)}x)" for text, ids in queued.items()]
+        total = sum(len(ids) for ids in queued.values())
         digest_id = self._next_id("technical:digest")
+        # Marked on each alert still open, so a restart after the digest does not send it again.
+        for ids in queued.values():
+            for alert_id in ids:
+                live = self._live.get(alert_id)
+                if live is not None:
+                    out.transitions.append(Transition(live.alert, "digest_sent", now, digest_id))
         for h in self.config.technical.handsets:
             out.deliveries.append(
                 Delivery(
@@ -1667,7 +1695,7 @@ class Engine:
                         "alert_id": digest_id,
                         "seq": 1,
                         "items": items,
-                        "text": f"Technical digest: {len(items)} item(s)",
+                        "text": f"Technical digest: {total} alarm(s)",
                         "sent_at": now,
                         "priority": "low",
                     },

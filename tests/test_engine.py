@@ -582,6 +582,66 @@ def test_technical_alarms_go_to_the_digest() -> None:
     assert (local.hour, local.minute) == (7, 30)
 
 
+def restored_technical(c: Clocked, alert_id: str) -> Clocked:
+    """A fresh engine holding a technical alert nobody was rung for, as the journal has it."""
+    alert = c.engine.alert(alert_id)
+    assert alert is not None
+    fresh = Clocked(config(), start=c.start, first_id=100)
+    fresh.now = c.now
+    fresh.engine.restore(alert, [], 0, timeline=journaled(c, alert_id))
+    return fresh
+
+
+def test_a_restart_before_the_digest_keeps_its_items() -> None:
+    """A battery low at 00:00, a restart at 01:00: the 07:30 digest still lists it."""
+    c = Clocked(config())
+    c.signal("bed-102", kind="battery_low")
+    c.at(3600)
+    fresh = restored_technical(c, "a1")
+    fresh.at(9 * 3600)
+    digests = [d for d in fresh.out.deliveries if d.action == "digest"]
+    assert [(d.handset, d.payload["items"]) for d in digests] == [("tech", ["Battery low bed-102"])]
+    local = dt.datetime.fromtimestamp(digests[0].payload["sent_at"], tz=OSLO)
+    assert (local.hour, local.minute) == (7, 30)
+
+
+def test_a_digest_missed_while_down_goes_out_at_the_start_and_only_once() -> None:
+    """Down from 01:00 to 08:00: the digest goes at the start; once sent, never again."""
+    c = Clocked(config())
+    c.signal("bed-102", kind="battery_low")
+    c.at(3600)
+    timeline = journaled(c, "a1")
+    c.now = c.start + 9 * 3600  # 08:00, after the 07:30 that passed while down
+    fresh = Clocked(config(), start=c.start, first_id=100)
+    fresh.now = c.now
+    alert = c.engine.alert("a1")
+    assert alert is not None
+    fresh.engine.restore(alert, [], 0, timeline=timeline)
+    fresh.at(9 * 3600)
+    assert [d.action for d in fresh.out.deliveries] == ["digest"]
+    assert fresh.events("a1") == ["digest_sent"]
+    again = Clocked(config(), start=c.start, first_id=200)  # a restart after it
+    again.now = fresh.now
+    again.engine.restore(alert, [], 0, timeline=timeline + journaled(fresh, "a1"))
+    again.at(40 * 3600)
+    assert [d.action for d in again.out.deliveries] == []
+
+
+def test_a_flapping_technical_sensor_is_one_digest_line_with_a_count() -> None:
+    """Battery low raised and cleared all night: one line with a count, not one per flap."""
+    c = Clocked(config())
+    for hour in range(6):
+        c.at(hour * 3600)
+        c.signal("bed-102", kind="battery_low")
+        c.at(hour * 3600 + 60)
+        c.signal("bed-102", "cleared", kind="battery_low")
+    c.signal("bed-101", kind="battery_low")
+    c.at(9 * 3600)
+    (digest,) = [d for d in c.out.deliveries if d.action == "digest"]
+    assert digest.payload["items"] == ["Battery low bed-102 (6x)", "Battery low bed-101"]
+    assert digest.payload["text"] == "Technical digest: 7 alarm(s)"
+
+
 def test_technical_immediate_when_digest_off() -> None:
     """With digest off, technical alarms ring the technician handset at once."""
     c = Clocked(config(base=YAML.replace("digest: true", "digest: false")))

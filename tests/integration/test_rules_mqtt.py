@@ -315,3 +315,39 @@ async def test_a_restless_resident_rings_on_the_third_short_exit_across_a_restar
     assert events[:3] == ["raised", "hold_off_skipped", "ringing"]
     assert events[-1] == "cleared"
     assert "condition_cleared" in events
+
+
+async def test_a_restart_before_the_morning_digest_keeps_its_items(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Through MQTT and the journal: a battery low, a restart, the digest still lists it once."""
+    path = write_config(tmp_path, broker.port)
+    path.write_text(
+        path.read_text()
+        .replace(
+            "  vakt: {address:",
+            "  tech: {address: " + prefix_of(path) + "/handset/tech}\n  vakt: {address:",
+        )
+        .replace(
+            "journal:", 'technical: {handsets: [tech], digest: true, digest_at: "07:30"}\njournal:'
+        )
+    )
+    clock = FakeClock()  # 16:13 local time
+    config = load_config(path)
+    async with running(config, clock=clock) as r, peer(broker.port, prefix_of(path)) as p:
+        await p.z2m("rom101/seng", {"occupancy": False, "battery_low": False})
+        await p.z2m("rom101/seng", {"occupancy": False, "battery_low": True})
+        await asyncio.sleep(0.2)
+        await advance(clock, 60, r.gateway.kick)
+        assert await p.nothing(0.3)  # technical: nobody is rung at night for a battery
+    async with running(config, clock=clock) as r, peer(broker.port, prefix_of(path)) as p:
+        await advance(clock, 16 * 3600, r.gateway.kick)  # past 07:30 the next morning
+        handset, digest = await p.next()
+        assert (handset, digest["type"], digest["items"]) == (
+            "tech",
+            "digest",
+            ["Battery low bed-101"],
+        )
+    async with running(config, clock=clock) as r, peer(broker.port, prefix_of(path)) as p:
+        await advance(clock, 24 * 3600, r.gateway.kick)
+        assert await p.nothing(0.4)  # sent once: the journal marked it
