@@ -632,6 +632,10 @@ class Engine:
             live.condition_cleared = True
         else:
             self._by_key[alert.key] = alert.id
+            if alert.key == f"{alert.device}:silent":
+                # Flagged before the restart: the sensor's next report clears it, and
+                # supervision does not raise it a second time meanwhile.
+                self._silent.add(alert.device)
         if alert.group is not None and alert.group in self._live:
             self._live[alert.group].members.append(alert.id)
         elif alert.group is None:

@@ -642,6 +642,25 @@ def test_a_flapping_technical_sensor_is_one_digest_line_with_a_count() -> None:
     assert digest.payload["text"] == "Technical digest: 7 alarm(s)"
 
 
+def test_a_silent_sensor_alarm_restored_after_a_restart_clears_when_it_reports() -> None:
+    """Flagged silent before a restart: its next report ends the alarm, no second one."""
+    sup = "supervision: {kinds: {bed_exit: 3600}}\n"
+    c = Clocked(config(sup))
+    c.signal("bed-102", "cleared")  # bed-102 reports; the others stay quiet
+    c.at(4000)
+    (silent,) = {t.alert.id for t in c.out.transitions if t.alert.key == "bed-101:silent"}
+    alert = c.engine.alert(silent)
+    assert alert is not None
+    fresh = Clocked(config(sup), start=c.start, first_id=100)
+    fresh.now = c.now
+    fresh.engine.restore(alert, [], 0, timeline=journaled(c, silent))
+    fresh.at(4000 + 3 * 3600)  # still silent: supervision does not raise it again
+    assert [t.event for t in fresh.out.transitions if t.alert.key == "bed-101:silent"] == []
+    fresh.signal("bed-101", "cleared")
+    assert fresh.events(silent) == ["cleared"]
+    assert fresh.engine.alert(silent) is None
+
+
 def test_technical_immediate_when_digest_off() -> None:
     """With digest off, technical alarms ring the technician handset at once."""
     c = Clocked(config(base=YAML.replace("digest: true", "digest: false")))

@@ -351,3 +351,34 @@ async def test_a_restart_before_the_morning_digest_keeps_its_items(
     async with running(config, clock=clock) as r, peer(broker.port, prefix_of(path)) as p:
         await advance(clock, 24 * 3600, r.gateway.kick)
         assert await p.nothing(0.4)  # sent once: the journal marked it
+
+
+async def test_a_silent_sensor_alarm_ends_when_it_reports_after_a_restart(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Through MQTT and the journal: silent, a restart, then a report cancels the alarm."""
+    path = write_config(tmp_path, broker.port)
+    path.write_text(
+        path.read_text()
+        .replace(
+            "  vakt: {address:",
+            "  tech: {address: " + prefix_of(path) + "/handset/tech}\n  vakt: {address:",
+        )
+        .replace(
+            "journal:",
+            "technical: {handsets: [tech], digest: false}\n"
+            "supervision: {kinds: {bed_exit: 3600}}\njournal:",
+        )
+    )
+    clock = FakeClock()
+    config = load_config(path)
+    async with running(config, clock=clock) as r, peer(broker.port, prefix_of(path)) as p:
+        await advance(clock, 4000, r.gateway.kick)
+        handset, ring = await p.next()
+        assert (handset, ring["type"], ring["kind"]) == ("tech", "ring", "device_silent")
+    async with running(config, clock=clock) as r, peer(broker.port, prefix_of(path)) as p:
+        await advance(clock, 7200, r.gateway.kick)
+        assert await p.nothing(0.3)  # still silent: not raised a second time
+        await p.z2m("rom101/seng", {"occupancy": False})
+        handset, cancel = await p.next()
+        assert (handset, cancel["type"], cancel["alert_id"]) == ("tech", "cancel", ring["alert_id"])
