@@ -84,6 +84,8 @@ _PRESENCE = "presence:"
 CONDITION_PREFIX = "engine:"
 _ARMED_KEY = CONDITION_PREFIX + "armed:"
 _SHORT_KEY = CONDITION_PREFIX + "short:"
+_SEEN_KEY = CONDITION_PREFIX + "silent_for"  # device -> seconds unheard, for supervision
+SEEN_SNAPSHOT_PERIOD = 300.0  # how often that is journaled: at most this much is forgotten
 SHORT_EVENT = "hold_off_skipped"  # the timeline's mark of a ring a rule's `repeat` started
 _PRESENT_KEY = CONDITION_PREFIX + "present:"
 
@@ -303,6 +305,7 @@ class Engine:
         self._digest: dict[str, list[str]] = {}
         self._digest_due: float | None = None
         self._next_supervision = now + SUPERVISION_PERIOD
+        self._next_seen_snapshot = now + SEEN_SNAPSHOT_PERIOD
         self._started = now
         self._now = now  # the latest time any input carried
         self.reconfigure(config)
@@ -502,6 +505,8 @@ class Engine:
         """The journaled form of one condition, None when there is none."""
         if name.startswith(_PRESENT_KEY):
             return self._present.get(name[len(_PRESENT_KEY) :])
+        if name == _SEEN_KEY:
+            return self._silent_for()
         if name.startswith(_SHORT_KEY):
             times = self._short.get(name[len(_SHORT_KEY) :])
             return None if times is None else list(times)
@@ -536,6 +541,14 @@ class Engine:
                 continue
             if name.startswith(_PRESENT_KEY) and isinstance(value, int | float):
                 self._present[name[len(_PRESENT_KEY) :]] = float(value)
+            elif name == _SEEN_KEY and isinstance(value, dict):
+                # Silence heard before the restart still counts; the time the daemon was
+                # down does not (it heard nothing, which is no evidence of a dead sensor).
+                for dev, silent_for in value.items():
+                    if dev in self._devices and isinstance(silent_for, int | float):
+                        self._last_seen[dev] = min(
+                            self._last_seen.get(dev, self._now), self._now - float(silent_for)
+                        )
             elif name.startswith(_SHORT_KEY) and isinstance(value, list):
                 times = tuple(float(t) for t in value if isinstance(t, int | float))
                 if times:
@@ -816,6 +829,7 @@ class Engine:
         for key, times in self._short.items():
             self._short[key] = tuple(t + delta for t in times)
         self._next_supervision += delta
+        self._next_seen_snapshot += delta
         self._started += delta
         self._now += delta
 
@@ -851,6 +865,9 @@ class Engine:
         if self._supervised() and self._next_supervision <= now:
             self._supervise(now, out)
             self._next_supervision = now + SUPERVISION_PERIOD
+            if self._next_seen_snapshot <= now:
+                self._next_seen_snapshot = now + SEEN_SNAPSHOT_PERIOD
+                self._cond_dirty.add(_SEEN_KEY)
         return out
 
     # -- raising --------------------------------------------------------------------------
@@ -1709,6 +1726,16 @@ class Engine:
     def _supervised(self) -> bool:
         sup = self.config.supervision
         return bool(sup.kinds) or sup.default is not None
+
+    def _silent_for(self) -> dict[str, int] | None:
+        """How long each supervised device has gone unheard, for a restart to resume from."""
+        sup = self.config.supervision
+        seen = {
+            dev: int(self._now - self._last_seen.get(dev, self._started))
+            for dev, dc in self._devices.items()
+            if dev not in self._silent and sup.kinds.get(dc.kind, sup.default) is not None
+        }
+        return seen or None
 
     def _supervise(self, now: float, out: Outcome) -> None:
         sup = self.config.supervision

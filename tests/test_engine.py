@@ -661,6 +661,41 @@ def test_a_silent_sensor_alarm_restored_after_a_restart_clears_when_it_reports()
     assert fresh.engine.alert(silent) is None
 
 
+def test_a_restart_resumes_supervision_where_it_was_without_counting_the_downtime() -> None:
+    """Unheard 50 of its 60 minutes before a restart: flagged 10 minutes after the start.
+
+    The two hours the daemon was down count for nothing: a sensor heard 100 s before the
+    restart is not called silent at once, however long the restart took.
+    """
+    sup = "supervision: {kinds: {bed_exit: 3600}}\n"
+    c = Clocked(config(sup))
+    c.at(2900)
+    c.signal("bed-102", "cleared")
+    c.at(3000)
+    c.journaled = c.engine.changed_conditions()
+    assert c.journaled["engine:silent_for"]["bed-101"] == 3000
+    fresh = Clocked(config(sup), start=c.now + 7200)
+    fresh.engine.restore_conditions(c.journaled)
+    fresh.at(590)
+    assert not [t for t in fresh.out.transitions if t.alert.kind == "device_silent"]
+    fresh.at(620)
+    silent = {t.alert.device for t in fresh.out.transitions if t.event == "raised"}
+    assert silent == {"bed-101", "bed-201"}  # bed-102 has 2,700 s to go
+    fresh.at(3500)
+    assert "bed-102" in {t.alert.device for t in fresh.out.transitions if t.event == "raised"}
+
+
+def test_the_unheard_times_are_journaled_every_five_minutes_not_every_batch() -> None:
+    """A snapshot per supervision check would be a journal write every 10 s."""
+    c = Clocked(config("supervision: {kinds: {bed_exit: 3600}}\n"))
+    c.at(100)
+    assert "engine:silent_for" not in c.engine.changed_conditions()
+    c.at(310)
+    assert "engine:silent_for" in c.engine.changed_conditions()
+    c.at(400)
+    assert "engine:silent_for" not in c.engine.changed_conditions()
+
+
 def test_technical_immediate_when_digest_off() -> None:
     """With digest off, technical alarms ring the technician handset at once."""
     c = Clocked(config(base=YAML.replace("digest: true", "digest: false")))

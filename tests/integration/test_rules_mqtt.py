@@ -382,3 +382,34 @@ async def test_a_silent_sensor_alarm_ends_when_it_reports_after_a_restart(
         await p.z2m("rom101/seng", {"occupancy": False})
         handset, cancel = await p.next()
         assert (handset, cancel["type"], cancel["alert_id"]) == ("tech", "cancel", ring["alert_id"])
+
+
+async def test_a_restart_does_not_restart_the_supervision_interval(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Through the journal: unheard 50 of 60 minutes, down 2 hours, flagged 10 min after."""
+    path = write_config(tmp_path, broker.port)
+    path.write_text(
+        path.read_text()
+        .replace(
+            "  vakt: {address:",
+            "  tech: {address: " + prefix_of(path) + "/handset/tech}\n  vakt: {address:",
+        )
+        .replace(
+            "journal:",
+            "technical: {handsets: [tech], digest: false}\n"
+            "supervision: {kinds: {bed_exit: 3600}}\njournal:",
+        )
+    )
+    clock = FakeClock()
+    config = load_config(path)
+    async with running(config, clock=clock) as r, peer(broker.port, prefix_of(path)) as p:
+        await advance(clock, 3000, r.gateway.kick)
+        assert await p.nothing(0.2)
+    clock.now += 7200  # down for two hours
+    async with running(config, clock=clock) as r, peer(broker.port, prefix_of(path)) as p:
+        await advance(clock, 590, r.gateway.kick)
+        assert await p.nothing(0.3)
+        await advance(clock, 30, r.gateway.kick)
+        handset, ring = await p.next()
+        assert (handset, ring["type"], ring["kind"]) == ("tech", "ring", "device_silent")
