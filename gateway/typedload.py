@@ -7,9 +7,11 @@ technician sees every problem in one run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import math
+import re
 import sys
 import types
 import typing
@@ -119,7 +121,11 @@ class _Budget:
 
 
 def compose(text: str, *, filename: str) -> Located:
-    """Parse YAML into a tree of `Located` values; raise ValueError with file:line on syntax."""
+    """Parse YAML into a tree of `Located` values; raise ValueError with file:line on syntax.
+
+    The line is followed by the key path the error is in (`rules[0].match`) unless that is
+    the top of the file.
+    """
     try:
         node = yaml.compose(text, Loader=LineLoader)
         # Constructing scalars can fail too (an unknown tag such as `!secret`).
@@ -133,11 +139,262 @@ def compose(text: str, *, filename: str) -> Located:
         raise ValueError(f"{filename}:{exc.line}: invalid YAML: {exc.problem}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
-        line = mark.line + 1 if mark is not None else 0
-        raise ValueError(f"{filename}:{line}: invalid YAML: {exc.problem}") from None
+        where = f"{filename}:{mark.line + 1}" if mark is not None else filename
+        path, ended = _path_of_error(text, exc)
+        where = f"{where}: {path}" if path else where
+        # Where a line's indentation ended `path`, PyYAML's context names the outer mapping.
+        raise ValueError(f"{where}: invalid YAML: {_explained(exc, context=not ended)}") from None
     except yaml.reader.ReaderError as exc:  # a control character; has a position, not a mark
         line = text.count("\n", 0, exc.position) + 1
-        raise ValueError(f"{filename}:{line}: invalid YAML: {exc.reason}") from None
+        # The reader refuses the whole text before parsing; with the characters blanked out
+        # the parser can say which value held the one reported.
+        path = _path_at(yaml.reader.Reader.NON_PRINTABLE.sub(" ", text), exc.position)
+        where = f"{filename}:{line}: {path}" if path else f"{filename}:{line}"
+        raise ValueError(f"{where}: invalid YAML: {exc.reason}") from None
+
+
+@dataclasses.dataclass(slots=True)
+class _Open:
+    """A list or mapping the parser is inside, and which of its entries it is at."""
+
+    mapping: bool
+    flow: bool  # [..] or {..}: indentation means nothing inside it
+    column: int  # a block list's `-` or block mapping's keys: a line indented less ends it
+    start: int  # where it starts in the text: a list or mapping used as a key is named by it
+    is_key: bool  # this collection is a mapping key (`? [a, b]`): its contents have no path
+    key: str | None = None  # mapping: the key whose value is being read; None while a key is due
+    index: int = 0  # list: the items finished
+
+
+class _Where:
+    """Follows the parser's events to know the key path of the place it has reached."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.open: list[_Open] = []
+        self.last_end = -1  # where the last node given out ended
+        self.last_line = 0  # the line the last event ended on (0-based)
+
+    def feed(self, event: yaml.Event) -> None:
+        """Take one event of the parser's stream."""
+        self.last_line = event.end_mark.line if event.end_mark is not None else 0
+        if isinstance(event, yaml.CollectionEndEvent):
+            done = self.open.pop()
+            self._finish(self.text[done.start : _index(event.end_mark)] if done.is_key else "")
+            return
+        self.last_end = _index(event.end_mark)
+        if isinstance(event, yaml.CollectionStartEvent):
+            mark = event.end_mark  # a block collection's first key or `-`, after any &anchor
+            column = mark.column if mark is not None else 0
+            self.open.append(
+                _Open(
+                    mapping=isinstance(event, yaml.MappingStartEvent),
+                    flow=bool(event.flow_style),
+                    # An indentless list (`key:` then `- a` at its column) ends after its `-`.
+                    column=column - 1 if event.flow_style is None else column,
+                    start=_index(event.start_mark),
+                    is_key=bool(self.open) and self.open[-1].mapping and self.open[-1].key is None,
+                )
+            )
+        elif isinstance(event, yaml.ScalarEvent):
+            self._finish(event.value)
+        elif isinstance(event, yaml.AliasEvent):
+            self._finish(f"*{event.anchor}")
+
+    def _finish(self, key: str) -> None:
+        """A node ended: as a mapping's key (`key`, as written), its value, or a list's item."""
+        if not self.open:
+            return
+        top = self.open[-1]
+        if not top.mapping:
+            top.index += 1
+        elif top.key is None:
+            top.key = _one_line(key) or "''"  # `: x`: an empty key, not a missing path step
+        else:
+            top.key = None
+
+    def dedent(self, line: int, column: int) -> bool:
+        """A node starts at `line`, `column`: close what its indentation ends; False if it is
+        not an item of the list left innermost (it stands where the list's `-` go).
+
+        The scanner reads ahead of the parser: `zones` without its colon at column 0 fails
+        while the lists and mappings its indentation closes are still open here.
+        """
+        if any(o.flow for o in self.open):
+            return True  # indentation means nothing inside [..] or {..}
+        while self.open and self.open[-1].column > column:
+            self.open.pop()
+            self._finish("")
+        if not self.open:
+            return True
+        top = self.open[-1]
+        if not top.mapping:
+            return top.column < column
+        if top.key is not None and line > self.last_line and column <= top.column:
+            top.key = None  # `key:` then a line at its own column: no value, the next key
+        return True
+
+    def path(self, *, entering: bool) -> str:
+        """The path of the open collections; `entering`: a node starts in the innermost one."""
+        path = ""
+        for depth, at in enumerate(self.open):
+            if at.is_key:
+                break  # inside a list or mapping used as a key: the path ends at its mapping
+            if at.mapping:
+                if at.key is not None:
+                    path = f"{path}.{at.key}" if path else at.key
+            elif depth + 1 < len(self.open) or entering:
+                # An item is named once it has started; between items the list is the place.
+                path = f"{path}[{at.index}]"
+        # `[[[[...` a few hundred deep, unclosed, would make a path longer than the file's lines.
+        return path if len(path) <= 120 else f"{path[:57]}...{path[-60:]}"
+
+
+def _path_of_error(text: str, exc: yaml.MarkedYAMLError) -> tuple[str, bool]:
+    """The key path (`rules[0].match`) where `exc` stopped the parser ("" for none or the top),
+    and whether it names what the error's line ended by its indentation rather than what holds
+    that line.
+    """
+    problem, context = exc.problem_mark, exc.context_mark
+    if problem is None:
+        return "", False
+    try:
+        if isinstance(exc, yaml.parser.ParserError):
+            return _parser_error_path(text, exc, problem)
+        if isinstance(exc, yaml.scanner.ScannerError):
+            # The scanner reads ahead of the parser (a `[` may turn out to be a key), so the
+            # events before its error are not all out: parse only the text before it.
+            in_node = context is not None and _IN_NODE.match(exc.context or "") is not None
+            mark = context if in_node and context is not None else problem
+            where = _replay(text[: mark.index], mark.index)
+            return where.path(entering=in_node and where.dedent(mark.line, mark.column)), False
+        # An undefined alias, a duplicate anchor, an unknown tag: the node at the mark.
+        return _path_at(text, problem.index), False
+    except Exception:  # noqa: BLE001 - the path is a courtesy; the error is reported anyway
+        return "", False
+
+
+def _parser_error_path(
+    text: str, exc: yaml.MarkedYAMLError, problem: yaml.Mark
+) -> tuple[str, bool]:
+    """Replay the events up to the parser's error; exact, as the parser reads no further."""
+    where = _Where(text)
+    ended = ""  # what the offending line's indentation closed, outermost
+    try:
+        for event in yaml.parse(text, Loader=LineLoader):
+            closes_here = _index(event.start_mark) == problem.index
+            if isinstance(event, yaml.CollectionEndEvent) and closes_here:
+                ended = where.path(entering=False)
+            else:
+                ended = ""
+            where.feed(event)
+    except yaml.MarkedYAMLError as again:
+        if not _same(again, exc):
+            return "", False  # not the error reported: the text parsed differently
+        outer = where.open[-1] if where.open else None
+        if ended and outer is not None and not outer.flow and problem.column > outer.column:
+            # ` port: 1` under mqtt's two-space keys ends mqtt, then fits nowhere in the
+            # mapping around it: it was meant for mqtt.
+            return ended, True
+        context = exc.context_mark
+        if context is not None and context.index >= where.last_end and exc.context in _NODES:
+            # `- ]`: where the list's next item was due.
+            return where.path(entering=where.dedent(context.line, context.column)), False
+        # A missing `,` or `}`, or a line no mapping or list can take: between entries.
+        return where.path(entering=False), False
+    return "", False
+
+
+def _replay(text: str, stop: int) -> _Where:
+    """The parser's place where `text`, cut short at `stop`, ends."""
+    where = _Where(text)
+    held: yaml.Event | None = None  # an empty value: the cut text's end, or the whole text's?
+    with contextlib.suppress(yaml.MarkedYAMLError):  # the cut text ends where it cannot
+        for event in yaml.parse(text, Loader=LineLoader):
+            if _index(event.start_mark) >= stop:
+                break  # the end of the text closes what is open: not so in the whole text
+            if held is not None:
+                where.feed(held)
+                held = None
+            if isinstance(event, yaml.ScalarEvent) and not event.value and event.style is None:
+                held = event  # `key:` or `-` just before the cut: its value may follow it
+            else:
+                where.feed(event)
+    return where
+
+
+def _path_at(text: str, index: int) -> str:
+    """The path of the node that starts at, or spans, `index` in `text` ("" if none)."""
+    where = _Where(text)
+    try:
+        for event in yaml.parse(text, Loader=LineLoader):
+            if not isinstance(event, yaml.CollectionEndEvent) and (
+                _index(event.start_mark) >= index or _index(event.end_mark) > index
+            ):
+                return where.path(entering=True)
+            where.feed(event)
+    except yaml.MarkedYAMLError as again:
+        if _index(again.problem_mark) >= index:  # a blanked character that cannot stand there
+            return where.path(entering=False)
+    except Exception:  # noqa: BLE001, S110 - the path is a courtesy; the error is reported anyway
+        pass
+    return ""
+
+
+# The scanner's contexts whose mark is the start of one node: a quote, a tag, a key.
+_IN_NODE = re.compile(r"while scanning an? ")
+# The parser's, where a node was due (`- ]`).
+_NODES = ("while parsing a node", "while parsing a block node", "while parsing a flow node")
+
+
+def _index(mark: yaml.Mark | yaml._yaml.Mark | None) -> int:
+    """A mark's offset in the text, -1 for none."""
+    return mark.index if mark is not None else -1
+
+
+def _one_line(text: str) -> str:
+    """A key as one short line: a quoted key may hold line breaks, a `? [a, b]` key is text."""
+    text = " ".join(text.split())
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _same(one: yaml.MarkedYAMLError, other: yaml.MarkedYAMLError) -> bool:
+    """The same problem at the same place."""
+    return (type(one), one.problem, _index(one.problem_mark)) == (
+        type(other),
+        other.problem,
+        _index(other.problem_mark),
+    )
+
+
+_WHILE = re.compile(r"while (?:parsing|scanning|constructing) an? (.+)")
+# PyYAML's names for what it was reading, in a technician's words.
+_NOUNS = {
+    "flow mapping": "{ } mapping",
+    "flow sequence": "[ ] list",
+    "block mapping": "mapping",
+    "block collection": "list",
+    "quoted scalar": "quoted text",
+    "plain scalar": "text",
+    "block scalar": "| or > text",
+    "simple key": "key",
+}
+
+
+def _explained(exc: yaml.MarkedYAMLError, *, context: bool = True) -> str:
+    """PyYAML's problem, with where the list, mapping or quote it was reading started."""
+    problem = exc.problem or "not readable"
+    mark = exc.context_mark
+    if not (context and exc.context) or "next token" in exc.context:
+        return problem  # "while scanning for the next token" says nothing the line does not
+    # Where the unclosed `{`, `[` or quote opened is the line to look at, not where it ended.
+    elsewhere = mark is not None and mark.index != _index(exc.problem_mark)
+    line = f"line {mark.line + 1}" if mark is not None else ""
+    if found := _WHILE.fullmatch(exc.context):
+        what = _NOUNS.get(found[1], found[1])
+        return f"{problem} (in the {what} that starts on {line})" if elsewhere else problem
+    # "found duplicate anchor 'a'; first occurrence" + "second occurrence"
+    return f"{exc.context} on {line}, {problem}" if elsewhere else f"{exc.context}, {problem}"
 
 
 def _convert(

@@ -797,26 +797,106 @@ def test_bad_id_characters_are_reported() -> None:
 
 
 def test_invalid_yaml_syntax_reports_the_line() -> None:
-    """A YAML syntax error is one problem naming file and line."""
+    """A YAML syntax error is one problem naming file, line, key path and where the `[` opened."""
     text = edit("  port: 1883\n", "  port: [1883\n")
-    problem = only_problem(text)
-    assert problem.startswith(f"{FILE}:")
-    assert "invalid YAML" in problem
-    assert int(problem.split(":")[1]) >= line_of(text, "[1883")
+    assert only_problem(text) == (
+        f"{FILE}:{line_of(text, 'backoff_max')}: mqtt.port: invalid YAML: expected ',' or ']',"
+        f" but got ':' (in the [ ] list that starts on line {line_of(text, '[1883')})"
+    )
+
+
+def test_a_flow_mapping_left_open_names_its_list_item() -> None:
+    """A `{` never closed in the second rule is in rules[1].match, opened on the line above."""
+    text = BASE + (
+        "rules:\n"
+        "  - {name: bed-day, match: {kinds: [bed_exit]}, action: suppress}\n"
+        "  - name: bed-night\n"
+        "    match: {kinds: [bed_exit]\n"
+        "    hold_off: 1200\n"
+    )
+    opened = line_of(text, "match: {kinds: [bed_exit]\n")
+    assert only_problem(text) == (
+        f"{FILE}:{line_of(text, 'hold_off')}: rules[1].match: invalid YAML: expected ',' or '}}',"
+        f" but got '<scalar>' (in the {{ }} mapping that starts on line {opened})"
+    )
+
+
+@pytest.mark.parametrize(
+    ("indent", "problem"),
+    [
+        (" ", "expected <block end>, but found '<block mapping start>'"),  # ends mqtt: fits nowhere
+        ("   ", "mapping values are not allowed here"),  # continues host's value
+    ],
+)
+def test_a_key_indented_wrong_names_its_mapping(indent: str, problem: str) -> None:
+    """`port:` one space off the other mqtt keys is reported at mqtt, not the top of the file."""
+    text = edit("  port: 1883\n", f"{indent}port: 1883\n")
+    assert only_problem(text) == f"{FILE}:{line_of(text, 'port:')}: mqtt: invalid YAML: {problem}"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path"),
+    [
+        ("name: Test home", "name: 'Test home", "site.name"),
+        ("tags: [fall_risk]", "tags: [fall_risk, 'dementia]", "devices.bed-101.tags[1]"),
+    ],
+)
+def test_an_unclosed_quote_names_its_value(old: str, new: str, path: str) -> None:
+    """A quote runs to the end of the file; the problem names the value it opened."""
+    text = edit(old, new)
+    assert only_problem(text) == (
+        f"{FILE}:{text.count(chr(10)) + 1}: {path}: invalid YAML: found unexpected end of stream"
+        f" (in the quoted text that starts on line {line_of(text, new)})"
+    )
+
+
+@pytest.mark.parametrize(
+    ("new", "problem"),
+    [
+        # PyYAML looks for the colon up to the next line, and says so.
+        (
+            "zones\n",
+            "{next}: invalid YAML: could not find expected ':'"
+            " (in the key that starts on line {at})",
+        ),
+        (
+            "---\nzones:\n",
+            "{at}: invalid YAML: expected a single document in the stream on line 1,"
+            " but found another document",
+        ),
+    ],
+)
+def test_a_top_level_syntax_error_names_no_key_path(new: str, problem: str) -> None:
+    """A top-level key without its colon, or a second document: no path to name, none given."""
+    text = edit("zones:\n", new)
+    at = line_of(text, new)
+    assert only_problem(text) == f"{FILE}:{problem.format(at=at, next=at + 1)}"
+
+
+def test_an_undefined_alias_names_its_key() -> None:
+    """`*risky` with no `&risky` before it is reported at the key that uses it."""
+    text = edit("    tags: [fall_risk]\n", "    tags: *risky\n")
+    assert only_problem(text) == (
+        f"{FILE}:{line_of(text, '*risky')}: devices.bed-101.tags: invalid YAML:"
+        " found undefined alias 'risky'"
+    )
 
 
 def test_unknown_yaml_tag_is_a_problem_not_a_crash() -> None:
     """A Home Assistant style `!secret` tag is reported with its line (it used to crash)."""
     text = edit("  port: 1883\n", "  port: 1883\n  password_file: !secret pw\n")
-    problem = only_problem(text)
-    assert problem.startswith(f"{FILE}:{line_of(text, '!secret')}: invalid YAML:")
-    assert "!secret" in problem
+    assert only_problem(text) == (
+        f"{FILE}:{line_of(text, '!secret')}: mqtt.password_file: invalid YAML:"
+        " could not determine a constructor for the tag '!secret'"
+    )
 
 
 def test_control_character_is_a_problem_not_a_crash() -> None:
-    """A stray control character is reported with its line (it used to crash)."""
+    """A stray control character is reported with its line and key (it used to crash)."""
     text = edit("name: Test home", "name: Test\x07home")
-    assert only_problem(text).startswith(f"{FILE}:2: invalid YAML:")
+    assert only_problem(text) == (
+        f"{FILE}:2: site.name: invalid YAML: special characters are not allowed"
+    )
 
 
 def test_a_key_given_twice_is_a_problem_naming_both_lines() -> None:

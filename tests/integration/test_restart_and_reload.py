@@ -451,21 +451,41 @@ async def test_a_reload_that_fails_while_applying_keeps_the_running_config(
     assert "RING" in out.getvalue()
 
 
-async def test_a_refused_reload_logs_that_the_running_config_is_kept(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("old", "new", "at", "problem"),
+    [
+        (
+            "routing:",
+            "routnig:",
+            "routnig:",
+            "routnig: unknown key (expected one of: devices, escalation, espa, handsets, inhibit,"
+            " journal, kinds, logging, metrics, mqtt, presence, rate_limit, record, roster,"
+            " routing, rules, schedules, site, sources, supervision, technical, zones)",
+        ),
+        (  # a syntax error names its key path too, and where the `{` left open is
+            '  east: {rooms: ["101"]}',
+            '  east: {rooms: ["101"]',
+            "devices:",
+            "zones.east: invalid YAML: expected ',' or '}}', but got '<scalar>'"
+            " (in the {{ }} mapping that starts on line {opened})",
+        ),
+    ],
+)
+async def test_a_refused_reload_logs_that_the_running_config_is_kept(
+    tmp_path: Path, old: str, new: str, at: str, problem: str
+) -> None:
     """A broken file on SIGHUP logs config_reload_failed saying the running config stays."""
     path = write(tmp_path, ["h1"])
     gw, stop, task, _ = await start(path)
-    path.write_text(path.read_text().replace("routing:", "routnig:"), encoding="utf-8")
+    path.write_text(path.read_text().replace(old, new), encoding="utf-8")
     with capture_logs() as logs:
         assert gw.reload() is False
     stop.set()
     await asyncio.wait_for(task, 10)
     failed = [e for e in logs if e["event"] == "config_reload_failed"]
+    lines = path.read_text().splitlines()
     assert [e["problem"] for e in failed] == [
-        f"{path}:{path.read_text().splitlines().index('routnig:') + 1}: routnig: unknown key"
-        " (expected one of: devices, escalation, espa, handsets, inhibit, journal, kinds,"
-        " logging, metrics, mqtt, presence, rate_limit, record, roster, routing, rules,"
-        " schedules, site, sources, supervision, technical, zones)"
+        f"{path}:{lines.index(at) + 1}: {problem.format(opened=lines.index(new) + 1)}"
     ]
     assert all(e["running_config"] == "kept" for e in failed)
     assert gw.config.routing  # still the running config's route
