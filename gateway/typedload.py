@@ -89,10 +89,11 @@ class LineLoader(yaml.SafeLoader):
 class _TreeError(Exception):
     """A problem found while converting the composed tree: a line and what is wrong."""
 
-    def __init__(self, line: int, problem: str) -> None:
+    def __init__(self, line: int, problem: str, path: str = "") -> None:
         super().__init__(problem)
         self.line = line
         self.problem = problem
+        self.path = path  # the key path it is at, when the problem does not name it
 
 
 _MERGE = "tag:yaml.org,2002:merge"
@@ -136,7 +137,8 @@ def compose(text: str, *, filename: str) -> Located:
             f"{filename}: invalid YAML: nested too deep (hundreds of levels of lists or mappings)"
         ) from None
     except _TreeError as exc:
-        raise ValueError(f"{filename}:{exc.line}: invalid YAML: {exc.problem}") from None
+        where = f"{filename}:{exc.line}: {exc.path}" if exc.path else f"{filename}:{exc.line}"
+        raise ValueError(f"{where}: invalid YAML: {exc.problem}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{filename}:{mark.line + 1}" if mark is not None else filename
@@ -403,7 +405,15 @@ def _convert(
     line = node.start_mark.line + 1
     budget.spend(line)
     if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
-        value = LineLoader("").construct_object(node)
+        try:
+            value = LineLoader("").construct_object(node)
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+            # PyYAML's constructors fail with plain Python errors on a value their tag
+            # cannot hold: `!!timestamp x`, a date such as 2024-13-45, `!!int 0x`.
+            tag = str(node.tag).rsplit(":", 1)[-1]
+            problem = f"{node.value!r} is not a valid {tag}"
+            detail = str(exc) if isinstance(exc, ValueError) else ""
+            raise _TreeError(line, f"{problem} ({detail})" if detail else problem, path) from None
         return Located(value, line, _as_written(node, value))
     if id(node) in open_nodes:
         # `&a [*a]` composes to a node inside itself; following it would never end.

@@ -201,6 +201,19 @@ def test_check_a_latin1_file_names_the_line_and_returns_78(
     assert err.startswith(f"{path}:{line}: not UTF-8 (byte 0xe6)")
 
 
+def test_check_a_value_its_tag_cannot_hold_names_it_and_returns_78(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`!!timestamp x` made PyYAML raise AttributeError: `check` printed a traceback."""
+    path = tmp_path / "tagged.yaml"
+    text = (REPO / "config" / "demo.yaml").read_text(encoding="utf-8")
+    path.write_text(text + "record: !!timestamp x\n", encoding="utf-8")
+    assert main(["check", str(path)]) == EX_CONFIG
+    err = capsys.readouterr().err
+    line = text.count("\n") + 1
+    assert err.startswith(f"{path}:{line}: record: invalid YAML: 'x' is not a valid timestamp\n")
+
+
 def test_check_demo_config_passes(capsys: pytest.CaptureFixture[str]) -> None:
     """The shipped demo config is valid."""
     demo = REPO / "config" / "demo.yaml"

@@ -891,6 +891,24 @@ def test_unknown_yaml_tag_is_a_problem_not_a_crash() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("written", "problem"),
+    [
+        ("!!timestamp x", "'x' is not a valid timestamp"),
+        ("2024-13-45", "'2024-13-45' is not a valid timestamp (month must be in 1..12)"),
+        ("!!int 0x", "'0x' is not a valid int (invalid literal for int() with base 16: '')"),
+    ],
+)
+def test_a_value_its_yaml_tag_cannot_hold_is_a_problem_not_a_crash(
+    written: str, problem: str
+) -> None:
+    """PyYAML's constructors raise plain errors (`check` printed a traceback, or no file)."""
+    text = edit("  port: 1883\n", f"  port: 1883\n  password_file: {written}\n")
+    assert only_problem(text) == (
+        f"{FILE}:{line_of(text, written)}: mqtt.password_file: invalid YAML: {problem}"
+    )
+
+
 def test_control_character_is_a_problem_not_a_crash() -> None:
     """A stray control character is reported with its line and key (it used to crash)."""
     text = edit("name: Test home", "name: Test\x07home")
