@@ -8,7 +8,7 @@ import dataclasses
 import socket
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import aiomqtt
@@ -28,7 +28,7 @@ from gateway.fairshare import FairShare, is_event, same_state
 from gateway.metrics import Metrics
 from gateway.model import Delivery, Signal, SignalState
 from gateway.mqttwire import Publish
-from gateway.ports import Inbound, Put, RawResponse
+from gateway.ports import HandsetStatus, Inbound, Put, RawResponse
 
 log = structlog.get_logger("alertgw.mqtt")
 
@@ -63,12 +63,17 @@ class MqttLink:
         handsets: Mapping[str, str],
         metrics: Metrics,
         fair_share: Mapping[str, tuple[float, float]] | None = None,
+        status_from: Collection[str] = (),
     ) -> None:
         self.name = "mqtt"
         self._cfg = config
         self._sources = [(name, tuple(filters)) for name, filters in sources.items()]
         self._handset_topics = dict(handsets)
         self._response_topics = {f"{base}/response": hs for hs, base in handsets.items()}
+        # Handset apps that keep a retained status (last will "offline") on <base>/status.
+        self._status_topics = {
+            f"{base}/status": hs for hs, base in handsets.items() if hs in status_from
+        }
         self._dropped: int | None = None  # broker's $SYS drop counter, first value = baseline
         self._refused: set[str] = set()  # filters the broker refused, with link_down raised
         self._session_present: bool | None = None  # CONNACK's flag for the current session
@@ -379,6 +384,7 @@ class MqttLink:
                 self._log.warning("mqtt_fast_io_unavailable", paho=paho_version)
             filters = [(f, 1) for _, fs in self._sources for f in fs]
             filters += [(t, 1) for t in self._response_topics]
+            filters += [(t, 1) for t in self._status_topics]
             if cfg.watch_broker_drops:
                 filters.append((SYS_DROPPED, 0))
             if filters:
@@ -508,6 +514,12 @@ class MqttLink:
                     packet_id=mid if qos > 0 else 0,
                 )
             )
+            return
+        handset = self._status_topics.get(topic)
+        if handset is not None:
+            # State, not news: the retained copy comes back at every subscribe.
+            ack()
+            put(HandsetStatus(handset, payload, now))
             return
         source = self._source_of(topic)
         if source is not None:

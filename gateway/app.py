@@ -53,7 +53,15 @@ from gateway.model import (
     SignalState,
 )
 from gateway.pidlock import PidLock
-from gateway.ports import DeliveryReport, HandsetChannel, Inbound, Item, RawResponse, Source
+from gateway.ports import (
+    DeliveryReport,
+    HandsetChannel,
+    HandsetStatus,
+    Inbound,
+    Item,
+    RawResponse,
+    Source,
+)
 from gateway.reloadstatus import ReloadReporter, status_path
 from gateway.sdnotify import Notifier, watchdog_interval, watchdog_loop
 
@@ -142,6 +150,7 @@ class Gateway:
         self._restored_from_file = False  # a start that could not open the journal read it
         self._journal_newest: float | None = None  # newest journaled input at start
         self._reject_logged: dict[tuple[str, str, str], float] = {}
+        self._handset_state: dict[str, bool] = {}  # handset -> online, as its app last said
         self._decoders: dict[str, Decoder] = {
             name: make_decoder(name, src.decoder, src.base_topic, config)
             for name, src in config.sources.items()
@@ -248,6 +257,7 @@ class Gateway:
                     for n, s in cfg.sources.items()
                     if s.type == "mqtt" and s.decoder == "zigbee2mqtt"
                 },
+                status_from=[h for h in mqtt_handsets if cfg.handsets[h].reports_status],
             )
             for h in mqtt_handsets:
                 self._channels[h] = self.link
@@ -667,6 +677,10 @@ class Gateway:
                 signals.append(item)
                 received[item.id] = item.received_at or now
                 outcome.extend(self.engine.handle_signal(item, now))
+            elif isinstance(item, HandsetStatus):
+                online = self._handset_online(item)
+                if online is not None:
+                    outcome.extend(self.engine.handset_status(item.handset, online, now))
             elif isinstance(item, DeliveryReport):
                 if item.status == "delivered":
                     outcome.extend(self.engine.note(item.alert_id, "delivered", item.handset, now))
@@ -839,6 +853,30 @@ class Gateway:
         if response is None:
             self._reject("handsets", "malformed_response", raw.handset)
         return response
+
+    def _handset_online(self, item: HandsetStatus) -> bool | None:
+        """What a handset app's status message says: online, offline, or None (rejected)."""
+        text = item.payload.strip()
+        state: object = text.decode("utf-8", "replace").lower()
+        if text.startswith(b"{"):
+            try:
+                state = orjson.loads(text).get("state")
+            except (orjson.JSONDecodeError, AttributeError):
+                state = None
+        if state not in ("online", "offline"):
+            # An empty retained message clears the topic (an app removed): no word either way.
+            if text:
+                self._reject("handsets", "bad_status", item.handset, repr(item.payload[:40]))
+            return None
+        online = state == "online"
+        if self._handset_state.get(item.handset) is not online:
+            self._handset_state[item.handset] = online
+            if online:
+                log.info("handset_online", handset=item.handset)
+            else:
+                log.warning("handset_offline", handset=item.handset)
+        self.metrics.handset_online.labels(item.handset).set(1 if online else 0)
+        return online
 
     def _reject(self, source: str, reason: str, subject: str, detail: str = "") -> None:
         self.metrics.rejects.labels(source, reason).inc()

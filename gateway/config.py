@@ -171,6 +171,9 @@ class HandsetConfig:
     link: str | None = None
     name: str | None = None
     auto_accept: Delay | None = None  # console only: accept rings after N s (demo)
+    # mqtt only: the app keeps a retained "online" on <address>/status, with "offline" as
+    # its last will; a ring while it is offline counts as failed at once.
+    reports_status: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -460,6 +463,9 @@ BUILTIN_KINDS: Mapping[str, KindConfig] = MappingProxyType(
             priority="high", text="SAFETY SENSOR SILENT {device} room {room}"
         ),
         "no_staff_on_duty": KindConfig(priority="high", text="Nobody on duty for zone {zone}"),
+        # An on-duty handset app that said it stopped (or whose last will did): its zone's
+        # rings fail over to others, and the failsafe group should know someone is deaf.
+        "handset_offline": KindConfig(priority="high", text="Handset {device} offline"),
         "link_down": KindConfig(priority="medium", technical=True, text="Link down: {device}"),
         # ESPA record 8 (transmitter failure), or every call failing in a row: the paging
         # system answers the line, but its handsets get nothing.
@@ -746,6 +752,7 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
             "link": hc.link is not None and hc.channel != "espa",
             "auto_accept": hc.auto_accept is not None and hc.channel != "console",
             "address": hc.address is not None and hc.channel == "console",
+            "reports_status": hc.reports_status and hc.channel != "mqtt",
         }
         for key in (k for k, bad in ignored.items() if bad):
             problems.add(

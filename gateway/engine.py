@@ -295,6 +295,7 @@ class Engine:
         self._journaled_conditions: dict[str, Any] = {}  # as of the last changed_conditions()
         self._last_seen: dict[str, float] = {}  # device -> last signal of any kind
         self._silent: set[str] = set()  # devices flagged silent
+        self._offline: set[str] = set()  # handsets whose app says it is not running
         # Devices a rule scenario does not simulate: their silence would be the scenario's.
         self._unsupervised = unsupervised
         self._ring_log: dict[str, deque[float]] = {}  # handset -> recent ring times
@@ -658,8 +659,102 @@ class Engine:
                 other.alert.id for other in self._live.values() if other.alert.group == alert.id
             )
 
+    def handset_status(self, handset: str, online: bool, now: float) -> Outcome:
+        """A handset app said it stopped or runs again (its retained status, or its will).
+
+        Its rings still go out (the broker keeps them for the app), but count as failed at
+        once: a phone with a flat battery must not hold a call for a step's whole timeout.
+        An on-duty handset going offline rings the failsafe group until it is back.
+        """
+        out = Outcome()
+        self._now = now
+        key = f"handset:{handset}:offline"
+        if online:
+            self._offline.discard(handset)
+            self._clear_key(key, now, "back online", out)
+            return out
+        if handset in self._offline:
+            return out
+        self._offline.add(handset)
+        for live in list(self._live.values()):
+            if live.alert.state is AlertState.ACTIVE and handset in live.step_rung:
+                self._offline_ring(live, handset, now, out)
+        kinds = {dc.kind for dc in self._devices.values()} or {"pull_cord"}
+        if key not in self._by_key and any(handset in self.on_duty(k, now) for k in kinds):
+            self._handset_offline_alarm(handset, key, now, out)
+        self._offline_rings(out, now)
+        return out
+
+    def _offline_rings(self, out: Outcome, now: float) -> None:
+        """Count the rings in `out` to handsets whose app is offline as failed.
+
+        Those that move an alert on ring others, which are looked at too; the last step
+        is never left this way (it rings its people again at its own pace).
+        """
+        if not self._offline:
+            return
+        i = 0
+        while i < len(out.deliveries):
+            d = out.deliveries[i]
+            i += 1
+            if d.action in ("ring", "batch") and d.handset in self._offline:
+                live = self._live.get(d.alert_id)
+                if live is not None and live.alert.state is AlertState.ACTIVE:
+                    self._offline_ring(live, d.handset, now, out)
+
+    def _offline_ring(self, live: _Live, handset: str, now: float, out: Outcome) -> None:
+        if handset in live.failed:
+            return
+        live.failed.add(handset)
+        out.transitions.append(
+            Transition(live.alert, "delivery_failed", now, handset, "handset offline")
+        )
+        last = live.alert.step >= len(live.ladder.steps) - 1
+        if not last and self._step_refused(live, handset):
+            self._give_back(live, handset, now, out, why="delivery_failed")
+
+    def _handset_offline_alarm(self, handset: str, key: str, now: float, out: Outcome) -> None:
+        """Tell the failsafe group and the others on duty that `handset` hears nothing."""
+        kind = "handset_offline"
+        alert = Alert(
+            id=self._next_id(key),
+            key=key,
+            kind=kind,
+            room="",
+            zone="",
+            device=handset,
+            priority=Priority.HIGH,
+            critical=False,
+            state=AlertState.ACTIVE,
+            raised_at=now,
+            signal_id=f"offline-{handset}-{int(now)}",
+            text=self._text(
+                self.config.kind(kind).text, kind=kind, room="", device=handset, zone="", count=1
+            ),
+        )
+        live = _Live(alert, [], 0, self._ladder(""), self._timers)
+        self._live[alert.id] = live
+        self._by_key[key] = alert.id
+        out.transitions.append(Transition(alert, "raised", now, handset))
+        live.step_rung = [h for h in self._failsafe(kind, now) if h not in self._offline]
+        for h in live.step_rung:
+            self._ring(live, h, now, out, rate_limited=False)
+        if not live.step_rung:
+            out.transitions.append(Transition(alert, "unrouted", now, "no handset online"))
+        # Rung again after the reminder time (a ladder without reminders: its last step's).
+        again = live.ladder.reminder or max(live.ladder.steps[-1].after, LAST_STEP_REPEAT)
+        live.alert = alert.with_state(
+            AlertState.ACTIVE, step=len(live.ladder.steps) - 1, due=now + again
+        )
+
     def handle_signal(self, signal: Signal, now: float) -> Outcome:
         """Decide what one signal means."""
+        out = self._handle_signal(signal, now)
+        if self._offline:
+            self._offline_rings(out, now)
+        return out
+
+    def _handle_signal(self, signal: Signal, now: float) -> Outcome:
         out = Outcome()
         self._now = now
         if signal.device in self._devices:  # only they are supervised: no table of strangers
@@ -691,6 +786,12 @@ class Engine:
 
     def handle_response(self, response: Response, now: float) -> Outcome:
         """Apply a handset's accept, reject or resolve."""
+        out = self._handle_response(response, now)
+        if self._offline:
+            self._offline_rings(out, now)
+        return out
+
+    def _handle_response(self, response: Response, now: float) -> Outcome:
         out = Outcome()
         live = self._live.get(response.alert_id)
         if live is None:
@@ -835,6 +936,12 @@ class Engine:
 
     def tick(self, now: float) -> Outcome:
         """Fire every timer due at `now`."""
+        out = self._tick(now)
+        if self._offline:
+            self._offline_rings(out, now)
+        return out
+
+    def _tick(self, now: float) -> Outcome:
         out = Outcome()
         self._now = now
         timers = self._timers

@@ -74,6 +74,13 @@ class Metrics:
         self.outbox_depth = Gauge(
             "alertgw_outbox_depth", "Handset messages waiting for their channel", registry=r
         )
+        self.handset_online = Gauge(
+            "alertgw_handset_online",
+            "1 while a handset app that reports its status says it runs, 0 once it (or its"
+            " last will) says offline",
+            ["handset"],
+            registry=r,
+        )
         self.handset_reachable = Gauge(
             "alertgw_handset_reachable",
             "1 when the handset's last message was delivered; 0 when its channel refused it"

@@ -51,7 +51,16 @@ class DeliveryReport:
     detail: str = ""
 
 
-Item = Inbound | RawResponse | Response | Signal | DeliveryReport
+@dataclasses.dataclass(frozen=True, slots=True)
+class HandsetStatus:
+    """A handset app's own word on whether it is running (its retained status or will)."""
+
+    handset: str
+    payload: bytes
+    received_at: float
+
+
+Item = Inbound | RawResponse | Response | Signal | DeliveryReport | HandsetStatus
 Put = Callable[[Item], None]
 
 

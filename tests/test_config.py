@@ -528,7 +528,7 @@ def test_handset_keys_its_channel_ignores_are_refused() -> None:
     text = edit(
         "  night1: {channel: mqtt}\n  night2: {channel: console}",
         "  night1: {channel: mqtt, auto_accept: 15, link: dect}\n"
-        "  night2: {channel: console, address: '4711'}",
+        "  night2: {channel: console, address: '4711', reports_status: true}",
     )
     found = problems_of(text)
     at1, at2 = line_of(text, "night1: {channel"), line_of(text, "night2: {channel")
@@ -537,6 +537,8 @@ def test_handset_keys_its_channel_ignores_are_refused() -> None:
         f"{FILE}:{at1}: handsets.night1.auto_accept: `auto_accept:` means nothing for a mqtt "
         "handset",
         f"{FILE}:{at2}: handsets.night2.address: `address:` means nothing for a console handset",
+        f"{FILE}:{at2}: handsets.night2.reports_status: `reports_status:` means nothing for a "
+        "console handset",
     ]
 
 

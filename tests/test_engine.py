@@ -2074,3 +2074,83 @@ def test_config_refuses_a_repeat_that_cannot_work(rule: str, problem: str) -> No
     with pytest.raises(ConfigError) as err:
         config(base=base)
     assert problem in str(err.value)
+
+
+def offline(c: Clocked, handset: str, online: bool = False) -> Outcome:
+    """A handset app's status (retained, or its last will) says it stopped or runs."""
+    result = c.engine.handset_status(handset, online, c.now)
+    c.out.extend(result)
+    return result
+
+
+def test_a_ring_to_an_offline_handset_moves_on_at_once() -> None:
+    """The primary's app is offline: the call still goes to it, and to the next step now."""
+    c = Clocked(config())
+    offline(c, "n-ost")
+    c.out = Outcome()
+    c.signal("cord-101")
+    assert c.rings() == [(0, "n-ost", "pull_cord"), (0, "n-vest", "pull_cord")]
+    failed = [(t.event, t.detail, t.reason) for t in c.out.transitions if t.alert.id == "a2"]
+    assert ("delivery_failed", "n-ost", "handset offline") in failed
+    assert ("escalated", "to step 1", "delivery_failed") in failed
+
+
+def test_an_app_going_offline_while_ringing_moves_the_call_on() -> None:
+    """Rung, then the app's last will says offline: the next step rings without waiting."""
+    c = Clocked(config())
+    c.signal("cord-101")
+    c.at(10)
+    offline(c, "n-ost")
+    assert [(t, h) for t, h, k in c.rings() if k == "pull_cord"] == [(0, "n-ost"), (10, "n-vest")]
+
+
+def test_an_on_duty_handset_offline_rings_the_failsafe_until_it_is_back() -> None:
+    """Someone on duty hears nothing: the failsafe group and the others on duty are told."""
+    c = Clocked(config())
+    went = offline(c, "n-ost")
+    assert sorted((d.handset, d.payload["kind"]) for d in went.deliveries) == [
+        ("n-vest", "handset_offline"),
+        ("vakt", "handset_offline"),
+    ]
+    assert went.deliveries[0].payload["text"] == "Handset n-ost offline"
+    assert offline(c, "n-ost").deliveries == []  # said again: no news
+    back = offline(c, "n-ost", online=True)
+    assert sorted((d.handset, d.action) for d in back.deliveries) == [
+        ("n-vest", "cancel"),
+        ("vakt", "cancel"),
+    ]
+
+
+def test_an_off_duty_handset_going_offline_is_no_alarm() -> None:
+    """The day phone switched off at night: nobody needs to hear of it."""
+    c = Clocked(config())
+    assert offline(c, "d-ost").deliveries == []
+    assert offline(c, "d-ost").transitions == []
+
+
+def test_everyone_offline_at_the_last_step_rings_again_at_its_pace_not_in_a_loop() -> None:
+    """No handset can hear: the alert stays at the last step, rung again every step time."""
+    c = Clocked(config())
+    for h in ("n-ost", "n-vest", "vakt"):
+        offline(c, h)
+    c.out = Outcome()
+    c.signal("cord-101")
+    alert_id = c.out.deliveries[0].alert_id
+    first = [h for t, h, k in c.rings() if k == "pull_cord"]
+    assert first == ["n-ost", "n-vest", "vakt"]
+    c.at(59)
+    assert len([1 for _, _, k in c.rings() if k == "pull_cord"]) == 3
+    c.at(61)  # the last step's own timeout rings them all again
+    assert len([1 for _, _, k in c.rings() if k == "pull_cord"]) == 6
+    assert c.engine.alert(alert_id) is not None
+
+
+def test_an_accepter_whose_app_goes_offline_keeps_the_alert() -> None:
+    """A nurse on her way with a phone gone flat still goes: the alert is not given back."""
+    c = Clocked(config())
+    alert_id = c.signal("cord-101").deliveries[0].alert_id
+    c.respond("n-ost", alert_id)
+    offline(c, "n-ost")
+    alert = c.engine.alert(alert_id)
+    assert alert is not None
+    assert alert.accepted_by == "n-ost"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from gateway.config import load_config
+from gateway.journal import Journal
 from tests.conftest import Broker, running, unique
 from tests.integration.helpers import Peer, latest_alert, peer
 
@@ -413,3 +415,82 @@ async def test_a_restart_does_not_restart_the_supervision_interval(
         await advance(clock, 30, r.gateway.kick)
         handset, ring = await p.next()
         assert (handset, ring["type"], ring["kind"]) == ("tech", "ring", "device_silent")
+
+
+# A handset app: keeps a retained "online" with "offline" as its last will, then waits to
+# be killed (a phone that goes flat sends no DISCONNECT either).
+HANDSET_APP = """
+import sys, time
+import paho.mqtt.client as mqtt
+port, topic = int(sys.argv[1]), sys.argv[2]
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=sys.argv[3])
+c.will_set(topic, "offline", qos=1, retain=True)
+c.connect("127.0.0.1", port, keepalive=60)
+c.loop_start()
+c.publish(topic, "online", qos=1, retain=True).wait_for_publish(5)
+print("up", flush=True)
+time.sleep(600)
+"""
+
+
+async def test_a_handset_app_that_dies_fails_its_rings_over_and_rings_the_failsafe(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A real app process killed: its will says offline; calls skip it; back online clears."""
+    path = write_config(tmp_path, broker.port)
+    prefix = prefix_of(path)
+    path.write_text(
+        path.read_text().replace(
+            f"n1: {{address: {prefix}/handset/n1}}",
+            f"n1: {{address: {prefix}/handset/n1, reports_status: true}}",
+        )
+    )
+    status = f"{prefix}/handset/n1/status"
+    app = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        HANDSET_APP,
+        str(broker.port),
+        status,
+        unique("app"),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert app.stdout is not None
+        assert await asyncio.wait_for(app.stdout.readline(), 10) == b"up\n"
+        clock = FakeClock()
+        config = load_config(path)
+        async with running(config, clock=clock) as r, peer(broker.port, prefix) as p:
+            await asyncio.sleep(0.3)
+            assert await p.nothing(0.2)  # online: nothing to say
+            app.kill()
+            await app.wait()
+            told = {(await p.next())[0] for _ in range(2)}
+            assert told == {"n2", "vakt"}  # the other on duty and the failsafe group
+            sample = r.gateway.metrics.registry.get_sample_value
+            assert sample("alertgw_handset_online", {"handset": "n1"}) == 0
+            await p.z2m("rom102/snor", {"action": "single"})
+            rung = [await p.next() for _ in range(2)]
+            # n1 still gets it (the broker keeps it for the app); n2 at once, not after 60 s.
+            assert [(h, m["type"], m["kind"]) for h, m in rung] == [
+                ("n1", "ring", "pull_cord"),
+                ("n2", "ring", "pull_cord"),
+            ]
+            await p.client.publish(status, b"maybe", qos=1)  # neither: counted, no change
+            await asyncio.sleep(0.2)
+            rejected = {"source": "handsets", "reason": "bad_status"}
+            assert sample("alertgw_input_rejected_total", rejected) == 1
+            await p.client.publish(status, b"online", qos=1, retain=True)
+            cancels = {(await p.next())[0] for _ in range(2)}
+            assert cancels == {"n2", "vakt"}
+        journal = Journal(config.journal.path)
+        await journal.open()
+        try:
+            (call,) = [a for a in await journal.recent_alerts(5) if a.alert.kind == "pull_cord"]
+        finally:
+            await journal.close()
+        assert ("delivery_failed", "n1 (handset offline)") in [(e, d) for _, e, d in call.events]
+    finally:
+        if app.returncode is None:
+            app.kill()
+            await app.wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import ssl
 import subprocess
@@ -195,3 +196,30 @@ async def test_acl_refuses_a_forged_sensor_message_from_a_handset(
         assert r.gateway.metrics.signals.labels("zigbee", "pull_cord", "raised")._value.get() == 0
         await sensor.publish("zigbee2mqtt/rom101/snor", b'{"action": "single"}', qos=1)
         assert (await next_alert(handset))["kind"] == "pull_cord"
+
+
+async def test_acl_lets_a_handset_keep_its_own_status_and_alertgw_read_it(
+    secure_broker: Broker, pki: Pki, tmp_path: Path
+) -> None:
+    """With the shipped ACL a handset app's status reaches alertgw; a sensor cannot forge it."""
+    base = gateway_config(secure_broker, tmp_path, pki.ca)
+    handsets = {"natt-ost": dataclasses.replace(base.handsets["natt-ost"], reports_status=True)}
+    config = dataclasses.replace(base, handsets=handsets)
+    status = "alertgw/handset/natt-ost/status"
+    async with (
+        running(config) as r,
+        client(secure_broker, pki, "natt-ost") as handset,
+        client(secure_broker, pki, "zigbee2mqtt") as sensor,
+    ):
+        sample = r.gateway.metrics.registry.get_sample_value
+        await sensor.publish(status, b"offline", qos=1)  # not its topic: the broker drops it
+        await asyncio.sleep(0.5)
+        assert sample("alertgw_handset_online", {"handset": "natt-ost"}) is None
+        await handset.publish(status, b"offline", qos=1)
+        async with asyncio.timeout(5):
+            while sample("alertgw_handset_online", {"handset": "natt-ost"}) != 0:
+                await asyncio.sleep(0.05)
+        await handset.publish(status, b"online", qos=1)
+        async with asyncio.timeout(5):
+            while sample("alertgw_handset_online", {"handset": "natt-ost"}) != 1:
+                await asyncio.sleep(0.05)
