@@ -86,6 +86,7 @@ _ARMED_KEY = CONDITION_PREFIX + "armed:"
 _SHORT_KEY = CONDITION_PREFIX + "short:"
 _SEEN_KEY = CONDITION_PREFIX + "silent_for"  # device -> seconds unheard, for supervision
 SEEN_SNAPSHOT_PERIOD = 300.0  # how often that is journaled: at most this much is forgotten
+DUTY_CHECK_PERIOD = 60.0  # how soon an offline handset's shift change is noticed
 SHORT_EVENT = "hold_off_skipped"  # the timeline's mark of a ring a rule's `repeat` started
 _PRESENT_KEY = CONDITION_PREFIX + "present:"
 
@@ -296,6 +297,7 @@ class Engine:
         self._last_seen: dict[str, float] = {}  # device -> last signal of any kind
         self._silent: set[str] = set()  # devices flagged silent
         self._offline: set[str] = set()  # handsets whose app says it is not running
+        self._next_duty_check = now  # while any is offline: who came on or went off duty
         # Devices a rule scenario does not simulate: their silence would be the scenario's.
         self._unsupervised = unsupervised
         self._ring_log: dict[str, deque[float]] = {}  # handset -> recent ring times
@@ -406,6 +408,8 @@ class Engine:
             dues.append(self._boundary_due)
         if self._supervised():
             dues.append(self._next_supervision)
+        if self._offline:
+            dues.append(self._next_duty_check)
         return min(dues) if dues else None
 
     def team(self, kind: str, zone: str, now: float) -> list[str]:
@@ -679,11 +683,24 @@ class Engine:
         for live in list(self._live.values()):
             if live.alert.state is AlertState.ACTIVE and handset in live.step_rung:
                 self._offline_ring(live, handset, now, out)
-        kinds = {dc.kind for dc in self._devices.values()} or {"pull_cord"}
-        if key not in self._by_key and any(handset in self.on_duty(k, now) for k in kinds):
+        if key not in self._by_key and self._on_duty_anywhere(handset, now):
             self._handset_offline_alarm(handset, key, now, out)
         self._offline_rings(out, now)
         return out
+
+    def _on_duty_anywhere(self, handset: str, now: float) -> bool:
+        kinds = {dc.kind for dc in self._devices.values()} or {"pull_cord"}
+        return any(handset in self.on_duty(k, now) for k in kinds)
+
+    def _offline_duty(self, now: float, out: Outcome) -> None:
+        """An offline handset's shift started (alarm) or ended (its alarm is moot)."""
+        for handset in sorted(self._offline):
+            key = f"handset:{handset}:offline"
+            on_duty = self._on_duty_anywhere(handset, now)
+            if on_duty and key not in self._by_key:
+                self._handset_offline_alarm(handset, key, now, out)
+            elif not on_duty and key in self._by_key:
+                self._clear_key(key, now, "off duty", out)
 
     def _offline_rings(self, out: Outcome, now: float) -> None:
         """Count the rings in `out` to handsets whose app is offline as failed.
@@ -931,6 +948,7 @@ class Engine:
             self._short[key] = tuple(t + delta for t in times)
         self._next_supervision += delta
         self._next_seen_snapshot += delta
+        self._next_duty_check += delta
         self._started += delta
         self._now += delta
 
@@ -969,6 +987,9 @@ class Engine:
         if self._boundary_due is not None and self._boundary_due <= now:
             self._boundary_due = None
             self._schedule_changed(now, out)
+        if self._offline and self._next_duty_check <= now:
+            self._next_duty_check = now + DUTY_CHECK_PERIOD
+            self._offline_duty(now, out)
         if self._supervised() and self._next_supervision <= now:
             self._supervise(now, out)
             self._next_supervision = now + SUPERVISION_PERIOD

@@ -2154,3 +2154,23 @@ def test_an_accepter_whose_app_goes_offline_keeps_the_alert() -> None:
     alert = c.engine.alert(alert_id)
     assert alert is not None
     assert alert.accepted_by == "n-ost"
+
+
+def test_an_offline_handset_coming_on_duty_raises_its_alarm_at_the_shift_change() -> None:
+    """The day phone off since the afternoon: at 07:00 it is on duty and deaf; at 22:00 moot."""
+    early = dt.datetime(2026, 11, 25, 6, 30, tzinfo=OSLO).timestamp()
+    c = Clocked(config(), start=early)
+    assert offline(c, "d-ost").deliveries == []  # night: d-ost is off duty
+    c.at(29 * 60)
+    assert not [d for d in c.out.deliveries if d.payload.get("kind") == "handset_offline"]
+    c.at(31 * 60)  # 07:01: the day shift has started
+    told = {d.handset for d in c.out.deliveries if d.payload.get("kind") == "handset_offline"}
+    assert told == {"d-2", "vakt"}
+    c.at(15 * 3600 + 31 * 60)  # 22:01: off duty again; the alarm (rung all day) is cancelled
+    ended = [
+        t for t in c.out.transitions if t.alert.kind == "handset_offline" and t.event == "cleared"
+    ]
+    assert [t.detail for t in ended] == ["off duty"]
+    assert 15 * 3600 + 30 * 60 <= ended[0].ts - early <= 15 * 3600 + 31 * 60
+    cancels = {d.handset for d in c.out.deliveries if d.action == "cancel"}
+    assert {"d-2", "vakt"} <= cancels
