@@ -319,20 +319,26 @@ async def test_a_restless_resident_rings_on_the_third_short_exit_across_a_restar
     assert "condition_cleared" in events
 
 
+def with_technician(path: Path, sections: str) -> Path:
+    """Add a technician's handset `tech` and top-level `sections` to a written config."""
+    tech = f"  tech: {{address: {prefix_of(path)}/handset/tech}}\n"
+    text = path.read_text().replace("  vakt: {address:", tech + "  vakt: {address:")
+    path.write_text(text.replace("journal:", sections + "journal:"))
+    return path
+
+
+SUPERVISED = (
+    "technical: {handsets: [tech], digest: false}\nsupervision: {kinds: {bed_exit: 3600}}\n"
+)
+
+
 async def test_a_restart_before_the_morning_digest_keeps_its_items(
     broker: Broker, tmp_path: Path
 ) -> None:
     """Through MQTT and the journal: a battery low, a restart, the digest still lists it once."""
-    path = write_config(tmp_path, broker.port)
-    path.write_text(
-        path.read_text()
-        .replace(
-            "  vakt: {address:",
-            "  tech: {address: " + prefix_of(path) + "/handset/tech}\n  vakt: {address:",
-        )
-        .replace(
-            "journal:", 'technical: {handsets: [tech], digest: true, digest_at: "07:30"}\njournal:'
-        )
+    path = with_technician(
+        write_config(tmp_path, broker.port),
+        'technical: {handsets: [tech], digest: true, digest_at: "07:30"}\n',
     )
     clock = FakeClock()  # 16:13 local time
     config = load_config(path)
@@ -359,19 +365,7 @@ async def test_a_silent_sensor_alarm_ends_when_it_reports_after_a_restart(
     broker: Broker, tmp_path: Path
 ) -> None:
     """Through MQTT and the journal: silent, a restart, then a report cancels the alarm."""
-    path = write_config(tmp_path, broker.port)
-    path.write_text(
-        path.read_text()
-        .replace(
-            "  vakt: {address:",
-            "  tech: {address: " + prefix_of(path) + "/handset/tech}\n  vakt: {address:",
-        )
-        .replace(
-            "journal:",
-            "technical: {handsets: [tech], digest: false}\n"
-            "supervision: {kinds: {bed_exit: 3600}}\njournal:",
-        )
-    )
+    path = with_technician(write_config(tmp_path, broker.port), SUPERVISED)
     clock = FakeClock()
     config = load_config(path)
     async with running(config, clock=clock) as r, peer(broker.port, prefix_of(path)) as p:
@@ -390,19 +384,7 @@ async def test_a_restart_does_not_restart_the_supervision_interval(
     broker: Broker, tmp_path: Path
 ) -> None:
     """Through the journal: unheard 50 of 60 minutes, down 2 hours, flagged 10 min after."""
-    path = write_config(tmp_path, broker.port)
-    path.write_text(
-        path.read_text()
-        .replace(
-            "  vakt: {address:",
-            "  tech: {address: " + prefix_of(path) + "/handset/tech}\n  vakt: {address:",
-        )
-        .replace(
-            "journal:",
-            "technical: {handsets: [tech], digest: false}\n"
-            "supervision: {kinds: {bed_exit: 3600}}\njournal:",
-        )
-    )
+    path = with_technician(write_config(tmp_path, broker.port), SUPERVISED)
     clock = FakeClock()
     config = load_config(path)
     async with running(config, clock=clock) as r, peer(broker.port, prefix_of(path)) as p:
