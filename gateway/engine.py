@@ -732,36 +732,15 @@ class Engine:
 
     def _handset_offline_alarm(self, handset: str, key: str, now: float, out: Outcome) -> None:
         """Tell the failsafe group and the others on duty that `handset` hears nothing."""
-        kind = "handset_offline"
-        alert = Alert(
-            id=self._next_id(key),
-            key=key,
-            kind=kind,
-            room="",
-            zone="",
+        self._staffing_alarm(
+            key,
+            "handset_offline",
+            now,
+            out,
             device=handset,
-            priority=Priority.HIGH,
-            critical=False,
-            state=AlertState.ACTIVE,
-            raised_at=now,
+            zone="",
             signal_id=f"offline-{handset}-{int(now)}",
-            text=self._text(
-                self.config.kind(kind).text, kind=kind, room="", device=handset, zone="", count=1
-            ),
-        )
-        live = _Live(alert, [], 0, self._ladder(""), self._timers)
-        self._live[alert.id] = live
-        self._by_key[key] = alert.id
-        out.transitions.append(Transition(alert, "raised", now, handset))
-        live.step_rung = [h for h in self._failsafe(kind, now) if h not in self._offline]
-        for h in live.step_rung:
-            self._ring(live, h, now, out, rate_limited=False)
-        if not live.step_rung:
-            out.transitions.append(Transition(alert, "unrouted", now, "no handset online"))
-        # Rung again after the reminder time (a ladder without reminders: its last step's).
-        again = live.ladder.reminder or max(live.ladder.steps[-1].after, LAST_STEP_REPEAT)
-        live.alert = alert.with_state(
-            AlertState.ACTIVE, step=len(live.ladder.steps) - 1, due=now + again
+            detail=handset,
         )
 
     def handle_signal(self, signal: Signal, now: float) -> Outcome:
@@ -1893,46 +1872,60 @@ class Engine:
         key = f"zone:{alert.zone}:no_staff"
         if key in self._by_key:
             return
-        signal = Signal(
-            id=f"nostaff-{alert.zone}-{int(now)}",
-            source="roster",
+        self._staffing_alarm(
+            key,
+            "no_staff_on_duty",
+            now,
+            out,
             device=f"zone:{alert.zone}",
-            room=alert.room,
-            kind="no_staff_on_duty",
-            state=SignalState.RAISED,
-            ts=now,
+            zone=alert.zone,
+            signal_id=f"nostaff-{alert.zone}-{int(now)}",
+            detail=f"for alert {alert.id}",
         )
-        zone_alert = Alert(
+
+    def _staffing_alarm(
+        self,
+        key: str,
+        kind: str,
+        now: float,
+        out: Outcome,
+        *,
+        device: str,
+        zone: str,
+        signal_id: str,
+        detail: str,
+    ) -> None:
+        """Ring the failsafe group and everyone on duty (whose app is not offline) about who
+        is missing: nobody on duty for a zone, or an on-duty handset that hears nothing.
+        """
+        alarm = Alert(
             id=self._next_id(key),
             key=key,
-            kind="no_staff_on_duty",
+            kind=kind,
             room="",
-            zone=alert.zone,
-            device=signal.device,
+            zone=zone,
+            device=device,
             priority=Priority.HIGH,
             critical=False,
             state=AlertState.ACTIVE,
             raised_at=now,
-            signal_id=signal.id,
+            signal_id=signal_id,
             text=self._text(
-                self.config.kind("no_staff_on_duty").text,
-                kind="no_staff_on_duty",
-                room="",
-                device=signal.device,
-                zone=alert.zone,
-                count=1,
+                self.config.kind(kind).text, kind=kind, room="", device=device, zone=zone, count=1
             ),
         )
-        live = _Live(zone_alert, [], 0, self._ladder(""), self._timers)
-        self._live[zone_alert.id] = live
-        self._by_key[key] = zone_alert.id
-        out.transitions.append(Transition(zone_alert, "raised", now, f"for alert {alert.id}"))
-        live.step_rung = self._failsafe(alert.kind, now)
+        live = _Live(alarm, [], 0, self._ladder(""), self._timers)
+        self._live[alarm.id] = live
+        self._by_key[key] = alarm.id
+        out.transitions.append(Transition(alarm, "raised", now, detail))
+        live.step_rung = [h for h in self._failsafe(kind, now) if h not in self._offline]
         for h in live.step_rung:
             self._ring(live, h, now, out, rate_limited=False)
+        if not live.step_rung:
+            out.transitions.append(Transition(alarm, "unrouted", now, "no handset online"))
         # Rung again after the reminder time (a ladder without reminders: its last step's).
         again = live.ladder.reminder or max(live.ladder.steps[-1].after, LAST_STEP_REPEAT)
-        live.alert = zone_alert.with_state(
+        live.alert = alarm.with_state(
             AlertState.ACTIVE, step=len(live.ladder.steps) - 1, due=now + again
         )
 
