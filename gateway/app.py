@@ -863,10 +863,12 @@ class Gateway:
                 state = orjson.loads(text).get("state")
             except (orjson.JSONDecodeError, AttributeError):
                 state = None
+        if not text:
+            # An empty retained message clears the topic (the app was removed, or a
+            # technician cleared a stale "offline"): nothing says it is offline any more.
+            state = "online"
         if state not in ("online", "offline"):
-            # An empty retained message clears the topic (an app removed): no word either way.
-            if text:
-                self._reject("handsets", "bad_status", item.handset, repr(item.payload[:40]))
+            self._reject("handsets", "bad_status", item.handset, repr(item.payload[:40]))
             return None
         online = state == "online"
         if self._handset_state.get(item.handset) is not online:
