@@ -361,7 +361,7 @@ class Engine:
     def _ladder(self, rule_name: str, *, critical: bool = False) -> LadderConfig:
         if critical and "critical" in self.config.escalation:
             return self.config.escalation["critical"]
-        rule = next((r for r in self.config.rules if r.name == rule_name), None)
+        rule = self._rules_by_name.get(rule_name)
         name = rule.escalation if rule is not None and rule.escalation else "default"
         return self.config.escalation.get(name, DEFAULT_LADDER)
 
@@ -708,8 +708,6 @@ class Engine:
         Those that move an alert on ring others, which are looked at too; the last step
         is never left this way (it rings its people again at its own pace).
         """
-        if not self._offline:
-            return
         i = 0
         while i < len(out.deliveries):
             d = out.deliveries[i]
@@ -1153,7 +1151,7 @@ class Engine:
         """Start ringing: join a room group if one is open, else ring the first step."""
         alert = live.alert.with_state(AlertState.ACTIVE, step=0, due=None)
         live.alert = alert
-        rule = next((r for r in self.config.rules if r.name == alert.rule), None)
+        rule = self._rules_by_name.get(alert.rule)
         if rule is not None and rule.group > 0:
             leader = self._group_leader(alert, rule.group, now)
             if leader is not None:
