@@ -501,6 +501,12 @@ class Gateway:
         self.engine.restore_conditions(
             {k: v for k, v in saved.items() if k.startswith(CONDITION_PREFIX)}
         )
+        last_digest = self.engine.last_digest
+        if last_digest is not None:
+            # Rows carry the journal's wall time, decisions the engine's: a day's slack
+            # covers a clock step between them; the engine picks the owed ones exactly.
+            for stored in await source.finished_in_digest(last_digest - 86400.0):
+                self.engine.restore_finished(stored.alert, stored.events)
         pending = await source.pending_deliveries()
         for d in pending:
             self._enqueue(d, 0.0)

@@ -89,6 +89,8 @@ SEEN_SNAPSHOT_PERIOD = 300.0  # how often that is journaled: at most this much i
 DUTY_CHECK_PERIOD = 60.0  # how soon an offline handset's shift change is noticed
 SHORT_EVENT = "hold_off_skipped"  # the timeline's mark of a ring a rule's `repeat` started
 _PRESENT_KEY = CONDITION_PREFIX + "present:"
+# When the last technical digest went out: a finished alert queued after it is still owed.
+DIGEST_SENT_KEY = CONDITION_PREFIX + "digest_sent_at"
 
 
 def _by_presence(alert: Alert) -> bool:
@@ -303,10 +305,12 @@ class Engine:
         self._ring_log: dict[str, deque[float]] = {}  # handset -> recent ring times
         self._batch: dict[str, list[str]] = {}  # handset -> alert ids waiting for a batch
         self._batch_due: dict[str, float] = {}
-        # Technical alerts since the last digest: text -> ids of the alerts with it (a
-        # flapping sensor is one line with a count, not a line per flap).
-        self._digest: dict[str, list[str]] = {}
+        # Technical alerts since the last digest: text -> id -> the alert (a flapping
+        # sensor is one line with a count, not a line per flap). A finished alert keeps its
+        # final state here, so the digest can mark it sent in the journal too.
+        self._digest: dict[str, dict[str, Alert]] = {}
         self._digest_due: float | None = None
+        self._digest_sent_at: float | None = None
         self._next_supervision = now + SUPERVISION_PERIOD
         self._next_seen_snapshot = now + SEEN_SNAPSHOT_PERIOD
         self._started = now
@@ -512,6 +516,8 @@ class Engine:
             return self._present.get(name[len(_PRESENT_KEY) :])
         if name == _SEEN_KEY:
             return self._silent_for()
+        if name == DIGEST_SENT_KEY:
+            return self._digest_sent_at
         if name.startswith(_SHORT_KEY):
             times = self._short.get(name[len(_SHORT_KEY) :])
             return None if times is None else list(times)
@@ -554,6 +560,8 @@ class Engine:
                         self._last_seen[dev] = min(
                             self._last_seen.get(dev, self._now), self._now - float(silent_for)
                         )
+            elif name == DIGEST_SENT_KEY and isinstance(value, int | float):
+                self._digest_sent_at = float(value)
             elif name.startswith(_SHORT_KEY) and isinstance(value, list):
                 times = tuple(float(t) for t in value if isinstance(t, int | float))
                 if times:
@@ -588,6 +596,29 @@ class Engine:
                     self._boundary_due = self._now
         self._prune_short(self._now)
         self.changed_conditions()  # what was just restored is journaled already
+        if self._digest_sent_at is None:
+            # A journal from before digests were marked on finished alerts: what it queued
+            # is taken as sent, so nothing goes out twice; from now on it is exact.
+            self._digest_sent_at = self._now
+            self._cond_dirty.add(DIGEST_SENT_KEY)
+
+    @property
+    def last_digest(self) -> float | None:
+        """When the last technical digest went out (as restored), None before any."""
+        return self._digest_sent_at
+
+    def restore_finished(self, alert: Alert, timeline: Iterable[tuple[float, str, str]]) -> None:
+        """Queue a technical alert that finished before a restart but is still owed a digest.
+
+        A battery low that cleared at 02:00 and a restart at 03:00: the technician must still
+        read it at 07:30. Its timeline says `digest` without a later `digest_sent`.
+        """
+        since = _read_back(timeline).digest_since
+        if since is None or not alert.state.terminal:
+            return
+        if self._digest_sent_at is not None and since < self._digest_sent_at:
+            return  # a digest before the restart listed it (journaled before the marks)
+        self._queue_digest(alert, since)
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -1620,6 +1651,9 @@ class Engine:
         if self._by_key.get(live.alert.key) == alert_id:
             del self._by_key[live.alert.key]
         live.alert = live.alert.with_state(state, due=None)
+        queued = self._digest.get(live.alert.text) if self._digest else None
+        if queued is not None and alert_id in queued:
+            queued[alert_id] = live.alert  # its final state, for the digest_sent mark
         out.transitions.append(Transition(live.alert, state.value, now, detail, reason))
         for member_id in list(live.members):
             member = self._live.get(member_id)
@@ -1786,9 +1820,7 @@ class Engine:
 
     def _queue_digest(self, alert: Alert, since: float) -> None:
         """Put a technical alert in the next digest, the one due after `since`."""
-        ids = self._digest.setdefault(alert.text, [])
-        if alert.id not in ids:
-            ids.append(alert.id)
+        self._digest.setdefault(alert.text, {})[alert.id] = alert
         tech = self.config.technical
         # A digest switched off meanwhile (a reload, a restart) still sends what it holds.
         due = self.calendar.next_time(tech.digest_at, since) if tech.digest else since
@@ -1803,12 +1835,16 @@ class Engine:
         items = [text if len(ids) == 1 else f"{text} ({len(ids)}x)" for text, ids in queued.items()]
         total = sum(len(ids) for ids in queued.values())
         digest_id = self._next_id("technical:digest")
-        # Marked on each alert still open, so a restart after the digest does not send it again.
+        # Marked on each alert, open or finished, so a restart after the digest does not
+        # send it again; the time marks what older journals queued as sent.
         for ids in queued.values():
-            for alert_id in ids:
+            for alert_id, alert in ids.items():
                 live = self._live.get(alert_id)
-                if live is not None:
-                    out.transitions.append(Transition(live.alert, "digest_sent", now, digest_id))
+                out.transitions.append(
+                    Transition(alert if live is None else live.alert, "digest_sent", now, digest_id)
+                )
+        self._digest_sent_at = now
+        self._cond_dirty.add(DIGEST_SENT_KEY)
         for h in self.config.technical.handsets:
             out.deliveries.append(
                 Delivery(

@@ -395,6 +395,16 @@ class Journal:
         marks = ",".join("?" * len(_ACTIVE_STATES))
         return await self._alerts(f"WHERE state IN ({marks}) ORDER BY raised_at", _ACTIVE_STATES)
 
+    async def finished_in_digest(self, since: float) -> list[StoredAlert]:
+        """Finished alerts updated since `since` whose timeline queued them for a digest."""
+        marks = ",".join("?" * len(_ACTIVE_STATES))
+        return await self._alerts(
+            # Only placeholders are formatted in; every value is bound.
+            f"WHERE updated_at >= ? AND state NOT IN ({marks}) AND EXISTS (SELECT 1 FROM events"  # noqa: S608
+            " WHERE alert_row = alerts.rowid AND event = 'digest') ORDER BY raised_at",
+            (since, *_ACTIVE_STATES),
+        )
+
     async def recent_alerts(self, limit: int = 20) -> list[StoredAlert]:
         """The most recently raised alerts with their timelines."""
         return await self._alerts("ORDER BY raised_at DESC LIMIT ?", (limit,))

@@ -14,7 +14,7 @@ from gateway.config import Config, parse_config
 from gateway.engine import Engine, Outcome
 from gateway.errors import ConfigError
 from gateway.espa.decode import EspaDecoder
-from gateway.model import AlertState, Response, ResponseKind, Signal, SignalState
+from gateway.model import Alert, AlertState, Response, ResponseKind, Signal, SignalState
 
 OSLO = ZoneInfo("Europe/Oslo")
 NIGHT = dt.datetime(2026, 11, 24, 23, 0, tzinfo=OSLO).timestamp()
@@ -640,6 +640,69 @@ def test_a_flapping_technical_sensor_is_one_digest_line_with_a_count() -> None:
     (digest,) = [d for d in c.out.deliveries if d.action == "digest"]
     assert digest.payload["items"] == ["Battery low bed-102 (6x)", "Battery low bed-101"]
     assert digest.payload["text"] == "Technical digest: 7 alarm(s)"
+
+
+def finished(c: Clocked, alert_id: str) -> Alert:
+    """An alert's last journaled state (the engine forgets finished alerts)."""
+    return [t.alert for t in c.out.transitions if t.alert.id == alert_id][-1]
+
+
+def restarted_with_finished(c: Clocked, alert_id: str, *, saved: dict[str, Any]) -> Clocked:
+    """A fresh engine restored as the gateway does: conditions, then a finished alert."""
+    fresh = Clocked(config(), start=c.start, first_id=100)
+    fresh.now = c.now
+    fresh.engine.tick(c.now)  # the gateway's engine starts at the time it restarts
+    fresh.engine.restore_conditions(saved)
+    fresh.engine.restore_finished(finished(c, alert_id), journaled(c, alert_id))
+    return fresh
+
+
+def test_a_technical_alarm_that_cleared_before_a_restart_is_still_in_the_digest() -> None:
+    """Battery low at 23:00, replaced at 00:00, a restart at 01:00: 07:30 still lists it."""
+    c = Clocked(config())
+    c.engine.restore_conditions({})  # as the gateway starts, on a fresh journal
+    c.signal("bed-102", kind="battery_low")
+    c.at(3600)
+    c.signal("bed-102", "cleared", kind="battery_low")
+    assert finished(c, "a1").state is AlertState.CLEARED
+    c.at(7200)
+    fresh = restarted_with_finished(c, "a1", saved=c.engine.changed_conditions())
+    fresh.at(9 * 3600)
+    (digest,) = [d for d in fresh.out.deliveries if d.action == "digest"]
+    assert digest.payload["items"] == ["Battery low bed-102"]
+    # Marked on the finished alert too, with its final state, and the time journaled.
+    (mark,) = [t for t in fresh.out.transitions if t.event == "digest_sent"]
+    assert (mark.alert.id, mark.alert.state) == ("a1", AlertState.CLEARED)
+    assert fresh.engine.changed_conditions()["engine:digest_sent_at"] == mark.ts
+
+
+def test_a_finished_alarm_already_in_a_digest_is_not_sent_again_after_a_restart() -> None:
+    """Listed at 07:30, a restart at 08:00: tomorrow's digest does not list it again."""
+    c = Clocked(config())
+    c.engine.restore_conditions({})  # as the gateway starts, on a fresh journal
+    c.signal("bed-102", kind="battery_low")
+    c.at(3600)
+    c.signal("bed-102", "cleared", kind="battery_low")
+    c.at(9 * 3600)
+    assert [d.action for d in c.out.deliveries] == ["digest"]
+    assert c.events("a1")[-1] == "digest_sent"
+    fresh = restarted_with_finished(c, "a1", saved=c.engine.changed_conditions())
+    fresh.at(40 * 3600)
+    assert [d.action for d in fresh.out.deliveries] == []
+
+
+def test_a_journal_from_before_the_digest_marks_owes_no_finished_alarm() -> None:
+    """No digest time journaled (older version): finished alarms count as sent, not twice."""
+    c = Clocked(config())
+    c.signal("bed-102", kind="battery_low")
+    c.at(60)
+    c.signal("bed-102", "cleared", kind="battery_low")
+    c.at(7200)
+    fresh = restarted_with_finished(c, "a1", saved={})
+    assert fresh.engine.last_digest == fresh.now
+    assert fresh.engine.changed_conditions() == {"engine:digest_sent_at": fresh.now}
+    fresh.at(40 * 3600)
+    assert [d.action for d in fresh.out.deliveries] == []
 
 
 def test_a_silent_sensor_alarm_restored_after_a_restart_clears_when_it_reports() -> None:
@@ -2026,7 +2089,8 @@ def test_a_restart_keeps_the_restless_count_and_the_latch() -> None:
     ring = fresh.signal("bed-102").deliveries
     assert [d.action for d in ring] == ["ring"]
     # The journal drops the count once it rang: a second restart starts from zero.
-    assert list(fresh.engine.changed_conditions().values()) == [None]
+    changed = fresh.engine.changed_conditions()
+    assert [v for k, v in changed.items() if "short:" in k] == [None]
     # The latch survives a restart too: the restored alert's timeline says why it rang.
     alert_id = ring[0].alert_id
     again = restored(fresh, alert_id)

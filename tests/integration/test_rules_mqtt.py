@@ -361,6 +361,39 @@ async def test_a_restart_before_the_morning_digest_keeps_its_items(
         assert await p.nothing(0.4)  # sent once: the journal marked it
 
 
+async def test_a_battery_replaced_before_a_restart_is_still_in_the_morning_digest(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Through MQTT and the journal: battery low, replaced, a restart: listed once at 07:30."""
+    path = with_technician(
+        write_config(tmp_path, broker.port),
+        'technical: {handsets: [tech], digest: true, digest_at: "07:30"}\n',
+    )
+    clock = FakeClock()  # 16:13 local time
+    config = load_config(path)
+    async with running(config, clock=clock) as r, peer(broker.port, prefix_of(path)) as p:
+        await p.z2m("rom101/seng", {"occupancy": False, "battery_low": False})
+        await p.z2m("rom101/seng", {"occupancy": False, "battery_low": True})
+        await asyncio.sleep(0.2)
+        await advance(clock, 60, r.gateway.kick)
+        await p.z2m("rom101/seng", {"occupancy": False, "battery_low": False})
+        await asyncio.sleep(0.2)
+        assert await p.nothing(0.3)
+    stored = await latest_alert(config.journal.path)
+    assert (stored.alert.kind, stored.alert.state) == ("battery_low", "cleared")
+    async with running(config, clock=clock) as r, peer(broker.port, prefix_of(path)) as p:
+        await advance(clock, 16 * 3600, r.gateway.kick)  # past 07:30 the next morning
+        handset, digest = await p.next()
+        assert (handset, digest["type"], digest["items"]) == (
+            "tech",
+            "digest",
+            ["Battery low bed-101"],
+        )
+    async with running(config, clock=clock) as r, peer(broker.port, prefix_of(path)) as p:
+        await advance(clock, 24 * 3600, r.gateway.kick)
+        assert await p.nothing(0.4)  # sent once: the journal marked the finished alert
+
+
 async def test_a_silent_sensor_alarm_ends_when_it_reports_after_a_restart(
     broker: Broker, tmp_path: Path
 ) -> None:
