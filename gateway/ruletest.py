@@ -1,15 +1,17 @@
 """`alertgw test-rules`: scenario files that pin what a config rings, like `promtool test rules`.
 
 A scenario file names a config (relative to itself), a local start time in the site's time
-zone and a list of scenarios. Each scenario feeds signals (built directly, not decoded) and
-handset responses to a fresh `Engine` on a virtual clock, then checks the deliveries:
+zone and a list of scenarios. Each scenario feeds signals (built directly, not decoded),
+handset responses and handset app statuses (`handsets:`, for `reports_status` handsets) to a
+fresh `Engine` on a virtual clock, then checks the deliveries:
 
 - `expect`: every item must be matched by its own delivery, at exactly `at` when given;
 - `expect_none`: no delivery may match, between `after` and `until` when given.
 
 Times are seconds after the start. A response's `alert` is `last` (the last alert that rang
 the handset) or an index: `0` is the first alert that rang the handset, `1` the second, ….
-A scenario runs until `until` (default: 300 s past the latest time it mentions).
+Steps at the same time run statuses first, then signals, then responses, each in file
+order. A scenario runs until `until` (default: 300 s past the latest time it mentions).
 """
 
 from __future__ import annotations
@@ -54,6 +56,15 @@ class ResponseStep:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class StatusStep:
+    """A handset app's retained status (or last will) `at` seconds after the start."""
+
+    at: float
+    handset: str
+    status: Literal["online", "offline"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Expectation:
     """A delivery that must happen."""
 
@@ -85,6 +96,7 @@ class Scenario:
     until: float | None = None
     signals: tuple[SignalStep, ...] = ()
     responses: tuple[ResponseStep, ...] = ()
+    handsets: tuple[StatusStep, ...] = ()
     expect: tuple[Expectation, ...] = ()
     expect_none: tuple[Absence, ...] = ()
 
@@ -159,13 +171,19 @@ def run_scenario(
     simulated = {s.device for s in scenario.signals}
     runner = _Runner(config, start, unsupervised=frozenset(config.devices) - simulated)
     errors: list[tuple[str, int, str]] = []
-    steps: list[tuple[float, int, int, SignalStep | ResponseStep]] = [
-        (s.at, 0, i, s) for i, s in enumerate(scenario.signals)
+    # At equal times a status goes first: an app that went offline "at 60" is offline for
+    # the call at 60.
+    steps: list[tuple[float, int, int, StatusStep | SignalStep | ResponseStep]] = [
+        (h.at, 0, i, h) for i, h in enumerate(scenario.handsets)
     ]
-    steps += [(r.at, 1, i, r) for i, r in enumerate(scenario.responses)]
+    steps += [(s.at, 1, i, s) for i, s in enumerate(scenario.signals)]
+    steps += [(r.at, 2, i, r) for i, r in enumerate(scenario.responses)]
     steps.sort(key=lambda s: (s[0], s[1], s[2]))
     for at, _, index, step in steps:
         runner.advance(start + at)
+        if isinstance(step, StatusStep):
+            runner.status(step)
+            continue
         if isinstance(step, SignalStep):
             runner.signal(step)
             continue
@@ -250,6 +268,11 @@ class _Runner:
         )
         self._take(self.engine.handle_signal(signal, self.now))
 
+    def status(self, step: StatusStep) -> None:
+        """Hand one handset app status to the engine."""
+        online = step.status == "online"
+        self._take(self.engine.handset_status(step.handset, online, self.now))
+
     def respond(self, step: ResponseStep) -> str | None:
         """Hand one response to the engine; return why it could not be applied."""
         rung = self.rang.get(step.handset, [])
@@ -296,6 +319,7 @@ class _Runner:
 
 def _horizon(scenario: Scenario) -> float:
     times = [s.at for s in scenario.signals] + [r.at for r in scenario.responses]
+    times += [h.at for h in scenario.handsets]
     times += [e.at for e in scenario.expect if e.at is not None]
     times += [a.until for a in scenario.expect_none if a.until is not None]
     times += [a.after for a in scenario.expect_none if a.after is not None]
@@ -359,6 +383,7 @@ def _describe_absence(a: Absence) -> str:
 def _got_table(scenario: Scenario, got: list[Got]) -> list[str]:
     mentioned = [e.handset for e in scenario.expect] + [a.handset for a in scenario.expect_none]
     mentioned += [r.handset for r in scenario.responses]
+    mentioned += [h.handset for h in scenario.handsets]
     handsets = list(dict.fromkeys([*(g.handset for g in got), *mentioned]))
     handsets = sorted(h for h in handsets if h != "*")
     lines = ["  got:"]
@@ -401,7 +426,9 @@ def _parse_file(path: Path) -> tuple[RuleTestFile, Located]:
 
 
 def _check(spec: RuleTestFile, tree: Located, config: Config, problems: Problems) -> None:
-    """Cross-checks: devices, handsets and kinds must exist in the config; times must parse."""
+    """Cross-checks: devices, handsets and kinds must exist in the config, a handset given a
+    status must report one (`reports_status`); times must parse.
+    """
     tz = ZoneInfo(config.site.timezone)
     known_kinds = set(config.kinds) | set(BUILTIN_KINDS)
     handsets = set(config.handsets)
@@ -428,6 +455,18 @@ def _check(spec: RuleTestFile, tree: Located, config: Config, problems: Problems
         for j, resp in enumerate(s.responses):
             if resp.handset not in handsets:
                 bad(f"unknown handset {resp.handset!r}", *where, "responses", j, "handset")
+        for j, st in enumerate(s.handsets):
+            if st.handset not in handsets:
+                bad(f"unknown handset {st.handset!r}", *where, "handsets", j, "handset")
+            elif not config.handsets[st.handset].reports_status:
+                bad(
+                    f"handset {st.handset!r} has no `reports_status: true`: the daemon "
+                    "ignores its status",
+                    *where,
+                    "handsets",
+                    j,
+                    "handset",
+                )
         checks: list[tuple[str, tuple[Expectation | Absence, ...]]] = [
             ("expect", s.expect),
             ("expect_none", s.expect_none),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from gateway.cli import main
 from gateway.ruletest import run_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -189,3 +192,88 @@ def test_a_wrong_value_is_named_in_yaml_words(tmp_path: Path) -> None:
         f"{path}:8: scenarios[0].responses[0].alert: expected 'last' or a whole number,"
         " got 'first'" in output
     )
+
+
+# natt's app keeps its status; vakt (a console) has none.
+STATUS_CONFIG = CONFIG.replace(
+    "natt: {channel: console}", "natt: {channel: mqtt, reports_status: true}"
+).replace("zones:", "mqtt: {host: 127.0.0.1}\nzones:")
+
+STATUS = """\
+config: home.yaml
+start: "2026-11-24T23:00:00"
+scenarios:
+  - name: natt's app goes offline, a cord moves on to vakt at once, the app comes back
+    handsets:
+      - {at: 0, handset: natt, status: offline}
+      - {at: 100, handset: natt, status: online}
+    signals:
+      - {at: 30, device: snor-101}
+    expect:
+      - {at: 0, handset: vakt, type: ring, kind: handset_offline}
+      - {at: 30, handset: natt, type: ring, kind: pull_cord, room: "101"}
+      - {at: 30, handset: vakt, type: ring, kind: pull_cord, room: "101"}
+      - {at: 100, handset: vakt, type: cancel, kind: handset_offline}
+    expect_none:
+      - {handset: natt, kind: handset_offline}
+  - name: a status and a signal at the same second, the status first
+    signals:
+      - {at: 30, device: snor-101}
+    handsets:
+      - {at: 30, handset: natt, status: offline}
+    responses:
+      - {at: 40, handset: vakt, alert: 0, response: accept}  # the first alert vakt heard
+    expect:
+      - {at: 30, handset: vakt, type: ring, kind: pull_cord}
+      - {at: 40, handset: vakt, type: update, kind: handset_offline}
+"""
+
+
+def write_status(tmp_path: Path, scenario: str = STATUS) -> Path:
+    """Write the config whose `natt` reports its app status, and a scenario file."""
+    path = write(tmp_path, scenario)
+    (tmp_path / "home.yaml").write_text(STATUS_CONFIG, encoding="utf-8")
+    return path
+
+
+def test_a_handset_status_step_moves_a_call_on_and_rings_the_offline_alarm(
+    tmp_path: Path,
+) -> None:
+    """`handsets:` takes a handset's app offline or online; at a signal's second, first."""
+    passed, failed, output = run_file(write_status(tmp_path))
+    assert (passed, failed) == (2, 0), output
+
+
+def test_a_handset_status_step_is_checked_against_the_config(tmp_path: Path) -> None:
+    """An unknown handset, or one without `reports_status`, is refused with its line."""
+    path = write_status(tmp_path, STATUS.replace("{at: 0, handset: natt,", "{at: 0, handset: nat,"))
+    passed, failed, output = run_file(path)
+    assert (passed, failed) == (0, 1)
+    assert f"{path}:6: scenarios[0].handsets[0].handset: unknown handset 'nat'" in output
+    path = write_status(
+        tmp_path, STATUS.replace("{at: 100, handset: natt,", "{at: 100, handset: vakt,")
+    )
+    passed, failed, output = run_file(path)
+    assert (passed, failed) == (0, 1)
+    assert (
+        f"{path}:7: scenarios[0].handsets[1].handset: handset 'vakt' has no "
+        "`reports_status: true`: the daemon ignores its status"
+    ) in output
+
+
+def test_test_rules_runs_handset_status_steps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`alertgw test-rules` passes a status scenario (exit 0) and refuses a bad one (exit 1)."""
+    path = write_status(tmp_path)
+    assert main(["test-rules", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "ok      natt's app goes offline, a cord moves on to vakt at once" in out
+    assert out.rstrip().endswith("2 passed, 0 failed")
+    write_status(
+        tmp_path, STATUS.replace("handset: natt, status: online", "handset: vakt, status: online")
+    )
+    assert main(["test-rules", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "scenarios[0].handsets[1].handset: handset 'vakt' has no `reports_status: true`" in out
+    assert out.rstrip().endswith(f"FAILED {path}: cannot run")
