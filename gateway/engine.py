@@ -78,6 +78,8 @@ class Outcome:
 _NEVER_BATCHED = frozenset({"safety_sensor_silent", "no_staff_on_duty"})
 # Technical alarms behind which a person is waiting: never only in a digest.
 _SOMEONE_CALLING = frozenset({"unknown_call_point"})
+# Alarms about who is missing: they never ring a handset whose app says it hears nothing.
+_STAFFING = frozenset({"no_staff_on_duty", "handset_offline"})
 # `accepted_by` of a critical alarm that staff presence stopped: "presence:<room>".
 _PRESENCE = "presence:"
 # Journal keys (levels table) of what the engine remembers beyond its alerts.
@@ -1238,9 +1240,14 @@ class Engine:
         if index == 0 and unstaffed:
             self._no_staff(alert, now, out)
             index = len(steps) - 1
+        # The last step rung again (it timed out): everyone there hears it again, not only
+        # whoever joined it since (ringing just the newcomer left the rest in silence).
+        repeat = again is None and index == alert.step == len(steps) - 1
         while True:
             step = steps[index]
             everyone = self._targets(step, alert, now)
+            if alert.kind in _STAFFING and self._offline:
+                everyone = [h for h in everyone if h not in self._offline]
             targets = [h for h in everyone if h not in live.rejected_by]
             if again is not None:
                 if again in self.config.handsets and again not in targets:
@@ -1256,7 +1263,7 @@ class Engine:
             if new or last:
                 break
             index += 1
-        ringing = new if new else targets  # the last step rings its people again
+        ringing = new if new and not repeat else targets  # the last step rings its people again
         # `after: 0` rings the next step at once, as written; only the last step, which
         # rings its people again when it times out, waits at least LAST_STEP_REPEAT.
         wait = max(step.after, LAST_STEP_REPEAT) if last else step.after
@@ -1953,6 +1960,7 @@ class Engine:
         self._by_key[key] = alarm.id
         out.transitions.append(Transition(alarm, "raised", now, detail))
         live.step_rung = [h for h in self._failsafe(kind, now) if h not in self._offline]
+        # Its repeats (_ring_step) leave offline handsets out the same way.
         for h in live.step_rung:
             self._ring(live, h, now, out, rate_limited=False)
         if not live.step_rung:

@@ -2185,6 +2185,32 @@ def test_an_on_duty_handset_offline_rings_the_failsafe_until_it_is_back() -> Non
     ]
 
 
+def test_the_handset_offline_alarm_repeats_to_those_it_rang_never_the_offline_one() -> None:
+    """At its reminder time it rings the failsafe group and the others again, not the dead app.
+
+    A repeat that rang only handsets new to the alarm rang just the offline one, about itself.
+    """
+    c = Clocked(config())
+    offline(c, "n-ost")
+    c.at(599)
+    assert sorted(h for _, h, _ in c.rings()) == ["n-vest", "vakt"]
+    c.at(601)
+    again = [(t, h) for t, h, k in c.rings() if k == "handset_offline" and t >= 600]
+    assert sorted(again) == [(600, "n-vest"), (600, "vakt")]
+
+
+def test_a_last_step_rung_again_rings_everyone_there_not_only_newcomers() -> None:
+    """A call at the failsafe step over the 07:00 shift change: vakt hears the repeat too."""
+    c = Clocked(config())
+    start = 7 * 3600 + 57 * 60 + 30  # 06:57:30
+    c.at(start)
+    c.signal("cord-101")
+    c.at(start + 150)  # primary, all on duty, failsafe: n-ost, n-vest, vakt
+    assert [h for _, h, _ in c.rings()] == ["n-ost", "n-vest", "vakt"]
+    c.at(start + 185)  # 07:00:35: the last step times out on the day shift
+    assert sorted(h for t, h, _ in c.rings() if t == start + 180) == ["d-2", "d-ost", "vakt"]
+
+
 def test_an_off_duty_handset_going_offline_is_no_alarm() -> None:
     """The day phone switched off at night: nobody needs to hear of it."""
     c = Clocked(config())
