@@ -701,7 +701,8 @@ class Engine:
 
         Its rings still go out (the broker keeps them for the app), but count as failed at
         once: a phone with a flat battery must not hold a call for a step's whole timeout.
-        An on-duty handset going offline rings the failsafe group until it is back.
+        An on-duty or failsafe handset going offline rings the failsafe group and whoever
+        is on duty until it is back.
         """
         out = Outcome()
         self._now = now
@@ -716,12 +717,16 @@ class Engine:
         for live in list(self._live.values()):
             if live.alert.state is AlertState.ACTIVE and handset in live.step_rung:
                 self._offline_ring(live, handset, now, out)
-        if key not in self._by_key and self._on_duty_anywhere(handset, now):
+        if key not in self._by_key and self._relied_on(handset, now):
             self._handset_offline_alarm(handset, key, now, out)
         self._offline_rings(out, now)
         return out
 
-    def _on_duty_anywhere(self, handset: str, now: float) -> bool:
+    def _relied_on(self, handset: str, now: float) -> bool:
+        """On duty anywhere, or in the failsafe group (which every ladder ends at)."""
+        roster = self.config.roster
+        if roster is not None and handset in roster.failsafe:
+            return True
         kinds = {dc.kind for dc in self._devices.values()} or {"pull_cord"}
         return any(handset in self.on_duty(k, now) for k in kinds)
 
@@ -729,7 +734,7 @@ class Engine:
         """An offline handset's shift started (alarm) or ended (its alarm is moot)."""
         for handset in sorted(self._offline):
             key = f"handset:{handset}:offline"
-            on_duty = self._on_duty_anywhere(handset, now)
+            on_duty = self._relied_on(handset, now)
             if on_duty and key not in self._by_key:
                 self._handset_offline_alarm(handset, key, now, out)
             elif not on_duty and key in self._by_key:
@@ -1267,6 +1272,10 @@ class Engine:
         # `after: 0` rings the next step at once, as written; only the last step, which
         # rings its people again when it times out, waits at least LAST_STEP_REPEAT.
         wait = max(step.after, LAST_STEP_REPEAT) if last else step.after
+        if alert.kind in _STAFFING and live.ladder.reminder > 0:
+            # A flat phone or an empty roster can last all night: its alarm is repeated at
+            # the reminder time, not every minute, or it would bury the calls it protects.
+            wait = live.ladder.reminder
         live.alert = alert.with_state(AlertState.ACTIVE, step=index, due=now + wait)
         out.transitions.append(
             Transition(live.alert, "ringing", now, f"step {index} {step.to}: {','.join(ringing)}")

@@ -2194,9 +2194,25 @@ def test_the_handset_offline_alarm_repeats_to_those_it_rang_never_the_offline_on
     offline(c, "n-ost")
     c.at(599)
     assert sorted(h for _, h, _ in c.rings()) == ["n-vest", "vakt"]
-    c.at(601)
+    c.at(1300)
     again = [(t, h) for t, h, k in c.rings() if k == "handset_offline" and t >= 600]
-    assert sorted(again) == [(600, "n-vest"), (600, "vakt")]
+    # Repeated at the reminder time (600 s here), not every minute all night.
+    assert sorted(again) == [(600, "n-vest"), (600, "vakt"), (1200, "n-vest"), (1200, "vakt")]
+
+
+def test_the_failsafe_handset_going_offline_is_an_alarm_day_and_night() -> None:
+    """Every ladder ends at vakt: its flat phone is told to whoever is on duty."""
+    c = Clocked(config())
+    went = offline(c, "vakt")
+    assert sorted((d.handset, d.payload["kind"]) for d in went.deliveries) == [
+        ("n-ost", "handset_offline"),
+        ("n-vest", "handset_offline"),
+    ]
+    day = Clocked(config(), start=DAY)
+    went = offline(day, "vakt")
+    assert sorted(d.handset for d in went.deliveries) == ["d-2", "d-ost"]
+    day.at(3 * 3600)  # the once-a-minute duty check does not end it: vakt is always relied on
+    assert [d.action for d in day.out.deliveries if d.action == "cancel"] == []
 
 
 def test_a_last_step_rung_again_rings_everyone_there_not_only_newcomers() -> None:
