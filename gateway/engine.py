@@ -241,6 +241,11 @@ def _read_back(timeline: Iterable[tuple[float, str, str]]) -> _ReadBack:
             got.declined.discard(detail)
             got.reminders = 0
         elif event == "reopened":
+            # Nobody's again: a new round, in which an earlier "busy" counts no more.
+            got.reminders = 0
+            got.rejected_by.clear()
+            got.declined.clear()
+        elif event == "attended":
             got.reminders = 0
         elif event == "reminder":
             got.reminders += 1
@@ -837,6 +842,8 @@ class Engine:
             if alert.state is AlertState.ACCEPTED and not _by_presence(alert):
                 if alert.accepted_by != response.handset:
                     out.rejected = "already_accepted"
+                elif live.reminders:
+                    self._attended(live, now, out, "accepted", response.handset, reason="reminder")
                 return out
             # A handset may take over a critical alarm that staff presence stopped.
             self._accept(live, response.handset, now, out)
@@ -855,6 +862,15 @@ class Engine:
             if response.handset in live.declined:
                 # Declined and neither rung nor accepting since: a broker redelivery of the
                 # same answer (acked only after its commit) or a double tap, not news.
+                return out
+            if (
+                alert.state is AlertState.ACCEPTED
+                and alert.accepted_by != response.handset
+                and not _by_presence(alert)
+            ):
+                # A late "busy" on an alert a colleague took: moot, and it must not keep
+                # this handset from the alert if it is ever nobody's again.
+                out.rejected = "already_accepted"
                 return out
             live.declined.add(response.handset)
             live.rejected_by.add(response.handset)
@@ -923,6 +939,10 @@ class Engine:
         """An accepted alert (and its group members) is nobody's again."""
         live.alert = live.alert.with_state(AlertState.ACTIVE, accepted_by=None)
         live.reminders = 0
+        # A "busy" was an answer to the round just ended, not a standing refusal: the
+        # nurse of the resident's own wing must hear the alert that came back to nobody.
+        live.rejected_by.clear()
+        live.declined.clear()
         out.transitions.append(Transition(live.alert, "reopened", now, detail))
         for member_id in live.members:
             member = self._live.get(member_id)
@@ -1329,6 +1349,20 @@ class Engine:
                 member.alert = member.alert.with_state(AlertState.ACCEPTED, accepted_by=handset)
                 out.transitions.append(Transition(member.alert, "accepted", now, handset))
 
+    def _attended(
+        self, live: _Live, now: float, out: Outcome, event: str, detail: str, *, reason: str = ""
+    ) -> None:
+        """The accepter answered a reminder, or staff came: unanswered reminders start over.
+
+        Otherwise a nurse who taps accept on each reminder, or a visit between two, still
+        had the alert taken from her at `reopen_after`.
+        """
+        live.reminders = 0
+        reminder = live.ladder.reminder
+        if event == "accepted" and reminder > 0:
+            live.alert = live.alert.with_state(AlertState.ACCEPTED, due=now + reminder)
+        out.transitions.append(Transition(live.alert, event, now, detail, reason))
+
     def _remind(self, live: _Live, now: float, out: Outcome) -> None:
         alert = live.alert
         reminder = live.ladder.reminder
@@ -1340,6 +1374,8 @@ class Engine:
             # Staff are in the room: nobody needs reminding.
             due = present_until if _by_presence(alert) else now + reminder
             live.alert = alert.with_state(AlertState.ACCEPTED, due=max(due, now + 5.0))
+            if live.reminders and not _by_presence(alert):
+                self._attended(live, now, out, "attended", f"staff in room {alert.room}")
             return
         if _by_presence(alert):
             # Its presence ended unseen (a restart forgets presence): as when staff leave.
@@ -1489,6 +1525,8 @@ class Engine:
                     # Staff are in the room: stop escalating until they leave (see
                     # `_presence_ended`); the alarm's timer is the presence's expiry.
                     self._accept(live, _PRESENCE + room, now, out, due=self._present[room])
+                elif live.reminders and not _by_presence(alert):
+                    self._attended(live, now, out, "attended", f"staff in room {room}")
                 continue
             state = AlertState.CANCELLED if alert.state is AlertState.HELD else AlertState.RESOLVED
             if not live.condition_cleared:  # a leader whose door closed is no condition

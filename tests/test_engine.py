@@ -1721,6 +1721,78 @@ def test_an_accepter_who_answers_in_time_is_not_reopened() -> None:
         assert {h for _, h, _ in c.rings()} == {"n-ost"}, finish
 
 
+def test_an_accept_tapped_on_a_reminder_starts_the_count_again() -> None:
+    """The nurse answers each reminder: she still has the alert, it is never reopened.
+
+    Her accept was taken for a double tap and dropped, and the alert reopened to everyone
+    after two reminders she had answered.
+    """
+    c = Clocked(config())
+    c.signal("fall-102")
+    c.at(5)
+    c.respond("n-ost", "a1")
+    c.at(700)  # reminded at 605
+    again = c.respond("n-ost", "a1")
+    assert again.rejected is None
+    assert [(t.event, t.detail, t.reason) for t in again.transitions] == [
+        ("accepted", "n-ost", "reminder")
+    ]
+    c.at(2400)
+    assert "reopened" not in c.events("a1")
+    # The next reminder is a full reminder time after her answer.
+    assert [t for t, h, _ in c.rings("n-ost")] == [0, 605, 1300, 1900]
+    c.at(2600)  # two unanswered since her answer: now it is reopened
+    assert c.events("a1").count("reopened") == 1
+    # A double tap before any reminder is still no news.
+    d = Clocked(config())
+    d.signal("fall-102")
+    d.respond("n-ost", "a1")
+    assert d.respond("n-ost", "a1").transitions == []
+
+
+def test_staff_in_the_room_after_reminders_starts_the_count_again() -> None:
+    """A visit between reminders: the alert is not reopened at the next due time."""
+    c = Clocked(config())
+    c.signal("fall-102")
+    c.at(5)
+    c.respond("n-ost", "a1")
+    c.at(700)  # reminded at 605
+    c.signal("pres-102")
+    assert c.events("a1")[-1] == "attended"
+    c.at(800)
+    c.signal("pres-102", "cleared")
+    c.at(1300)  # due at 1205: one reminder after the visit, not a reopen
+    assert "reopened" not in c.events("a1")
+    assert c.rings("n-ost")[-1] == (1205, "n-ost", "fall")
+
+
+def test_a_late_busy_on_a_colleagues_alert_is_refused_and_shuts_nobody_out() -> None:
+    """n-vest took it; n-ost's late 'busy' is moot. Reopened later, it rings n-ost again."""
+    c = Clocked(config())
+    c.signal("cord-101")
+    c.at(70)  # step 1 rang n-vest
+    c.respond("n-vest", "a1")
+    late = c.respond("n-ost", "a1", "reject")
+    assert (late.rejected, late.transitions) == ("already_accepted", [])
+    c.at(70 + 3 * 600 + 5)  # two unanswered reminders, then the reopen
+    assert "reopened" in c.events("a1")
+    assert "n-ost" in {h for t, h, _ in c.rings() if t > 1800}
+
+
+def test_a_busy_counts_for_its_round_only() -> None:
+    """n-ost said busy, n-vest took it and never came: the reopen rings n-ost too."""
+    c = Clocked(config())
+    c.signal("cord-101")
+    c.at(5)
+    c.respond("n-ost", "a1", "reject")  # moves it on to all on duty at once
+    c.respond("n-vest", "a1")
+    c.at(5 + 3 * 600 + 5)
+    assert "reopened" in c.events("a1")
+    assert "n-ost" in {h for t, h, _ in c.rings() if t > 1800}
+    # A restart reads the same from the timeline.
+    assert "n-ost" not in restored(c, "a1").engine._live["a1"].rejected_by
+
+
 def test_reopen_after_zero_or_no_reminders_never_reopens() -> None:
     """`reopen_after: 0` keeps reminding for ever; `reminder: 0` sends no reminder to count."""
     for ladder in ("reminder: 600\n    reopen_after: 0", "reminder: 0"):
