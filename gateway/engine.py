@@ -929,9 +929,15 @@ class Engine:
         """`handset` cannot take the alert: ring the next step (reopening it if they had it)."""
         alert = live.alert
         if alert.state is AlertState.ACCEPTED and alert.accepted_by == handset:
-            # The accepter can't go after all: the alert is open again and moves on.
+            # The accepter can't go after all: the alert is open again and moves on, and
+            # every handset still showing it taken is told it is open (or rung anew).
             self._reopen(live, now, out, f"{why} by {handset}")
+            start = len(out.deliveries)
             self._escalate(live, now, out, why=why)
+            rung = {d.handset for d in out.deliveries[start:] if d.alert_id == alert.id}
+            for h in live.handsets:
+                if h not in rung:
+                    out.deliveries.append(self._delivery(live, h, "update", now))
         elif alert.state is AlertState.ACTIVE:
             self._escalate(live, now, out, why=why)
 
@@ -1740,7 +1746,8 @@ class Engine:
     def _ring(
         self, live: _Live, handset: str, now: float, out: Outcome, *, rate_limited: bool
     ) -> None:
-        if handset not in live.handsets:
+        known = handset in live.handsets
+        if not known:
             live.handsets.append(handset)
         live.declined.discard(handset)
         live.failed.discard(handset)
@@ -1750,6 +1757,9 @@ class Engine:
             and limit is not None
             and not live.alert.critical
             and live.alert.kind not in _NEVER_BATCHED
+            # An offline app's ring fails at once and moves the call on (_offline_rings);
+            # in a batch it would hold the call for the whole step instead.
+            and handset not in self._offline
         ):
             log = self._ring_log.setdefault(handset, deque())
             while log and log[0] <= now - limit.per:
@@ -1763,11 +1773,20 @@ class Engine:
                     Transition(live.alert, "batched", now, handset, "rate_limit")
                 )
                 return
-            log.append(now)
+            if not known:
+                # The budget counts alerts a handset hears of, not how often an unanswered
+                # one is rung again: two calls repeating at the failsafe step used it up,
+                # and every new call after them waited for a batch.
+                log.append(now)
         out.deliveries.append(self._delivery(live, handset, "ring", now))
 
     def _flush_batch(self, handset: str, now: float, out: Outcome) -> None:
-        ids = [i for i in self._batch.pop(handset, []) if i in self._live]
+        # One a colleague accepted meanwhile is no longer waiting for anyone.
+        ids = [
+            i
+            for i in self._batch.pop(handset, [])
+            if i in self._live and self._live[i].alert.state is AlertState.ACTIVE
+        ]
         self._batch_due.pop(handset, None)
         if not ids:
             return

@@ -2016,9 +2016,63 @@ def test_a_restart_sends_a_rate_limit_batch_it_cut_short() -> None:
     assert fresh.rings() == []  # accepted: it did not escalate
 
 
+def test_repeats_of_unanswered_calls_do_not_spend_the_budget_of_new_ones() -> None:
+    """Two calls repeating at the failsafe step, then a new call: it rings at once.
+
+    Every repeat counted against the handsets' budget, so the new call waited for a batch.
+    """
+    c = Clocked(config("rate_limit: {max: 4, per: 300}\n"))
+    c.signal("cord-101")
+    c.signal("cord-201")
+    c.at(400)  # both repeated at the failsafe step every minute since 120 s
+    assert "batched" not in c.events("a1") + c.events("a2")
+    c.signal("cord-102")
+    assert ("n-ost", "pull_cord") in {(h, k) for t, h, k in c.rings() if t == 400}
+    assert "batched" not in c.events("a3")
+
+
+def test_a_ring_to_an_offline_handset_over_its_budget_still_moves_the_call_on() -> None:
+    """Over budget and offline: not batched (that held the call for the step) but failed."""
+    c = Clocked(config("rate_limit: {max: 1, per: 300}\n"))
+    c.signal("cord-102")
+    c.respond("n-ost", "a1")  # n-ost's budget is spent
+    offline(c, "n-ost")
+    c.at(30)
+    c.signal("cord-101")
+    events = c.events("a2")
+    assert "batched" not in events
+    assert (30, "n-vest", "pull_cord") in c.rings()
+
+
+def test_a_batch_leaves_out_an_alert_a_colleague_accepted() -> None:
+    """n-ost's batch at 300 s no longer lists the call n-vest took at 70 s."""
+    c = Clocked(config("rate_limit: {max: 1, per: 300}\n"))
+    c.signal("cord-102")
+    c.respond("n-ost", "a1")
+    c.signal("cord-101")  # batched for n-ost
+    c.at(70)
+    c.respond("n-vest", "a2")
+    c.at(400)
+    assert [d for d in c.out.deliveries if d.action == "batch"] == []
+
+
+def test_an_accepter_giving_back_tells_everyone_still_showing_it_taken() -> None:
+    """n-vest accepted at step 1, then says busy: n-ost (rung before) hears it is open again."""
+    c = Clocked(config())
+    c.signal("cord-101")
+    c.at(70)
+    c.respond("n-vest", "a1")
+    c.at(100)
+    given = c.respond("n-vest", "a1", "reject")
+    assert ("vakt", "ring") in {(d.handset, d.action) for d in given.deliveries}
+    updates = {d.handset: d.payload for d in given.deliveries if d.action == "update"}
+    assert set(updates) == {"n-ost", "n-vest"}
+    assert updates["n-ost"]["state"] == "active"
+
+
 def test_a_restart_does_not_resend_a_batch_that_went_out() -> None:
     """A batch sent before the restart is not sent again; those still waiting are."""
-    cfg = config("rate_limit: {max: 2, per: 300}\n")
+    cfg = config("rate_limit: {max: 1, per: 300}\n")
     c = Clocked(cfg)
     c.signal("cord-101")
     c.signal("cord-102")
@@ -2034,8 +2088,8 @@ def test_a_restart_does_not_resend_a_batch_that_went_out() -> None:
     fresh.now = c.now
     fresh.engine.restore(alert, ["n-ost", "n-vest", "vakt"], 9, timeline=journaled(c, "a3"))
     fresh.at(302)
-    # n-ost's batch went out at 300 s; the failsafe step's rings to n-vest and vakt, over
-    # their budgets too, were still waiting for theirs.
+    # n-ost's batch went out at 300 s; the failsafe step's repeats to n-vest and vakt, over
+    # their budgets of one (spent on its first rings), were still waiting for theirs.
     resent = [d.handset for d in fresh.out.deliveries if d.action == "batch"]
     assert sorted(resent) == ["n-vest", "vakt"]
 
