@@ -20,6 +20,7 @@ from typing import Any
 
 from gateway.config import (
     Config,
+    DeviceConfig,
     InhibitConfig,
     LadderConfig,
     RuleConfig,
@@ -78,6 +79,9 @@ class Outcome:
 _NEVER_BATCHED = frozenset({"safety_sensor_silent", "no_staff_on_duty"})
 # Technical alarms behind which a person is waiting: never only in a digest.
 _SOMEONE_CALLING = frozenset({"unknown_call_point"})
+# Alarms about equipment that ring the night staff: staff in the room do not mend them (a
+# visit resolved a dead epilepsy sensor's alarm for as long as the presence lasted).
+_EQUIPMENT = frozenset({"safety_sensor_silent"})
 # Alarms about who is missing: they never ring a handset whose app says it hears nothing.
 _STAFFING = frozenset({"no_staff_on_duty", "handset_offline"})
 # `accepted_by` of a critical alarm that staff presence stopped: "presence:<room>".
@@ -794,9 +798,21 @@ class Engine:
     def _handle_signal(self, signal: Signal, now: float) -> Outcome:
         out = Outcome()
         self._now = now
-        if signal.device in self._devices:  # only they are supervised: no table of strangers
+        gone = signal.kind == "device_offline" and signal.state is SignalState.RAISED
+        if gone:
+            # The bridge saying a sensor is gone is no sign of life, nor the end of its
+            # silence alarm; a safety sensor gone is that alarm, now (not at supervision's).
+            dc = self._devices.get(signal.device)
+            if (
+                dc is not None
+                and signal.device not in self._silent
+                and self.config.kind(dc.kind).critical
+            ):
+                last = self._last_seen.get(signal.device, self._started)
+                self._flag_silent(signal.device, dc, now, out, last)
+        elif signal.device in self._devices:  # only they are supervised: no table of strangers
             self._last_seen[signal.device] = now
-        if signal.device in self._silent:
+        if signal.device in self._silent and not gone:
             self._silent.discard(signal.device)
             # Presence may have armed the silence alarm to come back when staff leave; the
             # sensor reports again, so there is nothing to come back.
@@ -1100,7 +1116,12 @@ class Engine:
             # the bed still empty at 22:00, or a reload may drop the catch-all.
             self._arm_until_boundary(alert, signal.source, now)
             return
-        if not kc.critical and not kc.technical and signal.room in self._present:
+        if (
+            not kc.critical
+            and not kc.technical
+            and signal.room in self._present
+            and signal.kind not in _EQUIPMENT
+        ):
             # Care staff in the room attend the resident, not a battery: a technical alarm
             # still reaches the technician (or the digest) at once.
             self._suppress(alert, now, "presence", f"staff in room {signal.room}", out)
@@ -1524,6 +1545,7 @@ class Engine:
                 alert.room != room
                 or alert.group is not None
                 or self.config.kind(alert.kind).technical
+                or alert.kind in _EQUIPMENT
             ):
                 continue  # members go with their leader; a technical alarm is no call
             if alert.critical and not live.condition_cleared:
@@ -1960,20 +1982,26 @@ class Engine:
             last = self._last_seen.get(dev_id, self._started)
             if now - last < interval:
                 continue
-            self._silent.add(dev_id)
-            critical = self.config.kind(dc.kind).critical
-            kind = "safety_sensor_silent" if critical else "device_silent"
-            signal = Signal(
-                id=f"silent-{dev_id}-{int(now)}",
-                source="supervision",
-                device=dev_id,
-                room=dc.room,
-                kind=kind,
-                state=SignalState.RAISED,
-                ts=now,
-                attrs={"silent_for": round(now - last)},
-            )
-            self._raise(signal, f"{dev_id}:silent", now, out)
+            self._flag_silent(dev_id, dc, now, out, last)
+
+    def _flag_silent(
+        self, dev_id: str, dc: DeviceConfig, now: float, out: Outcome, last: float
+    ) -> None:
+        """Raise a device's silence alarm: a safety sensor's rings the night staff."""
+        self._silent.add(dev_id)
+        critical = self.config.kind(dc.kind).critical
+        kind = "safety_sensor_silent" if critical else "device_silent"
+        signal = Signal(
+            id=f"silent-{dev_id}-{int(now)}",
+            source="supervision",
+            device=dev_id,
+            room=dc.room,
+            kind=kind,
+            state=SignalState.RAISED,
+            ts=now,
+            attrs={"silent_for": round(now - last)},
+        )
+        self._raise(signal, f"{dev_id}:silent", now, out)
 
     def _no_staff(self, alert: Alert, now: float, out: Outcome) -> None:
         key = f"zone:{alert.zone}:no_staff"

@@ -642,6 +642,45 @@ def test_a_flapping_technical_sensor_is_one_digest_line_with_a_count() -> None:
     assert digest.payload["text"] == "Technical digest: 7 alarm(s)"
 
 
+def test_a_safety_sensor_the_bridge_reports_offline_rings_the_night_staff_at_once() -> None:
+    """The epilepsy sensor drops off the Zigbee network: not a 07:30 digest line only.
+
+    It also used to count as a sign of life, restarting supervision's hour.
+    """
+    c = Clocked(config("supervision: {kinds: {epilepsy: 3600}}\n"))
+    c.signal("epi-101", "report")
+    c.at(100)
+    c.signal("epi-101", kind="device_offline")
+    assert {(h, k) for t, h, k in c.rings() if t == 100} == {("n-ost", "safety_sensor_silent")}
+    c.at(4000)  # supervision does not raise it a second time
+    silent = [t for t in c.out.transitions if t.alert.kind == "safety_sensor_silent"]
+    assert [t.event for t in silent if t.event == "raised"] == ["raised"]
+    c.signal("epi-101", "cleared", kind="device_offline")  # back on the network
+    assert [t.event for t in c.out.transitions if t.alert.kind == "safety_sensor_silent"][
+        -1
+    ] == "cleared"
+
+
+def test_an_offline_report_does_not_end_a_silence_alarm() -> None:
+    """Silent for an hour, then the bridge says offline: that is no 'reporting again'."""
+    c = Clocked(config("supervision: {kinds: {epilepsy: 900}}\n"))
+    c.at(1000)
+    (alarm,) = {t.alert.id for t in c.out.transitions if t.alert.kind == "safety_sensor_silent"}
+    c.signal("epi-101", kind="device_offline")
+    assert "cleared" not in c.events(alarm)
+
+
+def test_staff_in_the_room_do_not_end_a_safety_sensor_silence_alarm() -> None:
+    """A visit to room 101 does not mend its dead epilepsy sensor."""
+    c = Clocked(config("supervision: {kinds: {epilepsy: 900}}\n"))
+    c.at(1000)
+    (alarm,) = {t.alert.id for t in c.out.transitions if t.alert.kind == "safety_sensor_silent"}
+    c.signal("pres-101")
+    c.at(1100)
+    assert c.engine.alert(alarm) is not None
+    assert not {"resolved", "suppressed"} & set(c.events(alarm))
+
+
 def finished(c: Clocked, alert_id: str) -> Alert:
     """An alert's last journaled state (the engine forgets finished alerts)."""
     return [t.alert for t in c.out.transitions if t.alert.id == alert_id][-1]
