@@ -733,10 +733,12 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
         builtin = BUILTIN_KINDS.get(name)
         if builtin is not None and builtin.critical and not kc.critical:
             problems.add(
-                _line(tree, "kinds", name),
+                _line(tree, "kinds", name, "critical"),
                 f"kinds.{name}.critical",
                 f"{name!r} is a safety-critical kind and cannot be made non-critical",
             )
+        if kc.critical:
+            _check_critical_kind(name, kc, tree, problems)
         template_problem = _template_problem(kc.text)
         if template_problem is not None:
             problems.add(
@@ -854,6 +856,38 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
             "site.timezone",
             f"unknown IANA time zone {config.site.timezone!r}",
         )
+
+
+def _check_critical_kind(name: str, kc: KindConfig, tree: Located, problems: Problems) -> None:
+    """Refuse settings that would silence or downgrade a critical kind's alarms."""
+    # Each of these passed `check` and left a fall ringing nobody, or ringing as a lesser call.
+    refused = (
+        (
+            "technical",
+            kc.technical,
+            "technical alarms ring only the technician's handsets (or nobody), never the staff"
+            " on duty",
+        ),
+        (
+            "role",
+            kc.role != "alert",
+            f"role {kc.role!r} never rings: it counts as staff in the room and stands down the"
+            " room's other alerts; a critical kind needs role: alert",
+        ),
+        (
+            "priority",
+            Priority[kc.priority.upper()] < Priority.CRITICAL,
+            f"priority {kc.priority!r} would show it as a lesser call; a critical kind rings at"
+            " priority critical",
+        ),
+    )
+    for key, bad, why in refused:
+        if bad:
+            problems.add(
+                _line(tree, "kinds", name, key),
+                f"kinds.{name}.{key}",
+                f"{name!r} is a critical kind: {why}",
+            )
 
 
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")

@@ -725,6 +725,51 @@ def test_critical_builtin_kind_cannot_be_made_non_critical() -> None:
     assert "safety-critical" in problem
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (
+            "technical: true",
+            "'fall' is a critical kind: technical alarms ring only the technician's handsets"
+            " (or nobody), never the staff on duty",
+        ),
+        (
+            "role: presence",
+            "'fall' is a critical kind: role 'presence' never rings: it counts as staff in the"
+            " room and stands down the room's other alerts; a critical kind needs role: alert",
+        ),
+        (
+            "priority: high",
+            "'fall' is a critical kind: priority 'high' would show it as a lesser call; a"
+            " critical kind rings at priority critical",
+        ),
+    ],
+    ids=["technical", "presence", "priority"],
+)
+def test_a_critical_kind_cannot_be_silenced_or_downgraded(setting: str, message: str) -> None:
+    """A fall for the technician only, counted as staff presence, or at high: refused."""
+    settings = {"critical": "true", "priority": "critical"}
+    key, value = setting.split(": ")
+    settings[key] = value
+    lines = "".join(f"    {k}: {v}\n" for k, v in settings.items())
+    text = edit("kinds:\n", f"kinds:\n  fall:\n{lines}")
+    line = line_of(text, f"    {setting}")
+    assert only_problem(text) == f"{FILE}:{line}: kinds.fall.{key}: {message}"
+
+
+def test_a_critical_kind_of_the_site_is_held_to_the_same() -> None:
+    """`critical: true` on a kind the site defines makes it critical, with the same limits."""
+    text = edit(
+        '  wander: {priority: high, text: "Wandering {room}"}\n',
+        '  wander:\n    critical: true\n    priority: high\n    text: "Wandering {room}"\n',
+    )
+    assert only_problem(text) == (
+        f"{FILE}:{line_of(text, '    priority: high')}: kinds.wander.priority: 'wander' is a"
+        " critical kind: priority 'high' would show it as a lesser call; a critical kind rings"
+        " at priority critical"
+    )
+
+
 def test_critical_builtin_kind_may_be_overridden_while_staying_critical() -> None:
     """Overriding a critical kind's text is fine when it stays critical."""
     text = edit(
