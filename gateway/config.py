@@ -518,7 +518,10 @@ def parse_config(text: str, *, filename: str = "<memory>") -> Config:
     if problems.lines or config is None:
         raise ConfigError(problems.lines or [f"{filename}: not a configuration"])
     config = dataclasses.replace(
-        config, source_file=filename, sources=_default_decoders(config.sources, tree)
+        config,
+        source_file=filename,
+        sources=_default_decoders(config.sources, tree),
+        kinds=_merged_kinds(config.kinds, tree),
     )
     _check_references(config, tree, problems)
     if problems.lines:
@@ -555,6 +558,24 @@ def _default_decoders(sources: Mapping[str, SourceConfig], tree: Located) -> Map
         else dataclasses.replace(src, decoder=_DECODER_FOR[src.type])
         for name, src in sources.items()
     }
+    return MappingProxyType(out)
+
+
+def _merged_kinds(kinds: Mapping[str, KindConfig], tree: Located) -> Mapping[str, KindConfig]:
+    """Overrides of a built-in kind keep every built-in value they do not write.
+
+    Replacing the whole kind would silently drop its priority and text: `epilepsy:
+    {latching: false}` would ring a medium "epilepsy in room 106" instead of a SEIZURE.
+    """
+    out: dict[str, KindConfig] = {}
+    for name, kc in kinds.items():
+        builtin = BUILTIN_KINDS.get(name)
+        written = {key.replace("-", "_") for key in _keys(tree, "kinds", name)}
+        out[name] = (
+            kc
+            if builtin is None
+            else dataclasses.replace(builtin, **{f: getattr(kc, f) for f in written})
+        )
     return MappingProxyType(out)
 
 

@@ -718,11 +718,38 @@ def test_room_in_two_zones_is_reported() -> None:
 
 
 def test_critical_builtin_kind_cannot_be_made_non_critical() -> None:
-    """Overriding `fall` without critical: true is refused."""
-    text = edit("kinds:\n", "kinds:\n  fall: {priority: low}\n")
-    problem = only_problem(text)
-    assert problem.startswith(f"{FILE}:{line_of(text, 'fall:')}: kinds.fall.critical:")
-    assert "safety-critical" in problem
+    """`critical: false` on `fall` is refused on its line."""
+    text = edit("kinds:\n", "kinds:\n  fall:\n    latching: false\n    critical: false\n")
+    assert only_problem(text) == (
+        f"{FILE}:{line_of(text, 'critical: false')}: kinds.fall.critical: 'fall' is a"
+        " safety-critical kind and cannot be made non-critical"
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("epilepsy: {latching: false}", {"latching": False}),  # critical stays too
+        ("bed_exit: {priority: medium}", {"priority": "medium"}),
+        ("water_leak: {latching: true, technical: true}", {"latching": True, "technical": True}),
+    ],
+)
+def test_a_kind_override_keeps_the_builtin_values_it_does_not_write(
+    override: str, expected: dict[str, Any]
+) -> None:
+    """An override changes what it writes; priority, text and the rest stay built-in."""
+    name = override.partition(":")[0]
+    config = parse_config(edit("kinds:\n", f"kinds:\n  {override}\n"))
+    assert config.kind(name) == dataclasses.replace(BUILTIN_KINDS[name], **expected)
+
+
+def test_a_seizure_override_still_rings_as_a_seizure() -> None:
+    """`epilepsy: {critical: true, latching: false}` kept neither priority nor text."""
+    text = edit("kinds:\n", "kinds:\n  epilepsy: {critical: true, latching: false}\n")
+    config = parse_config(text, filename=FILE)
+    assert config.priority("epilepsy") is Priority.CRITICAL
+    assert config.kind("epilepsy").text == "SEIZURE room {room}"
+    assert not config.kind("epilepsy").latches
 
 
 @pytest.mark.parametrize(
@@ -748,7 +775,7 @@ def test_critical_builtin_kind_cannot_be_made_non_critical() -> None:
 )
 def test_a_critical_kind_cannot_be_silenced_or_downgraded(setting: str, message: str) -> None:
     """A fall for the technician only, counted as staff presence, or at high: refused."""
-    settings = {"critical": "true", "priority": "critical"}
+    settings = {"critical": "true"}  # the built-in priority is kept
     key, value = setting.split(": ")
     settings[key] = value
     lines = "".join(f"    {k}: {v}\n" for k, v in settings.items())
