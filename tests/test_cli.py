@@ -180,6 +180,20 @@ def test_check_misspelled_key_returns_78_with_one_line_per_problem(
     assert lines[-1] == f"alertgw: 2 problem(s) in {path}"
 
 
+def test_check_refuses_a_fall_only_the_technician_would_hear(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`fall: {critical: true, technical: true}` exits 78 naming the line and key path."""
+    kinds = "kinds:\n  fall:\n    critical: true\n    technical: true\n"
+    path = write_config(tmp_path, VALID + kinds)
+    assert main(["check", str(path)]) == EX_CONFIG
+    out, err = capsys.readouterr()
+    assert out == ""
+    line = (VALID + kinds).splitlines().index("    technical: true") + 1
+    assert err.startswith(f"{path}:{line}: kinds.fall.technical: 'fall' is a critical kind:")
+    assert err.splitlines()[-1] == f"alertgw: 1 problem(s) in {path}"
+
+
 def test_check_missing_file_returns_78(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A file that cannot be read is a config error, not a traceback."""
     path = tmp_path / "nope.yaml"
