@@ -75,8 +75,6 @@ class Outcome:
         self.deliveries.extend(other.deliveries)
 
 
-# A dead safety sensor or an unstaffed zone rings at once, never in a rate-limit batch.
-_NEVER_BATCHED = frozenset({"safety_sensor_silent", "no_staff_on_duty"})
 # Technical alarms behind which a person is waiting: never only in a digest.
 _SOMEONE_CALLING = frozenset({"unknown_call_point"})
 # Alarms about equipment that ring the night staff: staff in the room do not mend them (a
@@ -84,6 +82,8 @@ _SOMEONE_CALLING = frozenset({"unknown_call_point"})
 _EQUIPMENT = frozenset({"safety_sensor_silent"})
 # Alarms about who is missing: they never ring a handset whose app says it hears nothing.
 _STAFFING = frozenset({"no_staff_on_duty", "handset_offline"})
+# A dead safety sensor or who is missing rings at once, never in a rate-limit batch.
+_NEVER_BATCHED = _EQUIPMENT | _STAFFING
 # `accepted_by` of a critical alarm that staff presence stopped: "presence:<room>".
 _PRESENCE = "presence:"
 # Journal keys (levels table) of what the engine remembers beyond its alerts.
@@ -859,6 +859,9 @@ class Engine:
                 if alert.accepted_by != response.handset:
                     out.rejected = "already_accepted"
                 elif live.reminders:
+                    if live.ladder.reminder > 0:
+                        due = now + live.ladder.reminder
+                        live.alert = alert.with_state(AlertState.ACCEPTED, due=due)
                     self._attended(live, now, out, "accepted", response.handset, reason="reminder")
                 return out
             # A handset may take over a critical alarm that staff presence stopped.
@@ -1385,9 +1388,6 @@ class Engine:
         had the alert taken from her at `reopen_after`.
         """
         live.reminders = 0
-        reminder = live.ladder.reminder
-        if event == "accepted" and reminder > 0:
-            live.alert = live.alert.with_state(AlertState.ACCEPTED, due=now + reminder)
         out.transitions.append(Transition(live.alert, event, now, detail, reason))
 
     def _remind(self, live: _Live, now: float, out: Outcome) -> None:

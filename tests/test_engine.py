@@ -2365,6 +2365,17 @@ def test_the_handset_offline_alarm_repeats_to_those_it_rang_never_the_offline_on
     assert sorted(again) == [(600, "n-vest"), (600, "vakt"), (1200, "n-vest"), (1200, "vakt")]
 
 
+def test_the_handset_offline_alarm_repeats_past_a_spent_rate_limit_budget() -> None:
+    """Like the no-staff alarm, it is never held back in a batch."""
+    c = Clocked(config("rate_limit: {max: 1, per: 3600}\n"))
+    c.signal("cord-201")  # spends n-vest's budget
+    c.respond("n-vest", "a1")
+    offline(c, "n-ost")
+    c.at(700)
+    again = {h for t, h, k in c.rings() if k == "handset_offline" and t == 600}
+    assert again == {"n-vest", "vakt"}
+
+
 def test_the_failsafe_handset_going_offline_is_an_alarm_day_and_night() -> None:
     """Every ladder ends at vakt: its flat phone is told to whoever is on duty."""
     c = Clocked(config())
