@@ -1413,24 +1413,34 @@ class Engine:
             self._reopen(live, now, out, f"{alert.accepted_by} removed")
             self._escalate(live, now, out, why="accepter_removed")
             return
+        accepter = alert.accepted_by or ""
+        care = not self.config.kind(alert.kind).technical or alert.kind in _SOMEONE_CALLING
+        if care and not self._relied_on(accepter, now):
+            # Her shift ended with the alert still open: reminding a nurse on her way home
+            # helps nobody, so the staff now on duty get it.
+            self._hand_over(live, accepter, now, out)
+            return
         reopen_after = live.ladder.reopen_after
-        if (
-            reopen_after > 0
-            and live.reminders >= reopen_after
-            and (not self.config.kind(alert.kind).technical or alert.kind in _SOMEONE_CALLING)
-        ):
+        offline = accepter in self._offline
+        if care and (offline or (reopen_after > 0 and live.reminders >= reopen_after)):
             # Accepted, reminded and still not attended (no resolve, no clear, no staff in
             # the room): the nurse may be stuck elsewhere, so the alert is nobody's again
             # and climbs on from the step it was accepted at, its accepter rung with it.
+            # A reminder her app cannot show (offline) cannot be answered: that is at once.
             # Technical alarms stay with the technicians, reminded as before.
-            accepter = alert.accepted_by or ""
-            self._reopen(
+            why = (
+                f"accepter {accepter} offline"
+                if offline
+                else f"not attended after {live.reminders} reminders ({accepter})"
+            )
+            self._reopen(live, now, out, why)
+            self._escalate(
                 live,
                 now,
                 out,
-                f"not attended after {live.reminders} reminders ({accepter})",
+                why="accepter_offline" if offline else "not_attended",
+                again=accepter,
             )
-            self._escalate(live, now, out, why="not_attended", again=accepter)
             return
         live.reminders += 1
         live.alert = alert.with_state(
@@ -1441,6 +1451,25 @@ class Engine:
             out.deliveries.append(
                 self._delivery(live, alert.accepted_by, "ring", now, reminder=True)
             )
+
+    def _hand_over(self, live: _Live, accepter: str, now: float, out: Outcome) -> None:
+        """The accepter went off duty with the alert open: ring it to the shift on duty now.
+
+        It starts over at the ladder's first step (a critical alarm at its whole team), and
+        the former accepter's handset is told the alert is no longer hers.
+        """
+        self._reopen(live, now, out, f"handed over: {accepter} off duty")
+        alert = live.alert
+        out.transitions.append(Transition(alert, "escalated", now, "to step 0", "shift_change"))
+        start = len(out.deliveries)
+        if alert.critical:
+            self._ring_critical(live, now, out)
+        else:
+            self._ring_step(live, 0, now, out)
+        rung = {d.handset for d in out.deliveries[start:] if d.alert_id == alert.id}
+        for h in live.handsets:
+            if h not in rung:
+                out.deliveries.append(self._delivery(live, h, "update", now))
 
     def _presence_ended(self, live: _Live, now: float, out: Outcome) -> None:
         """Staff left a room whose critical alarm their presence had stopped.
@@ -1669,6 +1698,11 @@ class Engine:
         if accepter is not None and accepter in self.config.handsets:
             if alert.room in self._present:
                 return  # staff are in the room already
+            care = not self.config.kind(alert.kind).technical or alert.kind in _SOMEONE_CALLING
+            if care and not self._relied_on(accepter, now):
+                # Asked again after the accepter's shift ended: the shift on duty hears it.
+                self._hand_over(live, accepter, now, out)
+                return
             # The accepter has not got there yet and the resident asks again: a critical
             # alarm rings the accepter again, anything else shows them the new count.
             action = "ring" if alert.critical else "update"

@@ -2456,3 +2456,97 @@ def test_an_offline_handset_coming_on_duty_raises_its_alarm_at_the_shift_change(
     assert 15 * 3600 + 30 * 60 <= ended[0].ts - early <= 15 * 3600 + 31 * 60
     cancels = {d.handset for d in c.out.deliveries if d.action == "cancel"}
     assert {"d-2", "vakt"} <= cancels
+
+
+MORNING = dt.datetime(2026, 11, 25, 6, 50, tzinfo=OSLO).timestamp()  # night shift to 07:00
+
+
+def test_an_alert_open_at_the_shift_change_is_handed_to_the_day_staff() -> None:
+    """n-ost took a call at 06:51 and her shift ended at 07:00: 07:01's reminder is the day's.
+
+    The reminder went to her handset as she went home, and again every 10 minutes until two
+    went unanswered; the day staff heard of the call 20 minutes late.
+    """
+    c = Clocked(config(), start=MORNING)
+    c.signal("cord-101")
+    c.at(60)
+    c.respond("n-ost", "a1")
+    c.out = Outcome()
+    c.at(60 + 600)  # 07:01: her reminder is due
+    assert c.events("a1")[:3] == ["reopened", "escalated", "ringing"]
+    reopened, escalated = c.out.transitions[:2]
+    assert reopened.detail == "handed over: n-ost off duty"
+    assert (escalated.detail, escalated.reason) == ("to step 0", "shift_change")
+    assert c.rings() == [(660, "d-ost", "pull_cord")]  # the day's primary, not n-ost
+    told = [d for d in c.out.deliveries if d.handset == "n-ost"]
+    assert [(d.action, d.payload["state"]) for d in told] == [("update", "active")]
+    c.respond("d-ost", "a1")
+    assert c.engine.alert("a1").accepted_by == "d-ost"  # type: ignore[union-attr]
+
+
+def test_a_critical_alarm_open_at_the_shift_change_rings_the_whole_day_team() -> None:
+    """A fall accepted at 06:55 and not cleared: its reminder rings the zone's day team."""
+    c = Clocked(config(), start=MORNING)
+    c.at(300)
+    c.signal("fall-102")
+    c.respond("n-ost", "a1")
+    c.out = Outcome()
+    c.at(300 + 600)
+    assert {h for _, h, _ in c.rings()} == {"d-ost", "d-2"}
+    assert "n-ost" not in {h for _, h, _ in c.rings()}
+    # Staff in the room at the reminder (the night nurse is still there): no hand-over.
+    d = Clocked(config(), start=MORNING)
+    d.at(300)
+    d.signal("fall-102")
+    d.respond("n-ost", "a1")
+    d.signal("pres-102")
+    d.at(300 + 600)
+    assert "reopened" not in d.events("a1")
+
+
+def test_a_call_repeated_after_the_accepters_shift_goes_to_the_day_staff() -> None:
+    """The resident pulls again at 07:02: the day staff hear it, not the nurse gone home."""
+    c = Clocked(config(), start=MORNING)
+    c.at(300)  # 06:55, reminder due 07:05
+    c.signal("cord-101")
+    c.respond("n-ost", "a1")
+    c.at(480)  # 06:58: before 07:00 the accepter still has it (count update)
+    c.signal("cord-101")
+    assert [d.action for d in c.out.deliveries if d.handset == "n-ost"][-1] == "update"
+    assert "reopened" not in c.events("a1")
+    c.at(720)  # 07:02
+    c.signal("cord-101")
+    assert c.events("a1")[-3:] == ["reopened", "escalated", "ringing"]
+    assert c.rings()[-1] == (720, "d-ost", "pull_cord")
+    # A restart reads the hand-over back: the alert is open, n-ost's accept is gone.
+    live = restored(c, "a1").engine._live["a1"]
+    assert live.alert.state is AlertState.ACTIVE
+    assert live.alert.accepted_by is None
+
+
+def test_a_reminder_an_offline_accepter_cannot_see_reopens_the_alert_at_once() -> None:
+    """n-ost accepted the fall, then her app went offline: at the reminder, others hear it.
+
+    The reminders went to her dead phone until two were unanswered: 20 minutes in which
+    nobody who could hear it knew the fall was nobody's.
+    """
+    c = Clocked(config())
+    c.signal("fall-102")
+    c.respond("n-ost", "a1")
+    offline(c, "n-ost")
+    c.out = Outcome()
+    c.at(605)
+    reopened = [t for t in c.out.transitions if t.event == "reopened"]
+    assert [t.detail for t in reopened] == ["accepter n-ost offline"]
+    escalated = next(t for t in c.out.transitions if t.event == "escalated")
+    assert escalated.reason == "accepter_offline"
+    assert "n-vest" in {h for t, h, _ in c.rings() if t == 600}
+    # Online again before the reminder: reminded as usual.
+    d = Clocked(config())
+    d.signal("fall-102")
+    d.respond("n-ost", "a1")
+    offline(d, "n-ost")
+    offline(d, "n-ost", online=True)
+    d.at(605)
+    assert "reopened" not in d.events("a1")
+    assert d.rings("n-ost")[-1] == (600, "n-ost", "fall")
