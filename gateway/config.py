@@ -332,6 +332,11 @@ class PresenceConfig:
     """How staff presence behaves; presence expires if its clear is never seen."""
 
     timeout: Seconds = 3600.0
+    # A call button pressed while staff are in the room is theirs: a nurse asking a
+    # colleague for help (nurse call's assistance call). It rings everyone on duty at
+    # once. False suppresses it like any other call while presence is on.
+    assistance: bool = True
+    assistance_text: str = "ASSISTANCE room {room}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -750,6 +755,14 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
                 f"unknown kind {dc.kind!r} (define it under kinds:, or use one of: "
                 f"{_few(BUILTIN_KINDS)})",
             )
+    template_problem = _template_problem(config.presence.assistance_text)
+    if template_problem is not None:
+        problems.add(
+            _line(tree, "presence", "assistance_text"),
+            "presence.assistance_text",
+            f"bad template ({template_problem}); fields: {{kind}} {{room}} {{device}}"
+            " {zone} {count}",
+        )
     for name, kc in config.kinds.items():
         builtin = BUILTIN_KINDS.get(name)
         if builtin is not None and builtin.critical and not kc.critical:

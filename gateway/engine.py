@@ -157,6 +157,8 @@ class _Live:
     # Rung by a rule's `repeat` (restlessness): the pattern, not the bed, is the news, so
     # the resident back in bed does not end it before someone accepts (it latches).
     restless: bool = False
+    # An assistance call (staff in the room pressed it): never batched by the rate limit.
+    assistance: bool = False
 
     def __post_init__(self) -> None:
         if self._alert.due is not None:
@@ -218,6 +220,7 @@ class _ReadBack:
     # Handsets with "batched" and no "batch_sent" since (insertion-ordered).
     batches: dict[str, None] = dataclasses.field(default_factory=dict)
     restless: bool = False  # rung by a rule's `repeat`
+    assistance: bool = False  # an assistance call
     digest_since: float | None = None  # queued for a technical digest not sent since
 
 
@@ -259,6 +262,8 @@ def _read_back(timeline: Iterable[tuple[float, str, str]]) -> _ReadBack:
             got.batches.pop(detail.split(" ", 1)[0], None)
         elif event == SHORT_EVENT:
             got.restless = True
+        elif event == "assistance":
+            got.assistance = True
         elif event == "digest":
             got.digest_since = ts
         elif event == "digest_sent":
@@ -668,6 +673,7 @@ class Engine:
             got.failed,
         )
         live.restless = got.restless
+        live.assistance = got.assistance
         if got.digest_since is not None and alert.state is AlertState.ACTIVE:
             # Queued for a digest a restart cut short: it still goes out, at once if its
             # time passed while the daemon was down (the technician was never told).
@@ -1089,6 +1095,17 @@ class Engine:
         priority = (
             Priority[(rule.priority or kc.priority).upper()] if rule else cfg.priority(signal.kind)
         )
+        # A call button pressed by staff already in the room: they need a colleague.
+        assist = (
+            kc.edge
+            and not kc.critical
+            and not kc.technical
+            and signal.room in self._present
+            and cfg.presence.assistance
+            and not (rule is not None and rule.action == "suppress")
+        )
+        if assist:
+            priority = max(priority, Priority.HIGH)
         alert = Alert(
             id=self._next_id(key, configured=signal.device in self._devices),
             key=key,
@@ -1102,7 +1119,7 @@ class Engine:
             raised_at=now,
             signal_id=signal.id,
             text=self._text(
-                kc.text,
+                cfg.presence.assistance_text if assist else kc.text,
                 kind=signal.kind,
                 room=signal.room,
                 device=signal.device,
@@ -1122,6 +1139,7 @@ class Engine:
         if (
             not kc.critical
             and not kc.technical
+            and not assist
             and signal.room in self._present
             and signal.kind not in _EQUIPMENT
         ):
@@ -1142,6 +1160,9 @@ class Engine:
         if kc.technical:
             self._technical(live, now, out)
             return
+        if assist:
+            self._assistance(live, now, out)
+            return
         if rule is not None and rule.hold_off > 0:
             if rule.repeat is not None and self._restless(live, rule, now, out):
                 return
@@ -1151,6 +1172,21 @@ class Engine:
             )
             return
         self._activate(live, now, out)
+
+    def _assistance(self, live: _Live, now: float, out: Outcome) -> None:
+        """Ring an assistance call to everyone on duty at once: no hold-off, no group.
+
+        Its zone's primary may be the nurse in the room who pressed it, so it starts at the
+        ladder's first step that rings everyone on duty (or at the failsafe step).
+        """
+        alert = live.alert
+        live.assistance = True
+        out.transitions.append(Transition(alert, "assistance", now, f"staff in room {alert.room}"))
+        steps = live.ladder.steps
+        index = next((i for i, s in enumerate(steps) if s.to == "all_on_duty"), len(steps) - 1)
+        live.alert = alert.with_state(AlertState.ACTIVE, step=index, due=None)
+        self._mute_targets(live.alert, now, out)
+        self._ring_step(live, index, now, out)
 
     def _restless(self, live: _Live, rule: RuleConfig, now: float, out: Outcome) -> bool:
         """Ring at once if this raise is the `repeat.count`-th within `repeat.within`.
@@ -1813,6 +1849,7 @@ class Engine:
             and limit is not None
             and not live.alert.critical
             and live.alert.kind not in _NEVER_BATCHED
+            and not live.assistance
             # An offline app's ring fails at once and moves the call on (_offline_rings);
             # in a batch it would hold the call for the whole step instead.
             and handset not in self._offline

@@ -2550,3 +2550,68 @@ def test_a_reminder_an_offline_accepter_cannot_see_reopens_the_alert_at_once() -
     d.at(605)
     assert "reopened" not in d.events("a1")
     assert d.rings("n-ost")[-1] == (600, "n-ost", "fall")
+
+
+def test_a_call_pressed_by_staff_in_the_room_is_an_assistance_call() -> None:
+    """The nurse in room 101 pulls the cord: she needs a colleague, everyone on duty hears it.
+
+    It was suppressed as a call staff in the room attend, and never came back: the one
+    person asking for help was the nurse herself.
+    """
+    c = Clocked(config())
+    c.signal("pres-101")
+    c.out = Outcome()
+    c.signal("cord-101")
+    alert = c.engine.alert("a1")
+    assert alert is not None
+    assert (alert.text, alert.priority.name, alert.state) == (
+        "ASSISTANCE room 101",
+        "HIGH",
+        AlertState.ACTIVE,
+    )
+    assert c.events("a1") == ["raised", "assistance", "ringing"]
+    # The zone's primary may be the nurse who pulled it: all on duty ring at once.
+    assert c.rings() == [(0, "n-ost", "pull_cord"), (0, "n-vest", "pull_cord")]
+    c.respond("n-vest", "a1")
+    assert c.engine.alert("a1").accepted_by == "n-vest"  # type: ignore[union-attr]
+    # Unanswered, it climbs to the failsafe as any call does.
+    d = Clocked(config())
+    d.signal("pres-101")
+    d.signal("cord-101")
+    d.at(61)
+    assert d.rings()[-1] == (60, "vakt", "pull_cord")
+    # A bed exit or a door in the same room is still the staff's own to see.
+    d.signal("door-101")
+    assert d.events("a2") == ["raised", "suppressed"]
+    # The restart reads it back: its rings are never batched.
+    assert restored(d, "a1").engine._live["a1"].assistance
+
+
+def test_an_assistance_call_is_never_batched_and_can_be_turned_off() -> None:
+    """Over the rate-limit budget it still rings; `presence.assistance: false` suppresses it."""
+    c = Clocked(config("rate_limit: {max: 1, per: 600}\n"))
+    c.signal("cord-102")
+    c.signal("cord-201")  # n-ost and n-vest have each heard of one call now
+    c.signal("pres-101")
+    c.out = Outcome()
+    c.signal("cord-101")
+    assert {h for _, h, _ in c.rings()} == {"n-ost", "n-vest"}
+    assert "batched" not in c.events("a3")
+    off = Clocked(config("presence: {assistance: false}\n"))
+    off.signal("pres-101")
+    off.signal("cord-101")
+    assert off.events("a1") == ["raised", "suppressed"]
+    assert off.rings() == []
+
+
+def test_the_assistance_text_is_checked_like_a_kinds_text() -> None:
+    """A bad template names its file, line and key path."""
+    with pytest.raises(ConfigError) as err:
+        config('presence: {assistance_text: "Help {bed}"}\n')
+    assert "presence.assistance_text" in str(err.value)
+    assert "engine.yaml:" in str(err.value)
+    cfg = config('presence: {assistance_text: "Hjelp rom {room}"}\n')
+    c = Clocked(cfg)
+    c.signal("pres-101")
+    c.signal("cord-101")
+    assert c.engine.alert("a1").text == "Hjelp rom 101"  # type: ignore[union-attr]

@@ -150,10 +150,17 @@ async def test_a_bed_exit_suppressed_by_day_rings_once_the_night_starts(
         assert (handset, msg["type"], msg["kind"]) == ("n1", "ring", "bed_exit")
 
 
-async def test_presence_resolves_and_suppresses(broker: Broker, tmp_path: Path) -> None:
-    """Through MQTT: the presence button resolves a ringing cord and suppresses the next."""
+async def test_presence_resolves_a_call_and_a_call_during_it_asks_for_assistance(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Through MQTT: presence resolves a ringing cord; a cord pulled during it is assistance.
+
+    The cord the nurse pulls rings everyone on duty and the failsafe at once (this ladder
+    has no all-on-duty step), as an assistance call.
+    """
     path = write_config(tmp_path, broker.port)
     async with running(load_config(path)) as r, peer(broker.port, prefix_of(path)) as p:
+        await seed(p)
         await p.z2m("rom102/tilstede", {"occupancy": False})
         await p.z2m("rom102/snor", {"action": "single"})
         _, ring = await p.next()
@@ -165,8 +172,13 @@ async def test_presence_resolves_and_suppresses(broker: Broker, tmp_path: Path) 
             "resolved",
         )
         await p.z2m("rom102/snor", {"action": "single"})
-        assert await p.nothing(0.4)
-        assert r.gateway.metrics.suppressed.labels("presence", "-")._value.get() >= 1
+        rings = {}
+        for _ in range(3):
+            handset, msg = await p.next()
+            rings[handset] = (msg["type"], msg["text"], msg["priority"])
+        assert rings == dict.fromkeys(["n1", "n2", "vakt"], ("ring", "ASSISTANCE room 102", "high"))
+        assert await p.nothing(0.3)
+        assert r.gateway.metrics.alert_count("pull_cord", "assistance")._value.get() == 1
 
 
 async def test_escalation_on_timeout_and_on_reject(broker: Broker, tmp_path: Path) -> None:
