@@ -174,6 +174,10 @@ class HandsetConfig:
     # mqtt only: the app keeps a retained "online" on <address>/status, with "offline" as
     # its last will; a ring while it is offline counts as failed at once.
     reports_status: bool = False
+    # An app that reconnects (a phone roaming between access points) says offline for a
+    # moment: its rings still fail over at once, but the handset_offline alarm waits this
+    # long for it to come back (Alertmanager's `for:`). 0 raises it at once.
+    offline_grace: Delay = 30.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -315,6 +315,7 @@ class Engine:
         self._last_seen: dict[str, float] = {}  # device -> last signal of any kind
         self._silent: set[str] = set()  # devices flagged silent
         self._offline: set[str] = set()  # handsets whose app says it is not running
+        self._offline_since: dict[str, float] = {}  # for each, when it said so
         self._next_duty_check = now  # while any is offline: who came on or went off duty
         # Devices a rule scenario does not simulate: their silence would be the scenario's.
         self._unsupervised = unsupervised
@@ -724,18 +725,29 @@ class Engine:
         key = f"handset:{handset}:offline"
         if online:
             self._offline.discard(handset)
+            self._offline_since.pop(handset, None)
             self._clear_key(key, now, "back online", out)
             return out
         if handset in self._offline:
             return out
         self._offline.add(handset)
+        self._offline_since[handset] = now
         for live in list(self._live.values()):
             if live.alert.state is AlertState.ACTIVE and handset in live.step_rung:
                 self._offline_ring(live, handset, now, out)
         if key not in self._by_key and self._relied_on(handset, now):
-            self._handset_offline_alarm(handset, key, now, out)
+            grace = self._offline_grace(handset)
+            if grace > 0:
+                # Back within the grace (an app reconnecting): no alarm; see _offline_duty.
+                self._next_duty_check = min(self._next_duty_check, now + grace)
+            else:
+                self._handset_offline_alarm(handset, key, now, out)
         self._offline_rings(out, now)
         return out
+
+    def _offline_grace(self, handset: str) -> float:
+        hc = self.config.handsets.get(handset)
+        return hc.offline_grace if hc is not None else 0.0
 
     def _relied_on(self, handset: str, now: float) -> bool:
         """On duty anywhere, or in the failsafe group (which every ladder ends at)."""
@@ -746,12 +758,17 @@ class Engine:
         return any(handset in self.on_duty(k, now) for k in kinds)
 
     def _offline_duty(self, now: float, out: Outcome) -> None:
-        """An offline handset's shift started (alarm) or ended (its alarm is moot)."""
+        """An offline handset's grace ended or its shift started (alarm), or its shift ended
+        (its alarm is moot). The caller set the next check; a grace ending sooner moves it."""
         for handset in sorted(self._offline):
             key = f"handset:{handset}:offline"
             on_duty = self._relied_on(handset, now)
             if on_duty and key not in self._by_key:
-                self._handset_offline_alarm(handset, key, now, out)
+                due = self._offline_since.get(handset, now) + self._offline_grace(handset)
+                if due <= now:
+                    self._handset_offline_alarm(handset, key, now, out)
+                else:
+                    self._next_duty_check = min(self._next_duty_check, due)
             elif not on_duty and key in self._by_key:
                 self._clear_key(key, now, "off duty", out)
 
@@ -1005,7 +1022,7 @@ class Engine:
             live.alert = a.with_state(a.state, raised_at=a.raised_at + delta, due=due)
         for key, a in self._armed.items():
             self._armed[key] = a.with_state(a.state, raised_at=a.raised_at + delta)
-        for table in (self._present, self._last_seen, self._batch_due):
+        for table in (self._present, self._last_seen, self._batch_due, self._offline_since):
             for name in table:
                 table[name] += delta
         for handset, log in self._ring_log.items():

@@ -2315,11 +2315,11 @@ def offline(c: Clocked, handset: str, online: bool = False) -> Outcome:
 def test_a_ring_to_an_offline_handset_moves_on_at_once() -> None:
     """The primary's app is offline: the call still goes to it, and to the next step now."""
     c = Clocked(config())
-    offline(c, "n-ost")
+    offline(c, "n-ost")  # within its alarm's grace: the call moves on all the same
     c.out = Outcome()
     c.signal("cord-101")
     assert c.rings() == [(0, "n-ost", "pull_cord"), (0, "n-vest", "pull_cord")]
-    failed = [(t.event, t.detail, t.reason) for t in c.out.transitions if t.alert.id == "a2"]
+    failed = [(t.event, t.detail, t.reason) for t in c.out.transitions if t.alert.id == "a1"]
     assert ("delivery_failed", "n-ost", "handset offline") in failed
     assert ("escalated", "to step 1", "delivery_failed") in failed
 
@@ -2336,7 +2336,11 @@ def test_an_app_going_offline_while_ringing_moves_the_call_on() -> None:
 def test_an_on_duty_handset_offline_rings_the_failsafe_until_it_is_back() -> None:
     """Someone on duty hears nothing: the failsafe group and the others on duty are told."""
     c = Clocked(config())
-    went = offline(c, "n-ost")
+    assert offline(c, "n-ost").deliveries == []  # its 30 s grace (offline_grace)
+    c.at(29)
+    assert c.out.deliveries == []
+    c.at(30)
+    went = c.out
     assert sorted((d.handset, d.payload["kind"]) for d in went.deliveries) == [
         ("n-vest", "handset_offline"),
         ("vakt", "handset_offline"),
@@ -2356,13 +2360,13 @@ def test_the_handset_offline_alarm_repeats_to_those_it_rang_never_the_offline_on
     A repeat that rang only handsets new to the alarm rang just the offline one, about itself.
     """
     c = Clocked(config())
-    offline(c, "n-ost")
-    c.at(599)
+    offline(c, "n-ost")  # the alarm rings at 30 s, after its grace
+    c.at(629)
     assert sorted(h for _, h, _ in c.rings()) == ["n-vest", "vakt"]
     c.at(1300)
     again = [(t, h) for t, h, k in c.rings() if k == "handset_offline" and t >= 600]
     # Repeated at the reminder time (600 s here), not every minute all night.
-    assert sorted(again) == [(600, "n-vest"), (600, "vakt"), (1200, "n-vest"), (1200, "vakt")]
+    assert sorted(again) == [(630, "n-vest"), (630, "vakt"), (1230, "n-vest"), (1230, "vakt")]
 
 
 def test_the_handset_offline_alarm_repeats_past_a_spent_rate_limit_budget() -> None:
@@ -2372,21 +2376,23 @@ def test_the_handset_offline_alarm_repeats_past_a_spent_rate_limit_budget() -> N
     c.respond("n-vest", "a1")
     offline(c, "n-ost")
     c.at(700)
-    again = {h for t, h, k in c.rings() if k == "handset_offline" and t == 600}
+    again = {h for t, h, k in c.rings() if k == "handset_offline" and t == 630}
     assert again == {"n-vest", "vakt"}
 
 
 def test_the_failsafe_handset_going_offline_is_an_alarm_day_and_night() -> None:
     """Every ladder ends at vakt: its flat phone is told to whoever is on duty."""
     c = Clocked(config())
-    went = offline(c, "vakt")
-    assert sorted((d.handset, d.payload["kind"]) for d in went.deliveries) == [
+    offline(c, "vakt")
+    c.at(30)
+    assert sorted((d.handset, d.payload["kind"]) for d in c.out.deliveries) == [
         ("n-ost", "handset_offline"),
         ("n-vest", "handset_offline"),
     ]
     day = Clocked(config(), start=DAY)
-    went = offline(day, "vakt")
-    assert sorted(d.handset for d in went.deliveries) == ["d-2", "d-ost"]
+    offline(day, "vakt")
+    day.at(30)
+    assert sorted(d.handset for d in day.out.deliveries) == ["d-2", "d-ost"]
     day.at(3 * 3600)  # the once-a-minute duty check does not end it: vakt is always relied on
     assert [d.action for d in day.out.deliveries if d.action == "cancel"] == []
 
@@ -2615,3 +2621,34 @@ def test_the_assistance_text_is_checked_like_a_kinds_text() -> None:
     c.signal("pres-101")
     c.signal("cord-101")
     assert c.engine.alert("a1").text == "Hjelp rom 101"  # type: ignore[union-attr]
+
+
+def test_an_app_back_within_its_grace_raises_no_handset_offline_alarm() -> None:
+    """A phone roaming between access points says offline for seconds: nobody is rung.
+
+    Every such flap rang the failsafe and the others on duty, all night.
+    """
+    c = Clocked(config())
+    for t in (0, 100, 200):
+        c.at(t)
+        offline(c, "n-ost")
+        c.at(t + 20)
+        offline(c, "n-ost", online=True)
+    c.at(3600)
+    assert c.out.deliveries == []
+    assert c.out.transitions == []
+    # Offline again and for good: the grace counts from this last offline.
+    offline(c, "n-ost")
+    c.at(3600 + 29)
+    assert c.out.deliveries == []
+    c.at(3600 + 30)
+    assert {d.handset for d in c.out.deliveries} == {"n-vest", "vakt"}
+    # `offline_grace: 0` raises it at once, as before.
+    now = Clocked(
+        config(
+            base=YAML.replace(
+                "n-ost: {channel: console}", "n-ost: {channel: console, offline_grace: 0}"
+            )
+        )
+    )
+    assert {d.handset for d in offline(now, "n-ost").deliveries} == {"n-vest", "vakt"}

@@ -194,9 +194,9 @@ def test_a_wrong_value_is_named_in_yaml_words(tmp_path: Path) -> None:
     )
 
 
-# natt's app keeps its status; vakt (a console) has none.
+# natt's app keeps its status (its alarm raised at once, no grace); vakt (a console) has none.
 STATUS_CONFIG = CONFIG.replace(
-    "natt: {channel: console}", "natt: {channel: mqtt, reports_status: true}"
+    "natt: {channel: console}", "natt: {channel: mqtt, reports_status: true, offline_grace: 0}"
 ).replace("zones:", "mqtt: {host: 127.0.0.1}\nzones:")
 
 STATUS = """\

@@ -442,7 +442,10 @@ time.sleep(600)
 async def test_a_handset_app_that_dies_fails_its_rings_over_and_rings_the_failsafe(
     broker: Broker, tmp_path: Path
 ) -> None:
-    """A real app process killed: its will says offline; calls skip it; back online clears."""
+    """A real app process killed: its will says offline; calls skip it; back online clears.
+
+    The handset_offline alarm waits for the handset's 30 s grace (an app reconnecting).
+    """
     path = write_config(tmp_path, broker.port)
     prefix = prefix_of(path)
     path.write_text(
@@ -471,10 +474,16 @@ async def test_a_handset_app_that_dies_fails_its_rings_over_and_rings_the_failsa
             assert await p.nothing(0.2)  # online: nothing to say
             app.kill()
             await app.wait()
+            sample = r.gateway.metrics.registry.get_sample_value
+            for _ in range(100):
+                if sample("alertgw_handset_online", {"handset": "n1"}) == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert sample("alertgw_handset_online", {"handset": "n1"}) == 0
+            assert await p.nothing(0.2)  # within its 30 s offline_grace: no alarm yet
+            await advance(clock, 30, r.gateway.kick)
             told = {(await p.next())[0] for _ in range(2)}
             assert told == {"n2", "vakt"}  # the other on duty and the failsafe group
-            sample = r.gateway.metrics.registry.get_sample_value
-            assert sample("alertgw_handset_online", {"handset": "n1"}) == 0
             await p.z2m("rom102/snor", {"action": "single"})
             rung = [await p.next() for _ in range(2)]
             # n1 still gets it (the broker keeps it for the app); n2 at once, not after 60 s.
