@@ -1265,7 +1265,9 @@ class Engine:
         A bed exit held 20 minutes from 06:50 ends under the day's rules, which suppress
         bed exits: it is suppressed as if raised now, armed until the next boundary like
         any condition a schedule mutes. Any other rule now first does not restart a
-        hold-off (that could hold an alert across every boundary): it rings as held.
+        hold-off (that could hold an alert across every boundary), but its priority,
+        ladder and group are the ones the alert rings with: a bed exit held from 21:55
+        under an evening rule rings at 22:05 as the night rule says.
         """
         alert = live.alert
         signal = Signal(
@@ -1283,6 +1285,19 @@ class Engine:
             self._finish(live, AlertState.SUPPRESSED, now, rule.name, out, reason="rule")
             self._arm_until_boundary(live.alert, live.source, now)
             return
+        name = rule.name if rule is not None else ""
+        if name != alert.rule:
+            kc = self.config.kind(alert.kind)
+            priority = (
+                Priority[(rule.priority or kc.priority).upper()]
+                if rule is not None
+                else self.config.priority(alert.kind)
+            )
+            live.alert = dataclasses.replace(alert, rule=name, priority=priority)
+            live.ladder = self._ladder(name)
+            out.transitions.append(
+                Transition(live.alert, "rule_changed", now, f"{alert.rule or '-'} -> {name or '-'}")
+            )
         # Rung after all: the short raises before it are answered by this ring.
         if alert.key in self._short:
             del self._short[alert.key]

@@ -2652,3 +2652,35 @@ def test_an_app_back_within_its_grace_raises_no_handset_offline_alarm() -> None:
         )
     )
     assert {d.handset for d in offline(now, "n-ost").deliveries} == {"n-vest", "vakt"}
+
+
+def test_a_hold_off_ending_under_another_rule_rings_as_that_rule_says() -> None:
+    """Held from 21:55 under the evening rule, it rings at 22:05 with the night's priority.
+
+    It rang with the evening rule's low priority and slow ladder, in the middle of the night.
+    """
+    rules = """rules:
+  - {name: bed-night, match: {kinds: [bed_exit], schedule: night}, hold_off: 1200,
+     priority: critical, escalation: night}
+  - {name: bed-day, match: {kinds: [bed_exit], schedule: day}, hold_off: 600, priority: low}
+"""
+    base = YAML[: YAML.index("rules:")] + rules + YAML[YAML.index("inhibit:") :]
+    base = base.replace(
+        "    reminder: 600\n",
+        "    reminder: 600\n  night:\n"
+        "    steps: [{to: primary, after: 30}, {to: failsafe, after: 30}]\n",
+    )
+    evening = dt.datetime(2026, 11, 24, 21, 55, tzinfo=OSLO).timestamp()
+    c = Clocked(config(base=base), start=evening)
+    c.signal("bed-102")
+    c.at(599)
+    assert c.rings() == []
+    c.at(600)  # 22:05
+    (ring,) = [d for d in c.out.deliveries if d.action == "ring"]
+    assert (ring.handset, ring.payload["priority"]) == ("n-ost", "critical")
+    alert = c.engine.alert("a1")
+    assert alert is not None
+    assert alert.rule == "bed-night"
+    assert "rule_changed" in c.events("a1")
+    c.at(631)  # the night ladder's 30 s, not the default's 60
+    assert c.rings()[-1] == (630, "vakt", "bed_exit")
