@@ -159,6 +159,7 @@ class _Live:
     restless: bool = False
     # An assistance call (staff in the room pressed it): never batched by the rate limit.
     assistance: bool = False
+    rang_at: float | None = None  # its first ring (a group window counts from it)
 
     def __post_init__(self) -> None:
         if self._alert.due is not None:
@@ -221,6 +222,7 @@ class _ReadBack:
     batches: dict[str, None] = dataclasses.field(default_factory=dict)
     restless: bool = False  # rung by a rule's `repeat`
     assistance: bool = False  # an assistance call
+    rang_at: float | None = None  # its first "ringing"
     digest_since: float | None = None  # queued for a technical digest not sent since
 
 
@@ -239,6 +241,8 @@ def _read_back(timeline: Iterable[tuple[float, str, str]]) -> _ReadBack:
             got.rejected_by.add(handset)
             got.declined.add(handset)
         elif event == "ringing" and ": " in detail:
+            if got.rang_at is None:
+                got.rang_at = ts
             got.step_rung = [h for h in detail.rsplit(": ", 1)[1].split(",") if h]
             got.declined.difference_update(got.step_rung)
             got.failed.difference_update(got.step_rung)
@@ -675,6 +679,7 @@ class Engine:
         )
         live.restless = got.restless
         live.assistance = got.assistance
+        live.rang_at = got.rang_at
         if got.digest_since is not None and alert.state is AlertState.ACTIVE:
             # Queued for a digest a restart cut short: it still goes out, at once if its
             # time passed while the daemon was down (the technician was never told).
@@ -1398,6 +1403,8 @@ class Engine:
         out.transitions.append(
             Transition(live.alert, "ringing", now, f"step {index} {step.to}: {','.join(ringing)}")
         )
+        if live.rang_at is None:
+            live.rang_at = now
         live.step_rung = list(ringing)
         for handset in ringing:
             # A zone with nobody on duty is never batched: its calls go to whoever can go.
@@ -1740,7 +1747,9 @@ class Engine:
                 and not self.config.kind(a.kind).technical
                 and a.state in (AlertState.ACTIVE, AlertState.ACCEPTED)
                 and live.handsets
-                and now - a.raised_at <= window
+                # From its first ring: a bed exit held 20 minutes then rung is as new to
+                # the staff as the pull cord pulled a minute later.
+                and now - (a.raised_at if live.rang_at is None else live.rang_at) <= window
             ):
                 return live
         return None

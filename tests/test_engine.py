@@ -2684,3 +2684,28 @@ def test_a_hold_off_ending_under_another_rule_rings_as_that_rule_says() -> None:
     assert "rule_changed" in c.events("a1")
     c.at(631)  # the night ladder's 30 s, not the default's 60
     assert c.rings()[-1] == (630, "vakt", "bed_exit")
+
+
+def test_a_group_window_counts_from_the_leaders_first_ring() -> None:
+    """A door held 5 minutes rings at 300; the cord pulled at 350 joins it: one message.
+
+    The window counted from the door's raise at 0, so the cord rang as a second message.
+    """
+    base = YAML.replace(
+        "{name: door, match: {kinds: [door_open]}, group: 120}",
+        "{name: door, match: {kinds: [door_open]}, group: 120, hold_off: 300}",
+    )
+    c = Clocked(config(base=base))
+    c.signal("door-101")
+    c.at(350)
+    c.signal("cord-101")
+    assert c.rings() == [(300, "n-ost", "door_open")]
+    assert c.events("a2") == ["raised", "grouped"]
+    # A restart reads the first ring back from the timeline.
+    assert restored(c, "a1").engine._live["a1"].rang_at == c.start + 300
+    d = Clocked(config(base=base))
+    d.signal("door-101")
+    d.at(300 + 121)
+    d.signal("cord-101")  # past the window from the ring: its own message
+    assert [(h, k) for t, h, k in d.rings() if t == 421] == [("n-ost", "pull_cord")]
+    assert "grouped" not in d.events("a2")
