@@ -982,7 +982,7 @@ class Engine:
             start = len(out.deliveries)
             self._escalate(live, now, out, why=why)
             rung = {d.handset for d in out.deliveries[start:] if d.alert_id == alert.id}
-            for h in live.handsets:
+            for h in self._shown(live):
                 if h not in rung:
                     out.deliveries.append(self._delivery(live, h, "update", now))
         elif alert.state is AlertState.ACTIVE:
@@ -1446,7 +1446,7 @@ class Engine:
         live.declined.discard(handset)
         live.reminders = 0
         out.transitions.append(Transition(live.alert, "accepted", now, handset))
-        for h in live.handsets:
+        for h in self._shown(live):
             out.deliveries.append(self._delivery(live, h, "update", now))
         for member_id in live.members:
             member = self._live.get(member_id)
@@ -1542,7 +1542,7 @@ class Engine:
         else:
             self._ring_step(live, 0, now, out)
         rung = {d.handset for d in out.deliveries[start:] if d.alert_id == alert.id}
-        for h in live.handsets:
+        for h in self._shown(live):
             if h not in rung:
                 out.deliveries.append(self._delivery(live, h, "update", now))
 
@@ -1764,7 +1764,7 @@ class Engine:
         live.handsets = list(leader.handsets)
         leader.members.append(live.alert.id)
         out.transitions.append(Transition(live.alert, "grouped", now, leader.alert.id, "group"))
-        for h in leader.handsets:
+        for h in self._shown(leader):
             out.deliveries.append(self._delivery(leader, h, "update", now))
 
     def _repeat(self, live: _Live, signal: Signal, now: float, out: Outcome) -> None:
@@ -1790,7 +1790,7 @@ class Engine:
                 return
         if alert.critical:
             # A repeat of a critical alarm is never absorbed silently: handsets see the count.
-            for h in live.handsets:
+            for h in self._shown(live):
                 if h != accepter:
                     out.deliveries.append(self._delivery(live, h, "update", now))
         elif alert.kind in _SOMEONE_CALLING and accepter is None:
@@ -1861,10 +1861,10 @@ class Engine:
                 if leader.condition_cleared and not leader.members and not self._latches(leader):
                     self._finish(leader, AlertState.CLEARED, now, "group cleared", out)
                 else:
-                    for h in leader.handsets:
+                    for h in self._shown(leader):
                         out.deliveries.append(self._delivery(leader, h, "update", now))
             return
-        for h in live.handsets:
+        for h in self._shown(live):
             out.deliveries.append(self._delivery(live, h, "cancel", now))
         for handset, ids in self._batch.items():
             if alert_id in ids:
@@ -1875,6 +1875,17 @@ class Engine:
             self._uninhibit(live.alert, now, out)
 
     # -- delivery -------------------------------------------------------------------------
+
+    def _shown(self, live: _Live) -> list[str]:
+        """The handsets that were sent the alert: not those where it waits in a batch.
+
+        An update or cancel of an alert a handset never saw is noise on its screen; the
+        batch carries the alert's state when it goes (or leaves out one that ended).
+        """
+        if not self._batch:
+            return live.handsets
+        alert_id = live.alert.id
+        return [h for h in live.handsets if alert_id not in self._batch.get(h, ())]
 
     def _ring(
         self, live: _Live, handset: str, now: float, out: Outcome, *, rate_limited: bool

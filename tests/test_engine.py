@@ -2709,3 +2709,27 @@ def test_a_group_window_counts_from_the_leaders_first_ring() -> None:
     d.signal("cord-101")  # past the window from the ring: its own message
     assert [(h, k) for t, h, k in d.rings() if t == 421] == [("n-ost", "pull_cord")]
     assert "grouped" not in d.events("a2")
+
+
+def test_a_handset_whose_ring_waits_in_a_batch_is_sent_no_update_of_it() -> None:
+    """Over its budget, n-ost's ring of a2 waits in a batch; n-vest takes a2 meanwhile.
+
+    n-ost was sent an 'update: accepted by n-vest' of a call it had never been shown, and
+    a 'cancel' of one that ended while waiting.
+    """
+    c = Clocked(config("rate_limit: {max: 1, per: 600}\n"))
+    c.signal("cord-102")  # n-ost's budget
+    c.signal("cord-101")  # batched for n-ost
+    assert c.events("a2")[-1] == "batched"
+    c.respond("n-ost", "a1")
+    c.at(61)  # moves on to all on duty: n-vest rung
+    c.respond("n-vest", "a2")
+    shown = {(d.handset, d.action) for d in c.out.deliveries if d.alert_id == "a2"}
+    assert shown == {("n-vest", "ring"), ("n-vest", "update")}
+    c.signal("cord-102", "cleared")  # n-ost still has a1 on its screen: updated as ever
+    c.signal("cord-101", "cleared")
+    assert ("n-ost", "cancel") not in {
+        (d.handset, d.action) for d in c.out.deliveries if d.alert_id == "a2"
+    }
+    c.at(700)
+    assert [d for d in c.out.deliveries if d.action == "batch"] == []  # nothing left to send
