@@ -509,3 +509,51 @@ async def test_a_handset_app_that_dies_fails_its_rings_over_and_rings_the_failsa
         if app.returncode is None:
             app.kill()
             await app.wait()
+
+
+async def test_an_alert_open_at_the_shift_change_is_handed_to_the_day_shift(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Through MQTT: n1 takes a call at 06:55; at 07:10 (its reminder) n2, on days, is rung.
+
+    n1 is told the alert is open again, and the journal's timeline says why.
+    """
+    path = write_config(tmp_path, broker.port)
+    shifts = (
+        'schedules:\n  night: {start: "22:00", end: "07:00"}\n'
+        '  day: {start: "07:00", end: "22:00"}\n'
+        "roster:\n  shifts: [{schedule: night, assign: {ost: [n1]}},"
+        " {schedule: day, assign: {ost: [n2]}}]\n"
+        "  failsafe: [vakt]\n"
+    )
+    text = path.read_text()
+    path.write_text(text[: text.index("schedules:")] + shifts + text[text.index("escalation:") :])
+    clock = FakeClock()
+    clock.now = dt.datetime(2026, 11, 25, 6, 55, tzinfo=ZoneInfo("Europe/Oslo")).timestamp()
+    config = load_config(path)
+    async with (
+        running(config, clock=clock) as r,
+        peer(broker.port, prefix_of(path)) as p,
+    ):
+        await p.z2m("rom102/snor", {"action": "single"})
+        handset, ring = await p.next()
+        assert (handset, ring["type"]) == ("n1", "ring")
+        await p.respond("n1", ring["alert_id"], "accept")
+        handset, accepted = await p.next()
+        assert (handset, accepted["type"], accepted["accepted_by"]) == ("n1", "update", "n1")
+        await advance(clock, 899, r.gateway.kick)
+        assert await p.nothing(0.3)
+        await advance(clock, 1, r.gateway.kick)  # 07:10, the reminder is due: n1 went home
+        got = dict([await p.next(), await p.next()])
+        assert (got["n2"]["type"], got["n2"]["alert_id"]) == ("ring", ring["alert_id"])
+        assert (got["n1"]["type"], got["n1"]["state"]) == ("update", "active")
+        assert "accepted_by" not in got["n1"]
+        escalations = r.gateway.metrics.escalations.labels("pull_cord", "shift_change")
+        assert escalations._value.get() == 1
+    journal = Journal(config.journal.path)
+    await journal.open()
+    try:
+        (call,) = await journal.recent_alerts(5)
+    finally:
+        await journal.close()
+    assert ("reopened", "handed over: n1 off duty") in [(e, d) for _, e, d in call.events]
