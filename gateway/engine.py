@@ -1490,7 +1490,7 @@ class Engine:
             return
         accepter = alert.accepted_by or ""
         care = not self.config.kind(alert.kind).technical or alert.kind in _SOMEONE_CALLING
-        if care and not self._relied_on(accepter, now):
+        if care and self._shift_ended(accepter, now):
             # Her shift ended with the alert still open: reminding a nurse on her way home
             # helps nobody, so the staff now on duty get it.
             self._hand_over(live, accepter, now, out)
@@ -1526,6 +1526,18 @@ class Engine:
             out.deliveries.append(
                 self._delivery(live, alert.accepted_by, "ring", now, reminder=True)
             )
+
+    def _shift_ended(self, handset: str, now: float) -> bool:
+        """A roster handset that is on duty nowhere now (and not in the failsafe group).
+
+        A handset no shift names (the technician's) has no shift to end.
+        """
+        roster = self.config.roster
+        if roster is None or self._relied_on(handset, now):
+            return False
+        return any(handset in hs for shift in roster.shifts for hs in shift.assign.values()) or any(
+            handset in ov.handsets for ov in roster.overrides
+        )
 
     def _hand_over(self, live: _Live, accepter: str, now: float, out: Outcome) -> None:
         """The accepter went off duty with the alert open: ring it to the shift on duty now.
@@ -1776,7 +1788,7 @@ class Engine:
             if alert.room in self._present:
                 return  # staff are in the room already
             care = not self.config.kind(alert.kind).technical or alert.kind in _SOMEONE_CALLING
-            if care and not self._relied_on(accepter, now):
+            if care and self._shift_ended(accepter, now):
                 # Asked again after the accepter's shift ended: the shift on duty hears it.
                 self._hand_over(live, accepter, now, out)
                 return

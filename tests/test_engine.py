@@ -2733,3 +2733,16 @@ def test_a_handset_whose_ring_waits_in_a_batch_is_sent_no_update_of_it() -> None
     }
     c.at(700)
     assert [d for d in c.out.deliveries if d.action == "batch"] == []  # nothing left to send
+
+
+def test_an_alert_the_technician_accepted_has_no_shift_to_end() -> None:
+    """tech (on no shift) took an unknown call point's call: reminded, not handed over."""
+    c = Clocked(config())
+    sig = Signal(
+        "u1", "nurse", "espa:ward:999", "", "unknown_call_point", SignalState.RAISED, c.now
+    )
+    c.out.extend(c.engine.handle_signal(sig, c.now))
+    c.respond("tech", "a1")
+    c.at(605)
+    assert "reopened" not in c.events("a1")
+    assert c.rings("tech")[-1] == (600, "tech", "unknown_call_point")
