@@ -30,6 +30,7 @@ from benchmarks.hotpath import (
     summarise_profile,
 )
 from benchmarks.inprocess import measure
+from benchmarks.journal import run as journal_run
 from gateway.config import parse_config
 
 
@@ -247,3 +248,12 @@ async def test_the_in_process_benchmark_routes_every_signal_to_one_handset_messa
     line = await measure(1000)
     assert (line["signals"], line["handset_messages"], line["lost"]) == (1000, 1000, 0)
     assert line["cpu_us_per_signal"] > 0
+
+
+async def test_the_journal_benchmark_commits_every_signal() -> None:
+    """`python -m benchmarks.journal` small: one line per batch size, of real commits."""
+    lines = await journal_run(1000, [5, 20])
+    assert [line["batch"] for line in lines] == [5, 20]
+    for line in lines:
+        assert line["db_thread_us_per_signal"] > 0
+        assert line["kb_written_per_signal"] > 0
