@@ -36,8 +36,6 @@ CREATE TABLE IF NOT EXISTS alerts (
     count INTEGER NOT NULL, accepted_by TEXT, updated_at REAL NOT NULL,
     rule TEXT NOT NULL DEFAULT '', step INTEGER NOT NULL DEFAULT 0, due REAL, grp TEXT
 );
-CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state);
-CREATE INDEX IF NOT EXISTS alerts_updated ON alerts (updated_at);
 CREATE TABLE IF NOT EXISTS events (
     rowid INTEGER PRIMARY KEY, alert_id TEXT NOT NULL, ts REAL NOT NULL, event TEXT NOT NULL,
     detail TEXT NOT NULL, alert_row INTEGER
@@ -48,7 +46,6 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER NOT NULL, action TEXT NOT NULL, payload TEXT NOT NULL, state TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, updated_at REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state);
 CREATE TABLE IF NOT EXISTS levels (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS responses (
     rowid INTEGER PRIMARY KEY, id TEXT NOT NULL, handset TEXT NOT NULL, alert_id TEXT NOT NULL,
@@ -56,6 +53,30 @@ CREATE TABLE IF NOT EXISTS responses (
 );
 CREATE INDEX IF NOT EXISTS responses_id ON responses (id);
 """
+
+_ACTIVE_STATES = tuple(s.value for s in AlertState if not s.terminal)
+# The states in SQL, as literals: a partial index serves a query only when the query
+# repeats the index's WHERE term, and SQLite cannot see through a bound parameter.
+_OPEN = "(" + ", ".join(f"'{s}'" for s in _ACTIVE_STATES) + ")"
+
+# Partial indexes: each holds only the rows its queries look for. The full indexes on
+# alerts (state), alerts (updated_at) and outbox (state) they replace took an entry per row
+# ever written and a page or two per commit each; these are small (open alerts, queued
+# messages) or only appended to (an alert enters alerts_finished once, when it finishes).
+# Checked at every open against sqlite_master, so a changed definition (a new alert
+# state) is rebuilt, and an older alertgw's full indexes are dropped (it recreates them
+# if it is started again: the schema version is unchanged).
+_INDEXES = {
+    # active_alerts, and prune's "still open" subqueries
+    "alerts_open": f"CREATE INDEX alerts_open ON alerts (raised_at) WHERE state IN {_OPEN}",
+    # finished_in_digest and prune
+    "alerts_finished": (
+        f"CREATE INDEX alerts_finished ON alerts (updated_at) WHERE state NOT IN {_OPEN}"
+    ),
+    # pending_deliveries
+    "outbox_queued": "CREATE INDEX outbox_queued ON outbox (id) WHERE state = 'queued'",
+}
+_REPLACED_INDEXES = ("alerts_state", "alerts_updated", "outbox_state")
 
 # Version 1 finds an alert's events by the alert's rowid, not its id. Alert ids are
 # hashes, so an index on them took a random page per event (a third of the pages a
@@ -72,8 +93,6 @@ DROP INDEX IF EXISTS events_alert;
 # it on when the clock is not known good (pruning runs hourly).
 PRUNE_CLOCK_KEY = "journal:prune_clock"
 PRUNE_STEP = 2 * 3600.0
-
-_ACTIVE_STATES = tuple(s.value for s in AlertState if not s.terminal)
 
 
 # A handset answer as journaled: (id, handset, alert id, response, received at).
@@ -135,6 +154,7 @@ class Journal:
             await db.execute("PRAGMA busy_timeout=5000")
             await self._migrate(db)
             await db.executescript(SCHEMA)
+            await _ensure_indexes(db)
             await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             await db.commit()
             rows = await db.execute_fetchall("SELECT COALESCE(MAX(id), 0) FROM outbox")
@@ -392,17 +412,15 @@ class Journal:
 
     async def active_alerts(self) -> list[StoredAlert]:
         """Alerts that were not finished when the daemon last stopped."""
-        marks = ",".join("?" * len(_ACTIVE_STATES))
-        return await self._alerts(f"WHERE state IN ({marks}) ORDER BY raised_at", _ACTIVE_STATES)
+        return await self._alerts(f"WHERE state IN {_OPEN} ORDER BY raised_at", ())
 
     async def finished_in_digest(self, since: float) -> list[StoredAlert]:
         """Finished alerts updated since `since` whose timeline queued them for a digest."""
-        marks = ",".join("?" * len(_ACTIVE_STATES))
         return await self._alerts(
-            # Only placeholders are formatted in; every value is bound.
-            f"WHERE updated_at >= ? AND state NOT IN ({marks}) AND EXISTS (SELECT 1 FROM events"  # noqa: S608
+            # Only our own state literals are formatted in; every value is bound.
+            f"WHERE updated_at >= ? AND state NOT IN {_OPEN} AND EXISTS (SELECT 1 FROM events"  # noqa: S608
             " WHERE alert_row = alerts.rowid AND event = 'digest') ORDER BY raised_at",
-            (since, *_ACTIVE_STATES),
+            (since,),
         )
 
     async def recent_alerts(self, limit: int = 20) -> list[StoredAlert]:
@@ -492,17 +510,16 @@ class Journal:
         large backlog never holds up the router's commits for long. `clock`, the wall
         time `before` was reckoned from, is remembered for `prune_clock`.
         """
-        marks = ",".join("?" * len(_ACTIVE_STATES))
-        active = (*_ACTIVE_STATES,)
-        # Each statement deletes at most `chunk` rows; values are bound, clauses are ours.
+        # Each statement deletes at most `chunk` rows; values are bound, clauses are ours
+        # (the state literals must be literals, for the partial indexes).
         statements = [
             (
                 # The signal of an alert still open says its source, which rules match on
                 # when the alert is restored and muted or raised again.
                 "DELETE FROM signals WHERE rowid IN (SELECT rowid FROM signals"  # noqa: S608
                 " WHERE received_at < ? AND id NOT IN"
-                f" (SELECT signal_id FROM alerts WHERE state IN ({marks})) LIMIT ?)",
-                (before, *active, chunk),
+                f" (SELECT signal_id FROM alerts WHERE state IN {_OPEN}) LIMIT ?)",
+                (before, chunk),
             ),
             (
                 "DELETE FROM responses WHERE rowid IN (SELECT rowid FROM responses"
@@ -511,22 +528,22 @@ class Journal:
             ),
             (
                 "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE alert_row IN"  # noqa: S608
-                f" (SELECT rowid FROM alerts WHERE updated_at < ? AND state NOT IN ({marks}))"
+                f" (SELECT rowid FROM alerts WHERE updated_at < ? AND state NOT IN {_OPEN})"
                 " LIMIT ?)",
-                (before, *active, chunk),
+                (before, chunk),
             ),
             (
                 # Rows of a still-active alert say which handsets rang: a restart needs them.
                 "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE updated_at < ?"  # noqa: S608
                 " AND state != 'queued' AND alert_id NOT IN"
-                f" (SELECT id FROM alerts WHERE state IN ({marks})) LIMIT ?)",
-                (before, *active, chunk),
+                f" (SELECT id FROM alerts WHERE state IN {_OPEN}) LIMIT ?)",
+                (before, chunk),
             ),
             (
                 "DELETE FROM alerts WHERE rowid IN (SELECT a.rowid FROM alerts a"  # noqa: S608
-                f" WHERE a.updated_at < ? AND a.state NOT IN ({marks}) AND NOT EXISTS"
+                f" WHERE a.updated_at < ? AND a.state NOT IN {_OPEN} AND NOT EXISTS"
                 " (SELECT 1 FROM events e WHERE e.alert_row = a.rowid) LIMIT ?)",
-                (before, *active, chunk),
+                (before, chunk),
             ),
         ]
         removed = 0
@@ -586,6 +603,19 @@ async def _check_readable(db: aiosqlite.Connection) -> None:
             f"journal schema version {version} is older than this alertgw's"
             f" ({SCHEMA_VERSION}); start the daemon once to migrate it, then retry"
         )
+
+
+async def _ensure_indexes(db: aiosqlite.Connection) -> None:
+    """Create the partial indexes as defined here; drop the full ones they replace."""
+    rows = await db.execute_fetchall("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
+    have: dict[str, str | None] = {str(r[0]): r[1] for r in rows}
+    for name, sql in _INDEXES.items():
+        if have.get(name) != sql:
+            await db.execute(f"DROP INDEX IF EXISTS {name}")
+            await db.execute(sql)
+    for name in _REPLACED_INDEXES:
+        if name in have:
+            await db.execute(f"DROP INDEX {name}")
 
 
 async def _refuse_newer(db: aiosqlite.Connection) -> None:

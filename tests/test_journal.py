@@ -13,7 +13,7 @@ import pytest
 
 from gateway.engine import Transition
 from gateway.errors import JournalError
-from gateway.journal import Journal
+from gateway.journal import _OPEN, Journal
 from gateway.model import (
     Alert,
     AlertState,
@@ -472,6 +472,132 @@ async def test_a_journal_from_before_version_1_is_migrated_in_place(db_path: Pat
     await reopened.open()
     await reopened.close()
     assert rows(db_path, "SELECT COUNT(*) FROM events") == [(3,)]
+
+
+# What each journal query must find through an index, whatever the journal holds.
+_PLANS = {
+    "active_alerts": (
+        f"SELECT * FROM alerts WHERE state IN {_OPEN} ORDER BY raised_at",
+        (),
+        "alerts_open",
+    ),
+    "finished_in_digest": (
+        f"SELECT * FROM alerts WHERE updated_at >= ? AND state NOT IN {_OPEN}",
+        (T0,),
+        "alerts_finished",
+    ),
+    "pending_deliveries": (
+        "SELECT * FROM outbox WHERE state = 'queued' ORDER BY id",
+        (),
+        "outbox_queued",
+    ),
+    "prune, open alerts' signals": (
+        f"SELECT signal_id FROM alerts WHERE state IN {_OPEN}",
+        (),
+        "alerts_open",
+    ),
+    "prune, finished alerts": (
+        f"SELECT rowid FROM alerts WHERE updated_at < ? AND state NOT IN {_OPEN}",
+        (T0,),
+        "alerts_finished",
+    ),
+}
+
+
+def _index_used(path: Path, sql: str, args: tuple[object, ...]) -> str:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return " ".join(r[3] for r in db.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+
+
+async def test_the_partial_indexes_serve_the_queries_that_need_them(
+    journal: Journal, db_path: Path
+) -> None:
+    """Open alerts, finished alerts and queued messages are found through their indexes.
+
+    The indexes hold only those rows, so the queries must repeat the indexes' WHERE terms
+    literally: a bound parameter there would make SQLite scan the whole table.
+    """
+    for what, (sql, args, index) in _PLANS.items():
+        assert f"USING INDEX {index}" in _index_used(db_path, sql, args), what
+
+
+async def test_the_indexes_hold_only_open_alerts_and_queued_messages(
+    journal: Journal, db_path: Path
+) -> None:
+    """A finished alert leaves alerts_open for alerts_finished; a sent message leaves the queue."""
+    await journal.commit_batch(
+        [], [Transition(alert("a1"), "raised", T0), Transition(alert("a2"), "raised", T0)], []
+    )
+    (d1, d2) = await journal.commit_batch([], [], [ring("a1", "n1", 1), ring("a2", "n1", 1)])
+    assert d1.id is not None
+    await journal.commit_batch(
+        [],
+        [Transition(alert("a1", AlertState.CLEARED), "cleared", T0 + 1)],
+        [],
+        sent=[(d1.id, DeliveryState.SENT)],
+    )
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        assert db.execute(
+            f"SELECT COUNT(*) FROM alerts INDEXED BY alerts_open WHERE state IN {_OPEN}"
+        ).fetchall() == [(1,)]
+        assert db.execute(
+            "SELECT id FROM alerts INDEXED BY alerts_finished"
+            f" WHERE updated_at > 0 AND state NOT IN {_OPEN}"
+        ).fetchall() == [("a1",)]
+        assert db.execute(
+            "SELECT id FROM outbox INDEXED BY outbox_queued WHERE state = 'queued'"
+        ).fetchall() == [(d2.id,)]
+    assert [s.alert.id for s in await journal.active_alerts()] == ["a2"]
+    assert [d.id for d in await journal.pending_deliveries()] == [d2.id]
+
+
+async def test_a_journal_with_the_full_indexes_gets_the_partial_ones(db_path: Path) -> None:
+    """The full state and time indexes of earlier versions go; the data reads the same.
+
+    The schema version stays: an older alertgw started on the file again recreates its
+    own indexes (CREATE INDEX IF NOT EXISTS), and this one replaces them again.
+    """
+    db_path.parent.mkdir(parents=True)
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        db.executescript(_SCHEMA_0)
+        db.execute(
+            "INSERT INTO outbox (alert_id, handset, seq, action, payload, state,"
+            " created_at, updated_at) VALUES ('old-a', 'n1', 1, 'ring', '{}', 'queued',"
+            " 1700000000.0, 1700000000.0)"
+        )
+        db.commit()
+    for _ in range(2):  # the second open finds everything in place
+        j = Journal(db_path)
+        await j.open()
+        try:
+            indexes = {
+                r[0] for r in rows(db_path, "SELECT name FROM sqlite_master WHERE type='index'")
+            }
+            assert {"alerts_open", "alerts_finished", "outbox_queued"} <= indexes
+            assert not indexes & {"alerts_state", "alerts_updated", "outbox_state"}
+            assert [s.alert.id for s in await j.active_alerts()] == ["old-a"]
+            assert [d.alert_id for d in await j.pending_deliveries()] == ["old-a"]
+            for what, (sql, args, index) in _PLANS.items():
+                assert f"USING INDEX {index}" in _index_used(db_path, sql, args), what
+        finally:
+            await j.close()
+
+
+async def test_an_index_of_another_definition_is_rebuilt(db_path: Path) -> None:
+    """A partial index written for other alert states (an older alertgw's) is made anew."""
+    j = Journal(db_path)
+    await j.open()
+    await j.close()
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        db.executescript(
+            "DROP INDEX alerts_open;"
+            "CREATE INDEX alerts_open ON alerts (raised_at) WHERE state IN ('active');"
+        )
+    j = Journal(db_path)
+    await j.open()
+    await j.close()
+    (sql,) = rows(db_path, "SELECT sql FROM sqlite_master WHERE name = 'alerts_open'")
+    assert sql == (f"CREATE INDEX alerts_open ON alerts (raised_at) WHERE state IN {_OPEN}",)
 
 
 async def test_a_journal_from_a_newer_alertgw_is_refused(db_path: Path) -> None:
