@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_alert_row ON events (alert_row);
 CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL, handset TEXT NOT NULL,
+    id INTEGER PRIMARY KEY, alert_id TEXT NOT NULL, handset TEXT NOT NULL,
     seq INTEGER NOT NULL, action TEXT NOT NULL, payload TEXT NOT NULL, state TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, updated_at REAL NOT NULL
 );
@@ -58,6 +58,11 @@ _ACTIVE_STATES = tuple(s.value for s in AlertState if not s.terminal)
 # The states in SQL, as literals: a partial index serves a query only when the query
 # repeats the index's WHERE term, and SQLite cannot see through a bound parameter.
 _OPEN = "(" + ", ".join(f"'{s}'" for s in _ACTIVE_STATES) + ")"
+
+# The outbox numbers its rows itself (Journal.number, after the file's MAX(id)), so
+# AUTOINCREMENT, which journals before 2026-11-24 have, bought nothing and cost a
+# sqlite_sequence read and write per row and a page per commit. Those files keep it:
+# dropping it means copying the table.
 
 # Partial indexes: each holds only the rows its queries look for. The full indexes on
 # alerts (state), alerts (updated_at) and outbox (state) they replace took an entry per row

@@ -191,6 +191,27 @@ async def test_pending_deliveries_are_queued_rows_in_order(journal: Journal) -> 
     assert pending[0].state is DeliveryState.QUEUED
 
 
+async def test_outbox_ids_continue_after_the_newest_row_without_a_sequence(
+    db_path: Path,
+) -> None:
+    """The journal numbers outbox rows itself: no sqlite_sequence row per commit."""
+    j = Journal(db_path)
+    await j.open()
+    try:
+        first = await j.commit_batch([], [], [ring("a1", "n1", 1), ring("a1", "n2", 1)])
+    finally:
+        await j.close()
+    assert rows(db_path, "SELECT name FROM sqlite_master WHERE name = 'sqlite_sequence'") == []
+    j = Journal(db_path)
+    await j.open()
+    try:
+        (later,) = await j.commit_batch([], [], [ring("a1", "n1", 2)])
+    finally:
+        await j.close()
+    assert [d.id for d in first] == [1, 2]
+    assert later.id == 3
+
+
 async def test_sent_marks_record_state_and_attempts(journal: Journal, db_path: Path) -> None:
     """A batch's `sent` marks set the state and count an attempt per update."""
     (d,) = await journal.commit_batch([], [], [ring("a1", "night1", 1)])
