@@ -1,17 +1,24 @@
-"""Gauges read from the gateway's state when scraped, and the Alert copy they rely on."""
+"""Hot-path shortcuts: gauges read when scraped, the Alert copy, log calls skipped when off."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import re
 from pathlib import Path
 
 import pytest
 from prometheus_client import Counter, Gauge, Histogram
+from structlog.testing import capture_logs
 
+from benchmarks.hotpath import gateway_config, gateway_plan
+from gateway import app
 from gateway.app import Gateway
+from gateway.config import parse_config
 from gateway.metrics import Metrics
 from gateway.model import Alert, AlertState, Delivery
+from gateway.ports import Inbound
 from tests.conftest import make_config
 from tests.test_journal import alert
 
@@ -79,3 +86,50 @@ def test_readme_lists_every_metric_with_its_labels() -> None:
         for m in families
     }
     assert listed == exported
+
+
+def _routed_gateway(tmp_path: Path) -> Gateway:
+    raw = gateway_config(
+        port=1,
+        journal_path=tmp_path / "journal.db",
+        synchronous="normal",
+        client_id="logs",
+        status_topic="logs/status",
+    )
+    return Gateway(parse_config(json.dumps(raw), filename="logs.yaml"), serve_metrics=False)
+
+
+def _route_one_raise(gw: Gateway) -> None:
+    plan = gateway_plan(1, "l")
+    item = Inbound("bench", plan.topics[0], plan.payloads[0], 1_700_000_000.0, ack=lambda: None)
+    gw._route([item], [gw._decode_fresh(item)])
+
+
+def test_transitions_are_logged_when_info_is_on(tmp_path: Path) -> None:
+    """The per-signal log lines still come when their level is enabled."""
+    with capture_logs() as logs:
+        gw = _routed_gateway(tmp_path)
+        _route_one_raise(gw)
+    assert [e["transition"] for e in logs if e["event"] == "alert_transition"] == [
+        "raised",
+        "ringing",
+    ]
+
+
+def test_disabled_levels_cost_no_log_call_per_signal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under `logging.level: warning` routing asks structlog once, at start, not per signal."""
+
+    class WarningOnly:
+        def is_enabled_for(self, level: int) -> bool:
+            return level >= logging.WARNING
+
+        def __getattr__(self, name: str) -> object:
+            raise AssertionError(f"log.{name} called on the hot path")
+
+    monkeypatch.setattr(app, "log", WarningOnly())
+    gw = _routed_gateway(tmp_path)
+    _route_one_raise(gw)
+    (lane,) = gw._lanes.values()
+    assert len(lane.backlog) == 1  # the ring was routed
