@@ -31,18 +31,25 @@ from gateway.config import parse_config
 from gateway.ports import Inbound
 
 
+def bench_gateway(journal_path: Path, name: str) -> Gateway:
+    """A gateway on the hot-path benchmark's config that is never connected.
+
+    Items are handed to its router directly; `name` names its client and status topic.
+    """
+    raw = gateway_config(
+        port=1,
+        journal_path=journal_path,
+        synchronous="normal",
+        client_id=name,
+        status_topic=f"{name}/status",
+    )
+    return Gateway(parse_config(json.dumps(raw), filename=f"{name}.yaml"), serve_metrics=False)
+
+
 async def measure(signals: int, *, profile: bool = False) -> dict[str, Any]:
     """Route `signals` signals one per batch; CPU per signal and what the handset got."""
     with tempfile.TemporaryDirectory(prefix="alertgw-inprocess-") as work:
-        raw = gateway_config(
-            port=1,  # never connected: items are handed to the router directly
-            journal_path=Path(work) / "journal.db",
-            synchronous="normal",
-            client_id="inprocess",
-            status_topic="inprocess/status",
-        )
-        config = parse_config(json.dumps(raw), filename="inprocess.yaml")
-        gw = Gateway(config, serve_metrics=False)
+        gw = bench_gateway(Path(work) / "journal.db", "inprocess")
         await gw.journal.open()
         try:
             await gw._restore(gw.journal)  # noqa: SLF001 - the salt and levels, as at a start

@@ -23,10 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.hotpath import gateway_config, gateway_plan
+from benchmarks.hotpath import gateway_plan
+from benchmarks.inprocess import bench_gateway
 from gateway import logs
-from gateway.app import Gateway
-from gateway.config import parse_config
 from gateway.journal import Journal
 from gateway.ports import Inbound
 
@@ -35,15 +34,7 @@ Batch = tuple[list[Any], list[Any], list[Any], list[Any]]
 
 async def _routed(signals: int, work: Path) -> list[Batch]:
     """What the router gives the journal for each of `signals` signals, one per batch."""
-    raw = gateway_config(
-        port=1,
-        journal_path=work / "routing.db",
-        synchronous="normal",
-        client_id="journalbench",
-        status_topic="journalbench/status",
-    )
-    config = parse_config(json.dumps(raw), filename="journalbench.yaml")
-    gw = Gateway(config, serve_metrics=False)
+    gw = bench_gateway(work / "routing.db", "journalbench")
     await gw.journal.open()
     try:
         await gw._restore(gw.journal)  # noqa: SLF001

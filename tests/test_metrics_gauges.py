@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import re
 from pathlib import Path
@@ -12,10 +11,10 @@ import pytest
 from prometheus_client import Counter, Gauge, Histogram
 from structlog.testing import capture_logs
 
-from benchmarks.hotpath import gateway_config, gateway_plan
+from benchmarks.hotpath import gateway_plan
+from benchmarks.inprocess import bench_gateway
 from gateway import app
 from gateway.app import Gateway
-from gateway.config import parse_config
 from gateway.metrics import Metrics
 from gateway.model import Alert, AlertState, Delivery
 from gateway.ports import Inbound
@@ -89,14 +88,7 @@ def test_readme_lists_every_metric_with_its_labels() -> None:
 
 
 def _routed_gateway(tmp_path: Path) -> Gateway:
-    raw = gateway_config(
-        port=1,
-        journal_path=tmp_path / "journal.db",
-        synchronous="normal",
-        client_id="logs",
-        status_topic="logs/status",
-    )
-    return Gateway(parse_config(json.dumps(raw), filename="logs.yaml"), serve_metrics=False)
+    return bench_gateway(tmp_path / "journal.db", "logs")
 
 
 def _route_one_raise(gw: Gateway) -> None:
