@@ -981,10 +981,7 @@ class Engine:
             self._reopen(live, now, out, f"{why} by {handset}")
             start = len(out.deliveries)
             self._escalate(live, now, out, why=why)
-            rung = {d.handset for d in out.deliveries[start:] if d.alert_id == alert.id}
-            for h in self._shown(live):
-                if h not in rung:
-                    out.deliveries.append(self._delivery(live, h, "update", now))
+            self._tell_open(live, start, now, out)
         elif alert.state is AlertState.ACTIVE:
             self._escalate(live, now, out, why=why)
 
@@ -1416,11 +1413,7 @@ class Engine:
         self, live: _Live, now: float, out: Outcome, *, why: str, again: str | None = None
     ) -> None:
         alert = live.alert
-        if (
-            why == "rejected"
-            and self.config.kind(alert.kind).technical
-            and alert.kind not in _SOMEONE_CALLING
-        ):
+        if why == "rejected" and not self._care(alert):
             # Technical alarms stay with the technicians (all rung at once): a reject leaves
             # it open to them, never on the night staff's ladder. A page that failed does
             # climb it: a fault nobody can be told about must reach someone.
@@ -1489,7 +1482,7 @@ class Engine:
             self._escalate(live, now, out, why="accepter_removed")
             return
         accepter = alert.accepted_by or ""
-        care = not self.config.kind(alert.kind).technical or alert.kind in _SOMEONE_CALLING
+        care = self._care(alert)
         if care and self._shift_ended(accepter, now):
             # Her shift ended with the alert still open: reminding a nurse on her way home
             # helps nobody, so the staff now on duty get it.
@@ -1527,6 +1520,10 @@ class Engine:
                 self._delivery(live, alert.accepted_by, "ring", now, reminder=True)
             )
 
+    def _care(self, alert: Alert) -> bool:
+        """A call for care staff: not a technical alarm, unless a person waits behind it."""
+        return not self.config.kind(alert.kind).technical or alert.kind in _SOMEONE_CALLING
+
     def _shift_ended(self, handset: str, now: float) -> bool:
         """A roster handset that is on duty nowhere now (and not in the failsafe group).
 
@@ -1553,7 +1550,12 @@ class Engine:
             self._ring_critical(live, now, out)
         else:
             self._ring_step(live, 0, now, out)
-        rung = {d.handset for d in out.deliveries[start:] if d.alert_id == alert.id}
+        self._tell_open(live, start, now, out)
+
+    def _tell_open(self, live: _Live, start: int, now: float, out: Outcome) -> None:
+        """An `update` that the reopened alert is open to every handset that showed it and
+        was not rung with it since `out.deliveries[start]`."""
+        rung = {d.handset for d in out.deliveries[start:] if d.alert_id == live.alert.id}
         for h in self._shown(live):
             if h not in rung:
                 out.deliveries.append(self._delivery(live, h, "update", now))
@@ -1787,8 +1789,7 @@ class Engine:
         if accepter is not None and accepter in self.config.handsets:
             if alert.room in self._present:
                 return  # staff are in the room already
-            care = not self.config.kind(alert.kind).technical or alert.kind in _SOMEONE_CALLING
-            if care and self._shift_ended(accepter, now):
+            if self._care(alert) and self._shift_ended(accepter, now):
                 # Asked again after the accepter's shift ended: the shift on duty hears it.
                 self._hand_over(live, accepter, now, out)
                 return
