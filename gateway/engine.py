@@ -369,6 +369,9 @@ class Engine:
         )
         self._prune_short(self._now)
         self._rule_schedules = {r.match.schedule for r in config.rules if r.match.schedule}
+        # Looked at once now (a restart or a reload may have crossed a shift change, or
+        # changed the roster), then at every shift change.
+        self._handover_due: float | None = None if config.roster is None else self._now
         if self._at_boundary:
             self._boundary_due = self._now  # the next tick decides them under the new rules
         self._routes = [
@@ -431,6 +434,8 @@ class Engine:
             dues.append(self._digest_due)
         if self._boundary_due is not None:
             dues.append(self._boundary_due)
+        if self._handover_due is not None:
+            dues.append(self._handover_due)
         if self._supervised():
             dues.append(self._next_supervision)
         if self._offline:
@@ -1034,6 +1039,9 @@ class Engine:
         self._next_supervision += delta
         self._next_seen_snapshot += delta
         self._next_duty_check += delta
+        if self._handover_due is not None:
+            # Shift changes are wall-clock times: a step back over one must not skip it.
+            self._handover_due = self._now + delta
         self._started += delta
         self._now += delta
 
@@ -1075,6 +1083,12 @@ class Engine:
         if self._offline and self._next_duty_check <= now:
             self._next_duty_check = now + DUTY_CHECK_PERIOD
             self._offline_duty(now, out)
+        if self._handover_due is not None and self._handover_due <= now:
+            roster = self.config.roster
+            self._handover_due = (
+                None if roster is None else self.calendar.next_roster_change(roster, now)
+            )
+            self._shift_change(now, out)
         if self._supervised() and self._next_supervision <= now:
             self._supervise(now, out)
             self._next_supervision = now + SUPERVISION_PERIOD
@@ -1519,6 +1533,23 @@ class Engine:
             out.deliveries.append(
                 self._delivery(live, alert.accepted_by, "ring", now, reminder=True)
             )
+
+    def _shift_change(self, now: float, out: Outcome) -> None:
+        """A shift or override began or ended: open calls its leaving staff accepted go to
+        the staff on duty now, as at their next reminder (which `reminder: 0` never has)."""
+        for live in list(self._live.values()):
+            alert = live.alert
+            accepter = alert.accepted_by
+            if (
+                alert.state is AlertState.ACCEPTED
+                and alert.group is None  # members go with their leader
+                and accepter is not None
+                and accepter in self.config.handsets
+                and alert.room not in self._present  # staff in the room: it stays hers
+                and self._care(alert)
+                and self._shift_ended(accepter, now)
+            ):
+                self._hand_over(live, accepter, now, out)
 
     def _care(self, alert: Alert) -> bool:
         """A call for care staff: not a technical alarm, unless a person waits behind it."""

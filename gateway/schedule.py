@@ -7,7 +7,7 @@ import functools
 from collections.abc import Iterable
 from zoneinfo import ZoneInfo
 
-from gateway.config import Config, OverrideConfig, ScheduleConfig, parse_hhmm
+from gateway.config import Config, OverrideConfig, RosterConfig, ScheduleConfig, parse_hhmm
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -87,6 +87,19 @@ class Calendar:
             else:
                 lo = mid
         return float(hi)
+
+    def next_roster_change(self, roster: RosterConfig, after: float) -> float | None:
+        """Epoch of the next start or end of any roster shift or override after `after`.
+
+        A shift's HH:MM on a day it does not run is a boundary too: a spare look, no harm.
+        """
+        times = [
+            t for ov in roster.overrides for t in _bounds(ov.start, ov.end, self.tz) if t > after
+        ]
+        shift = self.next_boundary({s.schedule for s in roster.shifts}, after)
+        if shift is not None:
+            times.append(shift)
+        return min(times, default=None)
 
     def within(self, override: OverrideConfig, ts: float) -> bool:
         """True when a roster override covers epoch `ts`."""

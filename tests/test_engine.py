@@ -2468,7 +2468,7 @@ MORNING = dt.datetime(2026, 11, 25, 6, 50, tzinfo=OSLO).timestamp()  # night shi
 
 
 def test_an_alert_open_at_the_shift_change_is_handed_to_the_day_staff() -> None:
-    """n-ost took a call at 06:51 and her shift ended at 07:00: 07:01's reminder is the day's.
+    """n-ost took a call at 06:51 and her shift ended at 07:00: from 07:00 it is the day's.
 
     The reminder went to her handset as she went home, and again every 10 minutes until two
     went unanswered; the day staff heard of the call 20 minutes late.
@@ -2478,40 +2478,60 @@ def test_an_alert_open_at_the_shift_change_is_handed_to_the_day_staff() -> None:
     c.at(60)
     c.respond("n-ost", "a1")
     c.out = Outcome()
-    c.at(60 + 600)  # 07:01: her reminder is due
-    assert c.events("a1")[:3] == ["reopened", "escalated", "ringing"]
+    c.at(599)  # 06:59:59: still hers
+    assert "reopened" not in c.events("a1")
+    c.at(600)  # 07:00
+    assert c.events("a1")[-3:] == ["reopened", "escalated", "ringing"]
     reopened, escalated = c.out.transitions[:2]
     assert reopened.detail == "handed over: n-ost off duty"
     assert (escalated.detail, escalated.reason) == ("to step 0", "shift_change")
-    assert c.rings() == [(660, "d-ost", "pull_cord")]  # the day's primary, not n-ost
+    assert c.rings() == [(600, "d-ost", "pull_cord")]  # the day's primary, not n-ost
     told = [d for d in c.out.deliveries if d.handset == "n-ost"]
     assert [(d.action, d.payload["state"]) for d in told] == [("update", "active")]
     c.respond("d-ost", "a1")
     assert c.engine.alert("a1").accepted_by == "d-ost"  # type: ignore[union-attr]
+    c.at(660)  # the day nurse's accept is not handed anywhere
+    assert c.engine.alert("a1").accepted_by == "d-ost"  # type: ignore[union-attr]
+
+
+def test_an_alert_is_handed_over_at_the_shift_change_without_reminders() -> None:
+    """`reminder: 0` has no reminder to hand the alert over at: the shift change does it.
+
+    Before, a call the night nurse accepted and never resolved stayed hers all day.
+    """
+    c = Clocked(config(base=YAML.replace("reminder: 600", "reminder: 0")), start=MORNING)
+    c.signal("cord-101")
+    c.respond("n-ost", "a1")
+    c.at(600)
+    assert c.events("a1")[-3:] == ["reopened", "escalated", "ringing"]
+    assert c.rings()[-1] == (600, "d-ost", "pull_cord")
 
 
 def test_a_critical_alarm_open_at_the_shift_change_rings_the_whole_day_team() -> None:
-    """A fall accepted at 06:55 and not cleared: its reminder rings the zone's day team."""
+    """A fall accepted at 06:55 and not cleared: at 07:00 it rings the zone's day team."""
     c = Clocked(config(), start=MORNING)
     c.at(300)
     c.signal("fall-102")
     c.respond("n-ost", "a1")
     c.out = Outcome()
-    c.at(300 + 600)
+    c.at(600)
     assert {h for _, h, _ in c.rings()} == {"d-ost", "d-2"}
     assert "n-ost" not in {h for _, h, _ in c.rings()}
-    # Staff in the room at the reminder (the night nurse is still there): no hand-over.
+    # Staff in the room at 07:00 (the night nurse is still there): no hand-over, neither
+    # at the shift change nor at the reminder.
     d = Clocked(config(), start=MORNING)
     d.at(300)
     d.signal("fall-102")
     d.respond("n-ost", "a1")
     d.signal("pres-102")
+    d.at(600)
     d.at(300 + 600)
     assert "reopened" not in d.events("a1")
 
 
 def test_a_call_repeated_after_the_accepters_shift_goes_to_the_day_staff() -> None:
-    """The resident pulls again at 07:02: the day staff hear it, not the nurse gone home."""
+    """The resident pulls again at 07:02, before the restarted daemon's first tick: the day
+    staff hear it, not the nurse gone home."""
     c = Clocked(config(), start=MORNING)
     c.at(300)  # 06:55, reminder due 07:05
     c.signal("cord-101")
@@ -2520,14 +2540,33 @@ def test_a_call_repeated_after_the_accepters_shift_goes_to_the_day_staff() -> No
     c.signal("cord-101")
     assert [d.action for d in c.out.deliveries if d.handset == "n-ost"][-1] == "update"
     assert "reopened" not in c.events("a1")
-    c.at(720)  # 07:02
-    c.signal("cord-101")
-    assert c.events("a1")[-3:] == ["reopened", "escalated", "ringing"]
-    assert c.rings()[-1] == (720, "d-ost", "pull_cord")
+    fresh = restored(c, "a1")
+    fresh.now = fresh.start + 720  # 07:02
+    fresh.signal("cord-101")
+    assert fresh.events("a1")[-3:] == ["reopened", "escalated", "ringing"]
+    assert fresh.rings()[-1] == (720, "d-ost", "pull_cord")
     # A restart reads the hand-over back: the alert is open, n-ost's accept is gone.
-    live = restored(c, "a1").engine._live["a1"]
+    live = restored(fresh, "a1").engine._live["a1"]
     assert live.alert.state is AlertState.ACTIVE
     assert live.alert.accepted_by is None
+
+
+def test_a_restart_across_the_shift_change_hands_over_at_once() -> None:
+    """Down from 06:58 to 07:03: the restored call n-ost accepted goes to the day staff at
+    the first tick, not at her next reminder."""
+    c = Clocked(config(), start=MORNING)
+    c.signal("cord-101")
+    c.respond("n-ost", "a1")
+    c.at(480)  # 06:58: the daemon stops
+    alert = c.engine.alert("a1")
+    assert alert is not None
+    fresh = Clocked(config(), start=MORNING + 780, first_id=100)  # 07:03: it is back
+    fresh.engine.restore(alert, ["n-ost"], 1, timeline=journaled(c, "a1"))
+    assert fresh.engine.alert("a1").state is AlertState.ACCEPTED  # type: ignore[union-attr]
+    fresh.at(0)
+    handed = [t for t in fresh.out.transitions if t.event == "reopened"]
+    assert [t.detail for t in handed] == ["handed over: n-ost off duty"]
+    assert fresh.rings() == [(0, "d-ost", "pull_cord")]
 
 
 def test_a_reminder_an_offline_accepter_cannot_see_reopens_the_alert_at_once() -> None:

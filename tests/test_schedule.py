@@ -141,3 +141,30 @@ schedules:
     # A boundary that exists is unchanged; the day after has its 02:30 again.
     assert cal.next_boundary(["early", "late"], jump) == ts(2026, 3, 29, 7, 0)
     assert cal.next_time("02:30", jump) == ts(2026, 3, 30, 2, 30)
+
+
+def test_the_next_roster_change_is_a_shift_edge_or_an_override_edge() -> None:
+    """Shift changes are each shift schedule's start and end; an override adds its two."""
+    cfg = parse_config(
+        """
+site: {timezone: Europe/Oslo}
+handsets: {a: {channel: console}, b: {channel: console}}
+zones: {ost: {rooms: ["101"]}}
+schedules:
+  night: {start: "22:00", end: "07:00"}
+  day: {start: "07:00", end: "22:00"}
+roster:
+  shifts:
+    - {schedule: night, assign: {ost: [a]}}
+    - {schedule: day, assign: {ost: [b]}}
+  overrides: [{start: "2026-11-25T02:30", end: "2026-11-25T04:00", zone: ost, handsets: [b]}]
+  failsafe: [b]
+"""
+    )
+    cal = Calendar(cfg)
+    roster = cfg.roster
+    assert roster is not None
+    assert cal.next_roster_change(roster, ts(2026, 11, 24, 23, 0)) == ts(2026, 11, 25, 2, 30)
+    assert cal.next_roster_change(roster, ts(2026, 11, 25, 2, 30)) == ts(2026, 11, 25, 4, 0)
+    assert cal.next_roster_change(roster, ts(2026, 11, 25, 4, 0)) == ts(2026, 11, 25, 7, 0)
+    assert cal.next_roster_change(roster, ts(2026, 11, 25, 7, 0)) == ts(2026, 11, 25, 22, 0)
