@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import heapq
+import math
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -92,7 +93,6 @@ _ARMED_KEY = CONDITION_PREFIX + "armed:"
 _SHORT_KEY = CONDITION_PREFIX + "short:"
 _SEEN_KEY = CONDITION_PREFIX + "silent_for"  # device -> seconds unheard, for supervision
 SEEN_SNAPSHOT_PERIOD = 300.0  # how often that is journaled: at most this much is forgotten
-DUTY_CHECK_PERIOD = 60.0  # how soon an offline handset's shift change is noticed
 SHORT_EVENT = "hold_off_skipped"  # the timeline's mark of a ring a rule's `repeat` started
 _PRESENT_KEY = CONDITION_PREFIX + "present:"
 # When the last technical digest went out: a finished alert queued after it is still owed.
@@ -320,7 +320,8 @@ class Engine:
         self._silent: set[str] = set()  # devices flagged silent
         self._offline: set[str] = set()  # handsets whose app says it is not running
         self._offline_since: dict[str, float] = {}  # for each, when it said so
-        self._next_duty_check = now  # while any is offline: who came on or went off duty
+        # While any is offline: the end of the soonest grace (shift changes are timed apart).
+        self._next_duty_check = math.inf
         # Devices a rule scenario does not simulate: their silence would be the scenario's.
         self._unsupervised = unsupervised
         self._ring_log: dict[str, deque[float]] = {}  # handset -> recent ring times
@@ -370,8 +371,9 @@ class Engine:
         self._prune_short(self._now)
         self._rule_schedules = {r.match.schedule for r in config.rules if r.match.schedule}
         # Looked at once now (a restart or a reload may have crossed a shift change, or
-        # changed the roster), then at every shift change.
+        # changed the roster or the routing), then at every shift change.
         self._handover_due: float | None = None if config.roster is None else self._now
+        self._next_duty_check = self._now
         if self._at_boundary:
             self._boundary_due = self._now  # the next tick decides them under the new rules
         self._routes = [
@@ -438,7 +440,7 @@ class Engine:
             dues.append(self._handover_due)
         if self._supervised():
             dues.append(self._next_supervision)
-        if self._offline:
+        if self._offline and self._next_duty_check < math.inf:
             dues.append(self._next_duty_check)
         return min(dues) if dues else None
 
@@ -1080,10 +1082,11 @@ class Engine:
         if self._boundary_due is not None and self._boundary_due <= now:
             self._boundary_due = None
             self._schedule_changed(now, out)
-        if self._offline and self._next_duty_check <= now:
-            self._next_duty_check = now + DUTY_CHECK_PERIOD
+        roster_changed = self._handover_due is not None and self._handover_due <= now
+        if self._offline and (roster_changed or self._next_duty_check <= now):
+            self._next_duty_check = math.inf  # _offline_duty sets the next grace's end
             self._offline_duty(now, out)
-        if self._handover_due is not None and self._handover_due <= now:
+        if roster_changed:
             roster = self.config.roster
             self._handover_due = (
                 None if roster is None else self.calendar.next_roster_change(roster, now)

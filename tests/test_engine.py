@@ -2445,21 +2445,24 @@ def test_an_accepter_whose_app_goes_offline_keeps_the_alert() -> None:
 
 
 def test_an_offline_handset_coming_on_duty_raises_its_alarm_at_the_shift_change() -> None:
-    """The day phone off since the afternoon: at 07:00 it is on duty and deaf; at 22:00 moot."""
-    early = dt.datetime(2026, 11, 25, 6, 30, tzinfo=OSLO).timestamp()
+    """The day phone off since the afternoon: at 07:00 it is on duty and deaf; at 22:00 moot.
+
+    Both at the minute itself: shift changes were polled once a minute from the start.
+    """
+    early = dt.datetime(2026, 11, 25, 6, 30, 25, tzinfo=OSLO).timestamp()
+    seven = 29 * 60 + 35  # 07:00, in seconds from the start
     c = Clocked(config(), start=early)
     assert offline(c, "d-ost").deliveries == []  # night: d-ost is off duty
-    c.at(29 * 60)
+    c.at(seven - 1)
     assert not [d for d in c.out.deliveries if d.payload.get("kind") == "handset_offline"]
-    c.at(31 * 60)  # 07:01: the day shift has started
-    told = {d.handset for d in c.out.deliveries if d.payload.get("kind") == "handset_offline"}
-    assert told == {"d-2", "vakt"}
-    c.at(15 * 3600 + 31 * 60)  # 22:01: off duty again; the alarm (rung all day) is cancelled
+    c.at(seven)  # the day shift starts, and the alarm with it
+    told = {(t, h) for t, h, kind in c.rings() if kind == "handset_offline"}
+    assert told == {(seven, "d-2"), (seven, "vakt")}
+    c.at(seven + 15 * 3600 + 60)  # 22:01: off duty again; the alarm (rung all day) is cancelled
     ended = [
         t for t in c.out.transitions if t.alert.kind == "handset_offline" and t.event == "cleared"
     ]
-    assert [t.detail for t in ended] == ["off duty"]
-    assert 15 * 3600 + 30 * 60 <= ended[0].ts - early <= 15 * 3600 + 31 * 60
+    assert [(t.detail, t.ts - early) for t in ended] == [("off duty", seven + 15 * 3600)]
     cancels = {d.handset for d in c.out.deliveries if d.action == "cancel"}
     assert {"d-2", "vakt"} <= cancels
 
