@@ -973,7 +973,7 @@ class Engine:
         (or could not be reached).
 
         An alert restored without a "ringing" event (an unknown call point, a no-staff
-        alarm) counts every handset it rang as its current step.
+        alarm an older alertgw journaled) counts every handset it rang as its current step.
         """
         rung = live.step_rung or live.handsets
         out = live.declined | live.failed
@@ -1378,7 +1378,9 @@ class Engine:
         """
         steps = live.ladder.steps
         alert = live.alert
-        unstaffed = not self.team(alert.kind, alert.zone, now)
+        staffing = alert.kind in _STAFFING
+        # A staffing alarm is about who is missing: it never raises one about itself.
+        unstaffed = not staffing and not self.team(alert.kind, alert.zone, now)
         if index == 0 and unstaffed:
             self._no_staff(alert, now, out)
             index = len(steps) - 1
@@ -1388,7 +1390,7 @@ class Engine:
         while True:
             step = steps[index]
             everyone = self._targets(step, alert, now)
-            if alert.kind in _STAFFING and self._offline:
+            if staffing and self._offline:
                 everyone = [h for h in everyone if h not in self._offline]
             targets = [h for h in everyone if h not in live.rejected_by]
             if again is not None:
@@ -1409,7 +1411,7 @@ class Engine:
         # `after: 0` rings the next step at once, as written; only the last step, which
         # rings its people again when it times out, waits at least LAST_STEP_REPEAT.
         wait = max(step.after, LAST_STEP_REPEAT) if last else step.after
-        if alert.kind in _STAFFING and live.ladder.reminder > 0:
+        if staffing and live.ladder.reminder > 0:
             # A flat phone or an empty roster can last all night: its alarm is repeated at
             # the reminder time, not every minute, or it would bury the calls it protects.
             wait = live.ladder.reminder
@@ -1421,10 +1423,12 @@ class Engine:
             live.rang_at = now
         live.step_rung = list(ringing)
         for handset in ringing:
-            # A zone with nobody on duty is never batched: its calls go to whoever can go.
-            self._ring(live, handset, now, out, rate_limited=not unstaffed)
+            # A zone with nobody on duty is never batched: its calls go to whoever can go;
+            # nor is news of who is missing.
+            self._ring(live, handset, now, out, rate_limited=not (unstaffed or staffing))
         if not ringing:
-            out.transitions.append(Transition(live.alert, "unrouted", now, "no handset at all"))
+            nobody = "no handset online" if staffing else "no handset at all"
+            out.transitions.append(Transition(live.alert, "unrouted", now, nobody))
 
     def _escalate(
         self, live: _Live, now: float, out: Outcome, *, why: str, again: str | None = None
@@ -2223,17 +2227,9 @@ class Engine:
         self._live[alarm.id] = live
         self._by_key[key] = alarm.id
         out.transitions.append(Transition(alarm, "raised", now, detail))
-        live.step_rung = [h for h in self._failsafe(kind, now) if h not in self._offline]
-        # Its repeats (_ring_step) leave offline handsets out the same way.
-        for h in live.step_rung:
-            self._ring(live, h, now, out, rate_limited=False)
-        if not live.step_rung:
-            out.transitions.append(Transition(alarm, "unrouted", now, "no handset online"))
-        # Rung again after the reminder time (a ladder without reminders: its last step's).
-        again = live.ladder.reminder or max(live.ladder.steps[-1].after, LAST_STEP_REPEAT)
-        live.alert = alarm.with_state(
-            AlertState.ACTIVE, step=len(live.ladder.steps) - 1, due=now + again
-        )
+        # The last step at once, as its repeats: offline handsets left out, rung again
+        # after the reminder time (a ladder without reminders: its last step's).
+        self._ring_step(live, len(live.ladder.steps) - 1, now, out)
 
     @staticmethod
     def _text(template: str, *, kind: str, room: str, device: str, zone: str, count: int) -> str:

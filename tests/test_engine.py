@@ -558,6 +558,30 @@ def test_nobody_on_duty_is_an_alert_to_the_failsafe() -> None:
     assert ("vakt", "pull_cord") in kinds
 
 
+def test_a_staffing_alarm_says_in_its_timeline_whom_it_rang() -> None:
+    """The no-staff alarm's first ring is a `ringing` event like any other alert's.
+
+    It had none: an auditor could not tell from the timeline who was told that nobody was
+    on duty, and a restart could not tell its current step's handsets.
+    """
+    c = Clocked(config(), start=DAY)
+    c.signal("cord-201")
+    (alarm,) = [a for a in c.engine.active if a.kind == "no_staff_on_duty"]
+    ringing = [t for t in c.out.transitions if t.alert.id == alarm.id and t.event == "ringing"]
+    assert [t.detail for t in ringing] == ["step 2 failsafe: d-ost,d-2,vakt"]
+    assert sorted(h for _, h, k in c.rings() if k == "no_staff_on_duty") == ["d-2", "d-ost", "vakt"]
+    # Everyone offline: it says so, and it still repeats at the reminder time.
+    d = Clocked(config(), start=DAY)
+    for h in ("d-ost", "d-2", "vakt"):
+        offline(d, h)
+    d.out = Outcome()
+    d.signal("cord-201")
+    (alarm,) = [a for a in d.engine.active if a.kind == "no_staff_on_duty"]
+    timeline = [(t.event, t.detail) for t in d.out.transitions if t.alert.id == alarm.id]
+    assert timeline[1:] == [("ringing", "step 2 failsafe: "), ("unrouted", "no handset online")]
+    assert alarm.due == d.now + 600  # the ladder's reminder
+
+
 def test_nobody_on_duty_rings_the_failsafe_once_without_reminders() -> None:
     """`reminder: 0` (no reminders after an accept) made the no-staff alarm due at once:
     every handset of the failsafe step got it twice in the same instant."""
