@@ -31,7 +31,7 @@ from gateway.backoff import Backoff
 from gateway.clockstep import ClockWatch, clock_synchronized, elapsed_clock
 from gateway.config import Config, handset_topic, load_config
 from gateway.decoders import MAX_PAYLOAD, Decoder, make_decoder
-from gateway.engine import CONDITION_PREFIX, Engine, Transition, safe_text
+from gateway.engine import CONDITION_PREFIX, Engine, Outcome, Transition, safe_text
 from gateway.errors import (
     ConfigError,
     DecodeError,
@@ -756,7 +756,23 @@ class Gateway:
             self._wake_journal(len(signals))
             if urgent:
                 self._journal_full.set()
-        for t in outcome.transitions:
+        self._count(outcome.transitions)
+
+    def _take(self, outcome: Outcome) -> None:
+        """Send and journal an outcome decided outside a routed batch."""
+        stored = self.journal.number(outcome.deliveries)
+        for d in stored:
+            self._enqueue(d, 0.0)
+        pending = self._pending
+        pending.transitions.extend(outcome.transitions)
+        pending.deliveries.extend(stored)
+        pending.levels.update(self.engine.changed_conditions())
+        if outcome.transitions or stored:
+            self._wake_journal(0)
+        self._count(outcome.transitions)
+
+    def _count(self, transitions: Sequence[Transition]) -> None:
+        for t in transitions:
             self.metrics.alert_count(t.alert.kind, t.event).inc()
             if t.reason and t.event in ("suppressed", "cancelled", "resolved", "repeated"):
                 self.metrics.suppressed.labels(t.reason, t.alert.rule or "-").inc()
@@ -1249,19 +1265,53 @@ class Gateway:
         log.warning("journal_opened_late", file=str(self.journal.path))
         if self._restored_from_file:
             return
-        # Routing began from an empty memory: what the file holds as still open stays for
-        # the next start to restore. Mixing it into live routing now could give one room
-        # two alerts for the same condition.
+        # Routing began from an empty memory: what the file holds as still open comes back
+        # now, not at the next start (weeks away, perhaps). A condition raised again
+        # meanwhile has its live alert; the old one of its key ends, superseded.
         try:
-            left = len(await self.journal.active_alerts())
-        except sqlite3.Error:
-            return
-        if left:
+            stored = await self.journal.active_alerts()
+            sources = await self.journal.signal_sources([s.alert.signal_id for s in stored])
+            stale = await self.journal.cancel_queued(self.journal.opened_last_id)
+        except sqlite3.Error as exc:
+            failed = str(exc)
+        else:
+            failed = ""
+        if failed:
             log.error(
                 "journal_alerts_not_restored",
-                alerts=left,
+                error=failed,
                 hint="alerts open in the journal before this start come back at the next start",
             )
+            return
+        now = self._now()
+        outcome = Outcome()
+        open_calls, superseded = [], 0
+        for s in stored:
+            cleared = any(e[1] == "condition_cleared" for e in s.events)
+            result = self.engine.restore_late(
+                s.alert,
+                s.handsets,
+                s.last_seq,
+                now,
+                condition_cleared=cleared,
+                source=sources.get(s.alert.signal_id),
+                timeline=s.events,
+            )
+            if result.transitions:
+                superseded += 1
+            elif not cleared:
+                open_calls.append(s.alert)
+            outcome.extend(result)
+        self._resume_espa_calls(open_calls, sources)
+        if stored or stale:
+            log.warning(
+                "journal_restored_late",
+                active_alerts=len(stored),
+                superseded=superseded,
+                stale_messages_cancelled=stale,
+            )
+        self._take(outcome)
+        self.kick()  # their timers may be due already
 
     def _journal_unwritable(self, why: str) -> None:
         """Acknowledge routed signals now, and from now on, until a commit succeeds again.

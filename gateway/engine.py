@@ -724,6 +724,42 @@ class Engine:
                 other.alert.id for other in self._live.values() if other.alert.group == alert.id
             )
 
+    def restore_late(
+        self,
+        alert: Alert,
+        handsets: Iterable[str],
+        last_seq: int,
+        now: float,
+        *,
+        condition_cleared: bool = False,
+        source: str | None = None,
+        timeline: Iterable[tuple[float, str, str]] = (),
+    ) -> Outcome:
+        """Bring back an alert the journal held open but could not show at start-up.
+
+        It comes back as `restore` brings it back, unless its key has a live alert: that
+        is the same condition, raised again while the journal could not be read, so the
+        old one ends (`cleared`, reason `superseded`) and its handsets are told.
+        """
+        out = Outcome()
+        self._now = max(self._now, now)
+        if alert.id in self._live:
+            return out
+        newer = self._by_key.get(alert.key)
+        self.restore(
+            alert,
+            handsets,
+            last_seq,
+            condition_cleared=condition_cleared,
+            source=source,
+            timeline=timeline,
+        )
+        if newer is not None:
+            self._by_key[alert.key] = newer
+            live = self._live[alert.id]
+            self._finish(live, AlertState.CLEARED, now, f"by {newer}", out, reason="superseded")
+        return out
+
     def handset_status(self, handset: str, online: bool, now: float) -> Outcome:
         """A handset app said it stopped or runs again (its retained status, or its will).
 

@@ -131,6 +131,7 @@ class Journal:
         # _shift_end) are written as id + _shift. _known_max is the file's newest id as
         # far as this process knows.
         self._known_max = 0
+        self.opened_last_id = 0  # the file's newest outbox id when it opened
         self._shift = 0
         self._shift_from = self._shift_end = 0
 
@@ -172,7 +173,8 @@ class Journal:
                 # Not a database, a read-only mount, a full disk: one line, as above.
                 raise JournalError(f"cannot open the journal: {exc}") from exc
             raise
-        self._number_after(int(next(iter(rows))[0]))
+        self.opened_last_id = int(next(iter(rows))[0])
+        self._number_after(self.opened_last_id)
         self._db = db
 
     @property
@@ -372,6 +374,20 @@ class Journal:
             )
             for r in rows
         ]
+
+    async def cancel_queued(self, up_to: int) -> int:
+        """Mark queued outbox rows with ids up to `up_to` cancelled; how many there were.
+
+        For a file opened late: its queued messages are from before this start, and the
+        alerts they were for are rung afresh by this process, not from those rows.
+        """
+        async with self._lock:
+            cursor = await self.db.execute(
+                "UPDATE outbox SET state=?, updated_at=? WHERE state='queued' AND id<=?",
+                (DeliveryState.CANCELLED.value, time.time(), up_to),
+            )
+            await self.db.commit()
+        return cursor.rowcount
 
     async def levels(self) -> dict[str, Any]:
         """Decoder levels saved by earlier runs."""

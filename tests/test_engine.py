@@ -2812,3 +2812,27 @@ def test_an_alert_the_technician_accepted_has_no_shift_to_end() -> None:
     c.at(605)
     assert "reopened" not in c.events("a1")
     assert c.rings("tech")[-1] == (600, "tech", "unknown_call_point")
+
+
+def test_an_alert_restored_late_is_superseded_by_a_live_one_of_its_key() -> None:
+    """A journal opened late holds the call from before the start; memory has it again."""
+    old = Clocked(config())
+    old.signal("cord-102")
+    old.signal("cord-101")
+    stored = {a.device: a for a in old.engine.active}
+    c = Clocked(config(), first_id=50)
+    c.at(30)
+    c.signal("cord-102")  # pulled again while the journal could not be read
+    (newer,) = c.engine.active
+    back = c.engine.restore_late(
+        stored["cord-102"], ["n-ost"], 1, c.now, timeline=journaled(old, stored["cord-102"].id)
+    )
+    assert [(t.event, t.detail, t.reason) for t in back.transitions] == [
+        ("cleared", f"by {newer.id}", "superseded")
+    ]
+    assert [(d.handset, d.action) for d in back.deliveries] == [("n-ost", "cancel")]
+    other = stored["cord-101"]
+    assert c.engine.restore_late(other, ["n-ost"], 1, c.now).transitions == []
+    assert {a.id for a in c.engine.active} == {newer.id, other.id}
+    c.signal("cord-102", "cleared")  # the key is the live alert's
+    assert {a.id for a in c.engine.active} == {other.id}

@@ -119,3 +119,67 @@ async def test_a_journal_that_only_reads_restores_its_alerts_and_numbers_after_i
     journal_ids, journal_alarm = journaled(tmp_path)
     assert "c1" in journal_ids
     assert journal_alarm == ["cleared"]
+
+
+async def test_alerts_an_unreadable_journal_held_come_back_when_it_opens(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file cannot even be read at start: its open alerts come back once it opens.
+
+    They stayed in the file until the next start (weeks, perhaps), and a call raised again
+    meanwhile then came back as two alerts for one condition. Now the fall rings again
+    and the old call is superseded by the new one, its handsets told.
+    """
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix)
+    async with peer(broker.port, prefix) as p:
+        async with running(config):
+            await p.json_signal({"device": "fall-101", "id": "f1"})  # latching: stays open
+            await p.json_signal({"device": "cord-103", "id": "c1"})
+            first = [await p.next() for _ in range(3)]
+        fall = next(str(m["alert_id"]) for _, m in first if m["kind"] == "fall")
+        cord_handset, old_cord = next(
+            (h, str(m["alert_id"])) for h, m in first if m["kind"] == "pull_cord"
+        )
+
+        readable = False
+        open_journal = Journal.open
+
+        async def unreadable(self: Journal) -> None:
+            if not readable:
+                raise JournalError("cannot open the journal: disk I/O error")
+            await open_journal(self)
+
+        async def no_look(cls: type[Journal], path: object) -> Journal:
+            raise JournalError("cannot open the journal: disk I/O error")
+
+        monkeypatch.setattr(Journal, "open", unreadable)
+        monkeypatch.setattr(Journal, "open_readonly", classmethod(no_look))
+        async with running(config) as r:
+            gw = r.gateway
+            assert fall not in {a.id for a in gw.engine.active}  # memory starts empty
+            await p.json_signal({"device": "cord-103", "id": "c2"})  # pulled again
+            (cord,) = await rings(p, 1)
+            new_cord = str(cord["alert_id"])
+            assert new_cord != old_cord
+            readable = True
+            await until_recovered(gw)
+            active = {a.id for a in gw.engine.active}
+            assert fall in active  # back, and ringing again as its timers say
+            assert new_cord in active
+            assert old_cord not in active
+            handset, told = await p.next()  # the old call's handset is told it ended
+            assert (handset, told["type"], told["alert_id"]) == (cord_handset, "cancel", old_cord)
+            for _ in range(100):
+                if not gw._pending.transitions:
+                    break
+                await asyncio.sleep(0.05)
+    with sqlite3.connect(tmp_path / "journal.db") as conn:
+        (state,) = conn.execute("SELECT state FROM alerts WHERE id = ?", (old_cord,)).fetchone()
+        events = conn.execute(
+            "SELECT event, detail FROM events WHERE alert_id = ? ORDER BY rowid", (old_cord,)
+        ).fetchall()
+        queued = conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'queued'").fetchone()
+    assert state == "cleared"
+    assert events[-1] == ("cleared", f"by {new_cord} (superseded)")
+    assert queued == (0,)
