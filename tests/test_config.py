@@ -1099,6 +1099,11 @@ def test_json_schema_closes_every_object_and_lists_required_keys() -> None:
     device = props["devices"]["additionalProperties"]
     assert device["required"] == ["room", "kind"]
     assert device["properties"]["alert_on_startup"] == {"type": "boolean"}
+    # The loader takes dashed keys too; the schema must not flag what loads.
+    assert device["properties"]["alert-on-startup"] == {
+        "type": "boolean",
+        "description": "same as alert_on_startup",
+    }
     route = props["routing"]["items"]
     assert route["required"] == ["handsets"]
     assert route["additionalProperties"] is False
