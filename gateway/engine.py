@@ -1260,6 +1260,18 @@ class Engine:
         self._mute_targets(live.alert, now, out)
         self._ring_step(live, index, now, out)
 
+    def _assistance_ended(self, room: str, now: float, out: Outcome) -> None:
+        """Staff reset presence in `room` as they left: the help they called for is over.
+
+        Only an explicit reset: a presence timeout says nothing about the nurse who asked
+        for help, so her call rings on until someone accepts or resolves it.
+        """
+        for live in list(self._live.values()):
+            a = live.alert
+            if live.assistance and a.room == room and a.group is None:
+                detail = f"staff left room {room}"
+                self._finish(live, AlertState.RESOLVED, now, detail, out, reason="presence")
+
     def _restless(self, live: _Live, rule: RuleConfig, now: float, out: Outcome) -> bool:
         """Ring at once if this raise is the `repeat.count`-th within `repeat.within`.
 
@@ -1728,6 +1740,7 @@ class Engine:
         room = signal.room
         if signal.state is SignalState.CLEARED:
             if self._present.pop(room, None) is not None:
+                self._assistance_ended(room, now, out)
                 self._rearm(room, now, out)
             return
         self._present[room] = now + self.config.presence.timeout

@@ -2659,6 +2659,29 @@ def test_a_call_pressed_by_staff_in_the_room_is_an_assistance_call() -> None:
     assert restored(d, "a1").engine._live["a1"].assistance
 
 
+def test_an_assistance_call_ends_when_staff_reset_presence_not_when_it_times_out() -> None:
+    """Presence off as the staff leave ends the assistance call; a presence timeout does not.
+
+    It rang everyone on duty until someone tapped resolve, long after both nurses had left.
+    """
+    c = Clocked(config())
+    c.signal("pres-101")
+    c.signal("cord-101")
+    c.at(20)
+    c.signal("pres-101", "cleared")
+    assert c.events("a1")[-1] == "resolved"
+    assert c.engine.alert("a1") is None
+    cancels = {d.handset for d in c.out.deliveries if d.action == "cancel"}
+    assert cancels == {"n-ost", "n-vest"}
+    # Presence timed out (nobody pressed it off): the nurse may still need help.
+    d = Clocked(config("presence: {timeout: 600}\n"))
+    d.signal("pres-101")
+    d.signal("cord-101")
+    d.at(601)
+    assert d.engine.alert("a1") is not None
+    assert "resolved" not in d.events("a1")
+
+
 def test_an_assistance_call_is_never_batched_and_can_be_turned_off() -> None:
     """Over the rate-limit budget it still rings; `presence.assistance: false` suppresses it."""
     c = Clocked(config("rate_limit: {max: 1, per: 600}\n"))

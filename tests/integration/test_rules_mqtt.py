@@ -156,7 +156,7 @@ async def test_presence_resolves_a_call_and_a_call_during_it_asks_for_assistance
     """Through MQTT: presence resolves a ringing cord; a cord pulled during it is assistance.
 
     The cord the nurse pulls rings everyone on duty and the failsafe at once (this ladder
-    has no all-on-duty step), as an assistance call.
+    has no all-on-duty step), as an assistance call; presence reset ends it.
     """
     path = write_config(tmp_path, broker.port)
     async with running(load_config(path)) as r, peer(broker.port, prefix_of(path)) as p:
@@ -179,6 +179,13 @@ async def test_presence_resolves_a_call_and_a_call_during_it_asks_for_assistance
         assert rings == dict.fromkeys(["n1", "n2", "vakt"], ("ring", "ASSISTANCE room 102", "high"))
         assert await p.nothing(0.3)
         assert r.gateway.metrics.alert_count("pull_cord", "assistance")._value.get() == 1
+        # The staff reset presence as they leave: the help is over, every handset is told.
+        await p.z2m("rom102/tilstede", {"occupancy": False})
+        ended = {}
+        for _ in range(3):
+            handset, msg = await p.next()
+            ended[handset] = (msg["type"], msg["state"])
+        assert ended == dict.fromkeys(["n1", "n2", "vakt"], ("cancel", "resolved"))
 
 
 async def test_escalation_on_timeout_and_on_reject(broker: Broker, tmp_path: Path) -> None:
