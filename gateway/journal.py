@@ -266,10 +266,7 @@ class Journal:
         """Give deliveries their outbox ids now, before the batch that stores them commits."""
         first = self._next_outbox_id
         self._next_outbox_id += len(deliveries)
-        return [
-            Delivery(d.alert_id, d.handset, d.seq, d.action, d.payload, d.state, first + i)
-            for i, d in enumerate(deliveries)
-        ]
+        return [d.numbered(first + i) for i, d in enumerate(deliveries)]
 
     async def commit_batch(
         self,

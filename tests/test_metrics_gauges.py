@@ -1,4 +1,4 @@
-"""Hot-path shortcuts: gauges read when scraped, the Alert copy, log calls skipped when off."""
+"""Hot-path shortcuts: scrape-time gauges, frozen copies, log calls skipped when off."""
 
 from __future__ import annotations
 
@@ -51,6 +51,23 @@ def test_with_state_copies_every_field_and_changes_only_those_given() -> None:
 def test_with_state_refuses_a_field_alerts_do_not_have() -> None:
     with pytest.raises(TypeError, match="no field 'colour'"):
         alert("a1").with_state(AlertState.HELD, colour="red")
+
+
+def test_copies_are_frozen_instances_of_their_class() -> None:
+    """A copy is built as a plain draft and then made the frozen class itself."""
+    a = alert("a1")
+    b = a.with_state(AlertState.HELD, step=-1)
+    d = Delivery("a1", "h1", 2, "ring", {"alert_id": "a1"})
+    n = d.numbered(7)
+    assert type(b) is Alert
+    assert type(n) is Delivery
+    assert n == Delivery("a1", "h1", 2, "ring", {"alert_id": "a1"}, id=7)
+    assert d.id is None
+    assert hash(b) == hash(dataclasses.replace(a, state=AlertState.HELD, step=-1))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        b.state = AlertState.ACTIVE  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        n.id = 8  # type: ignore[misc]
 
 
 def test_config_reload_results_are_exported_before_the_first_reload() -> None:
