@@ -685,7 +685,7 @@ class Gateway:
                         received[sig.id] = item.received_at
                     outcome.extend(self.engine.handle_signal(sig, now))
             elif isinstance(item, Signal):
-                self.metrics.signal_count(item.source, item.kind, item.state.value).inc()
+                self.metrics.signal_count.inc(item.source, item.kind, item.state.value)
                 signals.append(item)
                 received[item.id] = item.received_at or now
                 outcome.extend(self.engine.handle_signal(item, now))
@@ -773,7 +773,7 @@ class Gateway:
 
     def _count(self, transitions: Sequence[Transition]) -> None:
         for t in transitions:
-            self.metrics.alert_count(t.alert.kind, t.event).inc()
+            self.metrics.alert_count.inc(t.alert.kind, t.event)
             if t.reason and t.event in ("suppressed", "cancelled", "resolved", "repeated"):
                 self.metrics.suppressed.labels(t.reason, t.alert.rule or "-").inc()
             elif t.event == "escalated":
@@ -804,7 +804,7 @@ class Gateway:
             self._reject(item.source, exc.reason, item.topic, exc.detail)
             return []
         for sig in decoded:
-            self.metrics.signal_count(sig.source, sig.kind, sig.state.value).inc()
+            self.metrics.signal_count.inc(sig.source, sig.kind, sig.state.value)
         return decoded
 
     def _decode_fresh(self, item: Inbound) -> list[Signal]:
@@ -1140,7 +1140,7 @@ class Gateway:
         # At the last step the engine rings a failed handset again: a message refused every
         # time would loop as fast as the line answers. Once per REFUSED_HOLD is enough.
         if delivery.action == "cancel" or (last is not None and now - last < REFUSED_HOLD):
-            self.metrics.delivery_count(handset, delivery.action, "failed").inc()
+            self.metrics.delivery_count.inc(handset, delivery.action, "failed")
         else:
             # Counted as a failed ring where the router hands it to the engine.
             why = "nobody listens" if unheard else "refused"
@@ -1154,10 +1154,10 @@ class Gateway:
     def _delivered(self, handset: str, delivery: Delivery, t0: float) -> None:
         if delivery.id is not None:
             self._confirm(delivery.id, DeliveryState.SENT)
-        self.metrics.delivery_count(handset, delivery.action, "sent").inc()
+        self.metrics.delivery_count.inc(handset, delivery.action, "sent")
         if t0:
             priority = str(delivery.payload.get("priority"))
-            self.metrics.latency_of(priority).observe(time.time() - t0)
+            self.metrics.latency_of.observe(time.time() - t0, priority)
         if self._log_debug:
             log.debug(
                 "alert_delivered",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from typing import Any, Generic, TypeVar
 
 from prometheus_client import (
@@ -15,12 +16,56 @@ from prometheus_client import (
 M = TypeVar("M", Counter, Gauge, Histogram)
 
 
+class _LoopValue:
+    """A child's value counted on the event loop only: a float without prometheus's lock.
+
+    The lock cost more than the count (a counted signal took ~0.5 us, a latency ~0.9 us).
+    Every hot count happens on the loop's thread; the metrics server's thread only reads,
+    and reading a float attribute is atomic. Exemplars are kept as the locked value does.
+    """
+
+    __slots__ = ("_exemplar", "value")
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+        self._exemplar: object = None
+
+    def inc(self, amount: float) -> None:
+        self.value += amount
+
+    def set(self, value: float, timestamp: float | None = None) -> None:
+        self.value = value
+
+    def set_exemplar(self, exemplar: object) -> None:
+        self._exemplar = exemplar
+
+    def get(self) -> float:
+        return self.value
+
+    def get_exemplar(self) -> object:
+        return self._exemplar
+
+
+# A histogram child's sum, buckets and their upper bounds.
+_Parts = tuple[_LoopValue, list[_LoopValue], list[float]]
+
+
+def _unlocked(value: Any) -> _LoopValue:  # noqa: ANN401 - prometheus's untyped value class
+    return value if isinstance(value, _LoopValue) else _LoopValue(value.get())
+
+
 class Labelled(Generic[M]):
-    """A metric family with its label children cached: `labels()` costs ~3 us a call."""
+    """A metric family with its label children cached: `labels()` costs ~3 us a call.
+
+    `inc` and `observe` count on the children's values directly (see _LoopValue): they are
+    for the event loop's thread only. Scrapes and `child._value.get()` read the same values.
+    """
 
     def __init__(self, family: M) -> None:
         self.family: M = family
         self._children: dict[tuple[str, ...], Any] = {}
+        self._counts: dict[tuple[str, ...], _LoopValue] = {}
+        self._histograms: dict[tuple[str, ...], _Parts] = {}
 
     def __call__(self, *values: str) -> M:
         """The child for these label values."""
@@ -28,8 +73,39 @@ class Labelled(Generic[M]):
         if child is None:
             if len(self._children) > 10_000:  # label values come from config; stay bounded
                 self._children.clear()
+                self._counts.clear()
+                self._histograms.clear()
             child = self._children[values] = self.family.labels(*values)
+            node: Any = child  # prometheus's attributes, untyped
+            if isinstance(child, Histogram):
+                node._sum = _unlocked(node._sum)  # noqa: SLF001
+                node._buckets = [_unlocked(b) for b in node._buckets]  # noqa: SLF001
+            else:
+                node._value = _unlocked(node._value)  # noqa: SLF001
         return child
+
+    def inc(self, *values: str) -> None:
+        """Add one to the child for these label values (of a counter)."""
+        value = self._counts.get(values)
+        if value is None:
+            child: Any = self(*values)
+            value = self._counts[values] = child._value  # noqa: SLF001
+        value.value += 1
+
+    def observe(self, amount: float, *values: str) -> None:
+        """Observe `amount` on the child for these label values (of a histogram)."""
+        parts = self._histograms.get(values)
+        if parts is None:
+            child: Any = self(*values)
+            parts = self._histograms[values] = (
+                child._sum,  # noqa: SLF001
+                child._buckets,  # noqa: SLF001
+                child._upper_bounds,  # noqa: SLF001
+            )
+        total, buckets, bounds = parts
+        total.value += amount
+        # The first bucket whose bound is >= amount (the last is +Inf), as observe() picks.
+        buckets[bisect.bisect_left(bounds, amount)].value += 1
 
 
 class Metrics:

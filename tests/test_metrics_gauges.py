@@ -1,4 +1,4 @@
-"""Hot-path shortcuts: scrape-time gauges, frozen copies, log calls skipped when off."""
+"""Hot-path shortcuts: scrape-time gauges, unlocked counts, frozen copies, log calls skipped."""
 
 from __future__ import annotations
 
@@ -68,6 +68,32 @@ def test_copies_are_frozen_instances_of_their_class() -> None:
         b.state = AlertState.ACTIVE  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         n.id = 8  # type: ignore[misc]
+
+
+def _exported(metrics: Metrics) -> list[tuple[str, list[tuple[str, str]], float]]:
+    samples = [s for family in metrics.registry.collect() for s in family.samples]
+    return sorted((s.name, sorted(s.labels.items()), s.value) for s in samples)
+
+
+def test_hot_counts_export_what_prometheus_own_calls_would() -> None:
+    """Labelled.inc and .observe skip prometheus's lock, not a count or a bucket."""
+    plain, hot = Metrics(), Metrics()
+    plain.signals.labels("zigbee", "pull_cord", "raised").inc()  # counted before binding
+    hot.signals.labels("zigbee", "pull_cord", "raised").inc()
+    seconds = [0.0, -0.5, 0.0005, 0.0007, 0.001, 0.003, 1.0, 5.0, 29.9, 30.0, 31.0, 1e9]
+    for values in [("zigbee", "pull_cord", "raised"), ("json", "fall", "cleared")] * 3:
+        plain.signals.labels(*values).inc()
+        hot.signal_count.inc(*values)
+    for priority in ("high", "low"):
+        for s in seconds:
+            plain.latency.labels(priority).observe(s)
+            hot.latency_of.observe(s, priority)
+    hot.deliveries.labels("h1", "ring", "failed").inc()  # the family's own call, after
+    hot.delivery_count.inc("h1", "ring", "failed")
+    plain.deliveries.labels("h1", "ring", "failed").inc(2)
+    assert _exported(hot) == _exported(plain)
+    child = hot.signals.labels("zigbee", "pull_cord", "raised")
+    assert child._value.get() == 4  # tests and tools read children so
 
 
 def test_config_reload_results_are_exported_before_the_first_reload() -> None:
