@@ -105,6 +105,7 @@ def _by_presence(alert: Alert) -> bool:
 
 TEXT_LIMIT = 120
 _SHORT_SWEEP = 4096  # keys with short raises before a sweep drops the expired ones
+_TEXT_CACHE = 4096  # alert texts and routes kept formatted; past this they start again
 _CONTROL = dict.fromkeys([*range(0x20), 0x7F, *range(0x80, 0xA0)], " ")
 
 
@@ -132,7 +133,8 @@ class _Tracked(dict[str, Any]):
 
     def pop(self, key: str, *default: Any) -> Any:  # noqa: ANN401 - any value
         """Remove `key` (noting it) and return its value."""
-        self._dirty.add(self._prefix + key)
+        if key in self:  # every clear pops its key: one never set changes nothing to journal
+            self._dirty.add(self._prefix + key)
         return super().pop(key, *default)
 
 
@@ -292,6 +294,7 @@ class Engine:
         # handset drops the repeated ring by (alert_id, seq) instead of ringing twice.
         self._injected_id = new_id
         self._salt = salt
+        self._texts: dict[tuple[str, str, str, str, str, int], str] = {}
         self._generation: dict[str, int] = {}
         self._gen_dirty: set[str] = set()
         self._timers: list[tuple[float, str]] = []  # (due, alert id) heap, lazily cleaned
@@ -379,6 +382,7 @@ class Engine:
         self._routes = [
             (frozenset(r.kinds), frozenset(r.zones), r.handsets) for r in config.routing
         ]
+        self._routed_cache: dict[tuple[str, str, bool], tuple[str, ...]] = {}
         self._devices = config.devices
         digest_at = config.technical.digest_at
         if self._digest and digest_at != getattr(self, "_digest_at", digest_at):
@@ -470,13 +474,20 @@ class Engine:
         return out
 
     def _routed(self, kind: str, zone: str, *, first_only: bool) -> list[str]:
-        out: list[str] = []
-        for kinds, zones, handsets in self._routes:
-            if ("*" in kinds or kind in kinds) and ("*" in zones or zone in zones or not zone):
-                out.extend(h for h in handsets if h not in out)
-                if first_only:
-                    break
-        return out
+        # Asked twice per ring step, and the answer only changes with the config.
+        key = (kind, zone, first_only)
+        found = self._routed_cache.get(key)
+        if found is None:
+            out: list[str] = []
+            for kinds, zones, handsets in self._routes:
+                if ("*" in kinds or kind in kinds) and ("*" in zones or zone in zones or not zone):
+                    out.extend(h for h in handsets if h not in out)
+                    if first_only:
+                        break
+            if len(self._routed_cache) > _TEXT_CACHE:
+                self._routed_cache.clear()
+            found = self._routed_cache[key] = tuple(out)
+        return list(found)
 
     def _failsafe(self, kind: str, now: float) -> list[str]:
         roster = self.config.roster
@@ -2280,7 +2291,15 @@ class Engine:
         # after the reminder time (a ladder without reminders: its last step's).
         self._ring_step(live, len(live.ladder.steps) - 1, now, out)
 
-    @staticmethod
-    def _text(template: str, *, kind: str, room: str, device: str, zone: str, count: int) -> str:
-        text = template.format(kind=kind, room=room, device=device, zone=zone, count=count)
-        return safe_text(text)
+    def _text(
+        self, template: str, *, kind: str, room: str, device: str, zone: str, count: int
+    ) -> str:
+        # Every raise writes one; a bed's text is the same each night: formatted once.
+        key = (template, kind, room, device, zone, count)
+        text = self._texts.get(key)
+        if text is None:
+            if len(self._texts) > _TEXT_CACHE:
+                self._texts.clear()
+            formatted = template.format(kind=kind, room=room, device=device, zone=zone, count=count)
+            text = self._texts[key] = safe_text(formatted)
+        return text
