@@ -36,6 +36,7 @@ from gateway.model import (
     ResponseKind,
     Signal,
     SignalState,
+    fast_init,
 )
 from gateway.schedule import Calendar
 
@@ -51,6 +52,7 @@ LAST_STEP_REPEAT = 5.0  # the last step rings again no faster than this, whateve
 _UNCONFIGURED = "*unconfigured"
 
 
+@fast_init
 @dataclasses.dataclass(frozen=True, slots=True)
 class Transition:
     """One entry of an alert's timeline, for the journal, metrics and load reports."""

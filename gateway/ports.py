@@ -6,9 +6,10 @@ import dataclasses
 from collections.abc import Callable
 from typing import Literal, Protocol
 
-from gateway.model import Delivery, Response, Signal
+from gateway.model import Delivery, Response, Signal, fast_init
 
 
+@fast_init
 @dataclasses.dataclass(frozen=True, slots=True)
 class Inbound:
     """Raw bytes from a source, not yet decoded; `ack` tells the source it is journaled."""

@@ -1,4 +1,4 @@
-"""Hot-path shortcuts: scrape-time gauges, unlocked counts, frozen copies, log calls skipped."""
+"""Hot-path shortcuts: scrape-time gauges, unlocked counts, frozen types built fast, quiet logs."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from benchmarks.hotpath import gateway_plan
 from benchmarks.inprocess import bench_gateway
 from gateway import app
 from gateway.app import Gateway
+from gateway.engine import Transition
 from gateway.metrics import Metrics
-from gateway.model import Alert, AlertState, Delivery
+from gateway.model import Alert, AlertState, Delivery, Signal, SignalState, fast_init
 from gateway.ports import Inbound
 from tests.conftest import make_config
 from tests.test_journal import alert
@@ -68,6 +69,48 @@ def test_copies_are_frozen_instances_of_their_class() -> None:
         b.state = AlertState.ACTIVE  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         n.id = 8  # type: ignore[misc]
+
+
+def test_fast_init_builds_what_the_dataclass_init_would() -> None:
+    """Same parameters, defaults and default factories; still frozen."""
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Plain:
+        a: str
+        b: int = 2
+        c: list[int] = dataclasses.field(default_factory=list)
+
+    @fast_init
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Fast:
+        a: str
+        b: int = 2
+        c: list[int] = dataclasses.field(default_factory=list)
+
+    for args, kwargs in [(("x",), {}), (("x", 3), {"c": [1]}), ((), {"c": [4], "a": "y"})]:
+        assert dataclasses.astuple(Fast(*args, **kwargs)) == dataclasses.astuple(
+            Plain(*args, **kwargs)
+        )
+    assert Fast("x").c is not Fast("x").c
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'a'"):
+        Fast()  # type: ignore[call-arg]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Fast("x").a = "y"  # type: ignore[misc]
+    signal = Signal("s1", "json", "bed-1", "101", "bed_exit", SignalState.RAISED, 1.0)
+    assert (signal.attrs, signal.received_at) == ({}, 0.0)
+    assert Transition(alert("a1"), "raised", 1.0).detail == ""
+
+
+def test_fast_init_refuses_what_it_does_not_copy() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        a: int
+
+        def __post_init__(self) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="does not handle Checked"):
+        fast_init(Checked)
 
 
 def _exported(metrics: Metrics) -> list[tuple[str, list[tuple[str, str]], float]]:
