@@ -733,7 +733,8 @@ class Gateway:
         levels = pending.levels
         for decoder in self._decoders.values():
             levels.update(decoder.changed_levels())
-        levels.update({GEN + k: v for k, v in self.engine.changed_generations().items()})
+        if generations := self.engine.changed_generations():
+            levels.update({GEN + k: v for k, v in generations.items()})
         levels.update(self.engine.changed_conditions())
         # Handset messages leave before their decisions commit: the commit is off the
         # latency path. A crash in between is safe: the broker redelivers the unacknowledged

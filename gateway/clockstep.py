@@ -14,10 +14,12 @@ def elapsed_clock() -> float:
     """Seconds since boot, never stepped; counts through a suspend where the OS can."""
     # CLOCK_BOOTTIME (Linux) keeps counting while suspended, as the wall clock does, so a
     # suspend is not mistaken for a forward step; elsewhere fall back to the monotonic clock.
-    boottime = getattr(time, "CLOCK_BOOTTIME", None)
-    if boottime is not None:
-        return time.clock_gettime(boottime)
+    if _BOOTTIME is not None:
+        return time.clock_gettime(_BOOTTIME)
     return time.monotonic()
+
+
+_BOOTTIME: int | None = getattr(time, "CLOCK_BOOTTIME", None)
 
 
 _TIME_ERROR = 5  # adjtimex(2): the clock is not synchronised

@@ -525,6 +525,8 @@ class Engine:
 
     def changed_generations(self) -> dict[str, int]:
         """Generations changed since the last call, to journal with the batch."""
+        if not self._gen_dirty:
+            return {}
         out = {k: self._generation[k] for k in self._gen_dirty}
         self._gen_dirty.clear()
         return out
