@@ -306,6 +306,9 @@ class Engine:
         # changed_conditions(): it runs for every routed batch, so it looks at these only.
         self._cond_dirty: set[str] = set()
         self._present: dict[str, float] = _Tracked(self._cond_dirty, _PRESENT_KEY)
+        # Old alerts `restore_late` ended as superseded: members coming back after them
+        # leave their group.
+        self._superseded_late: set[str] = set()
         # Level conditions muted by staff presence or inhibition that are still active (bed
         # still empty), by alert key: raised afresh when the staff leave or the inhibiting
         # alert ends, so neither drops one for good.
@@ -753,14 +756,18 @@ class Engine:
         """Bring back an alert the journal held open but could not show at start-up.
 
         It comes back as `restore` brings it back, unless its key has a live alert: that
-        is the same condition, raised again while the journal could not be read, so the
-        old one ends (`cleared`, reason `superseded`) and its handsets are told.
+        is the same condition, raised again while the journal could not be read. The one
+        further along is kept: the newer one, unless it is still held (a ringing alarm
+        must not fall silent for a replay's hold-off). The other ends (`superseded`) and
+        its handsets are told; calls grouped under an old leader that ends ring on their
+        own. The file's queued messages were cancelled (`Journal.cancel_queued`), so a
+        kept alert that was ringing rings its current step again.
         """
         out = Outcome()
         self._now = max(self._now, now)
         if alert.id in self._live:
             return out
-        newer = self._by_key.get(alert.key)
+        newer_id = None if condition_cleared else self._by_key.get(alert.key)
         self.restore(
             alert,
             handsets,
@@ -769,11 +776,62 @@ class Engine:
             source=source,
             timeline=timeline,
         )
+        live = self._live[alert.id]
+        newer = None if newer_id is None else self._live.get(newer_id)
+        if newer is not None and newer.alert.state is not AlertState.HELD:
+            self._by_key[alert.key] = newer.alert.id
+            self._superseded_late.add(alert.id)
+            released = self._ungroup(live, now, out, f"leader {alert.id} superseded")
+            self._finish(
+                live, AlertState.CLEARED, now, f"by {newer.alert.id}", out, reason="superseded"
+            )
+            for member in released:
+                self._activate(member, now, out)
+            return out
         if newer is not None:
-            self._by_key[alert.key] = newer
-            live = self._live[alert.id]
-            self._finish(live, AlertState.CLEARED, now, f"by {newer}", out, reason="superseded")
+            self._finish(
+                newer, AlertState.CANCELLED, now, f"by {alert.id}", out, reason="superseded"
+            )
+        if alert.group in self._superseded_late:
+            # Its leader ended above (superseded) before it came back: it rings on its own.
+            live.alert = live.alert.with_state(live.alert.state, group=None)
+            out.transitions.append(
+                Transition(live.alert, "ungrouped", now, f"leader {alert.group} gone")
+            )
+            self._activate(live, now, out)
+        elif alert.group is not None and (leader := self._live.get(alert.group)) is not None:
+            # Back after its leader, which rang (or showed) without it: show the group whole.
+            for h in self._shown(leader):
+                out.deliveries.append(self._delivery(leader, h, "update", now))
+        elif live.alert.state is AlertState.ACTIVE and live.alert.group is None:
+            ringing = [h for h in live.step_rung or live.handsets if h in self.config.handsets]
+            if ringing:
+                out.transitions.append(
+                    Transition(
+                        live.alert,
+                        "ringing",
+                        now,
+                        f"again, journal opened late: {','.join(ringing)}",
+                    )
+                )
+                live.step_rung = ringing
+                for h in ringing:
+                    self._ring(live, h, now, out, rate_limited=False)
         return out
+
+    def _ungroup(self, leader: _Live, now: float, out: Outcome, detail: str) -> list[_Live]:
+        """Take `leader`'s members out of its group, before it ends for a reason of its own."""
+        released = []
+        for member_id in leader.members:
+            member = self._live.get(member_id)
+            if member is not None:
+                member.alert = member.alert.with_state(
+                    AlertState.ACTIVE, group=None, accepted_by=None
+                )
+                out.transitions.append(Transition(member.alert, "ungrouped", now, detail))
+                released.append(member)
+        leader.members = []
+        return released
 
     def handset_status(self, handset: str, online: bool, now: float) -> Outcome:
         """A handset app said it stopped or runs again (its retained status, or its will).
@@ -1014,7 +1072,11 @@ class Engine:
         out.transitions.append(Transition(live.alert, "delivery_failed", now, handset, why))
         alert = live.alert
         gives_back = alert.state is AlertState.ACCEPTED and alert.accepted_by == handset
-        if gives_back or self._step_refused(live, handset):
+        # The last step is not left this way: it rings its people again at its own pace
+        # (at least LAST_STEP_REPEAT). Ringing it again on every failure rang the handsets
+        # that work as fast as a faulty transmitter reported the others.
+        last = alert.step >= len(live.ladder.steps) - 1
+        if gives_back or (not last and self._step_refused(live, handset)):
             self._give_back(live, handset, now, out, why="delivery_failed")
         return out
 
@@ -1080,6 +1142,8 @@ class Engine:
             a = live.alert
             due = None if a.due is None else a.due + delta
             live.alert = a.with_state(a.state, raised_at=a.raised_at + delta, due=due)
+            if live.rang_at is not None:
+                live.rang_at += delta  # the group window counts from it
         for key, a in self._armed.items():
             self._armed[key] = a.with_state(a.state, raised_at=a.raised_at + delta)
         for table in (self._present, self._last_seen, self._batch_due, self._offline_since):
@@ -1604,14 +1668,19 @@ class Engine:
                 self._delivery(live, alert.accepted_by, "ring", now, reminder=True)
             )
 
-    def _shift_change(self, now: float, out: Outcome) -> None:
+    def _shift_change(self, now: float, out: Outcome, room: str | None = None) -> None:
         """A shift or override began or ended: open calls its leaving staff accepted go to
-        the staff on duty now, as at their next reminder (which `reminder: 0` never has)."""
+        the staff on duty now, as at their next reminder (which `reminder: 0` never has).
+
+        With `room`, staff just left that room: its calls that their presence kept with an
+        accepter gone off duty meanwhile are handed over now.
+        """
         for live in list(self._live.values()):
             alert = live.alert
             accepter = alert.accepted_by
             if (
-                alert.state is AlertState.ACCEPTED
+                (room is None or alert.room == room)
+                and alert.state is AlertState.ACCEPTED
                 and alert.group is None  # members go with their leader
                 and accepter is not None
                 and accepter in self.config.handsets
@@ -1848,6 +1917,10 @@ class Engine:
         for key, alert in list(self._armed.items()):
             if alert.room == room and key not in self._by_key and key in self._armed:
                 self._raise_armed(key, "presence", now, out)
+        if self.config.roster is not None:
+            # The shift change left a call with the nurse in the room; if she has gone
+            # off duty since, it is the day staff's now (no reminder may ever come).
+            self._shift_change(now, out, room)
 
     # -- grouping and repeats -------------------------------------------------------------
 
@@ -2051,16 +2124,19 @@ class Engine:
         if not ids:
             return
         lives = [self._live[i] for i in ids]
-        items = [
-            {
+        items: list[dict[str, Any]] = []
+        for lv in lives:
+            item: dict[str, Any] = {
                 "alert_id": lv.alert.id,
                 "kind": lv.alert.kind,
                 "room": lv.alert.room,
                 "text": lv.alert.text,
                 "priority": lv.alert.priority.name.lower(),
             }
-            for lv in lives
-        ]
+            if lv.members:
+                # A pull cord that joined a door waiting here is on her screen, as a call.
+                self._show_group(lv, item)
+            items.append(item)
         first = lives[0]
         first.seq += 1
         self._ring_log.setdefault(handset, deque()).append(now)
@@ -2077,7 +2153,7 @@ class Engine:
                     "alerts": items,
                     "text": f"{len(items)} alerts waiting",
                     "sent_at": now,
-                    "priority": max(lv.alert.priority for lv in lives).name.lower(),
+                    "priority": max(self._top_priority(lv) for lv in lives).name.lower(),
                 },
             )
         )
@@ -2113,18 +2189,25 @@ class Engine:
         if reminder:
             payload["reminder"] = True
         if live.members:
-            members = [self._live[m].alert for m in live.members if m in self._live]
-            payload["members"] = [
-                {"alert_id": m.id, "kind": m.kind, "text": m.text, "count": m.count}
-                for m in members
-            ]
-            kinds = ", ".join(dict.fromkeys([alert.kind, *(m.kind for m in members)]))
-            payload["text"] = f"Room {alert.room}: {kinds}"
-            # A call that joined a door left open is still a call: the group is as urgent
-            # as its most urgent member (a pager beeps and a handset sorts by it).
-            top = max([alert.priority, *(m.priority for m in members)])
-            payload["priority"] = top.name.lower()
+            self._show_group(live, payload)
         return Delivery(alert.id, handset, live.seq, action, payload)
+
+    def _show_group(self, live: _Live, payload: dict[str, Any]) -> None:
+        """Show a group leader's members in `payload`: their list, text and top priority."""
+        alert = live.alert
+        members = [self._live[m].alert for m in live.members if m in self._live]
+        payload["members"] = [
+            {"alert_id": m.id, "kind": m.kind, "text": m.text, "count": m.count} for m in members
+        ]
+        kinds = ", ".join(dict.fromkeys([alert.kind, *(m.kind for m in members)]))
+        payload["text"] = f"Room {alert.room}: {kinds}"
+        payload["priority"] = self._top_priority(live).name.lower()
+
+    def _top_priority(self, live: _Live) -> Priority:
+        """A call that joined a door left open is still a call: the group is as urgent
+        as its most urgent member (a pager beeps and a handset sorts by it)."""
+        members = [self._live[m].alert.priority for m in live.members if m in self._live]
+        return max([live.alert.priority, *members])
 
     # -- technical, supervision, nobody on duty -------------------------------------------
 

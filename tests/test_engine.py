@@ -2855,7 +2855,226 @@ def test_an_alert_restored_late_is_superseded_by_a_live_one_of_its_key() -> None
     ]
     assert [(d.handset, d.action) for d in back.deliveries] == [("n-ost", "cancel")]
     other = stored["cord-101"]
-    assert c.engine.restore_late(other, ["n-ost"], 1, c.now).transitions == []
+    # Its queued ring was cancelled with the file's queue: it rings its step again.
+    again = c.engine.restore_late(other, ["n-ost"], 1, c.now)
+    assert [(t.event, t.detail) for t in again.transitions] == [
+        ("ringing", "again, journal opened late: n-ost")
+    ]
+    assert [(d.handset, d.action) for d in again.deliveries] == [("n-ost", "ring")]
     assert {a.id for a in c.engine.active} == {newer.id, other.id}
     c.signal("cord-102", "cleared")  # the key is the live alert's
     assert {a.id for a in c.engine.active} == {other.id}
+
+
+# -- found in review (2026-11-25) ------------------------------------------------------
+def test_restore_late_supersede_of_a_group_leader_loses_the_pull_cord_joined_to_it() -> None:
+    """The journal held door-101 (leader) with cord-101 grouped into it. The journal could
+    not be read at start; the broker's retained door-open replay raised the door anew. When
+    the file opens late, the old door is superseded, and the resident's pull cord must still
+    reach a nurse: it must ring or escalate, not sit forever as a member of a dead group.
+    """
+    old = Clocked(config())
+    old.signal("door-101")  # a1 rings n-ost
+    old.at(20)
+    old.signal("cord-101")  # a2 joins a1's group
+    assert old.events("a2") == ["raised", "grouped"]
+    door, cord = old.engine.alert("a1"), old.engine.alert("a2")
+    assert door is not None
+    assert cord is not None
+
+    c = Clocked(config(), first_id=50)
+    c.now = c.start + 30
+    c.signal("door-101")  # retained replay on an empty memory: a new door alert
+    c.out = Outcome()
+    for stored in (door, cord):  # oldest first, as the journal lists them
+        c.out.extend(
+            c.engine.restore_late(stored, ["n-ost"], 2, c.now, timeline=journaled(old, stored.id))
+        )
+    # The old door ends; the cord leaves its group and joins the newer door's, as a cord
+    # pulled beside an open door does: n-ost's screen shows the call, at its priority.
+    assert c.events("a1")[-1] == "cleared"
+    assert c.events("a2")[-2:] == ["ungrouped", "grouped"]
+    assert c.engine.alert("a2").group == "a50"  # type: ignore[union-attr]
+    (shown,) = [d for d in c.out.deliveries if d.alert_id == "a50" and d.action == "update"]
+    assert [m["alert_id"] for m in shown.payload["members"]] == ["a2"]
+    assert shown.payload["priority"] == "high"
+    c.at(200)  # nobody takes the group: it escalates, the call with it
+    assert ("a50", "escalated") in [(t.alert.id, t.event) for t in c.out.transitions]
+
+
+def test_restore_late_supersede_by_a_held_replay_silences_a_ringing_bed_exit_for_its_hold_off() -> (
+    None
+):
+    """bed-102 had rung since 1200 s and nobody took it (it is at the failsafe step). The
+    daemon restarts with an unreadable journal; the retained bed level is replayed and held
+    1200 s under bed-night. The journal opens 10 s later: the ringing alarm is cancelled on
+    every handset and nothing rings for the next 20 minutes.
+    """
+    old = Clocked(config())
+    old.signal("bed-102")
+    old.at(1400)  # rang 1200 (n-ost), 1260 (n-vest), 1320 (vakt), rings the last step again
+    bed = old.engine.alert("a1")
+    assert bed is not None
+    assert bed.state is AlertState.ACTIVE
+    rung = sorted({h for _, h, _ in old.rings()})
+
+    c = Clocked(config(), start=old.now, first_id=50)
+    c.signal("bed-102")  # the retained level, on an empty memory: held 1200 s
+    c.at(10)
+    c.out.extend(c.engine.restore_late(bed, rung, 10, c.now, timeline=journaled(old, "a1")))
+    events = [(t.alert.id, t.event, t.reason) for t in c.out.transitions]
+    assert ("a50", "cancelled", "superseded") in events  # the held replay gives way
+    assert c.engine.alert("a50") is None
+    assert c.engine.alert("a1").state is AlertState.ACTIVE  # type: ignore[union-attr]
+    assert sorted(h for t, h, _ in c.rings() if t == 10) == rung  # its last step again
+
+
+def test_a_pull_cord_joined_to_a_group_waiting_in_a_rate_limit_batch_is_shown_as_the_door() -> None:
+    """n-ost is over budget: the door in 101 waits in her batch; the resident then pulls the
+    cord in 101, which joins the door's group. The batch that reaches her lists only
+    "Door open room 101" at medium priority: the call (high) is nowhere on her screen.
+    """
+    c = Clocked(config("rate_limit: {max: 1, per: 600}\n"))
+    c.signal("cord-102")  # a1: n-ost's budget
+    c.signal("door-101")  # a2: batched for n-ost
+    assert c.events("a2")[-1] == "batched"
+    c.at(10)
+    c.signal("cord-101")  # a3: joins the door's group
+    assert c.events("a3") == ["raised", "grouped"]
+    c.respond("n-ost", "a1")
+    c.at(600)  # the batch goes out when n-ost's window ends
+    batches = [d for d in c.out.deliveries if d.action == "batch" and d.handset == "n-ost"]
+    assert batches
+    payload = batches[0].payload
+    kinds = {a["kind"] for a in payload["alerts"]}
+    texts = " ".join(a["text"] for a in payload["alerts"]) + " " + payload["text"]
+    assert "pull_cord" in kinds or "pull_cord" in texts or "Call" in texts, payload
+    assert payload["priority"] == "high", payload
+
+
+def test_a_group_window_is_not_moved_by_a_clock_step_back() -> None:
+    """n-ost took the door alarm in 101 at 5 s; NTP steps the clock back an hour at 10 s;
+    the resident pulls the cord at 600 s, far outside the 120 s group window. It must ring
+    as its own call; instead it joins the door's group, already accepted, as a silent update.
+    """
+    c = Clocked(config())
+    c.signal("door-101")  # a1 rings n-ost
+    c.at(5)
+    c.respond("n-ost", "a1")
+    c.at(10)
+    c.step(-3600)
+    c.at(600)
+    c.signal("cord-101")  # a2
+    assert "grouped" not in c.events("a2")
+    assert (600, "n-ost", "pull_cord") in c.rings()
+
+
+def test_restore_late_rings_afresh_the_calls_whose_queued_rings_it_cancelled() -> None:
+    """The journal's queued messages from before the start are marked cancelled when the
+    file opens late, "the alerts they were for are rung afresh by this process". The
+    engine's restore_late rings nothing: an unknown call point (no escalation timer) is
+    never heard of again, and a fresh pull cord waits for its step timeout without ever
+    reaching its primary again.
+    """
+    old = Clocked(config())
+    sig = Signal(
+        "u1", "nurse", "espa:ward:999", "", "unknown_call_point", SignalState.RAISED, old.now
+    )
+    old.out.extend(old.engine.handle_signal(sig, old.now))  # a1: rings everyone on duty
+    old.signal("cord-102")  # a2: rings n-ost
+    stored = [old.engine.alert("a1"), old.engine.alert("a2")]
+    c = Clocked(config(), start=old.now, first_id=50)
+    c.at(5)  # the file opens late; its queued rings were cancelled (journal.cancel_queued)
+    for a in stored:
+        assert a is not None
+        rung = sorted({d.handset for d in old.out.deliveries if d.alert_id == a.id})
+        c.out.extend(c.engine.restore_late(a, rung, 1, c.now, timeline=journaled(old, a.id)))
+    c.at(3600)
+    assert [h for _, h, k in c.rings() if k == "unknown_call_point"], "unknown call point lost"
+    assert (5, "n-ost", "pull_cord") in c.rings()
+
+
+def test_a_failed_ring_at_the_last_step_rings_the_last_step_again_at_once() -> None:
+    """At the failsafe step every page fails (a paging transmitter fault): each round of
+    failures rings the whole last step again at once, not at LAST_STEP_REPEAT's pace, so
+    the handsets that do work are rung in a storm as fast as the channel reports failures.
+    """
+    c = Clocked(config())
+    c.signal("cord-102")
+    c.at(121)  # step 2: vakt rung
+    for _ in range(3):
+        for h in ("n-ost", "n-vest", "vakt"):
+            c.out.extend(c.engine.handle_delivery_failed(h, "a1", c.now, why="fault"))
+    at_121 = [h for t, h, _ in c.rings() if t == 121]
+    assert len(at_121) <= 4, f"{len(at_121)} rings within one second: {at_121}"
+
+
+def test_with_reminder_zero_a_fall_kept_by_presence_at_the_shift_change_is_never_handed_over() -> (
+    None
+):
+    """reminder: 0. n-ost takes a fall in 102 at 06:55 and is in the room at 07:00, so the
+    shift change leaves it hers; she leaves at 07:05 and goes home, the fall sensor still
+    raised. No reminder ever comes (reminder 0) and no later shift change looks again before
+    22:00: the day staff are never told of an open fall alarm accepted by an off-duty nurse.
+    """
+    c = Clocked(config(base=YAML.replace("reminder: 600", "reminder: 0")), start=MORNING)
+    c.at(300)  # 06:55
+    c.signal("fall-102")
+    c.respond("n-ost", "a1")
+    c.at(480)
+    c.signal("pres-102")  # 06:58: she is with the resident
+    c.at(900)  # 07:05: past the shift change, she leaves
+    assert c.rings() == [(300, "n-ost", "fall")]  # 07:00: she is in the room, it stays hers
+    c.signal("pres-102", "cleared")
+    assert c.rings()[1:] == [(900, "d-ost", "fall"), (900, "d-2", "fall")]
+    assert c.events("a1")[-3:] == ["reopened", "escalated", "ringing"]
+
+
+def test_restore_late_brings_a_group_back_whole_in_either_order() -> None:
+    """No newer alert: a member that comes back before its leader stays in its group, and
+    the leader rings its step again (its queued ring was cancelled) with the call on it."""
+    old = Clocked(config())
+    old.signal("door-101")
+    old.at(20)
+    old.signal("cord-101")
+    door, cord = old.engine.alert("a1"), old.engine.alert("a2")
+    assert door is not None
+    assert cord is not None
+    for first, second in ((door, cord), (cord, door)):
+        c = Clocked(config(), start=old.now, first_id=50)
+        c.at(5)
+        for stored in (first, second):
+            c.out.extend(
+                c.engine.restore_late(
+                    stored, ["n-ost"], 2, c.now, timeline=journaled(old, stored.id)
+                )
+            )
+        assert c.engine.alert("a2").group == "a1"  # type: ignore[union-attr]
+        assert "ungrouped" not in c.events("a2")
+        sent = [(d.alert_id, d.handset, d.action) for d in c.out.deliveries]
+        assert sent[0] == ("a1", "n-ost", "ring")
+        last = c.out.deliveries[-1]  # the ring, or an update once the cord is back
+        assert (last.alert_id, last.handset, last.payload["priority"]) == ("a1", "n-ost", "high")
+        assert [m["alert_id"] for m in last.payload["members"]] == ["a2"]
+
+
+def test_restore_late_releases_the_members_of_a_superseded_leader_restored_first() -> None:
+    """The cord comes back before its door, which a newer door supersedes: the cord leaves
+    the old group with it and joins the newer door's, not the grave of the old one."""
+    old = Clocked(config())
+    old.signal("door-101")
+    old.at(20)
+    old.signal("cord-101")
+    door, cord = old.engine.alert("a1"), old.engine.alert("a2")
+    assert door is not None
+    assert cord is not None
+    c = Clocked(config(), start=old.now, first_id=50)
+    c.signal("door-101")  # a50
+    c.at(5)
+    for stored in (cord, door):
+        c.out.extend(
+            c.engine.restore_late(stored, ["n-ost"], 2, c.now, timeline=journaled(old, stored.id))
+        )
+    assert c.engine.alert("a1") is None
+    assert c.engine.alert("a2").group == "a50"  # type: ignore[union-attr]
+    assert c.events("a2")[-2:] == ["ungrouped", "grouped"]
