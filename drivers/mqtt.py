@@ -98,6 +98,8 @@ class MqttLink:
         )
         self._sweeper: asyncio.TimerHandle | None = None
         self._release_all: Callable[[], int] | None = None  # the session's, see release_parked
+        self._put: Put | None = None
+        self._idle_release: asyncio.TimerHandle | None = None  # between sessions
         self._io: PahoLoopIO | None = None
         self._after_read: Callable[[], None] | None = None
         self._connected = asyncio.Event()
@@ -134,8 +136,16 @@ class MqttLink:
         (on the fast reader only), so the caller can route the read's messages at once.
         """
         self._after_read = after_read
+        self._put = put
         gauge = self._metrics.connected.labels(driver="mqtt")
         gauge.set(0)
+        try:
+            await self._sessions(put, gauge)
+        finally:
+            if self._idle_release is not None:
+                self._idle_release.cancel()
+
+    async def _sessions(self, put: Put, gauge: Any) -> None:  # noqa: ANN401 - a Gauge child
         while True:
             try:
                 await self._session(put)
@@ -293,6 +303,9 @@ class MqttLink:
         paho_client.on_connect = on_connect
         self._session_present = None
         self._sweeper = loop.call_later(1.0, self._sweep_acks)
+        if self._idle_release is not None:
+            self._idle_release.cancel()
+            self._idle_release = None
         # Messages still queued from the last session (its timer died with it) go as soon
         # as their bucket allows, connected or not: a QoS 0 press is never sent again.
         schedule()
@@ -320,6 +333,9 @@ class MqttLink:
                 # is routed: both keep the packet id their signal ids derive from); ours
                 # goes anyway, so a broker that lost the session loses none.
                 fair.rewrite_parked(_unacknowledgeable)
+            # Between sessions they still go as their buckets allow: the routing needs no
+            # broker (an ESPA pager may carry the ring), and a reconnect may take a minute.
+            self._schedule_idle_release()
             lost = DeliveryError(f"mqtt broker {self._cfg.host}:{self._cfg.port} disconnected")
             for fut in self._acks.values():
                 if not fut.done():
@@ -333,7 +349,35 @@ class MqttLink:
         Returns how many were released. A queued QoS 0 press (Zigbee2MQTT's default) would
         otherwise end with the process: the broker never sends it again.
         """
-        return self._release_all() if self._release_all is not None else 0
+        if self._release_all is not None:
+            return self._release_all()
+        # Between sessions (a broker restart, a Wi-Fi drop): the session that queued them
+        # has made them unacknowledgeable (QoS 0), and they go all the same.
+        if self._idle_release is not None:
+            self._idle_release.cancel()
+            self._idle_release = None
+        parked = [m for f in self._fair.values() for m in f.take_all()]
+        if self._put is not None:
+            for msg in parked:
+                self._dispatch(msg, None, self._put)
+        return len(parked)
+
+    def _schedule_idle_release(self) -> None:
+        """Route queued messages as their buckets allow while no session is up."""
+        dues = [d for f in self._fair.values() if (d := f.next_deadline()) is not None]
+        if dues and self._put is not None:
+            loop = asyncio.get_running_loop()
+            self._idle_release = loop.call_at(min(dues), self._release_idle)
+
+    def _release_idle(self) -> None:
+        self._idle_release = None
+        if self._release_all is not None or self._put is None:
+            return  # a session is up: its own timer releases them
+        now = asyncio.get_running_loop().time()
+        for fair in self._fair.values():
+            for parked in fair.due(now):
+                self._dispatch(parked, None, self._put)
+        self._schedule_idle_release()
 
     def _sweep_acks(self) -> None:
         """Fail publishes whose PUBACK is overdue; runs every second of a session."""
@@ -484,7 +528,7 @@ class MqttLink:
             )
         )
 
-    def _dispatch(self, msg: Publish, paho_client: paho.Client, put: Put) -> None:
+    def _dispatch(self, msg: Publish, paho_client: paho.Client | None, put: Put) -> None:
         topic = msg.topic
         payload = msg.payload
         now = time.time()
@@ -494,7 +538,7 @@ class MqttLink:
         def ack() -> None:
             if qos == 1 and io is not None:
                 io.ack(mid)
-            elif qos > 0:
+            elif qos > 0 and paho_client is not None:
                 paho_client.ack(mid, qos)
 
         if topic == SYS_DROPPED:

@@ -237,6 +237,74 @@ async def test_presses_queued_by_the_rate_limit_are_routed_before_a_stop(
     assert [e["messages"] for e in released] == [3]
 
 
+async def test_presses_queued_by_the_rate_limit_are_routed_at_a_stop_while_the_broker_is_down(
+    own_broker: Broker, tmp_path: Path
+) -> None:
+    """A stop between two connection attempts routes the parked presses too.
+
+    Review finding: the release worked only while a session was up, so a stop during a
+    broker restart or a Wi-Fi drop ended the QoS 0 presses with the process, unlogged.
+    """
+    prefix = unique("t")
+    text = base_text(own_broker.port, tmp_path, prefix=prefix, client_id=unique("gw")).replace(
+        f"base_topic: {prefix}/z2m}}", f"base_topic: {prefix}/z2m, max_rate: 0.01, max_burst: 1}}"
+    )
+    config = parse_config(text, filename="test.yaml")
+    with capture_logs() as logs:
+        async with running(config, drain_timeout=1.0) as r:
+            link = r.gateway.link
+            assert link is not None
+            async with peer(own_broker.port, prefix, listen=False) as p:
+                topic = f"{prefix}/z2m/rom103/snor"
+                await p.client.publish(topic, b'{"battery": 90}', qos=0)  # the one token
+                for _ in range(3):
+                    await p.client.publish(topic, b'{"action": "single", "battery": 90}', qos=0)
+                fair = link._fair["zigbee"]
+                assert await until(lambda: fair.parked == 3, 5)
+            own_broker.stop()
+            assert await until(lambda: not link.connected, 5)
+            await r.stop()
+    assert fair.parked == 0
+    (press,) = [a for a in r.gateway.engine.active if a.kind == "pull_cord"]
+    assert press.count == 3
+    released = [e for e in logs if e["event"] == "rate_limited_released"]
+    assert [e["messages"] for e in released] == [3]
+
+
+async def test_presses_queued_by_the_rate_limit_go_as_their_tokens_come_while_disconnected(
+    own_broker: Broker, tmp_path: Path
+) -> None:
+    """With the broker down, a parked press is routed when its token comes, not only after
+    the reconnect (up to `backoff_max` later): routing needs no broker."""
+    prefix = unique("t")
+    text = base_text(own_broker.port, tmp_path, prefix=prefix, client_id=unique("gw")).replace(
+        f"base_topic: {prefix}/z2m}}", f"base_topic: {prefix}/z2m, max_rate: 1, max_burst: 1}}"
+    )
+    # The next connection attempt is 8 s away: only the between-sessions timer can do it.
+    text = text.replace("backoff_initial: 0.05", "backoff_initial: 8").replace(
+        "backoff_max: 0.5", "backoff_max: 8"
+    )
+    config = parse_config(text, filename="test.yaml")
+    assert config.mqtt.backoff_initial == 8
+    async with running(config) as r:
+        link = r.gateway.link
+        assert link is not None
+        async with peer(own_broker.port, prefix, listen=False) as p:
+            topic = f"{prefix}/z2m/rom103/snor"
+            await p.client.publish(topic, b'{"battery": 90}', qos=0)  # the one token
+            await p.client.publish(topic, b'{"action": "single", "battery": 90}', qos=0)
+            fair = link._fair["zigbee"]
+            assert await until(lambda: fair.parked == 1, 5)
+            own_broker.stop()
+        assert await until(lambda: not link.connected, 5)
+        # Within the token's second, long before a reconnect could bring it.
+        assert await until(lambda: fair.parked == 0, 3)
+        assert await until(
+            lambda: any(a.kind == "pull_cord" for a in r.gateway.engine.active), 3
+        )
+        assert not link.connected
+
+
 def session_broker(tmp_path: Path, *, persistence: bool) -> Broker:
     """A started broker that keeps sessions across its restarts only with `persistence`."""
     body = (
