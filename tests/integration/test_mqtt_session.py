@@ -299,9 +299,7 @@ async def test_presses_queued_by_the_rate_limit_go_as_their_tokens_come_while_di
         assert await until(lambda: not link.connected, 5)
         # Within the token's second, long before a reconnect could bring it.
         assert await until(lambda: fair.parked == 0, 3)
-        assert await until(
-            lambda: any(a.kind == "pull_cord" for a in r.gateway.engine.active), 3
-        )
+        assert await until(lambda: any(a.kind == "pull_cord" for a in r.gateway.engine.active), 3)
         assert not link.connected
 
 
