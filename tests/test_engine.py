@@ -2867,20 +2867,28 @@ def test_an_alert_restored_late_is_superseded_by_a_live_one_of_its_key() -> None
 
 
 # -- found in review (2026-11-25) ------------------------------------------------------
+
+
+def door_and_cord() -> tuple[Clocked, Alert, Alert]:
+    """A door alarm in 101 ringing n-ost (a1), and a pull cord grouped under it (a2)."""
+    old = Clocked(config())
+    old.signal("door-101")
+    old.at(20)
+    old.signal("cord-101")
+    assert old.events("a2") == ["raised", "grouped"]
+    door, cord = old.engine.alert("a1"), old.engine.alert("a2")
+    assert door is not None
+    assert cord is not None
+    return old, door, cord
+
+
 def test_restore_late_supersede_of_a_group_leader_loses_the_pull_cord_joined_to_it() -> None:
     """The journal held door-101 (leader) with cord-101 grouped into it. The journal could
     not be read at start; the broker's retained door-open replay raised the door anew. When
     the file opens late, the old door is superseded, and the resident's pull cord must still
     reach a nurse: it must ring or escalate, not sit forever as a member of a dead group.
     """
-    old = Clocked(config())
-    old.signal("door-101")  # a1 rings n-ost
-    old.at(20)
-    old.signal("cord-101")  # a2 joins a1's group
-    assert old.events("a2") == ["raised", "grouped"]
-    door, cord = old.engine.alert("a1"), old.engine.alert("a2")
-    assert door is not None
-    assert cord is not None
+    old, door, cord = door_and_cord()
 
     c = Clocked(config(), first_id=50)
     c.now = c.start + 30
@@ -3033,13 +3041,7 @@ def test_with_reminder_zero_a_fall_kept_by_presence_at_the_shift_change_is_never
 def test_restore_late_brings_a_group_back_whole_in_either_order() -> None:
     """No newer alert: a member that comes back before its leader stays in its group, and
     the leader rings its step again (its queued ring was cancelled) with the call on it."""
-    old = Clocked(config())
-    old.signal("door-101")
-    old.at(20)
-    old.signal("cord-101")
-    door, cord = old.engine.alert("a1"), old.engine.alert("a2")
-    assert door is not None
-    assert cord is not None
+    old, door, cord = door_and_cord()
     for first, second in ((door, cord), (cord, door)):
         c = Clocked(config(), start=old.now, first_id=50)
         c.at(5)
@@ -3061,13 +3063,7 @@ def test_restore_late_brings_a_group_back_whole_in_either_order() -> None:
 def test_restore_late_releases_the_members_of_a_superseded_leader_restored_first() -> None:
     """The cord comes back before its door, which a newer door supersedes: the cord leaves
     the old group with it and joins the newer door's, not the grave of the old one."""
-    old = Clocked(config())
-    old.signal("door-101")
-    old.at(20)
-    old.signal("cord-101")
-    door, cord = old.engine.alert("a1"), old.engine.alert("a2")
-    assert door is not None
-    assert cord is not None
+    old, door, cord = door_and_cord()
     c = Clocked(config(), start=old.now, first_id=50)
     c.signal("door-101")  # a50
     c.at(5)
