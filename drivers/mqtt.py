@@ -97,9 +97,12 @@ class MqttLink:
             collections.deque()
         )
         self._sweeper: asyncio.TimerHandle | None = None
-        self._release_all: Callable[[], int] | None = None  # the session's, see release_parked
+        # Rate-limited messages waiting for their token: the one timer that releases them,
+        # the session's client their packet ids belong to (None between sessions: the
+        # session that ended made them unacknowledgeable), and where they go.
+        self._release_timer: asyncio.TimerHandle | None = None
+        self._parked_client: paho.Client | None = None
         self._put: Put | None = None
-        self._idle_release: asyncio.TimerHandle | None = None  # between sessions
         self._io: PahoLoopIO | None = None
         self._after_read: Callable[[], None] | None = None
         self._connected = asyncio.Event()
@@ -142,8 +145,9 @@ class MqttLink:
         try:
             await self._sessions(put, gauge)
         finally:
-            if self._idle_release is not None:
-                self._idle_release.cancel()
+            if self._release_timer is not None:
+                self._release_timer.cancel()
+                self._release_timer = None
 
     async def _sessions(self, put: Put, gauge: Any) -> None:  # noqa: ANN401 - a Gauge child
         while True:
@@ -216,36 +220,8 @@ class MqttLink:
         # signal); our own events say what matters.
         paho_client.disable_logger()
         loop = asyncio.get_running_loop()
-        flush: list[asyncio.TimerHandle] = []
         # A flood is thousands of these a second; labels() costs a lock and a lookup each.
         rate_limited = {n: self._metrics.rejects.labels(n, "rate_limited") for n in self._fair}
-
-        def release() -> None:
-            flush.clear()
-            for fair in self._fair.values():
-                for parked in fair.due(loop.time()):
-                    self._dispatch(parked, paho_client, put)
-            schedule()
-
-        def release_all() -> int:
-            # The stop: a queued QoS 0 message is never sent again, so it is routed now,
-            # past its bucket; a QoS 1 one the broker resends (the drain leaves it).
-            for handle in flush:
-                handle.cancel()
-            flush.clear()
-            parked = [m for f in self._fair.values() for m in f.take_all()]
-            for msg in parked:
-                self._dispatch(msg, paho_client, put)
-            return len(parked)
-
-        self._release_all = release_all
-
-        def schedule() -> None:
-            if flush:
-                return  # a release is due already; it reschedules itself
-            dues = [d for f in self._fair.values() if (d := f.next_deadline()) is not None]
-            if dues:
-                flush.append(loop.call_at(min(dues), release))
 
         # Messages go straight from paho's reader (on the loop thread: aiomqtt drives paho
         # with add_reader) to the router, skipping aiomqtt's queue and Message copies, which
@@ -261,7 +237,7 @@ class MqttLink:
                 for queued in go:
                     self._dispatch(queued, paho_client, put)
                 if not go or go[-1] is not msg:
-                    schedule()  # msg is queued
+                    self._schedule_release()  # msg is queued
                 return
             self._dispatch(msg, paho_client, put)
 
@@ -303,18 +279,13 @@ class MqttLink:
         paho_client.on_connect = on_connect
         self._session_present = None
         self._sweeper = loop.call_later(1.0, self._sweep_acks)
-        if self._idle_release is not None:
-            self._idle_release.cancel()
-            self._idle_release = None
-        # Messages still queued from the last session (its timer died with it) go as soon
-        # as their bucket allows, connected or not: a QoS 0 press is never sent again.
-        schedule()
+        self._parked_client = paho_client
         try:
             await self._connected_session(client, paho_client, receive, put)
         finally:
             if self._connected.is_set():
                 self.session_ended_at = time.time()
-            self._release_all = None
+            self._parked_client = None
             self._paho = None
             self._io = None
             # aiomqtt stores a lost connection's error in a future that nothing may await
@@ -325,17 +296,12 @@ class MqttLink:
                 disconnected.exception()
             if self._sweeper is not None:
                 self._sweeper.cancel()
-            for handle in flush:
-                handle.cancel()
             for fair in self._fair.values():
                 # A queued QoS 1 message cannot be acknowledged on the next session, and
                 # the broker sends its own copy again (DUP, dropped as a duplicate once ours
                 # is routed: both keep the packet id their signal ids derive from); ours
                 # goes anyway, so a broker that lost the session loses none.
                 fair.rewrite_parked(_unacknowledgeable)
-            # Between sessions they still go as their buckets allow: the routing needs no
-            # broker (an ESPA pager may carry the ring), and a reconnect may take a minute.
-            self._schedule_idle_release()
             lost = DeliveryError(f"mqtt broker {self._cfg.host}:{self._cfg.port} disconnected")
             for fut in self._acks.values():
                 if not fut.done():
@@ -349,35 +315,40 @@ class MqttLink:
         Returns how many were released. A queued QoS 0 press (Zigbee2MQTT's default) would
         otherwise end with the process: the broker never sends it again.
         """
-        if self._release_all is not None:
-            return self._release_all()
-        # Between sessions (a broker restart, a Wi-Fi drop): the session that queued them
-        # has made them unacknowledgeable (QoS 0), and they go all the same.
-        if self._idle_release is not None:
-            self._idle_release.cancel()
-            self._idle_release = None
+        # Past their buckets: a queued QoS 0 message is never sent again; a QoS 1 one the
+        # broker resends (the drain leaves it). Connected or not: a stop may come during
+        # a broker restart or a Wi-Fi drop.
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+            self._release_timer = None
         parked = [m for f in self._fair.values() for m in f.take_all()]
         if self._put is not None:
             for msg in parked:
-                self._dispatch(msg, None, self._put)
+                self._dispatch(msg, self._parked_client, self._put)
         return len(parked)
 
-    def _schedule_idle_release(self) -> None:
-        """Route queued messages as their buckets allow while no session is up."""
-        dues = [d for f in self._fair.values() if (d := f.next_deadline()) is not None]
-        if dues and self._put is not None:
-            loop = asyncio.get_running_loop()
-            self._idle_release = loop.call_at(min(dues), self._release_idle)
+    def _schedule_release(self) -> None:
+        """Release queued messages when the first bucket allows, session or not.
 
-    def _release_idle(self) -> None:
-        self._idle_release = None
-        if self._release_all is not None or self._put is None:
-            return  # a session is up: its own timer releases them
+        Routing needs no broker (an ESPA pager may carry the ring), and a reconnect may
+        take a minute: a QoS 0 press must not wait for it.
+        """
+        if self._release_timer is not None or self._put is None:
+            return  # a release is due already; it reschedules itself
+        dues = [d for f in self._fair.values() if (d := f.next_deadline()) is not None]
+        if dues:
+            loop = asyncio.get_running_loop()
+            self._release_timer = loop.call_at(min(dues), self._release_due)
+
+    def _release_due(self) -> None:
+        self._release_timer = None
+        if self._put is None:
+            return
         now = asyncio.get_running_loop().time()
         for fair in self._fair.values():
             for parked in fair.due(now):
-                self._dispatch(parked, None, self._put)
-        self._schedule_idle_release()
+                self._dispatch(parked, self._parked_client, self._put)
+        self._schedule_release()
 
     def _sweep_acks(self) -> None:
         """Fail publishes whose PUBACK is overdue; runs every second of a session."""
