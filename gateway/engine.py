@@ -794,10 +794,7 @@ class Engine:
             )
         if alert.group in self._superseded_late:
             # Its leader ended above (superseded) before it came back: it rings on its own.
-            live.alert = live.alert.with_state(live.alert.state, group=None)
-            out.transitions.append(
-                Transition(live.alert, "ungrouped", now, f"leader {alert.group} gone")
-            )
+            self._leave_group(live, now, out, f"leader {alert.group} superseded")
             self._activate(live, now, out)
         elif alert.group is not None and (leader := self._live.get(alert.group)) is not None:
             # Back after its leader, which rang (or showed) without it: show the group whole.
@@ -821,17 +818,17 @@ class Engine:
 
     def _ungroup(self, leader: _Live, now: float, out: Outcome, detail: str) -> list[_Live]:
         """Take `leader`'s members out of its group, before it ends for a reason of its own."""
-        released = []
-        for member_id in leader.members:
-            member = self._live.get(member_id)
-            if member is not None:
-                member.alert = member.alert.with_state(
-                    AlertState.ACTIVE, group=None, accepted_by=None
-                )
-                out.transitions.append(Transition(member.alert, "ungrouped", now, detail))
-                released.append(member)
+        released = [self._live[m] for m in leader.members if m in self._live]
+        for member in released:
+            self._leave_group(member, now, out, detail)
         leader.members = []
         return released
+
+    @staticmethod
+    def _leave_group(member: _Live, now: float, out: Outcome, detail: str) -> None:
+        """A member on its own again: open, and nobody's until it rings (`_activate`)."""
+        member.alert = member.alert.with_state(AlertState.ACTIVE, group=None, accepted_by=None)
+        out.transitions.append(Transition(member.alert, "ungrouped", now, detail))
 
     def handset_status(self, handset: str, online: bool, now: float) -> Outcome:
         """A handset app said it stopped or runs again (its retained status, or its will).
