@@ -539,9 +539,11 @@ class MqttLink:
         source = self._source_of(topic)
         if source is not None:
             # `mid` rather than `qos`: a message queued across sessions keeps its packet id
-            # (its signal id is derived from it) but is no longer acknowledged.
+            # (its signal id is derived from it) but is no longer acknowledged. QoS 0 has no
+            # ack to hold: the router's "a source waits for this commit" is for ESPA calls.
             packet_id = mid
-            put(Inbound(source, topic, payload, now, msg.dup, ack, qos > 0, msg.retain, packet_id))
+            held = ack if qos > 0 else None
+            put(Inbound(source, topic, payload, now, msg.dup, held, qos > 0, msg.retain, packet_id))
             return
         ack()  # not ours (e.g. our own status topic under a wildcard)
 
