@@ -72,6 +72,7 @@ ShutdownTrigger = Callable[[], Awaitable[None]]
 BATCH_MAX = 512
 GEN = "gen:"  # levels-table prefix for per-key alert generations
 SALT = "alert_id_salt"  # per-installation salt of derived alert ids
+START = "daemon_start"  # how many times alertgw has started on this journal (Engine.use_start)
 MQTT_SESSION = "mqtt_session:"  # levels-table prefix: a persistent session was up
 SEND_WINDOW = 64
 REFUSED_HOLD = 30.0  # s: a refused message moves its alert on at most this often
@@ -473,15 +474,17 @@ class Gateway:
             k: v
             for k, v in saved.items()
             if not k.startswith((GEN, CONDITION_PREFIX, MQTT_SESSION))
-            and k not in (SALT, PRUNE_CLOCK_KEY)
+            and k not in (SALT, START, PRUNE_CLOCK_KEY)
         }
         salt = str(saved.get(SALT) or uuid.uuid4().hex[:12])
-        if SALT not in saved:
-            if writable:
-                await self.journal.commit_batch([], [], [], {SALT: salt})
-            else:
-                self._pending.levels[SALT] = salt
+        start = int(saved.get(START) or 0) + 1
+        # Committed before anything is routed: restored alerts' seqs go past this start's.
+        if writable:
+            await self.journal.commit_batch([], [], [], {SALT: salt, START: start})
+        else:
+            self._pending.levels.update({SALT: salt, START: start})
         self.engine.use_salt(salt)
+        self.engine.use_start(start)
         self._journal_newest = await source.newest_input()
         if self.link is not None and MQTT_SESSION + self.link.session_key in saved:
             self.link.assume_session()
@@ -679,16 +682,20 @@ class Gateway:
                     urgent = urgent or not item.redeliverable
                 if self._record is not None:
                     self._record_inbound(item)
+                # Sent again if a crash comes before its commit: MQTT QoS 1 whose ack waits
+                # for the commit. Not QoS 0, an ESPA call (retried for seconds only), nor
+                # anything acknowledged at once while the journal cannot be written.
+                once = not item.redeliverable or self._journal_down
                 for sig in next(fresh):
                     if sig.state is not SignalState.REPORT:
                         signals.append(sig)
                         received[sig.id] = item.received_at
-                    outcome.extend(self.engine.handle_signal(sig, now))
+                    outcome.extend(self.engine.handle_signal(sig, now, once=once))
             elif isinstance(item, Signal):
                 self.metrics.signal_count.inc(item.source, item.kind, item.state.value)
                 signals.append(item)
                 received[item.id] = item.received_at or now
-                outcome.extend(self.engine.handle_signal(item, now))
+                outcome.extend(self.engine.handle_signal(item, now, once=True))
             elif isinstance(item, HandsetStatus):
                 online = self._handset_online(item)
                 if online is not None:
@@ -738,9 +745,10 @@ class Gateway:
         levels.update(self.engine.changed_conditions())
         # Handset messages leave before their decisions commit: the commit is off the
         # latency path. A crash in between is safe: the broker redelivers the unacknowledged
-        # signal, the engine re-creates the same alert id (it derives ids from key and
-        # generation, and the generation was not committed either), and handsets drop the
-        # repeat by (alert_id, seq).
+        # signal, the engine re-creates the same alert id (it derives ids from key,
+        # generation and signal, and the generation was not committed either), and handsets
+        # drop the repeat by (alert_id, seq). Inputs nothing resends get ids of this start's
+        # own, and restored alerts' seqs jump past the earlier start's (Engine.use_start).
         stored = self.journal.number(outcome.deliveries)
         for d in stored:
             t0 = received.get(str(d.payload.get("signal_id")), 0.0) if d.action == "ring" else 0.0
@@ -1266,6 +1274,14 @@ class Gateway:
         log.warning("journal_opened_late", file=str(self.journal.path))
         if self._restored_from_file:
             return
+        try:
+            start = int((await self.journal.levels()).get(START) or 0) + 1
+        except sqlite3.Error:
+            start = 0
+        if start:
+            # Unknown at start-up: the file's old alerts come back past what it last sent.
+            self.engine.use_start(start)
+            self._pending.levels[START] = start
         # Routing began from an empty memory: what the file holds as still open comes back
         # now, not at the next start (weeks away, perhaps). A condition raised again
         # meanwhile has its live alert; the old one of its key ends, superseded.

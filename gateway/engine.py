@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import heapq
 import math
+import secrets
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -50,6 +51,9 @@ LAST_STEP_REPEAT = 5.0  # the last step rings again no faster than this, whateve
 # device names): a babbling nurse-call system's random addresses must not grow a counter
 # each, in memory and in the journal. No alert key can equal it: alert keys hold a colon.
 _UNCONFIGURED = "*unconfigured"
+# Each start numbers an alert's messages past start * SEQ_STRIDE (see `use_start`): one
+# start's messages for one alert stay far below a million.
+SEQ_STRIDE = 1_000_000
 
 
 @fast_init
@@ -296,6 +300,10 @@ class Engine:
         # handset drops the repeated ring by (alert_id, seq) instead of ringing twice.
         self._injected_id = new_id
         self._salt = salt
+        self._seq_base = 0  # see use_start
+        # In the ids of alerts raised by inputs nothing sends again: new with each start.
+        self._nonce = secrets.token_hex(6)
+        self._once = False  # the input being handled is one nothing will send again
         self._texts: dict[tuple[str, str, str, str, str, int], str] = {}
         self._generation: dict[str, int] = {}
         self._gen_dirty: set[str] = set()
@@ -504,8 +512,13 @@ class Engine:
         live = self._live.get(alert_id)
         return live is None or live.alert.due != due
 
-    def _next_id(self, key: str, *, configured: bool = True) -> str:
-        """A new alert id for `key`; `configured`: its device is one the config names."""
+    def _next_id(self, key: str, *, configured: bool = True, signal_id: str | None = None) -> str:
+        """A new alert id for `key`; `configured`: its device is one the config names.
+
+        `signal_id`: the signal that raised it. A redelivery keeps its id (MQTT packet id
+        and bytes), so it re-creates the alert; another press, after a crash lost the
+        first one's uncommitted generation, does not, and is not dropped as a repeat.
+        """
         if self._injected_id is not None:
             return self._injected_id()
         counter = key if configured else _UNCONFIGURED
@@ -515,12 +528,27 @@ class Engine:
         # The key stays in the digest, so a shared count still gives each key its own ids;
         # "*" keeps them apart from a per-key count an older journal holds for the key.
         mark = "" if configured else "*"
-        digest = hashlib.blake2b(f"{self._salt}|{key}|{mark}{gen}".encode(), digest_size=8)
-        return digest.hexdigest()
+        text = f"{self._salt}|{key}|{mark}{gen}"
+        if signal_id is not None:
+            text += f"|{signal_id}"
+        if self._once:
+            # Nothing sends this input again (QoS 0, an ESPA call): an identical press
+            # after a restart is a new call and must get an id of its own.
+            text += f"|{self._nonce}"
+        return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
     def use_salt(self, salt: str) -> None:
         """Set the installation's salt for derived alert ids (kept in the journal)."""
         self._salt = salt
+
+    def use_start(self, start: int) -> None:
+        """Number this start of the daemon (journaled, one more each start) for seqs.
+
+        Handset messages leave before their commit, so an earlier start may have sent a
+        restored alert seqs past its journaled one: its messages now go past `start *
+        SEQ_STRIDE`, so a handset never drops a cancel as a repeat.
+        """
+        self._seq_base = start * SEQ_STRIDE
 
     def restore_generations(self, generations: Mapping[str, int]) -> None:
         """Reload how many alerts each key has had (persisted with each batch)."""
@@ -691,7 +719,8 @@ class Engine:
         live = _Live(
             alert,
             list(handsets),
-            last_seq,
+            # Past what an earlier start may have sent without committing (see use_start).
+            max(last_seq, self._seq_base),
             self._ladder(alert.rule, critical=alert.critical),
             self._timers,
         )
@@ -929,9 +958,13 @@ class Engine:
             detail=handset,
         )
 
-    def handle_signal(self, signal: Signal, now: float) -> Outcome:
-        """Decide what one signal means."""
-        out = self._handle_signal(signal, now)
+    def handle_signal(self, signal: Signal, now: float, *, once: bool = False) -> Outcome:
+        """Decide what one signal means; `once`: nothing sends its input again."""
+        self._once = once
+        try:
+            out = self._handle_signal(signal, now)
+        finally:
+            self._once = False
         if self._offline:
             self._offline_rings(out, now)
         return out
@@ -1255,7 +1288,7 @@ class Engine:
         if assist:
             priority = max(priority, Priority.HIGH)
         alert = Alert(
-            id=self._next_id(key, configured=signal.device in self._devices),
+            id=self._next_id(key, configured=signal.device in self._devices, signal_id=signal.id),
             key=key,
             kind=signal.kind,
             room=signal.room,

@@ -3074,3 +3074,77 @@ def test_restore_late_releases_the_members_of_a_superseded_leader_restored_first
     assert c.engine.alert("a1") is None
     assert c.engine.alert("a2").group == "a50"  # type: ignore[union-attr]
     assert c.events("a2")[-2:] == ["ungrouped", "grouped"]
+
+
+# -- a crash between sending and committing (2026-11-25) ------------------------------------
+
+
+def _press(signal_id: str, state: str = "raised", device: str = "cord-101") -> Signal:
+    dc = config().devices[device]
+    return Signal(signal_id, "test", device, dc.room, dc.kind, SignalState(state), NIGHT)
+
+
+def _derived(generations: dict[str, int]) -> Engine:
+    """An engine deriving its ids, as the gateway builds it, from what the journal holds."""
+    engine = Engine(config(), now=NIGHT, salt="site")
+    engine.restore_generations(generations)
+    return engine
+
+
+def test_a_redelivered_signal_re_creates_its_alert_id_after_a_crash() -> None:
+    """A QoS 1 raise sent again by the broker gets the id its first copy rang with."""
+    before = _derived({}).handle_signal(_press("mqtt-7"), NIGHT).deliveries[0]
+    # The crash lost the generation's commit: the restart starts from the journal's.
+    again = _derived({}).handle_signal(_press("mqtt-7"), NIGHT + 5).deliveries[0]
+    assert (again.alert_id, again.seq) == (before.alert_id, before.seq)
+
+
+def test_another_press_after_a_crash_that_lost_the_first_gets_an_id_of_its_own() -> None:
+    """A press nothing resends (QoS 0, an ESPA call) rang, then the crash lost its commit.
+
+    The next press, identical bytes included, used to derive the same id and seq 1: the
+    handset dropped the call as a repeat of the one it showed.
+    """
+    first = _derived({}).handle_signal(_press("same"), NIGHT, once=True).deliveries[0]
+    second = _derived({}).handle_signal(_press("same"), NIGHT + 60, once=True).deliveries[0]
+    assert second.alert_id != first.alert_id
+    assert second.action == "ring"
+
+
+def test_a_different_signal_on_the_same_generation_gets_another_id() -> None:
+    """A QoS 1 press the broker lost with its session (a power cut) is not re-created by the
+    next press, which carries another packet id."""
+    first = _derived({}).handle_signal(_press("mqtt-7"), NIGHT).deliveries[0]
+    other = _derived({}).handle_signal(_press("mqtt-8"), NIGHT + 60).deliveries[0]
+    assert other.alert_id != first.alert_id
+
+
+def test_a_restored_alert_numbers_its_messages_past_this_start() -> None:
+    """An update sent but not committed before a crash must not share its seq with the
+    cancel after the restart: the handset would drop the cancel and ring on."""
+    c = Clocked(config())
+    c.signal("cord-101")  # a1 rings n-ost, seq 1, committed
+    c.at(10)
+    c.respond("n-ost", "a1")  # the update showing her accept, seq 2, lost its commit
+    assert [(d.action, d.seq) for d in c.out.deliveries] == [("ring", 1), ("update", 2)]
+    alert = c.engine.alert("a1")
+    assert alert is not None
+    for start, seq in ((2, 2_000_001), (3, 3_000_001)):
+        fresh = Engine(config(), now=c.now)
+        fresh.use_start(start)
+        fresh.restore(alert, ["n-ost"], 1)
+        (cancel,) = fresh.handle_signal(_press("s9", "cleared"), c.now + 5).deliveries
+        assert (cancel.action, cancel.seq, cancel.payload["seq"]) == ("cancel", seq, seq)
+
+
+def test_a_restored_alert_keeps_counting_from_a_later_start_s_seqs() -> None:
+    """Restored again at a lower start (a journal restored from a backup), seqs never fall."""
+    c = Clocked(config())
+    c.signal("cord-101")
+    alert = c.engine.alert("a1")
+    assert alert is not None
+    fresh = Engine(config(), now=c.now)
+    fresh.use_start(2)
+    fresh.restore(alert, ["n-ost"], 5_000_003)
+    (cancel,) = fresh.handle_signal(_press("s9", "cleared"), c.now + 5).deliveries
+    assert cancel.seq == 5_000_004

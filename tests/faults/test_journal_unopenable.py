@@ -175,6 +175,10 @@ async def test_alerts_an_unreadable_journal_held_come_back_when_it_opens(
             got = {(h, m["type"], m["alert_id"]) for h, m in after}
             assert (cord_handset, "cancel", old_cord) in got, after
             assert {m["alert_id"] for _, m in after if m["type"] == "ring"} == {fall}, after
+            # Numbered past the file's own start (1), which may have sent them uncommitted.
+            old_ones = [m["seq"] for _, m in after if m["alert_id"] in (fall, old_cord)]
+            assert old_ones, after
+            assert all(2_000_000 < s < 3_000_000 for s in old_ones), after
             for _ in range(100):
                 if not gw._pending.transitions:
                     break
@@ -185,6 +189,8 @@ async def test_alerts_an_unreadable_journal_held_come_back_when_it_opens(
             "SELECT event, detail FROM events WHERE alert_id = ? ORDER BY rowid", (old_cord,)
         ).fetchall()
         queued = conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'queued'").fetchone()
+        start = conn.execute("SELECT value FROM levels WHERE key = 'daemon_start'").fetchone()
     assert state == "cleared"
+    assert start == ("2",)
     assert events[-1] == ("cleared", f"by {new_cord} (superseded)")
     assert queued == (0,)

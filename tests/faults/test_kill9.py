@@ -283,6 +283,73 @@ async def test_kill9_before_the_commit_keeps_a_repeated_identical_press(
     assert alerts[1][1] == "active"
 
 
+async def test_kill9_before_the_commit_keeps_the_next_qos0_press_from_looking_like_a_repeat(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A QoS 0 press (Zigbee2MQTT's default) rang, then a SIGKILL beat its commit.
+
+    Review finding: nothing resends a QoS 0 press, so the restarted daemon never heard of
+    it, and the next press of that cord derived the same alert id with seq 1: the handset
+    dropped the new call as a repeat of the one on its screen.
+    """
+    prefix = unique("f")
+    config_path = _longest_commit_config(broker, tmp_path, prefix)
+    db = tmp_path / "journal.db"
+    press = orjson.dumps({"device": "d0", "state": "raised"})
+    async with (
+        site(broker, tmp_path, config_path, prefix) as st,
+        aiomqtt.Client("127.0.0.1", broker.port) as zigbee,
+    ):
+        await zigbee.publish(f"{prefix}/in/x", press, qos=0)
+        _, first = await st.handset.next()
+        await asyncio.to_thread(st.daemon.kill9)  # commit_delay is 1 s: before the commit
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM alerts").fetchone() == (0,)
+        st.daemon.start()
+        await st.status.wait_online(2)
+        await zigbee.publish(f"{prefix}/in/x", press, qos=0)  # the same bytes, a new call
+        _, second = await st.handset.next(timeout=15)
+        rc = await asyncio.to_thread(st.daemon.terminate)
+    assert rc == 0
+    assert (first["type"], first["seq"]) == ("ring", 1)
+    assert second["type"] == "ring"
+    assert second["alert_id"] != first["alert_id"]
+
+
+async def test_kill9_before_the_commit_of_a_message_keeps_the_next_one_apart(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """An update left before its commit; after the restart the cancel must not take its
+    seq, or the handset drops the cancel as a repeat and shows a call that ended as open.
+
+    The update answers an accept sent at QoS 0, which nothing resends (as an ESPA
+    status is not): the restarted daemon never hears of it.
+    """
+    prefix = unique("f")
+    config_path = _longest_commit_config(broker, tmp_path, prefix)
+    db = tmp_path / "journal.db"
+    async with (
+        site(broker, tmp_path, config_path, prefix) as st,
+        aiomqtt.Client("127.0.0.1", broker.port) as app,
+    ):
+        await st.sender.send({"device": "d0", "state": "raised"})
+        _, ring = await st.handset.next()
+        await _until_journaled(db, "SELECT 1 FROM alerts")
+        answer = orjson.dumps({"alert_id": ring["alert_id"], "response": "accept"})
+        await app.publish(f"{prefix}/handset/h1/response", answer, qos=0)
+        _, update = await st.handset.next()  # its commit is a second away
+        await asyncio.to_thread(st.daemon.kill9)
+        st.daemon.start()
+        await st.status.wait_online(2)
+        await st.sender.send({"device": "d0", "state": "cleared"})
+        _, cancel = await st.handset.next(timeout=15)
+        rc = await asyncio.to_thread(st.daemon.terminate)
+    assert rc == 0
+    assert (ring["seq"], update["type"], update["seq"]) == (1, "update", 2)
+    assert (cancel["type"], cancel["alert_id"]) == ("cancel", ring["alert_id"])
+    assert cancel["seq"] == 2_000_001  # the second start's (Engine.use_start)
+
+
 def _longest_commit_config(broker: Broker, tmp_path: Path, prefix: str) -> Path:
     """The fault config with the longest gathering window, so a kill lands before a commit."""
     _, path = fault_config(broker.port, tmp_path, prefix=prefix, client_id=unique("gw"))

@@ -61,7 +61,7 @@ async def test_an_error_while_routing_inline_stops_the_gateway(
     """A routing bug in the driver's callback must not vanish: the supervisor sees it."""
     gw = Gateway(make_config(broker.port, tmp_path))
 
-    def broken(*args: object) -> object:
+    def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("engine bug")
 
     stop = asyncio.Event()
