@@ -15,7 +15,7 @@ import signal
 import sqlite3
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -749,13 +749,8 @@ class Gateway:
         # generation and signal, and the generation was not committed either), and handsets
         # drop the repeat by (alert_id, seq). Inputs nothing resends get ids of this start's
         # own, and restored alerts' seqs jump past the earlier start's (Engine.use_start).
-        stored = self.journal.number(outcome.deliveries)
-        for d in stored:
-            t0 = received.get(str(d.payload.get("signal_id")), 0.0) if d.action == "ring" else 0.0
-            self._enqueue(d, t0)
+        stored = self._send(outcome, received)
         pending.signals.extend(signals)
-        pending.transitions.extend(outcome.transitions)
-        pending.deliveries.extend(stored)
         if self._journal_down:
             for ack in acks:
                 ack()  # see _journal_unwritable
@@ -767,15 +762,24 @@ class Gateway:
                 self._journal_full.set()
         self._count(outcome.transitions)
 
-    def _take(self, outcome: Outcome) -> None:
-        """Send and journal an outcome decided outside a routed batch."""
+    def _send(self, outcome: Outcome, received: Mapping[str, float]) -> list[Delivery]:
+        """Number and send `outcome`'s handset messages; stage them and its transitions.
+
+        `received`: when each signal arrived, by id, so a ring's latency counts from it.
+        """
         stored = self.journal.number(outcome.deliveries)
         for d in stored:
-            self._enqueue(d, 0.0)
+            t0 = received.get(str(d.payload.get("signal_id")), 0.0) if d.action == "ring" else 0.0
+            self._enqueue(d, t0)
         pending = self._pending
         pending.transitions.extend(outcome.transitions)
         pending.deliveries.extend(stored)
-        pending.levels.update(self.engine.changed_conditions())
+        return stored
+
+    def _take(self, outcome: Outcome) -> None:
+        """Send and journal an outcome decided outside a routed batch."""
+        stored = self._send(outcome, {})
+        self._pending.levels.update(self.engine.changed_conditions())
         if outcome.transitions or stored:
             self._wake_journal(0)
         self._count(outcome.transitions)
