@@ -309,23 +309,24 @@ class MqttLink:
             self._acks.clear()
             self._ack_deadlines.clear()
 
-    def release_parked(self) -> int:
-        """Route every rate-limited message still queued, now (the drain before a stop).
+    def release_parked(self) -> tuple[int, int]:
+        """Route every rate-limited QoS 0 message still queued, now (the drain before a stop).
 
-        Returns how many were released. A queued QoS 0 press (Zigbee2MQTT's default) would
-        otherwise end with the process: the broker never sends it again.
+        A queued QoS 0 press (Zigbee2MQTT's default) would otherwise end with the process:
+        the broker never sends it again. A QoS 1 one is left unacknowledged, so the broker
+        sends it again after the restart. Returns (routed, left to the broker).
         """
-        # Past their buckets: a queued QoS 0 message is never sent again; a QoS 1 one the
-        # broker resends (the drain leaves it). Connected or not: a stop may come during
-        # a broker restart or a Wi-Fi drop.
+        # Connected or not: a stop may come during a broker restart or a Wi-Fi drop.
         if self._release_timer is not None:
             self._release_timer.cancel()
             self._release_timer = None
         parked = [m for f in self._fair.values() for m in f.take_all()]
-        if self._put is not None:
-            for msg in parked:
-                self._dispatch(msg, self._parked_client, self._put)
-        return len(parked)
+        once = [m for m in parked if m.qos == 0]
+        if self._put is None:
+            return 0, len(parked)
+        for msg in once:
+            self._dispatch(msg, self._parked_client, self._put)
+        return len(once), len(parked) - len(once)
 
     def _schedule_release(self) -> None:
         """Release queued messages when the first bucket allows, session or not.

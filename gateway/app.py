@@ -544,8 +544,10 @@ class Gateway:
         log.info("shutdown_requested", drain_timeout=self.drain_timeout)
         self.notifier.stopping()
         self._draining = True
-        if self.link is not None and (released := self.link.release_parked()):
-            log.info("rate_limited_released", messages=released)
+        if self.link is not None:
+            released, left = self.link.release_parked()
+            if released or left:
+                log.info("rate_limited_released", messages=released, left_to_broker=left)
         self._journal_full.set()  # commit what is gathered now, not after commit_delay
         try:
             async with asyncio.timeout(self.drain_timeout):
