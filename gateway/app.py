@@ -479,10 +479,18 @@ class Gateway:
         salt = str(saved.get(SALT) or uuid.uuid4().hex[:12])
         start = int(saved.get(START) or 0) + 1
         # Committed before anything is routed: restored alerts' seqs go past this start's.
+        # A start that cannot commit it (a read-only start, a write failing now) writes it
+        # with its first commit; two such starts in a row share the number (README).
+        first = {SALT: salt, START: start}
+        unrecorded = not writable
         if writable:
-            await self.journal.commit_batch([], [], [], {SALT: salt, START: start})
-        else:
-            self._pending.levels.update({SALT: salt, START: start})
+            try:
+                await self.journal.commit_batch([], [], [], first)
+            except (JournalError, sqlite3.Error) as exc:
+                log.warning("journal_start_unrecorded", start=start, error=str(exc))
+                unrecorded = True
+        if unrecorded:
+            self._pending.levels.update(first)
         self.engine.use_salt(salt)
         self.engine.use_start(start)
         self._journal_newest = await source.newest_input()

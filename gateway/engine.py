@@ -716,11 +716,16 @@ class Engine:
         handsets the current step rang, how many reminders went unanswered since the
         accept and which rate-limit batches it still waited in come back from it.
         """
+        seq = last_seq
+        if self._seq_base:
+            # Past what an earlier start may have sent without committing (see use_start):
+            # this start's range, or beyond an alert's own seqs if it ran into that range
+            # (a sensor chattering all night past SEQ_STRIDE messages).
+            seq = self._seq_base if last_seq < self._seq_base else last_seq + SEQ_STRIDE
         live = _Live(
             alert,
             list(handsets),
-            # Past what an earlier start may have sent without committing (see use_start).
-            max(last_seq, self._seq_base),
+            seq,
             self._ladder(alert.rule, critical=alert.critical),
             self._timers,
         )
@@ -2280,7 +2285,9 @@ class Engine:
             return
         items = [text if len(ids) == 1 else f"{text} ({len(ids)}x)" for text, ids in queued.items()]
         total = sum(len(ids) for ids in queued.values())
-        digest_id = self._next_id("technical:digest")
+        # Its time in the id: a restart with the journal down (the generation not
+        # committed) must not give tomorrow's digest today's id and seq.
+        digest_id = self._next_id("technical:digest", signal_id=f"digest-{now}")
         # Marked on each alert, open or finished, so a restart after the digest does not
         # send it again; the time marks what older journals queued as sent.
         for ids in queued.values():
@@ -2385,7 +2392,7 @@ class Engine:
         is missing: nobody on duty for a zone, or an on-duty handset that hears nothing.
         """
         alarm = Alert(
-            id=self._next_id(key),
+            id=self._next_id(key, signal_id=signal_id),
             key=key,
             kind=kind,
             room="",

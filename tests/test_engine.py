@@ -3147,4 +3147,39 @@ def test_a_restored_alert_keeps_counting_from_a_later_start_s_seqs() -> None:
     fresh.use_start(2)
     fresh.restore(alert, ["n-ost"], 5_000_003)
     (cancel,) = fresh.handle_signal(_press("s9", "cleared"), c.now + 5).deliveries
-    assert cancel.seq == 5_000_004
+    assert cancel.seq == 6_000_004  # past its own seqs by a stride, never below them
+
+
+def test_a_digest_sent_with_the_journal_down_is_not_reused_after_a_restart() -> None:
+    """Disk full: Tuesday's digest went out, never committed. After a restart (the same
+    journaled generations) Wednesday's, with other items, took its id and seq 1, and the
+    technician's handset dropped it as a repeat."""
+
+    def digest(battery_at: float, digest_at: float, start: int) -> tuple[str, int]:
+        engine = _derived({})
+        engine.use_start(start)
+        bed = config().devices["bed-102"]
+        low = Signal(f"b{battery_at}", "test", "bed-102", bed.room, "battery_low",
+                     SignalState.RAISED, battery_at)  # fmt: skip
+        engine.handle_signal(low, battery_at, once=True)
+        (sent,) = [d for d in engine.tick(digest_at).deliveries if d.action == "digest"]
+        return sent.alert_id, sent.seq
+
+    day = 86400.0
+    tuesday = digest(NIGHT + 3600, NIGHT + 8.5 * 3600, 2)
+    wednesday = digest(NIGHT + day + 3600, NIGHT + day + 8.5 * 3600, 3)
+    assert wednesday != tuesday
+
+
+def test_a_restored_alert_that_ran_past_its_start_s_range_goes_further_still() -> None:
+    """A sensor chattering all night can take one alert past SEQ_STRIDE messages, into
+    the next start's range: its seqs then jump a whole stride, not to that start's base."""
+    c = Clocked(config())
+    c.signal("cord-101")
+    alert = c.engine.alert("a1")
+    assert alert is not None
+    fresh = Engine(config(), now=c.now)
+    fresh.use_start(3)
+    fresh.restore(alert, ["n-ost"], 3_000_007)  # committed; more may have left uncommitted
+    (cancel,) = fresh.handle_signal(_press("s9", "cleared"), c.now + 5).deliveries
+    assert cancel.seq == 4_000_008

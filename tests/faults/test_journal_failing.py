@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.app import Gateway
+from gateway.journal import Journal
 from tests.conftest import Broker, make_config, running, unique
 from tests.integration.helpers import peer
 
@@ -222,3 +223,36 @@ async def test_a_long_outage_caps_the_handset_answers_kept_in_memory(
     with sqlite3.connect(tmp_path / "journal.db") as conn:
         kept = [r[0] for r in conn.execute("SELECT COUNT(*) FROM responses")]
     assert kept == [4]  # the newest four answers, written once the journal works again
+
+
+async def test_a_write_failing_right_after_the_open_still_starts_routing(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal opens but its first write (the start's number) fails, SQLITE_FULL.
+
+    Review finding: that write was unguarded, so the daemon exited instead of routing
+    from memory, and under systemd that is a restart loop that rings nobody. The number
+    now goes with the first commit that succeeds.
+    """
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix)
+    async with running(config):
+        pass  # a journal with its salt, as after any first start
+    commit = Journal.commit_batch
+    calls = 0
+
+    async def full_once(self: Journal, *args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise sqlite3.OperationalError("database or disk is full")
+        return await commit(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Journal, "commit_batch", full_once)
+    async with peer(broker.port, prefix) as p, running(config):
+        await p.json_signal({"device": "fall-101", "id": "f1"})
+        got = [await p.next() for _ in range(2)]
+    assert [m["type"] for _, m in got] == ["ring", "ring"]
+    with sqlite3.connect(tmp_path / "journal.db") as conn:
+        start = conn.execute("SELECT value FROM levels WHERE key = 'daemon_start'").fetchone()
+    assert start == ("2",)  # written with the first commit that succeeded
