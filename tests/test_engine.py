@@ -3137,19 +3137,6 @@ def test_a_restored_alert_numbers_its_messages_past_this_start() -> None:
         assert (cancel.action, cancel.seq, cancel.payload["seq"]) == ("cancel", seq, seq)
 
 
-def test_a_restored_alert_keeps_counting_from_a_later_start_s_seqs() -> None:
-    """Restored again at a lower start (a journal restored from a backup), seqs never fall."""
-    c = Clocked(config())
-    c.signal("cord-101")
-    alert = c.engine.alert("a1")
-    assert alert is not None
-    fresh = Engine(config(), now=c.now)
-    fresh.use_start(2)
-    fresh.restore(alert, ["n-ost"], 5_000_003)
-    (cancel,) = fresh.handle_signal(_press("s9", "cleared"), c.now + 5).deliveries
-    assert cancel.seq == 6_000_004  # past its own seqs by a stride, never below them
-
-
 def test_a_digest_sent_with_the_journal_down_is_not_reused_after_a_restart() -> None:
     """Disk full: Tuesday's digest went out, never committed. After a restart (the same
     journaled generations) Wednesday's, with other items, took its id and seq 1, and the
@@ -3171,15 +3158,23 @@ def test_a_digest_sent_with_the_journal_down_is_not_reused_after_a_restart() -> 
     assert wednesday != tuesday
 
 
-def test_a_restored_alert_that_ran_past_its_start_s_range_goes_further_still() -> None:
+@pytest.mark.parametrize(
+    ("start", "last_seq", "expected"),
+    [(3, 3_000_007, 4_000_008), (2, 5_000_003, 6_000_004)],
+    ids=["ran-into-this-start-s-range", "journal-from-a-later-start"],
+)
+def test_a_restored_alert_that_ran_past_its_start_s_range_goes_further_still(
+    start: int, last_seq: int, expected: int
+) -> None:
     """A sensor chattering all night can take one alert past SEQ_STRIDE messages, into
-    the next start's range: its seqs then jump a whole stride, not to that start's base."""
+    the next start's range (or a journal comes back from a backup): its seqs then jump a
+    whole stride past its own, never to a base at or below them."""
     c = Clocked(config())
     c.signal("cord-101")
     alert = c.engine.alert("a1")
     assert alert is not None
     fresh = Engine(config(), now=c.now)
-    fresh.use_start(3)
-    fresh.restore(alert, ["n-ost"], 3_000_007)  # committed; more may have left uncommitted
+    fresh.use_start(start)
+    fresh.restore(alert, ["n-ost"], last_seq)  # committed; more may have left uncommitted
     (cancel,) = fresh.handle_signal(_press("s9", "cleared"), c.now + 5).deliveries
-    assert cancel.seq == 4_000_008
+    assert cancel.seq == expected
