@@ -482,15 +482,14 @@ class Gateway:
         # A start that cannot commit it (a read-only start, a write failing now) writes it
         # with its first commit; two such starts in a row share the number (README).
         first = {SALT: salt, START: start}
-        unrecorded = not writable
-        if writable:
+        if not writable:
+            self._pending.levels.update(first)
+        else:
             try:
                 await self.journal.commit_batch([], [], [], first)
             except (JournalError, sqlite3.Error) as exc:
                 log.warning("journal_start_unrecorded", start=start, error=str(exc))
-                unrecorded = True
-        if unrecorded:
-            self._pending.levels.update(first)
+                self._pending.levels.update(first)
         self.engine.use_salt(salt)
         self.engine.use_start(start)
         self._journal_newest = await source.newest_input()
