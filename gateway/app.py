@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import orjson
 import structlog
@@ -477,19 +477,7 @@ class Gateway:
             and k not in (SALT, START, PRUNE_CLOCK_KEY)
         }
         salt = str(saved.get(SALT) or uuid.uuid4().hex[:12])
-        start = int(saved.get(START) or 0) + 1
-        # Committed before anything is routed: restored alerts' seqs go past this start's.
-        # A start that cannot commit it (a read-only start, a write failing now) writes it
-        # with its first commit; two such starts in a row share the number (README).
-        first = {SALT: salt, START: start}
-        if not writable:
-            self._pending.levels.update(first)
-        else:
-            try:
-                await self.journal.commit_batch([], [], [], first)
-            except (JournalError, sqlite3.Error) as exc:
-                log.warning("journal_start_unrecorded", start=start, error=str(exc))
-                self._pending.levels.update(first)
+        start = await self._number_start(saved, {SALT: salt}, writable=writable)
         self.engine.use_salt(salt)
         self.engine.use_start(start)
         self._journal_newest = await source.newest_input()
@@ -1281,6 +1269,30 @@ class Gateway:
             commit.cancel()
             raise
 
+    async def _number_start(
+        self, saved: Mapping[str, Any], levels: dict[str, object], *, writable: bool
+    ) -> int:
+        """This start's number (Engine.use_start), committed with `levels` if it can be.
+
+        Committed before anything is routed, so restored alerts' seqs go past this start's.
+        A start that cannot commit it (a read-only journal, a write failing now) writes it
+        with its first commit that succeeds; until then it is the clock's `_unrecorded_start`,
+        so that a second such start, with no commit in between, still takes a new number.
+        """
+        start = int(saved.get(START) or 0) + 1
+        error = "the journal is read-only"
+        if writable:
+            try:
+                await self.journal.commit_batch([], [], [], {**levels, START: start})
+            except (JournalError, sqlite3.Error) as exc:
+                error = str(exc)
+            else:
+                return start
+        start = max(start, _unrecorded_start())
+        log.warning("journal_start_unrecorded", start=start, error=error)
+        self._pending.levels.update({**levels, START: start})
+        return start
+
     async def _open_late(self) -> None:
         """Open the journal a start could not open (raises JournalError while it still cannot)."""
         await self.journal.open()
@@ -1288,13 +1300,12 @@ class Gateway:
         if self._restored_from_file:
             return
         try:
-            start = int((await self.journal.levels()).get(START) or 0) + 1
+            saved = await self.journal.levels()
         except sqlite3.Error:
-            start = 0
-        if start:
+            saved = None
+        if saved is not None:
             # Unknown at start-up: the file's old alerts come back past what it last sent.
-            self.engine.use_start(start)
-            self._pending.levels[START] = start
+            self.engine.use_start(await self._number_start(saved, {}, writable=True))
         # Routing began from an empty memory: what the file holds as still open comes back
         # now, not at the next start (weeks away, perhaps). A condition raised again
         # meanwhile has its live alert; the old one of its key ends, superseded.
@@ -1514,6 +1525,21 @@ class _Lane:
 
 
 # Logging is configured once at start (structlog caches its loggers), so it is here too.
+# 2026-01-01T00:00:00Z. Seconds since then, times SEQ_STRIDE, stay below 2**53 (a JSON
+# number any handset app reads exactly) for 285 years.
+_START_EPOCH = 1_767_225_600
+
+
+def _unrecorded_start() -> int:
+    """A start number no earlier start took, for a start that cannot write its own.
+
+    Two starts are seconds apart (systemd's RestartSec), so the clock tells them apart
+    where the journal's count, unwritten, cannot. A box whose clock is wrong (no RTC,
+    no NTP yet) gets a number below the count, and the count is used.
+    """
+    return int(time.time()) - _START_EPOCH
+
+
 _RESTART_SECTIONS = (
     "mqtt",
     "sources",

@@ -7,7 +7,9 @@ routes from memory instead, says so loudly, and journals everything once the fil
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -119,6 +121,57 @@ async def test_a_journal_that_only_reads_restores_its_alerts_and_numbers_after_i
     journal_ids, journal_alarm = journaled(tmp_path)
     assert "c1" in journal_ids
     assert journal_alarm == ["cleared"]
+
+
+async def test_two_read_only_starts_in_a_row_do_not_reuse_a_restored_alert_s_seqs(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills and stays full across a restart (systemd, a crash, an admin).
+
+    Neither start can write its number (daemon_start), so the journal's count would give
+    both the same one, and the second start would reuse the seqs the first sent for a
+    restored alert (never committed: nothing could be). The handset would drop the cancel
+    as a repeat and show the fall open for good. They take the clock's number instead.
+    """
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix)
+
+    async def messages_of(p: object, alert_id: str) -> list[tuple[str, dict[str, object]]]:
+        got = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                got.append(await p.next(1.0))  # type: ignore[attr-defined]
+        return [(h, m) for h, m in got if m["alert_id"] == alert_id]
+
+    async def full_disk(self: Journal) -> None:
+        raise JournalError("cannot open the journal: database or disk is full")
+
+    async with peer(broker.port, prefix) as p:
+        async with running(config):
+            await p.json_signal({"device": "fall-101", "id": "f1"})  # latching: stays open
+            fall = str((await rings(p, 2))[0]["alert_id"])
+        monkeypatch.setattr(Journal, "open", full_disk)
+        async with running(config) as r:  # start 2: read only
+            assert fall in {a.id for a in r.gateway.engine.active}
+            await p.respond("night1", fall, "accept")
+            second = await messages_of(p, fall)
+        # systemd restarts seconds apart (RestartSec); the clock's number counts seconds.
+        later = int(time.time()) + 1
+        while time.time() < later:
+            await asyncio.sleep(0.05)
+        async with running(config) as r:  # start 3: the disk is still full
+            assert fall in {a.id for a in r.gateway.engine.active}
+            await p.respond("night1", fall, "resolve")
+            third = await messages_of(p, fall)
+    with sqlite3.connect(tmp_path / "journal.db") as conn:
+        start = conn.execute("SELECT value FROM levels WHERE key = 'daemon_start'").fetchone()
+    assert start == ("1",)  # nothing of starts 2 and 3 reached the file
+    assert [m["type"] for _, m in second] == ["update", "update"], second
+    assert [m["type"] for _, m in third] == ["cancel", "cancel"], third
+    seen = {(h, m["seq"]) for h, m in second}
+    # A handset drops a pair it has seen: the cancel must not be one of them.
+    assert not [(h, m["seq"]) for h, m in third if (h, m["seq"]) in seen], (second, third)
+    assert all(isinstance(m["seq"], int) and m["seq"] < 2**53 for _, m in second + third)
 
 
 async def test_alerts_an_unreadable_journal_held_come_back_when_it_opens(
