@@ -6,7 +6,6 @@ import asyncio
 import collections
 import dataclasses
 import socket
-import ssl
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
@@ -22,7 +21,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from drivers.paho_io import PahoLoopIO
 from gateway.backoff import Backoff
-from gateway.config import MqttConfig, read_password
+from gateway.config import MqttConfig, read_password, tls_context
 from gateway.errors import DeliveryError, PermanentDeliveryError, UnheardDeliveryError
 from gateway.fairshare import FairShare, is_event, same_state
 from gateway.metrics import Metrics
@@ -156,6 +155,8 @@ class MqttLink:
                 delay = self._down(aiomqtt.MqttError("session ended"), fatal=False)
             except aiomqtt.MqttCodeError as exc:
                 delay = self._down(exc, fatal=_is_auth_failure(exc))
+            except CredentialsUnreadableError as exc:
+                delay = self._down(exc, fatal=True, event="mqtt_credentials_unreadable")
             except aiomqtt.MqttError as exc:
                 # A certificate that does not verify will not fix itself: retry at the cap.
                 delay = self._down(exc, fatal="CERTIFICATE_VERIFY_FAILED" in str(exc))
@@ -165,10 +166,10 @@ class MqttLink:
                 gauge.set(0)
             await asyncio.sleep(delay)
 
-    def _down(self, exc: Exception, *, fatal: bool) -> float:
+    def _down(self, exc: Exception, *, fatal: bool, event: str = "") -> float:
         delay = self._backoff.fail(fatal=fatal)
         text = str(exc)
-        event = (
+        event = event or (
             "mqtt_tls_failed"
             if "CERTIFICATE" in text or "SSL" in text
             else "mqtt_auth_failed"
@@ -184,7 +185,12 @@ class MqttLink:
     async def _session(self, put: Put) -> None:
         cfg = self._cfg
         status = cfg.status_topic
-        tls_context = tls_context_for(cfg)
+        try:
+            context, password = tls_context(cfg.tls), read_password(cfg)
+        except (OSError, UnicodeDecodeError) as exc:
+            # A certificate or password file replaced by a bad one while alertgw runs: the
+            # daemon must not die of it (every other driver routes on); retry at the cap.
+            raise CredentialsUnreadableError(str(exc)) from exc
         v5: dict[str, Any] = {"clean_session": False}
         if cfg.protocol == "5":
             # A v5 session ends with its connection unless the client asks it to outlive
@@ -206,11 +212,11 @@ class MqttLink:
             identifier=cfg.client_id,
             keepalive=cfg.keepalive,
             username=cfg.username,
-            password=read_password(cfg),
+            password=password,
             will=aiomqtt.Will(status, _status_payload("offline"), qos=1, retain=True),
             socket_options=(NODELAY,),
             timeout=10,
-            tls_context=tls_context,
+            tls_context=context,
             **v5,
         )
         # aiomqtt has no manual-ack switch; the paho client underneath does (paho >= 2.0).
@@ -632,14 +638,8 @@ def puback_error(code: int) -> DeliveryError | None:
     return PermanentDeliveryError(f"broker refused it: {name} (0x{code:02X})")
 
 
-def tls_context_for(cfg: MqttConfig) -> ssl.SSLContext | None:
-    """Build the TLS context a broker config asks for (None for plain TCP)."""
-    if cfg.tls is None:
-        return None
-    context = ssl.create_default_context(cafile=cfg.tls.ca_file)
-    if cfg.tls.cert_file:
-        context.load_cert_chain(cfg.tls.cert_file, cfg.tls.key_file)
-    return context
+class CredentialsUnreadableError(Exception):
+    """The TLS files or the password file cannot be read or hold nothing usable."""
 
 
 def _raise_if_cancelled() -> None:

@@ -8,6 +8,7 @@ import importlib.util
 import ipaddress
 import os
 import re
+import ssl
 import string
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -544,7 +545,8 @@ def _line(tree: Located, *path: str | int) -> int:
         value = node.value
         nxt: Located | None = None
         if isinstance(value, dict) and isinstance(part, str):
-            nxt = value.get(part)
+            # A key may be written with dashes (`max-rate`); the typed field has underscores.
+            nxt = value.get(part) or value.get(part.replace("_", "-"))
         elif isinstance(value, list) and isinstance(part, int) and part < len(value):
             nxt = value[part]
         if nxt is None:
@@ -589,13 +591,13 @@ def _merged_kinds(kinds: Mapping[str, KindConfig], tree: Located) -> Mapping[str
 
 
 def _keys(tree: Located, *path: str) -> set[str]:
-    """The keys written in the mapping at `path` (empty when it is not one)."""
+    """The keys written in the mapping at `path`, dashes read as underscores (or none)."""
     node: Located | None = tree
     for part in path:
         value = node.value if node is not None else None
         node = value.get(part) if isinstance(value, dict) else None
     value = node.value if node is not None else None
-    return set(value) if isinstance(value, dict) else set()
+    return {str(k).replace("-", "_") for k in value} if isinstance(value, dict) else set()
 
 
 _DECODERS_OF: Mapping[str, tuple[DecoderName, ...]] = MappingProxyType(
@@ -655,24 +657,24 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
         if (mc.password_file or mc.password_env) and not mc.username:
             problems.add(_line(tree, "mqtt"), "mqtt.username", "a password needs a username")
         if mc.tls is not None:
-            for key in ("ca_file", "cert_file", "key_file"):
-                value = getattr(mc.tls, key)
-                if value and not Path(value).is_file():
-                    problems.add(
-                        _line(tree, "mqtt", "tls", key),
-                        f"mqtt.tls.{key}",
-                        f"file not found: {value}",
-                    )
-            if bool(mc.tls.cert_file) != bool(mc.tls.key_file):
-                problems.add(
-                    _line(tree, "mqtt", "tls"), "mqtt.tls", "cert_file and key_file go together"
-                )
+            _check_tls(mc.tls, tree, problems)
         if mc.password_file and not Path(mc.password_file).is_file():
             problems.add(
                 _line(tree, "mqtt", "password_file"),
                 "mqtt.password_file",
                 f"file not found: {mc.password_file}",
             )
+        elif mc.password_file:
+            # The daemon reads it at each connect; `check` must not pass what cannot be read.
+            # Never the file's content in the message: it is a secret.
+            try:
+                read_password(mc)
+            except OSError as exc:
+                why = f"cannot read {mc.password_file}: {exc.strerror or exc}"
+                problems.add(_line(tree, "mqtt", "password_file"), "mqtt.password_file", why)
+            except UnicodeDecodeError:
+                why = f"{mc.password_file} is not UTF-8 text"
+                problems.add(_line(tree, "mqtt", "password_file"), "mqtt.password_file", why)
     files = [("journal", config.journal.path)]
     if config.record is not None:
         files.append(("record", config.record.path))
@@ -740,7 +742,8 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
                     f"applies only to {to_what}; this source would ignore it",
                 )
     for dev, dc in config.devices.items():
-        if rooms_in_zones and dc.room not in rooms_in_zones:
+        # Zones all written `rooms: []` still route by zone: every device would be in none.
+        if config.zones and dc.room not in rooms_in_zones:
             problems.add(
                 _line(tree, "devices", dev, "room"),
                 f"devices.{dev}.room",
@@ -1278,6 +1281,49 @@ def _few(names: Any) -> str:  # noqa: ANN401 - any iterable of names
 def handset_topic(handset_id: str, hc: HandsetConfig) -> str:
     """Return the base topic of an MQTT handset."""
     return hc.address or f"alertgw/handset/{handset_id}"
+
+
+def tls_context(tls: TlsConfig | None) -> ssl.SSLContext | None:
+    """The TLS context a broker config asks for (None for plain TCP).
+
+    Raises OSError (ssl.SSLError included) for files that are unreadable or hold no usable
+    certificate or key.
+    """
+    if tls is None:
+        return None
+    context = ssl.create_default_context(cafile=tls.ca_file)
+    if tls.cert_file:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    return context
+
+
+def _check_tls(tls: TlsConfig, tree: Located, problems: Problems) -> None:
+    missing = False
+    for key in ("ca_file", "cert_file", "key_file"):
+        value = getattr(tls, key)
+        if value and not Path(value).is_file():
+            missing = True
+            problems.add(
+                _line(tree, "mqtt", "tls", key), f"mqtt.tls.{key}", f"file not found: {value}"
+            )
+    if bool(tls.cert_file) != bool(tls.key_file):
+        problems.add(_line(tree, "mqtt", "tls"), "mqtt.tls", "cert_file and key_file go together")
+    elif not missing:
+        # A file that is there but holds no certificate passed `check`, and the daemon died
+        # building its TLS context.
+        try:
+            ssl.create_default_context(cafile=tls.ca_file)
+        except OSError as exc:
+            why = f"{tls.ca_file} holds no CA certificate that loads ({exc.strerror or exc})"
+            problems.add(_line(tree, "mqtt", "tls", "ca_file"), "mqtt.tls.ca_file", why)
+            return
+        try:
+            tls_context(tls)
+        except OSError as exc:
+            why = (
+                f"{tls.cert_file} and {tls.key_file} do not load as a pair ({exc.strerror or exc})"
+            )
+            problems.add(_line(tree, "mqtt", "tls", "cert_file"), "mqtt.tls.cert_file", why)
 
 
 def read_password(mc: MqttConfig) -> str | None:

@@ -97,6 +97,8 @@ class _TreeError(Exception):
 
 
 _MERGE = "tag:yaml.org,2002:merge"
+_BREAKS = re.compile("[\x85\u2028\u2029]")  # line breaks to YAML 1.1, not to editors
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _NULL = "tag:yaml.org,2002:null"
 
 
@@ -127,6 +129,16 @@ def compose(text: str, *, filename: str) -> Located:
     The line is followed by the key path the error is in (`rules[0].match`) unless that is
     the top of the file.
     """
+    if (odd := _BREAKS.search(text)) is not None:
+        # YAML 1.1 counts these as line breaks and editors do not: every later line number
+        # would be off, and one in a comment ends it. Invisible, so it is named on its own.
+        line = text.count("\n", 0, odd.start()) + 1
+        path = _path_at(_BREAKS.sub(" ", text), odd.start())
+        where = f"{filename}:{line}: {path}" if path else f"{filename}:{line}"
+        raise ValueError(
+            f"{where}: invalid YAML: an invisible line break U+{ord(odd.group()):04X}"
+            " (pasted from a web page or a document?); delete it"
+        )
     try:
         node = yaml.compose(text, Loader=LineLoader)
         # Constructing scalars can fail too (an unknown tag such as `!secret`).
@@ -399,6 +411,19 @@ def _explained(exc: yaml.MarkedYAMLError, *, context: bool = True) -> str:
     return f"{exc.context} on {line}, {problem}" if elsewhere else f"{exc.context}, {problem}"
 
 
+def _surrogates_joined(value: str, line: int, path: str) -> str:
+    r"""`"\ud83d\ude00"` as the one character it stands for; a lone half is refused.
+
+    PyYAML reads each `\u` escape on its own. A lone half is no character: the journal's
+    UTF-8 refused it at the first alert, and the daemon died.
+    """
+    try:
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+    except UnicodeDecodeError:
+        problem = "holds a \\u escape that is no character (half a UTF-16 surrogate pair)"
+        raise _TreeError(line, problem, path) from None
+
+
 def _convert(
     node: yaml.Node, path: str, open_nodes: set[int], flattened: set[int], budget: _Budget
 ) -> Located:
@@ -414,6 +439,8 @@ def _convert(
             problem = f"{node.value!r} is not a valid {tag}"
             detail = str(exc) if isinstance(exc, ValueError) else ""
             raise _TreeError(line, f"{problem} ({detail})" if detail else problem, path) from None
+        if isinstance(value, str) and _SURROGATE.search(value):
+            value = _surrogates_joined(value, line, path)
         return Located(value, line, _as_written(node, value))
     if id(node) in open_nodes:
         # `&a [*a]` composes to a node inside itself; following it would never end.

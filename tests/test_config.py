@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway import cli
 from gateway.config import (
     BUILTIN_KINDS,
     DISPLAY_LIMIT,
+    EX_CONFIG,
     Config,
     DeviceConfig,
     RouteConfig,
     handset_topic,
+    load_config,
     parse_config,
 )
 from gateway.engine import TEXT_LIMIT
@@ -1408,3 +1412,161 @@ def test_addresses_and_host_names_pass(host: str) -> None:
     config = parse_config(text, filename=FILE)
     assert config.mqtt is not None
     assert (config.mqtt.host, config.metrics.host) == (host, host)
+
+
+# --- lone UTF-16 surrogates ("\udc80") pass check, then crash the daemon -----------------
+
+
+def test_a_lone_surrogate_in_a_display_text_is_refused_with_its_line() -> None:
+    r"""`"\udc80"` is a legal YAML escape but no character: the journal's UTF-8 encoding
+    raised at the first alert (the daemon exited 1, and again after each restart), and a
+    reload applied it to a running daemon (review, 2026-11-25)."""
+    text = edit('text: "Wandering {room}"', 'text: "Wandering \\udc80 {room}"')
+    problems = problems_of(text)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{FILE}:{line_of(text, 'wander:')}: kinds.wander.text")
+
+
+def test_a_lone_surrogate_in_a_topic_is_a_problem_not_a_traceback() -> None:
+    r"""`_topic_problem` encoded the topic and raised UnicodeEncodeError out of `check`."""
+    text = edit('topics: ["zigbee2mqtt/#"]', 'topics: ["zigbee2mqtt/\\ud800"]')
+    problems = problems_of(text)  # UnicodeEncodeError, not ConfigError, before the fix
+    assert any(
+        p.startswith(f"{FILE}:{line_of(text, 'topics:')}: sources.zigbee.topics") for p in problems
+    ), problems
+
+
+# --- YAML 1.1 line breaks an editor does not count shift every line number --------------
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"])
+def test_a_line_separator_in_a_quoted_value_does_not_shift_later_lines(separator: str) -> None:
+    """PyYAML counts U+2028, U+2029 and NEL as line breaks; grep, sed and editors do not.
+
+    `sitee:` was reported one line below where the technician finds it.
+    """
+    text = edit("name: Test home", f'name: "Test{separator}home"') + "sitee: 1\n"
+    problems = problems_of(text)
+    reported = {int(p.split(":")[1]) for p in problems}
+    assert reported <= {line_of(text, "name:"), line_of(text, "sitee:")}, problems
+
+
+def test_a_line_separator_in_a_comment_names_the_line_it_is_on() -> None:
+    """A U+2028 pasted into a comment ended the comment: the rest of the line became YAML,
+    and the error named line 3 (`name: Test home`, which is fine) as "mapping values are
+    not allowed here", with nothing pointing at the invisible character on line 1."""
+    text = "# Solbakken\u2028 sykehjem, 2. etasje\n" + BASE
+    problems = problems_of(text)
+    assert problems[0].startswith(f"{FILE}:1:"), problems
+    assert "2028" in problems[0], problems
+
+
+# --- files `check` takes on trust that make `run` crash --------------------------------
+
+
+def _with_tls_ca(tmp_path: Path, content: str) -> str:
+    ca = tmp_path / "ca.pem"
+    ca.write_text(content)
+    return edit("  backoff_max: 10\n", f"  backoff_max: 10\n  tls:\n    ca_file: {ca}\n")
+
+
+def test_a_ca_file_that_holds_no_certificate_is_refused_by_check(tmp_path: Path) -> None:
+    """`check` only asked is_file(): `run` then died in a TaskGroup traceback (ssl.SSLError
+    NO_CERTIFICATE_OR_CRL_FOUND) and systemd restarted it in a loop."""
+    text = _with_tls_ca(tmp_path, "not a certificate\n")
+    problems = problems_of(text)
+    assert any(
+        p.startswith(f"{FILE}:{line_of(text, 'ca_file:')}: mqtt.tls.ca_file") for p in problems
+    ), problems
+
+
+def test_a_password_file_that_is_not_utf8_is_refused_without_showing_it(
+    tmp_path: Path,
+) -> None:
+    """read_password's UnicodeDecodeError ended `run` in a traceback; check said OK."""
+    secret = tmp_path / "broker.pw"
+    secret.write_bytes(b"hunter\xf82\n")
+    text = edit(
+        "  backoff_max: 10\n",
+        f"  backoff_max: 10\n  username: alertgw\n  password_file: {secret}\n",
+    )
+    problems = problems_of(text)
+    assert any(
+        p.startswith(f"{FILE}:{line_of(text, 'password_file:')}: mqtt.password_file")
+        for p in problems
+    ), problems
+    assert not any("hunter" in p for p in problems)
+
+
+# --- keys written with dashes (documented as equal to underscores) ----------------------
+
+
+JSON_SOURCE = edit(
+    "sources:\n",
+    'sources:\n  nursecall:\n    type: mqtt\n    topics: ["nc/#"]\n    max-rate: 5\n',
+)
+
+
+def test_a_dashed_source_key_its_type_ignores_is_refused_like_the_underscored_one() -> None:
+    """`max_rate:` on a JSON source is refused; `max-rate:` was silently ignored."""
+    problems = problems_of(JSON_SOURCE)
+    assert any(
+        p.startswith(f"{FILE}:{line_of(JSON_SOURCE, 'max-rate')}: sources.nursecall.max")
+        and "applies only to zigbee2mqtt sources" in p
+        for p in problems
+    ), problems
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ("  backoff_max: 10\n", "  backoff_max: 10\n  status-topic: 'a/#'\n", "status-topic"),
+        ("journal:\n", "technical:\n  digest-at: '25:00'\njournal:\n", "digest-at"),
+        (
+            "journal:\n",
+            "presence:\n  timeout: 60\n  assistance-text: '{x}'\njournal:\n",
+            "assistance-text",
+        ),
+    ],
+)
+def test_a_problem_with_a_dashed_key_names_that_keys_line(old: str, new: str, key: str) -> None:
+    """`_line` looked the underscored name up among the keys as written and fell back to the
+    section's line (line 4, `mqtt:`, for a bad status-topic on line 8)."""
+    text = edit(old, new)
+    problem = problems_of(text)[0]
+    assert problem.startswith(f"{FILE}:{line_of(text, key)}:"), problem
+
+
+# --- zones without rooms switch off the room check ---------------------------------------
+
+
+def test_devices_in_no_zone_are_refused_when_every_zone_is_empty() -> None:
+    """With zones written but none holding a room, `rooms_in_zones` is empty and the
+    "room is in no zone" check is skipped: every device is in zone '' and no zone route or
+    roster shift ever reaches it."""
+    text = edit('    rooms: [101, "102"]', "    rooms: []")
+    text = edit('    rooms: ["201"]', "    rooms: []", text)
+    problems = problems_of(text)
+    assert any(
+        re.match(rf"{FILE}:\d+: devices\.bed-101\.room: room '101' is in no zone", p)
+        for p in problems
+    ), problems
+
+
+# --- the command line --------------------------------------------------------------------
+
+
+def test_check_exits_78_on_a_surrogate_topic(tmp_path: Path) -> None:
+    """End to end: `alertgw check` raised UnicodeEncodeError instead of exiting 78."""
+    path = tmp_path / "site.yaml"
+    path.write_text(edit('topics: ["zigbee2mqtt/#"]', 'topics: ["zigbee2mqtt/\\ud800"]'))
+    with pytest.raises(ConfigError):
+        load_config(path)
+    assert cli.main(["check", str(path)]) == EX_CONFIG
+
+
+def test_a_surrogate_pair_written_as_two_escapes_is_the_character_it_stands_for() -> None:
+    r"""PyYAML reads `"\ud83d\ude00"` as two lone halves; joined, they are one emoji."""
+    text = edit('text: "Wandering {room}"', 'text: "Wandering \\ud83d\\ude00 {room}"')
+    config = parse_config(text, filename=FILE)
+    assert "\U0001f600" in config.kinds["wander"].text

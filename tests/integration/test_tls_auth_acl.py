@@ -223,3 +223,45 @@ async def test_acl_lets_a_handset_keep_its_own_status_and_alertgw_read_it(
         async with asyncio.timeout(5):
             while sample("alertgw_handset_online", {"handset": "natt-ost"}) != 1:
                 await asyncio.sleep(0.05)
+
+
+async def test_a_password_file_spoilt_while_running_is_retried_not_fatal(
+    secure_broker: Broker, pki: Pki, tmp_path: Path
+) -> None:
+    """A password file rewritten badly (not UTF-8) after the config was checked.
+
+    Review finding: reading it raised out of the MQTT driver and the daemon died with a
+    traceback, ESPA lines and all. Now the link logs it, retries, and connects once the
+    file is right again; the password is never logged.
+    """
+    config = gateway_config(secure_broker, tmp_path, pki.ca)
+    assert config.mqtt.password_file is not None
+    secret = Path(config.mqtt.password_file)
+    secret.write_bytes(b"gw-secr\xe9t\n")
+    gw = Gateway(config)
+    stop = asyncio.Event()
+    with capture_logs() as logs:
+        task = asyncio.create_task(gw.run(stop.wait))
+        try:
+            for _ in range(100):
+                if any(e["event"] == "mqtt_credentials_unreadable" for e in logs):
+                    break
+                await asyncio.sleep(0.05)
+            unreadable = [e for e in logs if e["event"] == "mqtt_credentials_unreadable"]
+            assert unreadable, [e["event"] for e in logs]
+            assert "utf-8" in unreadable[0]["error"]
+            assert not task.done()
+            secret.write_text(USERS["alertgw"] + "\n")
+            async with client(secure_broker, pki, "natt-ost") as handset:
+                await handset.subscribe("alertgw/handset/natt-ost/alert", qos=1)
+                async with client(secure_broker, pki, "zigbee2mqtt") as sensor:
+                    for _ in range(100):  # the retry is at the backoff's cap (0.3 s here)
+                        if gw.metrics.connected.labels("mqtt")._value.get() == 1:
+                            break
+                        await asyncio.sleep(0.05)
+                    await sensor.publish("zigbee2mqtt/rom101/snor", b'{"action": "single"}', qos=1)
+                    assert (await next_alert(handset))["kind"] == "pull_cord"
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+    assert "gw-secr" not in repr(logs)
