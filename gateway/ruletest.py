@@ -21,16 +21,22 @@ import datetime as dt
 import itertools
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from gateway.config import BUILTIN_KINDS, Config, load_config
 from gateway.engine import Engine, Outcome
 from gateway.errors import ConfigError
 from gateway.model import Response, ResponseKind, Signal, SignalState
-from gateway.typedload import Located, Problems, compose, load
+from gateway.typedload import Located, Problems, Range, compose, load
 
 DEFAULT_TAIL = 300.0
+MAX_SECONDS = 31 * 86_400.0
+# Seconds after the scenario's start. A clock time pasted here (1795554005) would tick the
+# virtual clock through decades of deadlines, and a negative one ran at 0 without a word.
+Seconds = Annotated[
+    float, Range(0, MAX_SECONDS, unit="seconds", why="after the start, not a clock time")
+]
 _MAX_STUCK_TICKS = 100
 DeliveryType = Literal["ring", "update", "cancel", "batch", "digest"]
 
@@ -39,7 +45,7 @@ DeliveryType = Literal["ring", "update", "cancel", "batch", "digest"]
 class SignalStep:
     """A signal from a configured device `at` seconds after the start."""
 
-    at: float
+    at: Seconds
     device: str
     state: Literal["raised", "cleared", "report"] = "raised"
     kind: str | None = None  # default: the device's kind
@@ -49,7 +55,7 @@ class SignalStep:
 class ResponseStep:
     """A handset's answer `at` seconds after the start."""
 
-    at: float
+    at: Seconds
     handset: str
     response: Literal["accept", "reject", "resolve"]
     alert: Literal["last"] | int = "last"
@@ -59,7 +65,7 @@ class ResponseStep:
 class StatusStep:
     """A handset app's retained status (or last will) `at` seconds after the start."""
 
-    at: float
+    at: Seconds
     handset: str
     status: Literal["online", "offline"]
 
@@ -70,7 +76,7 @@ class Expectation:
 
     handset: str
     type: DeliveryType
-    at: float | None = None
+    at: Seconds | None = None
     kind: str | None = None
     room: str | None = None
 
@@ -83,8 +89,8 @@ class Absence:
     type: DeliveryType | None = None
     kind: str | None = None
     room: str | None = None
-    after: float | None = None
-    until: float | None = None
+    after: Seconds | None = None  # exclusive, as is `until`
+    until: Seconds | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -93,7 +99,7 @@ class Scenario:
 
     name: str
     start: str | None = None  # overrides the file's start
-    until: float | None = None
+    until: Seconds | None = None
     signals: tuple[SignalStep, ...] = ()
     responses: tuple[ResponseStep, ...] = ()
     handsets: tuple[StatusStep, ...] = ()
@@ -192,18 +198,12 @@ def run_scenario(
             errors.append(("responses", index, refused))
     runner.advance(start + _horizon(scenario))
     got = runner.got
-    used: set[int] = set()
-    order = sorted(range(len(scenario.expect)), key=lambda i: scenario.expect[i].at is None)
-    for i in order:
-        exp = scenario.expect[i]
-        hit = next(
-            (n for n, g in enumerate(got) if n not in used and _expected(exp, g)),
-            None,
-        )
-        if hit is None:
+    matched = _matching(
+        [[n for n, g in enumerate(got) if _expected(exp, g)] for exp in scenario.expect]
+    )
+    for i, exp in enumerate(scenario.expect):
+        if i not in matched:
             errors.append(("expect", i, f"{_describe_expectation(exp)}: no matching delivery"))
-        else:
-            used.add(hit)
     for i, absence in enumerate(scenario.expect_none):
         bad = [g for g in got if _forbidden(absence, g)]
         if bad:
@@ -317,6 +317,29 @@ class _Runner:
                 rung.extend(i for i in ids if i not in rung)
 
 
+def _matching(fits: list[list[int]]) -> set[int]:
+    """The items (indexes into `fits`) matched, each to its own delivery, as many as can be.
+
+    First come, first served let "a ring" take the one ring a later "a ring for room 101"
+    needed, and the order expectations were written in decided the verdict. Augmenting
+    paths (Kuhn's algorithm) find the largest matching; scenarios are small.
+    """
+    owner: dict[int, int] = {}  # delivery -> item
+
+    def place(item: int, seen: set[int]) -> bool:
+        for n in fits[item]:
+            if n not in seen:
+                seen.add(n)
+                if n not in owner or place(owner[n], seen):
+                    owner[n] = item
+                    return True
+        return False
+
+    for item in range(len(fits)):
+        place(item, set())
+    return set(owner.values())
+
+
 def _horizon(scenario: Scenario) -> float:
     times = [s.at for s in scenario.signals] + [r.at for r in scenario.responses]
     times += [h.at for h in scenario.handsets]
@@ -411,9 +434,17 @@ def _located(tree: Located, scenario: int, error: tuple[str, int, str]) -> str:
 
 def _parse_file(path: Path) -> tuple[RuleTestFile, Located]:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        byte = raw[exc.start]
+        raise ConfigError(
+            [f"{path}:{line}: not UTF-8 (byte 0x{byte:02x}); save the file as UTF-8"]
+        ) from None
     try:
         tree = compose(text, filename=str(path))
     except ValueError as exc:
@@ -432,6 +463,9 @@ def _check(spec: RuleTestFile, tree: Located, config: Config, problems: Problems
     tz = ZoneInfo(config.site.timezone)
     known_kinds = set(config.kinds) | set(BUILTIN_KINDS)
     handsets = set(config.handsets)
+    # A room no delivery can carry (a typo: `1O1`) made an expect_none pass whatever rang.
+    rooms = {d.room for d in config.devices.values()}
+    rooms.update(r for z in config.zones.values() for r in z.rooms)
 
     def bad(message: str, *path: str | int) -> None:
         problems.add(_line(tree, *path), _path(*path), message)
@@ -477,6 +511,22 @@ def _check(spec: RuleTestFile, tree: Located, config: Config, problems: Problems
                     bad(f"unknown handset {item.handset!r}", *where, section, j, "handset")
                 if item.kind is not None and item.kind not in known_kinds:
                     bad(f"unknown kind {item.kind!r}", *where, section, j, "kind")
+                if item.room is not None and item.room not in rooms:
+                    bad(f"unknown room {item.room!r}", *where, section, j, "room")
+        for j, absence in enumerate(s.expect_none):
+            if (
+                absence.after is not None
+                and absence.until is not None
+                and absence.after >= absence.until
+            ):
+                # Both bounds are exclusive: the window holds no time, and the check would
+                # pass whatever rang.
+                bad(
+                    f"after ({absence.after:g}) must be below until ({absence.until:g})",
+                    *where,
+                    "expect_none",
+                    j,
+                )
         if not s.expect and not s.expect_none:
             bad("a scenario needs expect or expect_none", *where)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from gateway.cli import main
 from gateway.ruletest import run_file
 
 REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "config" / "example.yaml"
 
 CONFIG = """\
 site: {name: Rule test, timezone: Europe/Oslo}
@@ -277,3 +280,125 @@ def test_test_rules_runs_handset_status_steps(
     out = capsys.readouterr().out
     assert "scenarios[0].handsets[1].handset: handset 'vakt' has no `reports_status: true`" in out
     assert out.rstrip().endswith(f"FAILED {path}: cannot run")
+
+
+# -- from a review of the tools on bad input (2026-11-25) --------------------------------
+
+
+def scenario_file(tmp_path: Path, body: str) -> Path:
+    """A rule test file for config/example.yaml with one scenario `body` (indented YAML)."""
+    path = tmp_path / "t.rules.yaml"
+    path.write_text(
+        f'config: {EXAMPLE}\nstart: "2026-11-24T23:00:00"\nscenarios:\n  - name: s\n{body}',
+        encoding="utf-8",
+    )
+    return path
+
+
+def alertgw_process(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`alertgw ARGS` in a process of its own, killed after `timeout` seconds."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        check=False,
+    )
+
+
+# -- test-rules -----------------------------------------------------------------------------
+
+
+def test_rules_file_not_utf8_is_one_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A scenario file saved as Latin-1 is refused like a non-UTF-8 config, naming the file."""
+    path = tmp_path / "t.rules.yaml"
+    path.write_bytes(b"config: ../example.yaml\nstart: x\n# Sm\xf8rbr\xf8d\n")
+    assert main(["test-rules", str(path)]) == 1  # was a UnicodeDecodeError traceback
+    out = capsys.readouterr().out
+    assert str(path) in out
+    assert "UTF-8" in out
+
+
+def test_rules_a_negative_time_is_refused_not_moved_to_zero(tmp_path: Path) -> None:
+    """`at: -5` ran the signal at 0 s: its bed exit rang at 45 s instead of 40 s."""
+    path = scenario_file(
+        tmp_path,
+        "    signals:\n"
+        "      - {at: -5, device: seng-102, state: raised}\n"
+        "    expect:\n"
+        "      - {at: 45, handset: natt-ost, type: ring, kind: bed_exit}\n",
+    )
+    passed, failed, out = run_file(path)
+    assert (passed, failed) == (0, 1), out  # was 1 passed, the -5 read as 0
+    assert "scenarios[0].signals[0].at" in out
+    assert "cannot run" in out
+
+
+def test_rules_an_epoch_time_for_seconds_after_start_is_refused_quickly(tmp_path: Path) -> None:
+    """`until: 1795554005` (an epoch pasted where seconds after start belong) ran for hours."""
+    path = scenario_file(
+        tmp_path,
+        "    until: 1795554005\n"
+        "    signals:\n"
+        "      - {at: 0, device: snor-101}\n"
+        "    expect:\n"
+        "      - {handset: natt-ost, type: ring}\n",
+    )
+    result = alertgw_process("test-rules", str(path), timeout=30)  # ran for hours
+    assert result.returncode == 1
+    assert "scenarios[0].until" in result.stdout
+
+
+def test_rules_an_absence_window_that_is_empty_is_refused(tmp_path: Path) -> None:
+    """`after: 100, until: 10` can match nothing, so the check passed whatever rang."""
+    path = scenario_file(
+        tmp_path,
+        "    signals:\n"
+        "      - {at: 0, device: snor-101}\n"
+        "    expect_none:\n"
+        '      - {handset: "*", type: ring, after: 100, until: 10}\n',
+    )
+    passed, failed, out = run_file(path)
+    assert (passed, failed) == (0, 1), out  # passed whatever rang
+    assert "scenarios[0].expect_none[0]" in out
+
+
+def test_rules_an_unknown_room_is_refused(tmp_path: Path) -> None:
+    """A room the config does not have (a typo: letter O for zero) made expect_none pass."""
+    path = scenario_file(
+        tmp_path,
+        "    signals:\n"
+        "      - {at: 0, device: snor-101}\n"
+        "    expect_none:\n"
+        '      - {handset: "*", type: ring, room: "1O1"}\n',
+    )
+    passed, failed, out = run_file(path)
+    assert (passed, failed) == (0, 1), out  # passed whatever rang
+    assert "scenarios[0].expect_none[0].room" in out
+    assert "1O1" in out
+
+
+@pytest.mark.parametrize("first_specific", [True, False])
+def test_rules_expectations_pass_whatever_their_order(tmp_path: Path, first_specific: bool) -> None:
+    """Two rings (rooms 101 and 103), expected as "a ring" and "a ring for 101": both fit.
+
+    Greedy matching gave the 101 ring to the unfiltered item when it came first, then
+    reported the 101 item as unmatched while the table below showed the ring to 101.
+    """
+    any_ring = "      - {handset: natt-ost, type: ring}\n"
+    ring_101 = '      - {handset: natt-ost, type: ring, room: "101"}\n'
+    path = scenario_file(
+        tmp_path,
+        "    signals:\n"
+        "      - {at: 0, device: snor-101}\n"
+        "      - {at: 10, device: snor-103}\n"
+        "    responses:\n"
+        "      - {at: 20, handset: natt-ost, alert: 0, response: accept}\n"
+        "      - {at: 20, handset: natt-ost, alert: 1, response: accept}\n"
+        "    expect:\n" + (ring_101 + any_ring if first_specific else any_ring + ring_101),
+    )
+    passed, failed, out = run_file(path)
+    assert (passed, failed) == (1, 0), out  # the any-ring-first order failed
