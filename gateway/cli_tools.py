@@ -137,6 +137,13 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.nights < 1:
         print("alertgw: --nights: expected at least 1", file=sys.stderr)
         return 2
+    # `replay` reads times from 2000 to 2099; past 9999 the calendar itself overflowed.
+    if not dt.date(2000, 1, 1) <= first or (dt.date(2099, 12, 31) - first).days < args.nights:
+        print(
+            f"alertgw: --date: {args.nights} night(s) from {first} do not all fall in 2000-2099",
+            file=sys.stderr,
+        )
+        return 2
     records = capture_records(config, first=first, seed=args.seed, nights=args.nights)
     if args.out is None:
         count = _write(sys.stdout, records)

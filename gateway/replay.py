@@ -292,17 +292,30 @@ class _Event:
     needs_staff: bool
 
 
+_EPOCH_2000 = 946_684_800
+_EPOCH_2100 = 4_102_444_800
+
+
 def _record_problem(value: Any) -> str | None:  # noqa: ANN401 - JSON is untyped
     if not isinstance(value, dict):
         return "expected a JSON object"
     ts = value.get("ts")
     if isinstance(ts, str):
         try:
-            dt.datetime.fromisoformat(ts)
+            year = dt.datetime.fromisoformat(ts).year
         except ValueError:
             return f"ts: expected epoch seconds or ISO-8601, got {ts[:40]!r}"
     elif isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
         return f"ts: expected epoch seconds or ISO-8601, got {ts!r}"
+    else:
+        year = 0 if not _EPOCH_2000 <= ts < _EPOCH_2100 else 2000
+    if not 2000 <= year < 2100:
+        # Milliseconds crashed the calendar; a box that recorded at 1970 until NTP set
+        # its clock made replay tick through decades of deadlines and never end.
+        return (
+            f"ts: {ts!r} is not a time from 2000 to 2099 (milliseconds? recorded before"
+            " the box's clock was set? delete those lines)"
+        )
     if not isinstance(value.get("topic"), str) or not value["topic"]:
         return "topic: expected a non-empty string"
     if "payload" not in value:

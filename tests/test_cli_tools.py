@@ -79,7 +79,7 @@ def test_replay_reports_bad_capture_line_and_bad_config(
 ) -> None:
     """A malformed capture exits 65 naming the line; a broken config exits 78."""
     capture = tmp_path / "bad.jsonl"
-    capture.write_text('{"ts": 1, "topic": "a", "payload": 1}\n{oops\n', encoding="utf-8")
+    capture.write_text('{"ts": 1795554001, "topic": "a", "payload": 1}\n{oops\n', encoding="utf-8")
     assert main(["replay", str(capture), "--config", str(EXAMPLE)]) == 65
     assert f"{capture}:2: invalid JSON" in capsys.readouterr().err
     broken = tmp_path / "broken.yaml"

@@ -239,12 +239,15 @@ def test_load_capture_names_the_malformed_line(tmp_path: Path) -> None:
     """A malformed capture line is reported with its file and line number."""
     path = tmp_path / "night.jsonl"
     path.write_text(
-        '{"ts": 1, "topic": "a", "payload": {}}\n\n{"ts": 2, "topic": "a", "payload": \n',
+        '{"ts": 1795554001, "topic": "a", "payload": {}}\n\n'
+        '{"ts": 1795554002, "topic": "a", "payload": \n',
         encoding="utf-8",
     )
     with pytest.raises(CaptureError, match=r"night\.jsonl:3: invalid JSON"):
         load_capture(path)
-    path.write_text('{"ts": 1, "topic": "a", "payload": {}}\n{"ts": 2, "payload": 1}\n')
+    path.write_text(
+        '{"ts": 1795554001, "topic": "a", "payload": {}}\n{"ts": 1795554002, "payload": 1}\n'
+    )
     with pytest.raises(CaptureError, match=r"night\.jsonl:2: topic: expected a non-empty string"):
         load_capture(path)
     path.write_text('{"ts": "yesterday", "topic": "a", "payload": 1}\n')
@@ -256,10 +259,52 @@ def test_load_capture_reads_records(tmp_path: Path) -> None:
     """A valid capture loads as one dict per non-blank line."""
     path = tmp_path / "night.jsonl"
     path.write_text(
-        '{"ts": 1, "topic": "a", "payload": {"x": 1}}\n\n'
+        '{"ts": 1795554001, "topic": "a", "payload": {"x": 1}}\n\n'
         '{"ts": "2026-11-24T23:00:00", "topic": "b", "payload": "online"}\n',
         encoding="utf-8",
     )
     records = load_capture(path)
     assert [r["topic"] for r in records] == ["a", "b"]
     assert records[1]["payload"] == "online"
+
+
+# -- from a review of the tools on bad input (2026-11-25) ------------------------------------
+
+_EXAMPLE = REPO / "config" / "example.yaml"
+_PRESS = '"topic":"zigbee2mqtt/rom101/snor","payload":{"action":"single"}'
+
+
+@pytest.mark.parametrize(
+    ("first", "why"),
+    [
+        ('{"ts":1795554005000,' + _PRESS + "}", "milliseconds crashed the calendar"),
+        ('{"ts":60,' + _PRESS + "}", "a box at 1970 until NTP: decades of deadlines, no end"),
+        ('{"ts":"0001-01-01T00:00:00",' + _PRESS + "}", "an ISO time as far off"),
+    ],
+)
+def test_a_capture_time_outside_2000_to_2099_is_refused_with_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], first: str, why: str
+) -> None:
+    """Review finding: each of these was a traceback or a replay that never ended."""
+    from gateway.cli import main  # noqa: PLC0415
+
+    capture = tmp_path / "odd.jsonl"
+    capture.write_text(first + "\n" + '{"ts":1795554005,' + _PRESS + "}\n", encoding="utf-8")
+    assert main(["replay", str(capture), "--config", str(_EXAMPLE)]) == 65, why
+    err = capsys.readouterr().err
+    assert f"{capture}:1: ts" in err
+    assert "2000 to 2099" in err
+
+
+def test_simulate_past_the_calendar_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--date 9999-12-31 --nights 2` overflowed `date` in a traceback (review finding)."""
+    from gateway.cli import main  # noqa: PLC0415
+
+    args = ["simulate", "--config", str(_EXAMPLE), "--out", str(tmp_path / "x.jsonl")]
+    assert main([*args, "--date", "9999-12-31", "--nights", "2"]) == 2
+    assert "--date" in capsys.readouterr().err
+    assert not (tmp_path / "x.jsonl").exists()
+    assert main([*args, "--date", "2026-11-24", "--nights", "1"]) == 0
+    assert (tmp_path / "x.jsonl").stat().st_size > 0
