@@ -499,19 +499,23 @@ _ID = re.compile(r"^[A-Za-z0-9_.:\-]+$")
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate a config file; raise ConfigError listing every problem."""
     p = Path(path)
+    return parse_config(read_yaml_text(p), filename=str(p))
+
+
+def read_yaml_text(p: Path) -> str:
+    """A YAML file's text; ConfigError naming the file (and line) if it cannot be read."""
     try:
         raw = p.read_bytes()
     except OSError as exc:
         raise ConfigError([f"{p}: cannot read: {exc.strerror}"]) from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         # An editor that saved Latin-1 ("ø" as one byte): name the line, not a traceback.
         line = raw.count(b"\n", 0, exc.start) + 1
         raise ConfigError(
             [f"{p}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8"]
         ) from None
-    return parse_config(text, filename=str(p))
 
 
 def parse_config(text: str, *, filename: str = "<memory>") -> Config:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from gateway.config import BUILTIN_KINDS, Config, load_config
+from gateway.config import BUILTIN_KINDS, Config, load_config, read_yaml_text
 from gateway.engine import Engine, Outcome
 from gateway.errors import ConfigError
 from gateway.model import Response, ResponseKind, Signal, SignalState
@@ -433,18 +433,7 @@ def _located(tree: Located, scenario: int, error: tuple[str, int, str]) -> str:
 
 
 def _parse_file(path: Path) -> tuple[RuleTestFile, Located]:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        byte = raw[exc.start]
-        raise ConfigError(
-            [f"{path}:{line}: not UTF-8 (byte 0x{byte:02x}); save the file as UTF-8"]
-        ) from None
+    text = read_yaml_text(path)
     try:
         tree = compose(text, filename=str(path))
     except ValueError as exc:
