@@ -45,6 +45,7 @@ from gateway.espa.decode import call_address
 from gateway.journal import PRUNE_CLOCK_KEY, PRUNE_STEP, Journal, StoredResponse
 from gateway.metrics import Metrics
 from gateway.model import (
+    DUP_WINDOW,
     Alert,
     Delivery,
     DeliveryState,
@@ -84,7 +85,6 @@ UNWRITTEN_SIGNALS_CAP = 100_000
 JOURNAL_STALL_AFTER = 5.0
 # The broker out of reach this long is a technical alarm (a restart takes a few seconds).
 BROKER_DOWN_ALARM_AFTER = 30.0
-DUP_WINDOW = 3600.0
 REJECT_LOG_INTERVAL = 60.0
 
 
@@ -955,7 +955,13 @@ class Gateway:
 
     def _record_inbound(self, item: Inbound) -> None:
         assert self._record is not None
-        record = {"ts": item.received_at, "topic": item.topic, "payload": None}
+        record: dict[str, Any] = {"ts": item.received_at, "topic": item.topic, "payload": None}
+        # Replay needs them to do what the daemon did: a retained press is old news, and a
+        # redelivery of a journaled message is dropped.
+        if item.retain:
+            record["retain"] = True
+        if item.dup:
+            record["dup"] = True
         try:
             record["payload"] = orjson.loads(item.payload)
             line = orjson.dumps(record)

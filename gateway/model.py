@@ -8,6 +8,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 _C = TypeVar("_C", bound=type)
+# How long a QoS 1 redelivery's first copy is looked for: the broker redelivers what it sent
+# on an earlier connection and never saw acknowledged.
+DUP_WINDOW = 3600.0
 _FACTORY = object()  # marks a field left to its default factory
 
 

@@ -23,7 +23,8 @@ from gateway.config import Config
 from gateway.decoders import Decoder, JsonDecoder, Zigbee2MqttDecoder
 from gateway.engine import Engine, Outcome
 from gateway.errors import DecodeError, GatewayError
-from gateway.model import Response, ResponseKind, SignalState
+from gateway.espa.decode import EspaDecoder
+from gateway.model import DUP_WINDOW, Response, ResponseKind, SignalState
 
 TAIL = 3600.0  # keep ticking this long after the last message, so held alerts play out
 INTERRUPTING = frozenset({"ring", "batch", "digest"})
@@ -60,6 +61,7 @@ class LoadReport:
     messages: int
     decode_errors: Mapping[str, int]
     unmatched_topics: int
+    duplicates: int  # QoS 1 redeliveries of a message already played, dropped as the daemon does
     signals_in: int
     raised_signals: int
     naive_interruptions: int  # forward every raised (non-presence) signal
@@ -185,6 +187,7 @@ def render(report: LoadReport) -> str:
         _row("messages", r.messages),
         _row("decode errors", sum(r.decode_errors.values()), _inline(r.decode_errors)),
         _row("unmatched topics", r.unmatched_topics),
+        _row("redeliveries dropped", r.duplicates),
         _row("signals in", r.signals_in),
         _row("raised signals", r.raised_signals),
         _row("alerts raised", r.alerts_raised),
@@ -290,6 +293,8 @@ class _Event:
     situation: str | None
     label: str
     needs_staff: bool
+    retain: bool = False  # the broker's stored copy, sent because the daemon subscribed
+    dup: bool = False  # a QoS 1 redelivery of a message the broker never saw acknowledged
 
 
 _EPOCH_2000 = 946_684_800
@@ -323,8 +328,9 @@ def _record_problem(value: Any) -> str | None:  # noqa: ANN401 - JSON is untyped
     situation = value.get("situation")
     if situation is not None and not isinstance(situation, str):
         return "situation: expected a string"
-    if not isinstance(value.get("needs_staff", False), bool):
-        return "needs_staff: expected true or false"
+    for flag in ("needs_staff", "retain", "dup"):
+        if not isinstance(value.get(flag, False), bool):
+            return f"{flag}: expected true or false"
     return None
 
 
@@ -348,6 +354,8 @@ def _parse(n: int, raw: Mapping[str, Any], tz: ZoneInfo) -> _Event:
         situation=raw.get("situation"),
         label=str(raw.get("label") or ""),
         needs_staff=bool(raw.get("needs_staff", False)),
+        retain=raw.get("retain", False),
+        dup=raw.get("dup", False),
     )
 
 
@@ -390,15 +398,26 @@ class _Run:
                 decoder = Zigbee2MqttDecoder(
                     source=name, config=config, base_topic=src.base_topic, new_id=self._signal_id
                 )
+            elif src.decoder == "espa":
+                decoder = EspaDecoder(source=name, config=config, new_id=self._signal_id)
             else:
                 decoder = JsonDecoder(source=name, config=config, new_id=self._signal_id)
-            filters = src.topics or ((f"{src.base_topic}/#",) if src.type == "simulator" else ())
+            if src.type == "espa":
+                # The daemon records each received call as espa/<link>/<call address>.
+                filters: tuple[str, ...] = (f"espa/{src.link}/+",)
+            elif src.type == "simulator":
+                filters = src.topics or (f"{src.base_topic}/#",)
+            else:
+                filters = src.topics
             self.routes.extend((f, decoder) for f in filters)
         self.pending: list[tuple[float, int, str, str]] = []  # (t, n, handset, alert id)
         self._pending_n = 0
         self.messages = 0
         self.decode_errors: Counter[str] = Counter()
         self.unmatched = 0
+        self.duplicates = 0
+        # (topic, payload) -> when last seen, for redeliveries the daemon drops as repeats.
+        self._seen: dict[tuple[str, bytes], float] = {}
         self.signals_in = 0
         self.raised_signals = 0
         self.naive = 0
@@ -470,8 +489,15 @@ class _Run:
         if decoder is None:
             self.unmatched += 1
             return
+        key = (event.topic, event.payload)
+        first = self._seen.get(key)
+        self._seen[key] = event.ts
+        if event.dup and first is not None and event.ts - first <= DUP_WINDOW:
+            # The daemon finds the first copy in its journal and drops this one.
+            self.duplicates += 1
+            return
         try:
-            signals = decoder.decode(event.topic, event.payload, self.now)
+            signals = decoder.decode(event.topic, event.payload, self.now, retained=event.retain)
         except DecodeError as exc:
             self.decode_errors[exc.reason] += 1
             return
@@ -571,6 +597,7 @@ class _Run:
             messages=self.messages,
             decode_errors=dict(self.decode_errors),
             unmatched_topics=self.unmatched,
+            duplicates=self.duplicates,
             signals_in=self.signals_in,
             raised_signals=self.raised_signals,
             naive_interruptions=self.naive,

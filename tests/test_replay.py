@@ -308,3 +308,83 @@ def test_simulate_past_the_calendar_is_one_line(
     assert not (tmp_path / "x.jsonl").exists()
     assert main([*args, "--date", "2026-11-24", "--nights", "1"]) == 0
     assert (tmp_path / "x.jsonl").stat().st_size > 0
+
+
+# -- what the daemon records: ESPA calls, retained copies, redeliveries ---------------------
+
+ESPA_SITE = """\
+site: {name: ESPA replay, timezone: Europe/Oslo}
+sources:
+  nurse: {type: espa, link: ward}
+espa:
+  ward: {port: /dev/ttyUSB0}
+zones:
+  east: {rooms: ["101"]}
+devices:
+  call-101: {room: "101", kind: pull_cord, name: "101", source: nurse}
+handsets:
+  h1: {channel: console}
+routing:
+  - {handsets: [h1]}
+"""
+
+
+def test_replay_plays_the_espa_calls_the_daemon_recorded() -> None:
+    """The daemon records an ESPA call as espa/<link>/<address>; replay left it unmatched."""
+    config = parse_config(ESPA_SITE, filename="espa.yaml")
+    call = {"address": "101", "message": "Rom 101", "call_type": "3", "priority": "2"}
+    reset = call | {"call_type": "1"}  # the call answered at the bed: the call point resets
+    events = [
+        {"ts": T0, "topic": "espa/ward/101", "payload": call},
+        {"ts": T0 + 1, "topic": "espa/other/101", "payload": call},
+        {"ts": T0 + 5, "topic": "espa/ward/101", "payload": reset},
+    ]
+    report = replay(events, config)
+    assert report.unmatched_topics == 1  # only the line this config has no source for
+    assert report.decode_errors == {}
+    assert report.alerts_rung == 1
+    assert report.interruptions_by_handset == {"h1": 1}
+    assert report.deliveries["cancel"] == 1  # the reset ended it: no reminders
+
+
+def test_a_retained_press_replays_as_the_old_news_the_daemon_took_it_for(small: Config) -> None:
+    """The broker's stored copy of a press, sent at a subscribe, rang in replay."""
+    press = {"action": "single"}
+    cord = parse_config(
+        SMALL.replace("kind: pull_cord, source: nursecall", "kind: pull_cord, name: rom101/snor"),
+        filename="cord.yaml",
+    )
+    report = replay([*baseline(), z2m(30, "rom101/snor", press, retain=True)], cord)
+    assert report.decode_errors.get("retained_press") == 1
+    assert report.alerts_raised == 0
+    fresh = replay([*baseline(), z2m(30, "rom101/snor", press)], cord)
+    assert fresh.alerts_raised == 1  # the same press, live, rings
+
+
+def test_a_redelivery_of_a_played_message_is_dropped_as_the_daemon_drops_it(
+    small: Config,
+) -> None:
+    """QoS 1 sends again what it never saw acknowledged; the daemon finds it journaled."""
+    idle = [*baseline(), z2m(0, "rom102/epi", {"epilepsy": False})]
+    fit = {"epilepsy": True}
+    again = [*idle, z2m(10, "rom102/epi", fit), z2m(12, "rom102/epi", fit, dup=True)]
+    report = replay(again, small)
+    assert report.duplicates == 1
+    assert report.signals_in == 4
+    assert report.alerts_raised == 1
+    # A redelivery whose first copy the capture does not hold (recording began after it,
+    # or over an hour before) is news to replay, as to the daemon.
+    alone = replay([*idle, z2m(10, "rom102/epi", fit, dup=True)], small)
+    assert (alone.duplicates, alone.alerts_raised) == (0, 1)
+    late = [*idle, z2m(10, "rom102/epi", fit), z2m(4000, "rom102/epi", fit, dup=True)]
+    assert replay(late, small).duplicates == 0
+    assert "redeliveries dropped" in render(report)
+
+
+@pytest.mark.parametrize("flag", ["retain", "dup", "needs_staff"])
+def test_a_capture_flag_that_is_not_true_or_false_is_refused(tmp_path: Path, flag: str) -> None:
+    """`"retain": "yes"` would read as true; the line is named instead."""
+    path = tmp_path / "night.jsonl"
+    path.write_text(f'{{"ts": 1795554001, "topic": "a", "payload": {{}}, "{flag}": "yes"}}\n')
+    with pytest.raises(CaptureError, match=rf"night\.jsonl:1: {flag}: expected true or false"):
+        load_capture(path)
