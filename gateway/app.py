@@ -511,6 +511,14 @@ class Gateway:
             # covers a clock step between them; the engine picks the owed ones exactly.
             for stored in await source.finished_in_digest(last_digest - 86400.0):
                 self.engine.restore_finished(stored.alert, stored.events)
+        if source.unreadable:
+            # Not fatal: a start that dies on one bad row is a restart loop routing nothing.
+            log.error(
+                "journal_rows_unreadable",
+                file=str(source.path),
+                count=len(source.unreadable),
+                rows=source.unreadable[:10],
+            )
         pending = await source.pending_deliveries()
         for d in pending:
             self._enqueue(d, 0.0)

@@ -333,22 +333,40 @@ async def _history(config: Config, limit: int) -> int:
     finally:
         await journal.close()
     tz = ZoneInfo(config.site.timezone)
-    return stop_quietly_on_closed_stdout(lambda: _print_history(alerts, tz))
+    unreadable = list(journal.unreadable)
+    code = stop_quietly_on_closed_stdout(lambda: _print_history(alerts, tz, unreadable))
+    if unreadable:
+        # An audit must not look complete when it is not: name what could not be read.
+        rows = f"{len(unreadable)} row" + ("s" if len(unreadable) > 1 else "")
+        print(f"{config.journal.path}: could not read {rows}:", file=sys.stderr)
+        for row in unreadable[:20]:
+            print(f"  {row}", file=sys.stderr)
+        return code or 1
+    return code
 
 
-def _print_history(alerts: Sequence[StoredAlert], tz: ZoneInfo) -> int:
-    if not alerts:
+def _print_history(alerts: Sequence[StoredAlert], tz: ZoneInfo, unreadable: list[str]) -> int:
+    """Print the alerts; times no calendar holds are shown raw and added to `unreadable`."""
+
+    def when(ts: float, what: str) -> str:
+        try:
+            return _t(ts, tz)
+        except (ValueError, OverflowError, OSError):
+            unreadable.append(f"{what} at {ts!r}")
+            return f"{'?' + repr(ts):<19}"
+
+    if not alerts and not unreadable:
         print("no alerts journaled yet")
     for stored in alerts:
         a = stored.alert
         print(
-            f"{_t(a.raised_at, tz)}  {a.id}  {a.priority.name:<8} {a.kind:<12} room {a.room:<6} "
-            f"{a.state.value}"
+            f"{when(a.raised_at, f'alert {a.id}')}  {a.id}  {a.priority.name:<8} {a.kind:<12} "
+            f"room {a.room:<6} {a.state.value}"
             + (f" by {a.accepted_by}" if a.accepted_by else "")
             + (f"  x{a.count}" if a.count > 1 else "")
         )
         for ts, event, detail in stored.events:
-            print(f"    {_t(ts, tz)}  {event:<10} {detail}")
+            print(f"    {when(ts, f'alert {a.id}: event {event!r}')}  {event:<10} {detail}")
     return 0
 
 

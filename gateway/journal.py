@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import sqlite3
 import time
 import urllib.parse
@@ -134,6 +135,9 @@ class Journal:
         self.opened_last_id = 0  # the file's newest outbox id when it opened
         self._shift = 0
         self._shift_from = self._shift_end = 0
+        # Rows this version cannot read (bit rot, a hand edit, a newer alertgw's values):
+        # left out of what is returned, named here so the caller says so loudly.
+        self.unreadable: list[str] = []
 
     def _probe(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -455,26 +459,11 @@ class Journal:
         )
         out: list[StoredAlert] = []
         for r in rows:
-            alert = Alert(
-                id=r[0],
-                key=r[1],
-                kind=r[2],
-                room=r[3],
-                zone=r[4],
-                device=r[5],
-                priority=Priority(r[6]),
-                critical=bool(r[7]),
-                state=AlertState(r[8]),
-                raised_at=r[9],
-                signal_id=r[10],
-                text=r[11],
-                count=r[12],
-                accepted_by=r[13],
-                rule=r[15],
-                step=r[16],
-                due=r[17],
-                group=r[18],
-            )
+            try:
+                alert = _alert_of(r)
+            except (ValueError, TypeError) as exc:
+                self.unreadable.append(f"alert {r[0]!r}: {exc}")
+                continue
             events = await self.db.execute_fetchall(
                 "SELECT ts, event, detail FROM events WHERE alert_row = ? ORDER BY rowid", (r[19],)
             )
@@ -483,11 +472,17 @@ class Journal:
                 " ORDER BY MIN(id)",
                 (r[0],),
             )
+            timeline = []
+            for ts, event, detail in events:
+                if _is_time(ts) and isinstance(event, str) and isinstance(detail, str):
+                    timeline.append((float(ts), event, detail))
+                else:
+                    self.unreadable.append(f"alert {alert.id}: event {event!r} at {ts!r}")
             out.append(
                 StoredAlert(
                     alert=alert,
-                    updated_at=r[14],
-                    events=tuple((e[0], e[1], e[2]) for e in events),
+                    updated_at=r[14] if _is_time(r[14]) else alert.raised_at,
+                    events=tuple(timeline),
                     handsets=tuple(s[0] for s in sent),
                     last_seq=max((s[1] for s in sent), default=0),
                 )
@@ -775,3 +770,47 @@ def _dumps(value: Any) -> str:  # noqa: ANN401 - JSON-able data
 
 
 __all__ = ["Journal", "SignalState", "StoredAlert"]
+
+
+def _is_time(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _text(value: object, column: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{column} {value!r} is not text")
+    return value
+
+
+def _alert_of(r: Sequence[Any]) -> Alert:
+    """An alert from its row (the columns `_alerts` selects); ValueError/TypeError if unreadable."""
+    if not _is_time(r[9]):
+        raise TypeError(f"raised_at {r[9]!r} is not a time")
+    if r[17] is not None and not _is_time(r[17]):
+        raise TypeError(f"due {r[17]!r} is not a time")
+    for column, i in (("critical", 7), ("count", 12), ("step", 16)):
+        if not isinstance(r[i], int):
+            raise TypeError(f"{column} {r[i]!r} is not a whole number")
+    for column, i in (("accepted_by", 13), ("grp", 18)):
+        if r[i] is not None:
+            _text(r[i], column)
+    return Alert(
+        id=_text(r[0], "id"),
+        key=_text(r[1], "key"),
+        kind=_text(r[2], "kind"),
+        room=_text(r[3], "room"),
+        zone=_text(r[4], "zone"),
+        device=_text(r[5], "device"),
+        priority=Priority(r[6]),
+        critical=bool(r[7]),
+        state=AlertState(r[8]),
+        raised_at=float(r[9]),
+        signal_id=_text(r[10], "signal_id"),
+        text=_text(r[11], "text"),
+        count=r[12],
+        accepted_by=r[13],
+        rule=_text(r[15], "rule"),
+        step=r[16],
+        due=None if r[17] is None else float(r[17]),
+        group=r[18],
+    )

@@ -756,3 +756,37 @@ def test_no_lingering_thread_leaves_the_exit_status_alone() -> None:
         cwd=REPO,
     )
     assert (result.returncode, result.stdout) == (0, "ok\n")
+
+
+@pytest.mark.parametrize(
+    ("corruption", "named"),
+    [
+        ("UPDATE alerts SET priority = 99 WHERE id = 'alert-001'", "99 is not a valid Priority"),
+        ("UPDATE alerts SET state = 'weird' WHERE id = 'alert-001'", "'weird'"),
+        ("UPDATE alerts SET raised_at = 'x' WHERE id = 'alert-001'", "raised_at 'x'"),
+        ("UPDATE alerts SET raised_at = 1e20 WHERE id = 'alert-001'", "alert alert-001 at 1e+20"),
+        ("UPDATE events SET ts = 'x' WHERE alert_id = 'alert-001'", "event 'raised' at 'x'"),
+    ],
+)
+def test_history_names_the_rows_it_cannot_read_and_shows_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], corruption: str, named: str
+) -> None:
+    """Bit rot or a hand edit in one row ended the audit in a traceback, showing nothing."""
+    path = write_config(tmp_path)
+    db = tmp_path / "journal.db"
+
+    async def journal_two() -> None:
+        daemon = Journal(db)
+        await daemon.open()
+        await daemon.commit_batch([], [fall(1), fall(2)], [])
+        await daemon.close()
+
+    asyncio.run(journal_two())
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute(corruption)
+    assert main(["history", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert "alert-002" in out  # the readable rows are still shown
+    assert err.startswith(f"{db}: could not read 1 row:\n")
+    assert named in err
+    assert "Traceback" not in err

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from gateway.errors import JournalError
 from gateway.journal import Journal
@@ -247,3 +248,36 @@ async def test_alerts_an_unreadable_journal_held_come_back_when_it_opens(
     assert start == ("2",)
     assert events[-1] == ("cleared", f"by {new_cord} (superseded)")
     assert queued == (0,)
+
+
+async def test_an_unreadable_alert_row_does_not_stop_the_start(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """One open alert's row that this alertgw cannot read (bit rot, a hand edit).
+
+    The start died on it, and systemd's restarts died on it again: nothing rang. The row is
+    left out, named in an error, and the other open alert and new signals go on as ever.
+    """
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix, extra=UNLATCHED)
+    async with peer(broker.port, prefix) as p:
+        async with running(config):
+            await p.json_signal({"device": "fall-101", "id": "f1"})
+            await p.z2m("rom103/snor", {"action": "single"})
+            got = await rings(p, 3)  # the fall rings both night handsets, the cord one
+        by_signal = {m["signal_id"]: m["alert_id"] for m in got}
+        with contextlib.closing(sqlite3.connect(tmp_path / "journal.db")) as conn, conn:
+            conn.execute("UPDATE alerts SET priority = 99 WHERE id = ?", (by_signal["f1"],))
+        with capture_logs() as logs:
+            async with running(config) as r:
+                open_ids = {a.id for a in r.gateway.engine.active}
+                await p.json_signal({"device": "epi-201", "id": "e1"})
+                handset, ring = await p.next()
+    assert (handset, ring["type"], ring["signal_id"]) == ("night2", "ring", "e1")
+    assert by_signal["f1"] not in open_ids
+    assert [a for a in by_signal.values() if a in open_ids] == [
+        a for s, a in by_signal.items() if s != "f1"
+    ]
+    unreadable = [e for e in logs if e["event"] == "journal_rows_unreadable"]
+    assert [(e["log_level"], e["count"]) for e in unreadable] == [("error", 1)]
+    assert by_signal["f1"] in unreadable[0]["rows"][0]
