@@ -21,7 +21,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from drivers.paho_io import PahoLoopIO
 from gateway.backoff import Backoff
-from gateway.config import MqttConfig, read_password, tls_context
+from gateway.config import MqttConfig, PasswordUnsetError, read_password, tls_context
 from gateway.errors import DeliveryError, PermanentDeliveryError, UnheardDeliveryError
 from gateway.fairshare import FairShare, is_event, same_state
 from gateway.metrics import Metrics
@@ -187,7 +187,7 @@ class MqttLink:
         status = cfg.status_topic
         try:
             context, password = tls_context(cfg.tls), read_password(cfg)
-        except (OSError, UnicodeDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, PasswordUnsetError) as exc:
             # A certificate or password file replaced by a bad one while alertgw runs: the
             # daemon must not die of it (every other driver routes on); retry at the cap.
             raise CredentialsUnreadableError(str(exc)) from exc

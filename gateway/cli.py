@@ -93,21 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"alertgw: {len(exc.problems)} problem(s) in {args.config}", file=sys.stderr)
         return EX_CONFIG
     if args.command == "check":
-        print(summary(config))
-        # A gap is a warning, not a refusal: at run time it is loud already (no_staff_on_duty
-        # rings the failsafe group), and a home may staff a zone from another on purpose.
-        for line in [*roster_gaps(config), *roster_overlaps(config)]:
-            print(f"warning: {line}")
-        if not Path(config.journal.path).is_absolute():
-            print(f"warning: {_relative_journal(config.journal.path)}")
-        if config.record is not None and not Path(config.record.path).is_absolute():
-            record = config.record.path
-            print(
-                f"warning: record.path: {record} is relative: from here it is"
-                f" {os.path.abspath(record)}, under the shipped systemd unit"
-                f" /var/lib/alertgw/{record}"
-            )
-        return 0
+        return stop_quietly_on_closed_stdout(lambda: _check(config))
     if args.command == "reload":
         return _reload(config, args.timeout)
     if args.command == "history":
@@ -321,6 +307,33 @@ def _await_answer(
         if time.monotonic() >= deadline:
             return None
         time.sleep(0.05)
+
+
+def _check(config: Config) -> int:
+    """Print the summary of a valid config and what deserves a second look."""
+    print(summary(config))
+    # A gap is a warning, not a refusal: at run time it is loud already (no_staff_on_duty
+    # rings the failsafe group), and a home may staff a zone from another on purpose.
+    for line in [*roster_gaps(config), *roster_overlaps(config)]:
+        print(f"warning: {line}")
+    if not Path(config.journal.path).is_absolute():
+        print(f"warning: {_relative_journal(config.journal.path)}")
+    if config.record is not None and not Path(config.record.path).is_absolute():
+        record = config.record.path
+        print(
+            f"warning: record.path: {record} is relative: from here it is"
+            f" {os.path.abspath(record)}, under the shipped systemd unit"
+            f" /var/lib/alertgw/{record}"
+        )
+    mc = config.mqtt
+    if mc is not None and mc.password_env and mc.password_env not in os.environ:
+        # Not an error: the daemon's environment (systemd's EnvironmentFile=) is not this
+        # shell's. The daemon refuses to connect without it (mqtt_credentials_unreadable).
+        print(
+            f"warning: mqtt.password_env: {mc.password_env} is not set here; the daemon"
+            " needs it in its own environment (systemd: EnvironmentFile=)"
+        )
+    return 0
 
 
 async def _history(config: Config, limit: int) -> int:

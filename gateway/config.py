@@ -559,6 +559,19 @@ def _line(tree: Located, *path: str | int) -> int:
     return node.line
 
 
+def _written(tree: Located, *path: str) -> bool:
+    """Whether the key at `path` is in the file, even with an empty value."""
+    node: Located | None = tree
+    for part in path:
+        value = node.value if node is not None else None
+        if not isinstance(value, dict):
+            return False
+        node = value.get(part) or value.get(part.replace("_", "-"))
+        if node is None:
+            return False
+    return True
+
+
 # The decoder a source type reads with when `decoder:` is not written. Only MQTT has a
 # choice; an ESPA line or the simulator given the JSON default would reject every call.
 _DECODER_FOR: Mapping[str, DecoderName] = MappingProxyType(
@@ -662,6 +675,13 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
             problems.add(_line(tree, "mqtt"), "mqtt.username", "a password needs a username")
         if mc.tls is not None:
             _check_tls(mc.tls, tree, problems)
+        elif _written(tree, "mqtt", "tls"):
+            # Every line under `tls:` commented out: meant TLS, would have been plain TCP.
+            problems.add(
+                _line(tree, "mqtt", "tls"),
+                "mqtt.tls",
+                "is empty: give ca_file for TLS, or remove the line for plain TCP",
+            )
         if mc.password_file and not Path(mc.password_file).is_file():
             problems.add(
                 _line(tree, "mqtt", "password_file"),
@@ -1335,5 +1355,14 @@ def read_password(mc: MqttConfig) -> str | None:
     if mc.password_file:
         return Path(mc.password_file).read_text(encoding="utf-8").strip()
     if mc.password_env:
-        return os.environ.get(mc.password_env)
+        password = os.environ.get(mc.password_env)
+        if password is None:
+            # Connecting without it would be refused by a broker that needs it, and let
+            # the gateway in unauthenticated (and unnoticed) on one that does not.
+            raise PasswordUnsetError(f"environment variable {mc.password_env} is not set")
+        return password
     return None
+
+
+class PasswordUnsetError(LookupError):
+    """`mqtt.password_env` names a variable the daemon's environment does not hold."""

@@ -100,6 +100,12 @@ _MERGE = "tag:yaml.org,2002:merge"
 _BREAKS = re.compile("[\x85\u2028\u2029]")  # line breaks to YAML 1.1, not to editors
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _NULL = "tag:yaml.org,2002:null"
+# Tags a config may carry. Others were read silently as something else: `!include x.yaml`
+# on a section as the section itself, `!!binary` as the text "b'...'", `!!set` as a map.
+_TAGS = frozenset(
+    f"tag:yaml.org,2002:{t}"
+    for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "merge")
+)
 
 
 # More values than any site's config holds: aliases of aliases (`b: [*a, *a, *a]`, ten
@@ -429,6 +435,10 @@ def _convert(
 ) -> Located:
     line = node.start_mark.line + 1
     budget.spend(line)
+    if node.tag not in _TAGS:
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+        problem = f"the tag {tag} is not supported: alertgw reads plain YAML"
+        raise _TreeError(line, problem, path)
     if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
         try:
             value = LineLoader("").construct_object(node)

@@ -790,3 +790,30 @@ def test_history_names_the_rows_it_cannot_read_and_shows_the_rest(
     assert err.startswith(f"{db}: could not read 1 row:\n")
     assert named in err
     assert "Traceback" not in err
+
+
+def test_check_into_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
+    """`alertgw check CFG | head -1` showed a BrokenPipeError traceback."""
+    path = write_config(tmp_path)
+    result = alertgw_into_closed_pipe("check", str(path))
+    assert (result.returncode, result.stderr) == (141, "")
+
+
+def test_check_warns_of_a_password_variable_unset_here(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not an error (systemd's environment is not the shell's), but worth a second look."""
+    monkeypatch.delenv("ALERTGW_TEST_UNSET_PW", raising=False)
+    text = VALID.replace(
+        "sources:", "mqtt: {username: gw, password_env: ALERTGW_TEST_UNSET_PW}\nsources:"
+    )
+    path = write_config(tmp_path, text)
+    assert main(["check", str(path)]) == 0
+    warnings = [x for x in capsys.readouterr().out.splitlines() if x.startswith("warning:")]
+    assert warnings == [
+        "warning: mqtt.password_env: ALERTGW_TEST_UNSET_PW is not set here; the daemon needs"
+        " it in its own environment (systemd: EnvironmentFile=)",
+    ]
+    monkeypatch.setenv("ALERTGW_TEST_UNSET_PW", "x")
+    assert main(["check", str(path)]) == 0
+    assert "warning" not in capsys.readouterr().out

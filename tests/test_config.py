@@ -965,7 +965,7 @@ def test_unknown_yaml_tag_is_a_problem_not_a_crash() -> None:
     text = edit("  port: 1883\n", "  port: 1883\n  password_file: !secret pw\n")
     assert only_problem(text) == (
         f"{FILE}:{line_of(text, '!secret')}: mqtt.password_file: invalid YAML:"
-        " could not determine a constructor for the tag '!secret'"
+        " the tag !secret is not supported: alertgw reads plain YAML"
     )
 
 
@@ -1570,3 +1570,39 @@ def test_a_surrogate_pair_written_as_two_escapes_is_the_character_it_stands_for(
     text = edit('text: "Wandering {room}"', 'text: "Wandering \\ud83d\\ude00 {room}"')
     config = parse_config(text, filename=FILE)
     assert "\U0001f600" in config.kinds["wander"].text
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path", "tag"),
+    [
+        ("kinds:\n  wander:", "kinds: !include\n  wander:", "kinds", "!include"),
+        ("  name: Test home", "  name: !!binary VGVzdA==", "site.name", "!!binary"),
+        ("  east:\n    rooms:", "  east: !!set\n    rooms:", "zones.east", "!!set"),
+        ("    rooms: [101,", "    rooms: !!omap [101,", "zones.east.rooms", "!!omap"),
+    ],
+)
+def test_a_tag_alertgw_does_not_read_is_refused_on_its_line(
+    old: str, new: str, path: str, tag: str
+) -> None:
+    """`!include` on a section was ignored (the section read as written there, the include
+    never happened); `!!binary` became the text "b'...'"; `!!set` read as a map."""
+    text = edit(old, new)
+    assert problems_of(text) == [
+        f"{FILE}:{line_of(text, tag)}: {path}: invalid YAML: the tag {tag} is not supported:"
+        " alertgw reads plain YAML"
+    ]
+
+
+def test_plain_tags_are_still_read() -> None:
+    """`!!str 0101` is how YAML says "this number is text"; it stays allowed."""
+    config = parse_config(edit('"102"]', '"102", !!str 0103]'), filename=FILE)
+    assert config.zones["east"].rooms == ("101", "102", "0103")
+
+
+def test_a_tls_section_with_every_line_commented_out_is_not_plain_tcp() -> None:
+    """`tls:` with nothing under it read as no TLS: the password crossed the network bare."""
+    text = edit("  backoff_max: 10\n", "  backoff_max: 10\n  tls:\n  #  ca_file: /etc/ca.pem\n")
+    assert problems_of(text) == [
+        f"{FILE}:{line_of(text, 'tls:')}: mqtt.tls: is empty: give ca_file for TLS,"
+        " or remove the line for plain TCP"
+    ]

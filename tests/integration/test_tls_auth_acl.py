@@ -265,3 +265,42 @@ async def test_a_password_file_spoilt_while_running_is_retried_not_fatal(
             stop.set()
             await asyncio.wait_for(task, 10)
     assert "gw-secr" not in repr(logs)
+
+
+async def test_a_password_env_that_is_not_set_is_an_error_not_an_empty_password(
+    secure_broker: Broker, pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`password_env` naming a variable the daemon's environment lacks (a unit without its
+    EnvironmentFile=) connected with no password: refused here, let in on a lax broker.
+
+    Now it is `mqtt_credentials_unreadable`, retried, and connects once the variable is there.
+    """
+    variable = f"ALERTGW_TEST_{unique('pw').replace('-', '_').upper()}"
+    monkeypatch.delenv(variable, raising=False)
+    base = gateway_config(secure_broker, tmp_path, pki.ca)
+    assert base.mqtt is not None
+    config = dataclasses.replace(
+        base, mqtt=dataclasses.replace(base.mqtt, password_file=None, password_env=variable)
+    )
+    gw = Gateway(config)
+    stop = asyncio.Event()
+    with capture_logs() as logs:
+        task = asyncio.create_task(gw.run(stop.wait))
+        try:
+            for _ in range(100):
+                if any(e["event"] == "mqtt_credentials_unreadable" for e in logs):
+                    break
+                await asyncio.sleep(0.05)
+            unreadable = [e for e in logs if e["event"] == "mqtt_credentials_unreadable"]
+            assert unreadable, [e["event"] for e in logs]
+            assert variable in unreadable[0]["error"]
+            assert not any(e["event"] == "mqtt_auth_failed" for e in logs)  # never tried
+            monkeypatch.setenv(variable, USERS["alertgw"])
+            for _ in range(100):  # the retry is at the backoff's cap (0.3 s here)
+                if gw.metrics.connected.labels("mqtt")._value.get() == 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert gw.metrics.connected.labels("mqtt")._value.get() == 1
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
