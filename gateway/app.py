@@ -86,6 +86,8 @@ JOURNAL_STALL_AFTER = 5.0
 # The broker out of reach this long is a technical alarm (a restart takes a few seconds).
 BROKER_DOWN_ALARM_AFTER = 30.0
 REJECT_LOG_INTERVAL = 60.0
+# The router reads the wall clock at least this often, to see a step before a deadline.
+WALL_RECHECK = 1.0
 
 
 class Gateway:
@@ -588,20 +590,21 @@ class Gateway:
             batch: list[Item | None] = []
             now = self._now()  # a step found here moves the deadlines before the sleep
             deadline = self.engine.next_deadline()
-            delay = None if deadline is None else max(0.0, deadline - now)
+            # Capped: shift changes, schedule boundaries and the digest follow the wall
+            # clock, and a forward step (NTP, a restored RTC) brings them closer than the
+            # monotonic sleep computed before it knows. Idle, that is one look a second.
+            delay = WALL_RECHECK if deadline is None else min(WALL_RECHECK, deadline - now)
+            delay = max(0.0, delay)
             if not self._inbox.empty():
                 batch.append(self._inbox.get_nowait())
             else:
-                self._router_wakes_at = math.inf if deadline is None else deadline
+                self._router_wakes_at = now + delay
                 try:
-                    if delay is None:
-                        batch.append(await self._inbox.get())
-                    else:
-                        try:
-                            async with asyncio.timeout(delay):
-                                batch.append(await self._inbox.get())
-                        except TimeoutError:
-                            pass  # a timer is due: fire it with an empty batch
+                    try:
+                        async with asyncio.timeout(delay):
+                            batch.append(await self._inbox.get())
+                    except TimeoutError:
+                        pass  # a timer is due, or the clock is to be read: an empty batch
                 finally:
                     self._router_wakes_at = -math.inf
             while len(batch) < BATCH_MAX:

@@ -389,6 +389,9 @@ class Engine:
         # Looked at once now (a restart or a reload may have crossed a shift change, or
         # changed the roster or the routing), then at every shift change.
         self._handover_due: float | None = None if config.roster is None else self._now
+        # Alerts whose deadlines a clock step moved: the next tick journals them (their
+        # timeline says so), or a restart would bring back the deadlines of the old clock.
+        self._stepped: dict[str, float] = {}
         self._next_duty_check = self._now
         if self._at_boundary:
             self._boundary_due = self._now  # the next tick decides them under the new rules
@@ -1056,6 +1059,10 @@ class Engine:
                 # A latched alarm whose condition had ended: the acknowledgement ends it,
                 # as the accepter's own condition clearing would have.
                 self._finish(live, AlertState.CLEARED, now, detail, out)
+            elif self.config.roster is not None and live.alert.id in self._live:
+                # Tapped by a nurse whose shift has ended (an accept at 07:00:10): the shift
+                # change passed, so only now can the call go to the staff on duty.
+                self._shift_change(now, out, room=live.alert.room)
         elif response.kind is ResponseKind.REJECT:
             if response.handset in live.declined:
                 # Declined and neither rung nor accepting since: a broker redelivery of the
@@ -1173,7 +1180,8 @@ class Engine:
         if not delta:
             return
         self._timers.clear()  # rebuilt below: each live alert pushes its moved deadline
-        for live in self._live.values():
+        for alert_id, live in self._live.items():
+            self._stepped[alert_id] = self._stepped.get(alert_id, 0.0) + delta
             a = live.alert
             due = None if a.due is None else a.due + delta
             live.alert = a.with_state(a.state, raised_at=a.raised_at + delta, due=due)
@@ -1207,6 +1215,13 @@ class Engine:
     def _tick(self, now: float) -> Outcome:
         out = Outcome()
         self._now = now
+        if self._stepped:
+            for alert_id, delta in self._stepped.items():
+                live = self._live.get(alert_id)
+                if live is not None:  # its current state: later transitions may have come
+                    detail = f"deadlines moved {delta:+.1f} s"
+                    out.transitions.append(Transition(live.alert, "clock_stepped", now, detail))
+            self._stepped.clear()
         timers = self._timers
         while timers and timers[0][0] <= now:
             due, alert_id = heapq.heappop(timers)
@@ -1724,6 +1739,23 @@ class Engine:
                 and self._shift_ended(accepter, now)
             ):
                 self._hand_over(live, accepter, now, out)
+            elif (
+                room is None
+                and alert.state is AlertState.ACTIVE
+                and alert.group is None
+                and self._care(alert)
+                and live.step_rung
+                and all(self._shift_ended(h, now) for h in live.step_rung)
+            ):
+                # Ringing only staff who just went off duty: nobody on duty would hear of
+                # it until their step timed out. The step rings the shift on duty now.
+                out.transitions.append(
+                    Transition(alert, "escalated", now, f"to step {alert.step}", "shift_change")
+                )
+                if alert.critical:
+                    self._ring_critical(live, now, out)
+                else:
+                    self._ring_step(live, alert.step, now, out)
 
     def _care(self, alert: Alert) -> bool:
         """A call for care staff: not a technical alarm, unless a person waits behind it."""

@@ -64,29 +64,10 @@ class Calendar:
         for add in range(3):
             day = local.date() + dt.timedelta(days=add)
             candidate = dt.datetime(day.year, day.month, day.day, h, m, tzinfo=self.tz)
-            ts = candidate.timestamp()
-            if self.local(ts).replace(tzinfo=None) != candidate.replace(tzinfo=None):
-                ts = self._gap_end(candidate)
+            ts = wall_epoch(candidate)
             if ts > after:
                 return ts
         raise AssertionError("unreachable: a day always has a next HH:MM")
-
-    def _gap_end(self, wall: dt.datetime) -> float:
-        """When the clock passes `wall`, a time the spring-forward jump skips (02:30).
-
-        The window it bounds turns at the jump (`active` reads 03:00 as past 02:30); zoneinfo
-        would put the skipped time an hour on (03:30). The jump lies between the instants
-        the offsets before and after it give; found to the second.
-        """
-        naive = wall.replace(tzinfo=None)
-        lo, hi = int(wall.replace(fold=1).timestamp()), int(wall.replace(fold=0).timestamp())
-        while hi - lo > 1:  # local wall time at lo is before `wall`, at hi past it
-            mid = (lo + hi) // 2
-            if self.local(mid).replace(tzinfo=None) >= naive:
-                hi = mid
-            else:
-                lo = mid
-        return float(hi)
 
     def next_roster_change(self, roster: RosterConfig, after: float) -> float | None:
         """Epoch of the next start or end of any roster shift or override after `after`.
@@ -107,15 +88,36 @@ class Calendar:
         return start <= ts < end
 
 
+def wall_epoch(wall: dt.datetime) -> float:
+    """Epoch of an aware local time; one the spring-forward jump skips (02:30) is the jump.
+
+    A window it bounds turns at the jump (`active` reads 03:00 as past 02:30); zoneinfo
+    would put the skipped time an hour on (03:30). A repeated autumn time is its first pass.
+    """
+    ts = wall.timestamp()
+    naive = wall.replace(tzinfo=None)
+    if dt.datetime.fromtimestamp(ts, tz=wall.tzinfo).replace(tzinfo=None) == naive:
+        return ts
+    # The jump lies between the instants the offsets before and after it give; to the second.
+    lo, hi = int(wall.replace(fold=1).timestamp()), int(ts)
+    while hi - lo > 1:  # local wall time at lo is before `wall`, at hi past it
+        mid = (lo + hi) // 2
+        if dt.datetime.fromtimestamp(mid, tz=wall.tzinfo).replace(tzinfo=None) >= naive:
+            hi = mid
+        else:
+            lo = mid
+    return float(hi)
+
+
 @functools.lru_cache(maxsize=256)
 def _bounds(start: str, end: str, tz: ZoneInfo) -> tuple[float, float]:
     def parse(text: str) -> float:
         value = dt.datetime.fromisoformat(text)
         if value.tzinfo is None:
-            value = value.replace(tzinfo=tz)
+            return wall_epoch(value.replace(tzinfo=tz))  # a skipped time starts at the jump
         return value.timestamp()
 
     return parse(start), parse(end)
 
 
-__all__ = ["Calendar", "ScheduleConfig"]
+__all__ = ["Calendar", "ScheduleConfig", "wall_epoch"]
