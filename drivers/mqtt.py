@@ -534,6 +534,7 @@ class MqttLink:
                     ack=ack,
                     dup=msg.dup,
                     packet_id=mid if qos > 0 else 0,
+                    retain=bool(msg.retain),
                 )
             )
             return

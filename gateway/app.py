@@ -899,6 +899,12 @@ class Gateway:
         return now
 
     def _parse_response(self, raw: RawResponse) -> Response | None:
+        if raw.retain:
+            # An app that publishes answers retained: the broker sends the last one again at
+            # every subscribe (each start and reconnect). Applied, an accept long given
+            # back would take the alert again and stop its escalation.
+            self._reject("handsets", "retained_response", raw.handset)
+            return None
         response = parse_response(raw)
         if response is None:
             self._reject("handsets", "malformed_response", raw.handset)

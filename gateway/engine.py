@@ -228,6 +228,8 @@ class _ReadBack:
     reminders: int = 0  # since the last accept or reopen
     # Handsets with "batched" and no "batch_sent" since (insertion-ordered).
     batches: dict[str, None] = dataclasses.field(default_factory=dict)
+    # Handsets sent it inside a batch: the outbox row carries the first alert's id only.
+    batch_sent: dict[str, None] = dataclasses.field(default_factory=dict)
     restless: bool = False  # rung by a rule's `repeat`
     assistance: bool = False  # an assistance call
     rang_at: float | None = None  # its first "ringing"
@@ -271,7 +273,9 @@ def _read_back(timeline: Iterable[tuple[float, str, str]]) -> _ReadBack:
         elif event == "batched":
             got.batches[detail.split(" ", 1)[0]] = None
         elif event == "batch_sent":
-            got.batches.pop(detail.split(" ", 1)[0], None)
+            handset = detail.split(" ", 1)[0]
+            got.batches.pop(handset, None)
+            got.batch_sent[handset] = None
         elif event == SHORT_EVENT:
             got.restless = True
         elif event == "assistance":
@@ -725,14 +729,16 @@ class Engine:
             # this start's range, or beyond an alert's own seqs if it ran into that range
             # (a sensor chattering all night past SEQ_STRIDE messages).
             seq = self._seq_base if last_seq < self._seq_base else last_seq + SEQ_STRIDE
+        got = _read_back(timeline)
+        shown = list(handsets)
+        shown += [h for h in got.batch_sent if h not in shown]
         live = _Live(
             alert,
-            list(handsets),
+            shown,
             seq,
             self._ladder(alert.rule, critical=alert.critical),
             self._timers,
         )
-        got = _read_back(timeline)
         live.rejected_by, live.declined, live.step_rung, live.failed = (
             got.rejected_by,
             got.declined,
@@ -1035,6 +1041,15 @@ class Engine:
         if response.handset not in live.handsets:
             out.rejected = "not_delivered_to_handset"
             return out
+        leader = None if live.alert.group is None else self._live.get(live.alert.group)
+        if (
+            leader is not None
+            and response.kind is not ResponseKind.RESOLVE
+            and response.handset in leader.handsets
+        ):
+            # A tap on one line of a grouped message (its member's id): the nurse takes or
+            # gives back the room's group, which rings and escalates as one.
+            live = leader
         alert = live.alert
         if response.kind is ResponseKind.ACCEPT:
             if alert.state is AlertState.ACCEPTED and not _by_presence(alert):
@@ -1141,6 +1156,11 @@ class Engine:
             # The accepter can't go after all: the alert is open again and moves on, and
             # every handset still showing it taken is told it is open (or rung anew).
             self._reopen(live, now, out, f"{why} by {handset}")
+            if why == "rejected":
+                # Her own "no" stands for this round (the reopen forgot earlier ones): she is
+                # not rung again at once with the call she just handed back.
+                live.rejected_by.add(handset)
+                live.declined.add(handset)
             start = len(out.deliveries)
             self._escalate(live, now, out, why=why)
             self._tell_open(live, start, now, out)

@@ -39,6 +39,8 @@ class RawResponse:
     ack: Callable[[], None] | None = None
     dup: bool = False  # the broker sent it before (MQTT DUP): maybe journaled already
     packet_id: int = 0  # the MQTT packet id (0: QoS 0, or not MQTT), kept by a redelivery
+    # The broker's stored copy, sent because alertgw subscribed: an answer long applied.
+    retain: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
