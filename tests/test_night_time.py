@@ -11,6 +11,7 @@ import io
 import time
 from pathlib import Path
 
+from gateway.app import Gateway
 from gateway.config import parse_config
 from gateway.model import AlertState, Response, ResponseKind, Signal, SignalState
 from tests.conftest import running
@@ -122,6 +123,21 @@ metrics: {{enabled: false}}
 """
 
 
+def raise_signal(gw: Gateway, now: float, device: str, kind: str) -> None:
+    """Hand the running gateway a raised signal from `device` in room 101."""
+    signal = Signal(
+        id="s1",
+        source="test",
+        device=device,
+        room="101",
+        kind=kind,
+        state=SignalState.RAISED,
+        ts=now,
+        received_at=now,
+    )
+    gw.put(signal)
+
+
 class SteppedClock:
     """The real wall clock plus an offset a test steps, as NTP would."""
 
@@ -150,19 +166,7 @@ async def test_a_forward_clock_step_past_the_shift_change_hands_over_at_once(
     cfg = parse_config(GATEWAY_YAML.format(db=tmp_path / "j.db"))
     async with running(cfg, clock=clock, elapsed=time.monotonic, console=io.StringIO()) as r:
         gw = r.gateway
-        now = clock()
-        gw.put(
-            Signal(
-                id="s1",
-                source="test",
-                device="cord-101",
-                room="101",
-                kind="pull_cord",
-                state=SignalState.RAISED,
-                ts=now,
-                received_at=now,
-            )
-        )
+        raise_signal(gw, clock(), "cord-101", "pull_cord")
         await asyncio.sleep(0.2)
         (alert,) = gw.engine.active
         gw.put(Response("natt", alert.id, ResponseKind.ACCEPT, clock()))
@@ -208,19 +212,7 @@ async def test_a_restart_after_a_backward_clock_step_keeps_the_moved_hold_off(
     cfg = parse_config(STEP_YAML.format(db=tmp_path / "j.db"))
     async with running(cfg, clock=clock, elapsed=time.monotonic, console=io.StringIO()) as r:
         gw = r.gateway
-        now = clock()
-        gw.put(
-            Signal(
-                id="s1",
-                source="test",
-                device="bed-101",
-                room="101",
-                kind="bed_exit",
-                state=SignalState.RAISED,
-                ts=now,
-                received_at=now,
-            )
-        )
+        raise_signal(gw, clock(), "bed-101", "bed_exit")
         await asyncio.sleep(0.3)
         (alert,) = gw.engine.active
         assert alert.state is AlertState.HELD
