@@ -6,18 +6,16 @@ Found by a review (2026-11-25); each test failed before its fix, as its docstrin
 from __future__ import annotations
 
 import asyncio
-import io
 import time
 from pathlib import Path
 
 import aiomqtt
 import orjson
 
-from gateway.app import Gateway
-from gateway.config import load_config
 from gateway.ports import Inbound, RawResponse
 from tests.conftest import Broker, make_config, running, unique
 from tests.integration.helpers import peer
+from tests.integration.test_restart_and_reload import start
 
 
 async def test_a_retained_accept_is_not_applied_again_after_a_restart(
@@ -88,15 +86,6 @@ metrics: {{enabled: false}}
 """
 
 
-async def _start(path: Path) -> tuple[Gateway, asyncio.Event, asyncio.Task[None], io.StringIO]:
-    out = io.StringIO()
-    gw = Gateway(load_config(path), console=out, serve_metrics=False, drain_timeout=2.0)
-    stop = asyncio.Event()
-    task = asyncio.create_task(gw.run(stop.wait))
-    await asyncio.wait_for(gw.ready.wait(), 10)
-    return gw, stop, task, out
-
-
 def _cord(device: str, sid: str) -> Inbound:
     body = f'{{"device": "{device}", "id": "{sid}"}}'.encode()
     return Inbound("integrator", "in/x", body, time.time())
@@ -118,7 +107,7 @@ async def test_an_alert_received_in_a_batch_can_still_be_answered_after_a_restar
     """
     path = tmp_path / "alertgw.yaml"
     path.write_text(BATCH_YAML.format(db=tmp_path / "journal.db"), encoding="utf-8")
-    gw, stop, task, out = await _start(path)
+    gw, stop, task, out = await start(path)
     for i, device in enumerate(("cord-101", "cord-102", "cord-103")):
         gw.put(_cord(device, f"s{i}"))
     await asyncio.sleep(1.8)  # room 101 rings; 102 and 103 go out as one batch after 1 s
@@ -127,7 +116,7 @@ async def test_an_alert_received_in_a_batch_can_still_be_answered_after_a_restar
     stop.set()
     await asyncio.wait_for(task, 10)
 
-    gw, stop, task, out = await _start(path)
+    gw, stop, task, out = await start(path)
     try:
         body = f'{{"alert_id": "{room_103}", "response": "accept"}}'.encode()
         gw.put(RawResponse("h1", body, time.time(), None, False, 5))

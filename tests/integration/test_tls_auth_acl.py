@@ -137,6 +137,17 @@ async def test_tls_and_password_route_an_alert(
         assert r.gateway.metrics.connected.labels("mqtt")._value.get() == 1
 
 
+async def logged(logs: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
+    """The entries of `event` in `logs`, once there is one (within 5 s)."""
+    for _ in range(100):
+        if any(e["event"] == event for e in logs):
+            break
+        await asyncio.sleep(0.05)
+    found = [e for e in logs if e["event"] == event]
+    assert found, [e["event"] for e in logs]
+    return found
+
+
 async def run_until_logged(config: Config, event: str) -> tuple[Gateway, list[dict[str, Any]]]:
     """Run a gateway until it logs `event` (or 5 s pass); return it and every log entry."""
     gw = Gateway(config)
@@ -243,12 +254,7 @@ async def test_a_password_file_spoilt_while_running_is_retried_not_fatal(
     with capture_logs() as logs:
         task = asyncio.create_task(gw.run(stop.wait))
         try:
-            for _ in range(100):
-                if any(e["event"] == "mqtt_credentials_unreadable" for e in logs):
-                    break
-                await asyncio.sleep(0.05)
-            unreadable = [e for e in logs if e["event"] == "mqtt_credentials_unreadable"]
-            assert unreadable, [e["event"] for e in logs]
+            unreadable = await logged(logs, "mqtt_credentials_unreadable")
             assert "utf-8" in unreadable[0]["error"]
             assert not task.done()
             secret.write_text(USERS["alertgw"] + "\n")
@@ -287,12 +293,7 @@ async def test_a_password_env_that_is_not_set_is_an_error_not_an_empty_password(
     with capture_logs() as logs:
         task = asyncio.create_task(gw.run(stop.wait))
         try:
-            for _ in range(100):
-                if any(e["event"] == "mqtt_credentials_unreadable" for e in logs):
-                    break
-                await asyncio.sleep(0.05)
-            unreadable = [e for e in logs if e["event"] == "mqtt_credentials_unreadable"]
-            assert unreadable, [e["event"] for e in logs]
+            unreadable = await logged(logs, "mqtt_credentials_unreadable")
             assert variable in unreadable[0]["error"]
             assert not any(e["event"] == "mqtt_auth_failed" for e in logs)  # never tried
             monkeypatch.setenv(variable, USERS["alertgw"])
