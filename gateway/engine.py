@@ -18,7 +18,7 @@ import math
 import secrets
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from gateway.config import (
     Config,
@@ -168,6 +168,8 @@ class _Live:
     # An assistance call (staff in the room pressed it): never batched by the rate limit.
     assistance: bool = False
     rang_at: float | None = None  # its first ring (a group window counts from it)
+    # Handsets it waits for in a rate-limit batch and was never sent: they cannot answer it.
+    unseen: set[str] = dataclasses.field(default_factory=set)
 
     def __post_init__(self) -> None:
         if self._alert.due is not None:
@@ -236,6 +238,10 @@ class _ReadBack:
     digest_since: float | None = None  # queued for a technical digest not sent since
 
 
+# The detail of the "reopened" event an accepter's reject writes (see `_give_back`).
+_GIVEN_BACK: Final = "rejected by "
+
+
 def _read_back(timeline: Iterable[tuple[float, str, str]]) -> _ReadBack:
     """Read an alert's state back from the timeline this module writes, in one pass.
 
@@ -262,10 +268,16 @@ def _read_back(timeline: Iterable[tuple[float, str, str]]) -> _ReadBack:
             got.declined.discard(detail)
             got.reminders = 0
         elif event == "reopened":
-            # Nobody's again: a new round, in which an earlier "busy" counts no more.
+            # Nobody's again: a new round, in which an earlier "busy" counts no more...
             got.reminders = 0
             got.rejected_by.clear()
             got.declined.clear()
+            if detail.startswith(_GIVEN_BACK):
+                # ...but the accepter's own "no" that reopened it (journaled before the
+                # reopen) stands for this round, as `_give_back` keeps it.
+                handset = detail.removeprefix(_GIVEN_BACK)
+                got.rejected_by.add(handset)
+                got.declined.add(handset)
         elif event == "attended":
             got.reminders = 0
         elif event == "reminder":
@@ -762,6 +774,7 @@ class Engine:
                     continue
                 if handset not in live.handsets:
                     live.handsets.append(handset)
+                    live.unseen.add(handset)
                 batch = self._batch.setdefault(handset, [])
                 if alert.id not in batch:
                     batch.append(alert.id)
@@ -1038,7 +1051,7 @@ class Engine:
         if live is None:
             out.rejected = "unknown_alert"
             return out
-        if response.handset not in live.handsets:
+        if response.handset not in live.handsets or response.handset in live.unseen:
             out.rejected = "not_delivered_to_handset"
             return out
         leader = None if live.alert.group is None else self._live.get(live.alert.group)
@@ -1060,6 +1073,9 @@ class Engine:
                         due = now + live.ladder.reminder
                         live.alert = alert.with_state(AlertState.ACCEPTED, due=due)
                     self._attended(live, now, out, "accepted", response.handset, reason="reminder")
+                    # Her phone (or pager) rings the reminder until it hears the alert is
+                    # hers: tell it, as the first accept did.
+                    out.deliveries.append(self._delivery(live, response.handset, "update", now))
                 return out
             # A handset may take over a critical alarm that staff presence stopped.
             self._accept(live, response.handset, now, out)
@@ -1110,7 +1126,7 @@ class Engine:
         return out
 
     def handle_delivery_failed(
-        self, handset: str, alert_id: str, now: float, *, why: str = ""
+        self, handset: str, alert_id: str, now: float, *, why: str = "", action: str = "ring"
     ) -> Outcome:
         """A channel reported that a handset could not be reached: move the alert on, if
         nobody else the current step rang can take it.
@@ -1120,10 +1136,17 @@ class Engine:
         the timeline (e.g. "refused", or a paging system's fault). As for a reject, one
         failed ring among a step's handsets leaves the others their time: the alert moves
         on when the step's last handset said no or could not be reached, or at `after`.
+
+        Only a ring (or batch) moves the alert: a refused `update` (the confirmation of an
+        accept) is only noted as "update_failed". The accepter is on her way; her next
+        reminder is a ring, and its refusal reopens the call then.
         """
         out = Outcome()
         live = self._live.get(alert_id)
         if live is None or handset not in live.handsets:
+            return out
+        if action not in ("ring", "batch"):
+            out.transitions.append(Transition(live.alert, f"{action}_failed", now, handset, why))
             return out
         live.failed.add(handset)
         out.transitions.append(Transition(live.alert, "delivery_failed", now, handset, why))
@@ -1155,7 +1178,12 @@ class Engine:
         if alert.state is AlertState.ACCEPTED and alert.accepted_by == handset:
             # The accepter can't go after all: the alert is open again and moves on, and
             # every handset still showing it taken is told it is open (or rung anew).
-            self._reopen(live, now, out, f"{why} by {handset}")
+            self._reopen(
+                live,
+                now,
+                out,
+                f"{_GIVEN_BACK}{handset}" if why == "rejected" else f"{why} by {handset}",
+            )
             if why == "rejected":
                 # Her own "no" stands for this round (the reopen forgot earlier ones): she is
                 # not rung again at once with the call she just handed back.
@@ -2189,6 +2217,8 @@ class Engine:
                 if live.alert.id not in batch:
                     batch.append(live.alert.id)
                 self._batch_due.setdefault(handset, log[0] + limit.per if log else now)
+                if not known:
+                    live.unseen.add(handset)
                 out.transitions.append(
                     Transition(live.alert, "batched", now, handset, "rate_limit")
                 )
@@ -2245,6 +2275,7 @@ class Engine:
             )
         )
         for lv in lives:
+            lv.unseen.discard(handset)
             out.transitions.append(Transition(lv.alert, "batch_sent", now, handset))
 
     def _delivery(
@@ -2252,6 +2283,7 @@ class Engine:
     ) -> Delivery:
         alert = live.alert
         live.seq += 1
+        live.unseen.discard(handset)
         payload: dict[str, Any] = {
             "type": action,
             "alert_id": alert.id,
