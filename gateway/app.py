@@ -712,10 +712,10 @@ class Gateway:
                 if item.status == "delivered":
                     outcome.extend(self.engine.note(item.alert_id, "delivered", item.handset, now))
                 else:
-                    self.metrics.deliveries.labels(item.handset, "ring", "failed").inc()
+                    self.metrics.deliveries.labels(item.handset, item.action, "failed").inc()
                     outcome.extend(
                         self.engine.handle_delivery_failed(
-                            item.handset, item.alert_id, now, why=item.detail
+                            item.handset, item.alert_id, now, why=item.detail, action=item.action
                         )
                     )
             else:
@@ -1166,18 +1166,25 @@ class Gateway:
         )
         self._confirm(delivery.id, DeliveryState.FAILED)
         now = time.monotonic()
-        last = lane.refused.get(delivery.alert_id)
-        lane.refused[delivery.alert_id] = now
-        if len(lane.refused) > 1000:
-            lane.refused.clear()
+        last = None
+        if delivery.action in ("ring", "batch"):
+            # Only a ring moves an alert on (an update is only noted): only rings are held.
+            last = lane.refused.get(delivery.alert_id)
+            lane.refused[delivery.alert_id] = now
+            if len(lane.refused) > 1000:
+                lane.refused.clear()
         # At the last step the engine rings a failed handset again: a message refused every
         # time would loop as fast as the line answers. Once per REFUSED_HOLD is enough.
         if delivery.action == "cancel" or (last is not None and now - last < REFUSED_HOLD):
             self.metrics.delivery_count.inc(handset, delivery.action, "failed")
         else:
-            # Counted as a failed ring where the router hands it to the engine.
+            # Counted as failed where the router hands it to the engine.
             why = "nobody listens" if unheard else "refused"
-            self.put(DeliveryReport(handset, delivery.alert_id, "failed", time.time(), why))
+            self.put(
+                DeliveryReport(
+                    handset, delivery.alert_id, "failed", time.time(), why, delivery.action
+                )
+            )
 
     def _reachable(self, lane: _Lane, *, reachable: bool) -> None:
         # Exported on change only: a lock and a lookup per message would tax the hot path.

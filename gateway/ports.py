@@ -52,6 +52,7 @@ class DeliveryReport:
     status: Literal["delivered", "failed"]
     ts: float
     detail: str = ""
+    action: str = "ring"  # of the message it reports on: only a failed ring moves an alert
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 import aiomqtt
 import orjson
 
+from gateway.config import parse_config
 from gateway.ports import Inbound, RawResponse
 from tests.conftest import Broker, make_config, running, unique
 from tests.integration.helpers import peer
@@ -129,3 +130,76 @@ async def test_an_alert_received_in_a_batch_can_still_be_answered_after_a_restar
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+ROSTER_YAML = """
+site: {{name: T, timezone: Europe/Oslo}}
+mqtt: {{host: 127.0.0.1, port: {port}, client_id: {client_id}, status_topic: {prefix}/status}}
+sources:
+  integrator: {{type: mqtt, decoder: json, topics: ["{prefix}/in/#"]}}
+zones:
+  east: {{rooms: ["101", "102"]}}
+devices:
+  cord-101: {{room: "101", kind: pull_cord}}
+  cord-102: {{room: "102", kind: pull_cord}}
+handsets:
+  h1: {{channel: mqtt, address: {prefix}/handset/h1}}
+  h2: {{channel: mqtt, address: {prefix}/handset/h2}}
+schedules:
+  always: {{start: "00:00", end: "00:00"}}
+roster:
+  shifts: [{{schedule: always, assign: {{east: [h1]}}}}]
+  failsafe: [h2]
+escalation:
+  default:
+    steps: [{{to: primary, after: 60}}, {{to: failsafe, after: 60}}]
+    reminder: 1
+rate_limit: {{max: 1, per: 600}}
+journal: {{path: "{db}"}}
+metrics: {{enabled: false}}
+"""
+
+
+async def test_answers_only_for_what_the_screen_shows_and_a_reminder_accept_is_confirmed(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Through Mosquitto, as a handset app sees it (see tests/test_answer_path.py):
+
+    - room 102's call waits in h1's batch (rate limit one a 10 min): an accept of it from
+      h1 is refused and counted, and the call stays open;
+    - h1 accepts room 101; a second later her phone rings a reminder; her accept of it
+      comes back as an `update` saying the call is hers (before, nothing came back).
+    """
+    prefix = unique("t")
+    text = ROSTER_YAML.format(
+        port=broker.port, client_id=unique("alertgw"), prefix=prefix, db=tmp_path / "j.db"
+    )
+    config = parse_config(text, filename="roster.yaml")
+    async with peer(broker.port, prefix) as p, running(config) as r:
+        await p.json_signal({"device": "cord-101", "id": "s1"})
+        handset, ring = await p.next()
+        assert (handset, ring["type"], ring["room"]) == ("h1", "ring", "101")
+        await p.json_signal({"device": "cord-102", "id": "s2"})
+        await asyncio.sleep(0.3)
+        (waiting,) = [a.id for a in r.gateway.engine.active if a.room == "102"]
+        await p.respond("h1", waiting, "accept")
+        await asyncio.sleep(0.5)
+        refused = r.gateway.metrics.rejects.labels("handsets", "not_delivered_to_handset")
+        assert refused._value.get() == 1
+        alert = r.gateway.engine.alert(waiting)
+        assert alert is not None
+        assert alert.state.value == "active"
+
+        await p.respond("h1", ring["alert_id"], "accept")
+        _, update = await p.next()
+        assert (update["type"], update["state"]) == ("update", "accepted")
+        _, reminder = await p.next(timeout=5)
+        assert (reminder["type"], reminder.get("reminder")) == ("ring", True)
+        await p.respond("h1", ring["alert_id"], "accept")
+        _, confirmed = await p.next()
+        assert (confirmed["type"], confirmed["state"], confirmed["accepted_by"]) == (
+            "update",
+            "accepted",
+            "h1",
+        )
+        assert confirmed["seq"] > reminder["seq"]

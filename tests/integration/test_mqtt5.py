@@ -227,3 +227,37 @@ async def test_a_v5_session_keeps_what_arrived_while_alertgw_was_down(
             assert r.gateway.link is not None
             assert r.gateway.link._session_present is True
     assert (handset, ring["type"], ring["kind"]) == ("n1", "ring", "pull_cord")
+
+
+async def test_an_update_nobody_hears_does_not_take_the_call_from_its_accepter(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """MQTT 5: n1's app gets the ring, accepts, and stops listening (killed, or switched
+    to another address) before alertgw's `update` confirming the accept goes out.
+
+    Before: the unheard update counted as a failed ring; n1 being the accepter, the call
+    was reopened and rung to n1 and n2 while n1 walked to the room. Now the timeline
+    says `update_failed` and the call stays n1's (her next reminder, a ring, would fail
+    and reopen it if her phone is still deaf then).
+    """
+    path = v5_config(tmp_path, broker.port, "5")
+    prefix = prefix_of(path)
+    async with (
+        running(load_config(path)) as r,
+        peer(broker.port, prefix, handsets=("n2", "vakt")) as p,
+        aiomqtt.Client("127.0.0.1", broker.port) as n1_app,
+    ):
+        await n1_app.subscribe(f"{prefix}/handset/n1/alert", qos=1)
+        await p.z2m("rom102/snor", {"action": "single"})
+        ring = orjson.loads(
+            (await asyncio.wait_for(anext(aiter(n1_app.messages)), 5)).payload  # type: ignore[arg-type]
+        )
+        assert ring["type"] == "ring"
+        await n1_app.unsubscribe(f"{prefix}/handset/n1/alert")
+        await p.respond("n1", ring["alert_id"], "accept")
+        assert await p.nothing(within=1.5), "the call went on to n2 though n1 took it"
+        alert = r.gateway.engine.alert(ring["alert_id"])
+        assert alert is not None
+        assert (alert.state.value, alert.accepted_by) == ("accepted", "n1")
+    stored = await latest_alert(tmp_path / "j.db")
+    assert ("update_failed", "n1 (nobody listens)") in [(e, d) for _, e, d in stored.events]
