@@ -1191,11 +1191,18 @@ def _check_rules(config: Config, tree: Located, problems: Problems) -> None:
                         "expected a local date and time like 2026-12-24T22:00",
                     )
             if len(bounds) == 2 and bounds[1] <= bounds[0]:
-                # Christmas night written 24 Dec 22:00 -> 24 Dec 07:00 would never apply.
+                # Christmas night written 24 Dec 22:00 -> 24 Dec 07:00 would never apply,
+                # nor 02:10 -> 02:50 on the night the clocks skip from 02:00 to 03:00.
+                written = [dt.datetime.fromisoformat(t) for t in (ov.start, ov.end)]
+                naive = all(t.tzinfo is None for t in written)
+                skipped = (
+                    " (the clocks skip that hour)" if naive and written[0] < written[1] else ""
+                )
                 problems.add(
                     _line(tree, *where, "end"),
                     _path(*where, "end"),
-                    f"ends at {ov.end}, not after its start {ov.start}: it would never apply",
+                    f"ends at {ov.end}, not after its start {ov.start}: it would never apply"
+                    + skipped,
                 )
             if ov.zone not in config.zones:
                 problems.add(
@@ -1240,16 +1247,19 @@ def _check_rules(config: Config, tree: Located, problems: Problems) -> None:
 
 
 def _local_epoch(text: str, timezone: str) -> float:
-    """Epoch of an ISO date and time; without an offset it is local to the site."""
+    """Epoch of an ISO date and time; without an offset it is local to the site, and a
+    time the spring change skips is the jump, as the roster reads it."""
     import zoneinfo  # noqa: PLC0415 - only needed for this check
 
+    from gateway.schedule import wall_epoch  # noqa: PLC0415 - schedule imports this module
+
     value = dt.datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        try:
-            value = value.replace(tzinfo=zoneinfo.ZoneInfo(timezone))
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-            value = value.replace(tzinfo=dt.UTC)  # the bad zone is reported on its own line
-    return value.timestamp()
+    if value.tzinfo is not None:
+        return value.timestamp()
+    try:
+        return wall_epoch(value.replace(tzinfo=zoneinfo.ZoneInfo(timezone)))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return value.replace(tzinfo=dt.UTC).timestamp()  # the bad zone has its own line
 
 
 def _path(*parts: str | int) -> str:

@@ -1606,3 +1606,22 @@ def test_a_tls_section_with_every_line_commented_out_is_not_plain_tcp() -> None:
         f"{FILE}:{line_of(text, 'tls:')}: mqtt.tls: is empty: give ca_file for TLS,"
         " or remove the line for plain TCP"
     ]
+
+
+def test_an_override_inside_the_hour_the_spring_change_skips_is_refused() -> None:
+    """Cover written 29 March 02:10 -> 02:50: the clocks go from 02:00 straight to 03:00,
+    so the override would never apply (the roster starts a skipped time at the jump, as
+    schedules do). Before, the check read each time an hour on (03:10 -> 03:50) and let
+    it pass; the roster then never used it.
+    """
+    text = BASE.replace("routing:", ROSTER + "routing:", 1)
+    skipped = text.replace('"2026-12-24T22:00"', '"2026-03-29T02:10"').replace(
+        '"2026-12-25T07:00"', '"2026-03-29T02:50"'
+    )
+    line = line_of(skipped, "2026-03-29T02:50")
+    assert only_problem(skipped) == (
+        f"{FILE}:{line}: roster.overrides[0].end: ends at 2026-03-29T02:50, not after its "
+        "start 2026-03-29T02:10: it would never apply (the clocks skip that hour)"
+    )
+    across = skipped.replace('"2026-03-29T02:50"', '"2026-03-29T03:30"')
+    assert parse_config(across, filename=FILE).roster is not None  # 03:00 -> 03:30 applies
