@@ -1155,17 +1155,26 @@ class Gateway:
         """The channel refused `delivery` for good: fail it, and move its alert on at once."""
         handset = lane.handset
         unheard = isinstance(error, UnheardDeliveryError)
+        now = time.monotonic()
         if lane.reachable is not False:
             self._reachable(lane, reachable=False)
-        log.error(
-            "delivery_unheard" if unheard else "delivery_refused",
-            handset=handset,
-            alert_id=delivery.alert_id,
-            action=delivery.action,
-            error=str(error),
-        )
+            lane.quiet_until = 0.0
+        if now >= lane.quiet_until:
+            # One line per handset per REFUSED_HOLD, not one per message: a removed app
+            # refuses every ring all night. Each one is in its alert's timeline and counted.
+            log.error(
+                "delivery_unheard" if unheard else "delivery_refused",
+                handset=handset,
+                alert_id=delivery.alert_id,
+                action=delivery.action,
+                error=str(error),
+                refused_unlogged=lane.unlogged,
+            )
+            lane.quiet_until = now + REFUSED_HOLD
+            lane.unlogged = 0
+        else:
+            lane.unlogged += 1
         self._confirm(delivery.id, DeliveryState.FAILED)
-        now = time.monotonic()
         last = None
         if delivery.action in ("ring", "batch"):
             # Only a ring moves an alert on (an update is only noted): only rings are held.
@@ -1546,6 +1555,8 @@ class _Lane:
     limit: int = SEND_WINDOW  # messages awaiting their ACK at once
     refused: dict[str, float] = dataclasses.field(default_factory=dict)  # alert id -> when
     reachable: bool | None = None  # as last exported; None before its first outcome
+    quiet_until: float = 0.0  # no refusal is logged before then (monotonic), only counted
+    unlogged: int = 0  # refusals counted but not logged since the last line
     wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     idle: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     on_settled: Callable[[asyncio.Future[None]], None] = lambda _: None

@@ -261,3 +261,46 @@ async def test_an_update_nobody_hears_does_not_take_the_call_from_its_accepter(
         assert (alert.state.value, alert.accepted_by) == ("accepted", "n1")
     stored = await latest_alert(tmp_path / "j.db")
     assert ("update_failed", "n1 (nobody listens)") in [(e, d) for _, e, d in stored.events]
+
+
+async def test_a_handset_nobody_listens_to_is_logged_once_not_per_message(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """MQTT 5: n1's app no longer listens (it still answers). The pull cord in room 102
+    rings n1 (unheard: on to n2); n1 accepts anyway, and the resident pulls twice more.
+    Each message to n1 (the ring, the accept's confirmation, two count updates) is
+    counted and in the timeline, but the log says `delivery_unheard` once for the handset
+    (per 30 s), not once a message: a removed app would otherwise fill the log all night.
+    """
+    path = v5_config(tmp_path, broker.port, "5")
+    with capture_logs() as logs:
+        async with (
+            running(load_config(path)) as r,
+            peer(broker.port, prefix_of(path), handsets=("n2", "vakt")) as p,
+        ):
+            await p.z2m("rom102/snor", {"action": "single"})
+            handset, ring = await p.next()
+            assert handset == "n2"
+            await p.respond("n1", ring["alert_id"], "accept")
+            _, taken = await p.next()
+            assert (taken["type"], taken["accepted_by"]) == ("update", "n1")
+            for _ in range(2):
+                await p.z2m("rom102/snor", {"action": "single"})
+            deliveries = r.gateway.metrics.deliveries
+
+            def failed() -> float:
+                return sum(
+                    deliveries.labels("n1", action, "failed")._value.get()
+                    for action in ("ring", "update")
+                )
+
+            for _ in range(50):
+                if failed() >= 4:
+                    break
+                await asyncio.sleep(0.05)
+            assert failed() == 4
+            alert = r.gateway.engine.alert(ring["alert_id"])
+            assert alert is not None
+            assert (alert.state.value, alert.count) == ("accepted", 3)
+    unheard = [e for e in logs if e["event"] == "delivery_unheard"]
+    assert [(e["handset"], e["action"]) for e in unheard] == [("n1", "ring")]
