@@ -738,6 +738,7 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
     for where, topic, is_filter in topics:
         if (problem := _topic_problem(topic, is_filter=is_filter)) is not None:
             problems.add(_line(tree, *where), _path(*where), f"{topic!r}: {problem}")
+    link_reader: dict[str, str] = {}
     for name, src in config.sources.items():
         if src.type == "espa" and (src.link is None or src.link not in config.espa):
             problems.add(
@@ -745,6 +746,17 @@ def _check_references(config: Config, tree: Located, problems: Problems) -> None
                 f"sources.{name}.link",
                 f"an espa source needs `link:` naming one of espa: {_few(config.espa)}",
             )
+        elif src.type == "espa" and src.link is not None:
+            # One line has one reader; the daemon refused a second one only at start (exit 1,
+            # a systemd restart loop), after `check` had passed the file.
+            first = link_reader.setdefault(src.link, name)
+            if first != name:
+                problems.add(
+                    _line(tree, "sources", name, "link"),
+                    f"sources.{name}.link",
+                    f"espa line {src.link!r} is already read by source {first!r};"
+                    " one source per line",
+                )
         if src.type == "mqtt" and not src.topics:
             problems.add(
                 _line(tree, "sources", name),

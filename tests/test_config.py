@@ -1350,6 +1350,16 @@ def test_espa_port_that_cannot_open_is_a_problem(port: str, expected: str) -> No
     assert only_problem(text) == f"{FILE}:{where}: espa.l1.port: {expected}"
 
 
+def test_two_sources_reading_one_espa_line_is_a_problem() -> None:
+    """`check` passed it, and `alertgw run` died building the line (exit 1, restarted in a loop)."""
+    text = edit("sources:\n", ESPA_SOURCE + "  nurse2: {type: espa, link: l1}\n")
+    text += "espa:\n  l1: {port: /dev/ttyUSB0}\n"
+    assert only_problem(text) == (
+        f"{FILE}:{line_of(text, 'nurse2:')}: sources.nurse2.link: espa line 'l1' is already"
+        " read by source 'nurse'; one source per line"
+    )
+
+
 @pytest.mark.parametrize(
     "port", ["/dev/ttyUSB0", "socket://10.0.0.5:4001", "rfc2217://[::1]:2217", "spy:///dev/ttyS0"]
 )
