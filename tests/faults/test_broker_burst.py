@@ -42,7 +42,7 @@ def shipped_conf() -> str:
     return (
         AS_ROOT
         + text
-        + "\nallow_anonymous true\npersistence_location {workdir}/\n"
+        + "\npersistence_location {workdir}/\n"
         + "log_dest file {workdir}/mosquitto.log\n"
     )
 
@@ -114,6 +114,17 @@ async def watch_drops(port: int) -> AsyncIterator[DropWatch]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def test_shipped_broker_config_lets_alertgw_connect(tmp_path: Path) -> None:
+    """As shipped (no user name, as config/example.yaml connects), not `not authorised`.
+
+    Mosquitto 2.x refuses anonymous clients on a configured listener unless
+    `allow_anonymous true` says otherwise: the file alone used to lock alertgw out.
+    """
+    with conf_broker(tmp_path, "shipped") as broker:
+        async with aiomqtt.Client("127.0.0.1", broker.port, identifier=unique("anon")):
+            pass
 
 
 async def test_burst_through_shipped_broker_config_loses_nothing(tmp_path: Path) -> None:
