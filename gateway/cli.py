@@ -325,6 +325,14 @@ def _check(config: Config) -> int:
             f" {os.path.abspath(record)}, under the shipped systemd unit"
             f" /var/lib/alertgw/{record}"
         )
+    if not config.technical.handsets:
+        # Not an error (a demo, a home whose technician reads the log), but a paging fault
+        # or a bridge gone offline is then heard by nobody on the night it happens.
+        print(
+            "warning: technical.handsets: none, so technical alarms (a low battery, a sensor"
+            " or bridge offline, a link down, a paging fault) ring no handset: they are only"
+            " journaled and logged"
+        )
     mc = config.mqtt
     if mc is not None and mc.password_env and mc.password_env not in os.environ:
         # Not an error: the daemon's environment (systemd's EnvironmentFile=) is not this

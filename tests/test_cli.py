@@ -40,6 +40,7 @@ handsets:
   night1: {channel: console}
 routing:
   - {handsets: [night1]}
+technical: {handsets: [night1]}
 journal: {path: JOURNAL}
 metrics: {enabled: false}
 """
@@ -817,3 +818,18 @@ def test_check_warns_of_a_password_variable_unset_here(
     monkeypatch.setenv("ALERTGW_TEST_UNSET_PW", "x")
     assert main(["check", str(path)]) == 0
     assert "warning" not in capsys.readouterr().out
+
+
+def test_check_warns_when_no_handset_hears_technical_alarms(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without `technical.handsets` a paging fault is only journaled: valid, but worth a
+    second look (found by the README audit: check said nothing)."""
+    path = write_config(tmp_path, VALID.replace("technical: {handsets: [night1]}\n", ""))
+    assert main(["check", str(path)]) == 0
+    warnings = [x for x in capsys.readouterr().out.splitlines() if x.startswith("warning:")]
+    assert warnings == [
+        "warning: technical.handsets: none, so technical alarms (a low battery, a sensor or"
+        " bridge offline, a link down, a paging fault) ring no handset: they are only"
+        " journaled and logged"
+    ]
