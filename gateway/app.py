@@ -756,7 +756,8 @@ class Gateway:
         # signal, the engine re-creates the same alert id (it derives ids from key,
         # generation and signal, and the generation was not committed either), and handsets
         # drop the repeat by (alert_id, seq). Inputs nothing resends get ids of this start's
-        # own, and restored alerts' seqs jump past the earlier start's (Engine.use_start).
+        # own, and the seqs of restored alerts, and of new ones after their raise, jump
+        # past the earlier start's (Engine.use_start).
         stored = self._send(outcome, received)
         pending.signals.extend(signals)
         if self._journal_down:

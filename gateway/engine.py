@@ -565,7 +565,8 @@ class Engine:
 
         Handset messages leave before their commit, so an earlier start may have sent a
         restored alert seqs past its journaled one: its messages now go past `start *
-        SEQ_STRIDE`, so a handset never drops a cancel as a repeat.
+        SEQ_STRIDE`, so a handset never drops a cancel as a repeat. So do a new alert's
+        after those of its raise, which a redelivery re-creates (see `_raise`).
         """
         self._seq_base = start * SEQ_STRIDE
 
@@ -1408,19 +1409,21 @@ class Engine:
         self._by_key[key] = alert.id
         if kc.technical:
             self._technical(live, now, out)
-            return
-        if assist:
+        elif assist:
             self._assistance(live, now, out)
-            return
-        if rule is not None and rule.hold_off > 0:
-            if rule.repeat is not None and self._restless(live, rule, now, out):
-                return
+        elif rule is None or rule.hold_off <= 0:
+            self._activate(live, now, out)
+        elif rule.repeat is None or not self._restless(live, rule, now, out):
             live.alert = alert.with_state(AlertState.HELD, step=-1, due=now + rule.hold_off)
             out.transitions.append(
                 Transition(live.alert, "held", now, f"{rule.hold_off:g}s", rule.name)
             )
-            return
-        self._activate(live, now, out)
+        # The raise's own messages are what a broker redelivery after a crash re-creates,
+        # seqs and all, for handsets to drop as repeats. Any later one goes past this
+        # start's base (see use_start): an input nothing sends again (a QoS 0 accept, an
+        # ESPA status) in the raise's commit window would otherwise leave its seq to the
+        # re-created alert's next message, and a handset would drop that cancel or ring.
+        live.seq = max(live.seq, self._seq_base)
 
     def _assistance(self, live: _Live, now: float, out: Outcome) -> None:
         """Ring an assistance call to everyone on duty at once: no hold-off, no group.

@@ -1,0 +1,75 @@
+"""Seams of the restart path: what a crash, a late journal or an old journal leaves behind.
+
+Sans-IO where the engine decides; the journal where a row is kept or cancelled. The same
+cases against a real daemon, broker and SIGKILL are in tests/faults/test_restart_seams.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from gateway.engine import Engine
+from gateway.model import Delivery, Response, ResponseKind, Signal, SignalState
+from tests.test_engine import NIGHT, config
+
+
+def _press(signal_id: str, state: str = "raised", device: str = "cord-101") -> Signal:
+    dc = config().devices[device]
+    return Signal(signal_id, "test", device, dc.room, dc.kind, SignalState(state), NIGHT)
+
+
+def _started(start: int) -> Engine:
+    """An engine as the gateway builds it for its `start`-th start; nothing committed yet."""
+    engine = Engine(config(), now=NIGHT, salt="site")
+    engine.use_start(start)
+    return engine
+
+
+def _accept_at_qos0(engine: Engine, alert_id: str, now: float) -> list[Delivery]:
+    answer = Response("n-ost", alert_id, ResponseKind.ACCEPT, now)
+    return engine.handle_response(answer, now).deliveries
+
+
+def _page_failed(engine: Engine, alert_id: str, now: float) -> list[Delivery]:
+    return engine.handle_delivery_failed("n-ost", alert_id, now, why="fault").deliveries
+
+
+def _cleared(engine: Engine) -> list[Delivery]:
+    return engine.handle_signal(_press("s9", "cleared"), NIGHT + 30).deliveries
+
+
+def _step_timeout(engine: Engine) -> list[Delivery]:
+    return engine.tick(NIGHT + 70).deliveries
+
+
+@pytest.mark.parametrize(
+    ("unresent", "then"),
+    [(_accept_at_qos0, _cleared), (_page_failed, _step_timeout)],
+    ids=["qos0-accept-then-cancel", "espa-fault-then-escalation"],
+)
+def test_a_message_beside_an_uncommitted_raise_keeps_its_seq_from_the_re_created_alert(
+    unresent: Callable[[Engine, str, float], list[Delivery]],
+    then: Callable[[Engine], list[Delivery]],
+) -> None:
+    """A QoS 1 press rang n-ost (seq 1) and, within the same commit window, an input
+    nothing sends again (an accept at QoS 0, an ESPA paging fault) sent seq 2; a crash beat
+    the commit. The broker redelivers the press and the restarted daemon re-creates the
+    alert with seq 1, which the handsets rightly drop, but the second input is gone, and
+    the next message took seq 2 again: a handset that had seen it dropped the cancel (the
+    call stayed on her screen) or the escalation's ring (the colleague never heard it).
+    """
+    first = _started(1)
+    (ring,) = first.handle_signal(_press("mqtt-7"), NIGHT).deliveries
+    beside = unresent(first, ring.alert_id, NIGHT + 0.005)
+    assert beside  # it sent something the restarted daemon never hears of
+    seen = {(d.handset, d.alert_id): d.seq for d in [ring, *beside]}
+
+    second = _started(2)  # the journal holds neither: both were in the lost commit
+    (again,) = second.handle_signal(_press("mqtt-7"), NIGHT + 5).deliveries
+    assert (again.alert_id, again.seq) == (ring.alert_id, ring.seq)  # dropped as a repeat
+    later = then(second)
+    assert {d.handset for d in later} & {h for h, _ in seen}
+    dropped = [d for d in later if d.seq <= seen.get((d.handset, d.alert_id), 0)]
+    assert dropped == [], f"seen before the crash: {seen}"
