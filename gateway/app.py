@@ -1284,6 +1284,7 @@ class Gateway:
                 batch.levels,
                 sent,
                 responses=batch.responses,
+                cancel_queued_up_to=batch.stale_up_to,
             )
         )
         try:
@@ -1352,8 +1353,8 @@ class Gateway:
         try:
             stored = await self.journal.active_alerts()
             sources = await self.journal.signal_sources([s.alert.signal_id for s in stored])
-            stale = await self.journal.cancel_queued(self.journal.opened_last_id)
-        except sqlite3.Error as exc:
+            queued = await self.journal.pending_deliveries()  # the file's, from before
+        except (sqlite3.Error, ValueError) as exc:  # ValueError: a payload that is no JSON
             failed = str(exc)
         else:
             failed = ""
@@ -1384,12 +1385,23 @@ class Gateway:
                 open_calls.append(s.alert)
             outcome.extend(result)
         self._resume_espa_calls(open_calls, sources)
-        if stored or stale:
+        # An alert rung or told afresh above needs none of its queued messages. Every other
+        # one still goes, as a normal start would send it: the cancel of a call that ended
+        # before the crash (or the handset shows it for good), an accept shown to the
+        # colleagues, a digest. As copies numbered now, first: the file's own ids may be
+        # among those handed out meanwhile. Its rows are cancelled in the commit that
+        # writes the copies, so a crash in between leaves them queued, not lost.
+        fresh = {d.alert_id for d in outcome.deliveries}
+        kept = [d for d in queued if d.alert_id not in fresh]
+        outcome.deliveries[:0] = kept
+        self._pending.stale_up_to = self.journal.opened_last_id
+        if stored or queued:
             log.warning(
                 "journal_restored_late",
                 active_alerts=len(stored),
                 superseded=superseded,
-                stale_messages_cancelled=stale,
+                stale_messages_cancelled=len(queued) - len(kept),
+                queued_messages_resent=len(kept),
             )
         self._take(outcome)
         self.kick()  # their timers may be due already
@@ -1526,6 +1538,7 @@ class _Pending:
     levels: dict[str, object] = dataclasses.field(default_factory=dict)
     acks: list[Callable[[], None]] = dataclasses.field(default_factory=list)
     responses: list[StoredResponse] = dataclasses.field(default_factory=list)
+    stale_up_to: int = 0  # a file opened late: its queued rows up to this id are replaced
 
     def then(self, later: _Pending) -> _Pending:
         """This batch followed by a later one, as one batch (newer levels win)."""
@@ -1536,6 +1549,7 @@ class _Pending:
             {**self.levels, **later.levels},
             self.acks + later.acks,
             self.responses + later.responses,
+            max(self.stale_up_to, later.stale_up_to),
         )
 
 

@@ -817,8 +817,9 @@ class Engine:
         further along is kept: the newer one, unless it is still held (a ringing alarm
         must not fall silent for a replay's hold-off). The other ends (`superseded`) and
         its handsets are told; calls grouped under an old leader that ends ring on their
-        own. The file's queued messages were cancelled (`Journal.cancel_queued`), so a
-        kept alert that was ringing rings its current step again.
+        own. A kept alert that was ringing rings its current step again, in place of
+        the file's queued messages for it (the gateway cancels those, and sends the
+        queued messages of alerts this tells nothing).
         """
         out = Outcome()
         self._now = max(self._now, now)

@@ -281,12 +281,15 @@ class Journal:
         sent: Sequence[tuple[int, DeliveryState]] = (),
         *,
         responses: Sequence[StoredResponse] = (),
+        cancel_queued_up_to: int = 0,
     ) -> list[Delivery]:
         """Write one batch in one transaction; return deliveries with their outbox ids.
 
         Deliveries without an id are numbered here (see `number`); `sent` folds
         confirmations of earlier deliveries into the same transaction. `responses` are
         the handset answers the batch acted on, by id, so a redelivery is known again.
+        `cancel_queued_up_to`: mark the file's queued rows up to this id cancelled, for a
+        file opened late whose rows the batch sends afresh or as copies.
         """
         numbered = [d for d in deliveries if d.id is not None]
         if len(numbered) != len(deliveries):
@@ -298,6 +301,7 @@ class Journal:
             rows.marks = _fold_marks(deliveries, sent)
             sent = [(row, state) for row, state in sent if row not in rows.marks]
         rows.responses = list(responses)
+        rows.cancel_up_to = cancel_queued_up_to
         async with self._lock:
             await self._run(self._write, rows, deliveries, sent)
         return list(deliveries)
@@ -323,6 +327,12 @@ class Journal:
             if rows.alerts:
                 conn.executemany(_UPSERT_ALERT, rows.alerts)
                 conn.executemany(_INSERT_EVENT, rows.events)
+            if rows.cancel_up_to:
+                # Before the batch's own rows, which all have larger ids anyway.
+                conn.execute(
+                    "UPDATE outbox SET state=?, updated_at=? WHERE state='queued' AND id<=?",
+                    (DeliveryState.CANCELLED.value, now, rows.cancel_up_to),
+                )
             if deliveries:
                 marks = rows.marks
                 conn.executemany(
@@ -375,20 +385,6 @@ class Journal:
             )
             for r in rows
         ]
-
-    async def cancel_queued(self, up_to: int) -> int:
-        """Mark queued outbox rows with ids up to `up_to` cancelled; how many there were.
-
-        For a file opened late: its queued messages are from before this start, and the
-        alerts they were for are rung afresh by this process, not from those rows.
-        """
-        async with self._lock:
-            cursor = await self.db.execute(
-                "UPDATE outbox SET state=?, updated_at=? WHERE state='queued' AND id<=?",
-                (DeliveryState.CANCELLED.value, time.time(), up_to),
-            )
-            await self.db.commit()
-        return cursor.rowcount
 
     async def levels(self) -> dict[str, Any]:
         """Decoder levels saved by earlier runs."""
@@ -687,6 +683,7 @@ class _BatchRows:
     now: float = 0.0
     # outbox id -> (state, attempts) for rows confirmed before they were first written
     marks: dict[int | None, tuple[str, int]] = dataclasses.field(default_factory=dict)
+    cancel_up_to: int = 0  # queued rows up to this id are cancelled (see commit_batch)
 
 
 def _fold_marks(

@@ -6,13 +6,26 @@ cases against a real daemon, broker and SIGKILL are in tests/faults/test_restart
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from gateway.engine import Engine
-from gateway.model import Delivery, Response, ResponseKind, Signal, SignalState
+from gateway.engine import Engine, Transition
+from gateway.journal import Journal
+from gateway.model import (
+    AlertState,
+    Delivery,
+    DeliveryState,
+    Response,
+    ResponseKind,
+    Signal,
+    SignalState,
+)
 from tests.test_engine import NIGHT, config
+from tests.test_journal import T0, alert, ring
 
 
 def _press(signal_id: str, state: str = "raised", device: str = "cord-101") -> Signal:
@@ -73,3 +86,54 @@ def test_a_message_beside_an_uncommitted_raise_keeps_its_seq_from_the_re_created
     assert {d.handset for d in later} & {h for h, _ in seen}
     dropped = [d for d in later if d.seq <= seen.get((d.handset, d.alert_id), 0)]
     assert dropped == [], f"seen before the crash: {seen}"
+
+
+# -- a journal opened late --------------------------------------------------------------
+
+
+def _outbox(path: Path) -> list[tuple[int, str, str, int, str]]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return db.execute(
+            "SELECT id, alert_id, action, seq, state FROM outbox ORDER BY id"
+        ).fetchall()
+
+
+async def test_a_late_open_cancels_the_file_s_queue_in_the_commit_that_queues_its_copies(
+    tmp_path: Path,
+) -> None:
+    """The file held a cancel still queued (its PUBACK never came) for a call that ended.
+
+    The late open cancelled every queued row at once, in a commit of its own, and only
+    rang the alerts it restored: a finished call is not restored, so its cancel never
+    went and the handset showed the call for good. Now a copy is queued, numbered past
+    the ids handed out meanwhile, in the same transaction that cancels the file's rows.
+    """
+    path = tmp_path / "journal.db"
+    before = Journal(path)
+    await before.open()
+    ended = alert("a1", AlertState.CLEARED)
+    await before.commit_batch(
+        [], [Transition(ended, "cleared", T0)], [ring("a1", "n1", 1), ring("a1", "n1", 2, "cancel")]
+    )
+    await before.commit_batch([], [], [], sent=[(1, DeliveryState.SENT)])
+    await before.close()
+
+    late = Journal(path)
+    (meanwhile,) = late.number([ring("m1", "n1", 1)])  # routed from memory: id 1 again
+    await late.open()
+    (cancel,) = await late.pending_deliveries()
+    assert (cancel.id, cancel.action, cancel.seq) == (2, "cancel", 2)
+    with pytest.raises(sqlite3.IntegrityError):  # a failing commit cancels nothing
+        await late.commit_batch([], [], [cancel], cancel_queued_up_to=late.opened_last_id)
+    assert _outbox(path)[1][4] == "queued"
+    await late.commit_batch(
+        [], [], [meanwhile, *late.number([cancel])], cancel_queued_up_to=late.opened_last_id
+    )
+    await late.commit_batch([], [], [], sent=[(1, DeliveryState.SENT), (4, DeliveryState.SENT)])
+    await late.close()
+    assert _outbox(path) == [
+        (1, "a1", "ring", 1, "sent"),
+        (2, "a1", "cancel", 2, "cancelled"),
+        (3, "m1", "ring", 1, "sent"),  # handed out as 1, written past the file's rows
+        (4, "a1", "cancel", 2, "sent"),  # the copy, as the handset gets it
+    ]

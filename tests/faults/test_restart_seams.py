@@ -14,8 +14,12 @@ import aiomqtt
 import orjson
 import pytest
 
-from tests.conftest import Broker, unique
+from gateway.errors import JournalError
+from gateway.journal import Journal
+from tests.conftest import Broker, make_config, running, unique
+from tests.faults.test_journal_failing import until_recovered
 from tests.faults.test_kill9 import _longest_commit_config, site
+from tests.integration.helpers import peer
 
 pytestmark = pytest.mark.faults
 
@@ -56,3 +60,63 @@ async def test_kill9_beside_an_uncommitted_raise_keeps_the_cancel_apart(
     assert (again["type"], again["alert_id"], again["seq"]) == ("ring", ring["alert_id"], 1)
     assert (cancel["type"], cancel["alert_id"]) == ("cancel", ring["alert_id"])
     assert cancel["seq"] > update["seq"], (ring, update, cancel)
+
+
+def _unreadable_until(monkeypatch: pytest.MonkeyPatch, readable: asyncio.Event) -> None:
+    """The journal can be neither opened nor read (disk I/O errors) until `readable`."""
+    open_journal = Journal.open
+
+    async def unreadable(self: Journal) -> None:
+        if not readable.is_set():
+            raise JournalError("cannot open the journal: disk I/O error")
+        await open_journal(self)
+
+    async def no_look(cls: type[Journal], path: object) -> Journal:
+        raise JournalError("cannot open the journal: disk I/O error")
+
+    monkeypatch.setattr(Journal, "open", unreadable)
+    monkeypatch.setattr(Journal, "open_readonly", classmethod(no_look))
+
+
+async def test_a_journal_opened_late_still_sends_the_cancel_of_a_call_that_ended(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call ended while the broker was away: its cancel waited in the outbox. The next
+    start cannot read the journal; once the file opens, the late open marked every queued
+    row cancelled and rang only the alerts it restored. The ended call is not one of them:
+    its cancel never went and the handset showed the call for good.
+    """
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix)
+    db = tmp_path / "journal.db"
+    async with peer(broker.port, prefix) as p:
+        async with running(config):
+            await p.json_signal({"device": "cord-103", "id": "c1"})
+            _, ring = await p.next()
+            await p.json_signal({"device": "cord-103", "id": "c2", "state": "cleared"})
+            handset, cancel = await p.next()
+        assert (ring["type"], cancel["type"]) == ("ring", "cancel")
+        # As an outage leaves it (the broker never sent the PUBACK): still queued at the
+        # stop, for the next start to send.
+        with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+            conn.execute("UPDATE outbox SET state = 'queued' WHERE action = 'cancel'")
+        readable = asyncio.Event()
+        _unreadable_until(monkeypatch, readable)
+        async with running(config) as r:
+            assert r.gateway.engine.active_count <= 1  # the journal's own alarm at most
+            readable.set()
+            await until_recovered(r.gateway)
+            sent_to, again = await p.next()
+            for _ in range(100):  # the copy's PUBACK is committed after the late open's
+                states = _cancel_rows(db)
+                if states[-1] == "sent":
+                    break
+                await asyncio.sleep(0.05)
+    assert (sent_to, again["type"], again["alert_id"]) == (handset, "cancel", ring["alert_id"])
+    assert again["seq"] == cancel["seq"]  # the message itself, which no one had seen
+    assert states == ["cancelled", "sent"]  # the file's row, then its copy
+
+
+def _cancel_rows(db: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return [r[0] for r in conn.execute("SELECT state FROM outbox WHERE action = 'cancel'")]
