@@ -503,6 +503,11 @@ class Gateway:
             )
             if not cleared:
                 open_calls.append(stored.alert)
+        keys = collections.Counter(a.key for a in open_calls)
+        if doubled := [key for key, n in keys.items() if n > 1]:
+            # An older alertgw's late open, or a crash between a late open's commits: the
+            # engine keeps one per key at its first tick (Engine._one_per_key).
+            log.warning("journal_alerts_doubled", count=len(doubled), keys=doubled[:10])
         self._resume_espa_calls(open_calls, sources)
         self.engine.restore_conditions(
             {k: v for k, v in saved.items() if k.startswith(CONDITION_PREFIX)}

@@ -333,6 +333,9 @@ class Engine:
         # Old alerts `restore_late` ended as superseded: members coming back after them
         # leave their group.
         self._superseded_late: set[str] = set()
+        # Keys `restore` brought back more than one open alert for (their ids, oldest
+        # first): the next tick keeps one (see `_one_per_key`).
+        self._doubled: dict[str, list[str]] = {}
         # Level conditions muted by staff presence or inhibition that are still active (bed
         # still empty), by alert key: raised afresh when the staff leave or the inhibiting
         # alert ends, so neither drops one for good.
@@ -468,6 +471,8 @@ class Engine:
         dues = [timers[0][0]] if timers else []
         dues.extend(self._batch_due.values())
         dues.extend(self._present.values())
+        if self._doubled:
+            dues.append(self._now)
         if self._digest_due is not None:
             dues.append(self._digest_due)
         if self._boundary_due is not None:
@@ -785,6 +790,10 @@ class Engine:
         if condition_cleared:
             live.condition_cleared = True
         else:
+            prior = self._by_key.get(alert.key)
+            if prior is not None and prior != alert.id:
+                # An older journal holds the condition twice (see `_one_per_key`).
+                self._doubled.setdefault(alert.key, [prior]).append(alert.id)
             self._by_key[alert.key] = alert.id
             if alert.key == f"{alert.device}:silent":
                 # Flagged before the restart: the sensor's next report clears it, and
@@ -873,6 +882,42 @@ class Engine:
                 for h in ringing:
                     self._ring(live, h, now, out, rate_limited=False)
         return out
+
+    def _one_per_key(self, now: float, out: Outcome) -> None:
+        """End all but one of the open alerts `restore` brought back for one key.
+
+        A journal an alertgw before 2026-11-25 opened late, or a crash between a late
+        open's commits, holds a condition raised again meanwhile twice. Both rang on, and
+        the key named only the newer: the sensor's clear ended that one, and the other
+        escalated and reminded until someone resolved it by hand. As `restore_late`
+        decides, the newest is kept unless it is still held (a ringing alarm must not fall
+        silent for a hold-off); the others end, superseded, their handsets told, and calls
+        grouped under one that ends ring on their own.
+        """
+        doubled, self._doubled = self._doubled, {}
+        for key, ids in doubled.items():
+            lives = [
+                live
+                for i in ids
+                if (live := self._live.get(i)) is not None and not live.condition_cleared
+            ]
+            if len(lives) < 2:
+                continue  # a late open decided already
+            ringing = [live for live in lives if live.alert.state is not AlertState.HELD]
+            keep = ringing[-1] if ringing else lives[0]
+            self._by_key[key] = keep.alert.id
+            for live in lives:
+                if live is keep:
+                    continue
+                released = self._ungroup(live, now, out, f"leader {live.alert.id} superseded")
+                state = (
+                    AlertState.CANCELLED
+                    if live.alert.state is AlertState.HELD
+                    else AlertState.CLEARED
+                )
+                self._finish(live, state, now, f"by {keep.alert.id}", out, reason="superseded")
+                for member in released:
+                    self._activate(member, now, out)
 
     def _ungroup(self, leader: _Live, now: float, out: Outcome, detail: str) -> list[_Live]:
         """Take `leader`'s members out of its group, before it ends for a reason of its own."""
@@ -1265,6 +1310,8 @@ class Engine:
     def _tick(self, now: float) -> Outcome:
         out = Outcome()
         self._now = now
+        if self._doubled:
+            self._one_per_key(now, out)  # before the timers: an old one must not ring first
         if self._stepped:
             for alert_id, delta in self._stepped.items():
                 live = self._live.get(alert_id)

@@ -16,6 +16,7 @@ import pytest
 from gateway.engine import Engine, Transition
 from gateway.journal import Journal
 from gateway.model import (
+    Alert,
     AlertState,
     Delivery,
     DeliveryState,
@@ -24,7 +25,7 @@ from gateway.model import (
     Signal,
     SignalState,
 )
-from tests.test_engine import NIGHT, config
+from tests.test_engine import NIGHT, Clocked, config, journaled
 from tests.test_journal import T0, alert, ring
 
 
@@ -137,3 +138,68 @@ async def test_a_late_open_cancels_the_file_s_queue_in_the_commit_that_queues_it
         (3, "m1", "ring", 1, "sent"),  # handed out as 1, written past the file's rows
         (4, "a1", "cancel", 2, "sent"),  # the copy, as the handset gets it
     ]
+
+
+# -- two open alerts for one key in the journal ---------------------------------------------
+
+
+def _restarted(*stored: tuple[Alert, list[str], Clocked]) -> Clocked:
+    """A fresh engine a normal start restores `stored` into, oldest first."""
+    c = Clocked(config(), start=max(old.now for _, _, old in stored), first_id=50)
+    for back, rung, old in stored:
+        seq = max((d.seq for d in old.out.deliveries if d.alert_id == back.id), default=0)
+        c.engine.restore(back, rung, seq, timeline=journaled(old, back.id))
+    return c
+
+
+def test_a_start_restoring_two_open_alerts_of_one_key_keeps_the_newer() -> None:
+    """An older journal holds cord-102's call twice: an alertgw before 2026-11-25 left a
+    journal's alerts in the file when it opened late, and the call pulled meanwhile was a
+    second alert; today a crash between the late open's commits leaves the same.
+
+    Both came back and rang on. The key named only the newer, so the cord's reset ended
+    that one and the older escalated to the failsafe and reminded all night.
+    """
+    old = Clocked(config())
+    old.signal("cord-102")  # a1, rings n-ost
+    memory = Clocked(config(), start=old.now + 600, first_id=2)
+    memory.signal("cord-102")  # a2: the same call, pulled again while the file was shut
+    first, second = old.engine.alert("a1"), memory.engine.alert("a2")
+    assert first is not None
+    assert second is not None
+    c = _restarted((first, ["n-ost"], old), (second, ["n-ost"], memory))
+    c.at(1)
+    assert [(t.alert.id, t.event, t.detail, t.reason) for t in c.out.transitions] == [
+        ("a1", "cleared", "by a2", "superseded")
+    ]
+    assert [(d.alert_id, d.handset, d.action) for d in c.out.deliveries] == [
+        ("a1", "n-ost", "cancel")
+    ]
+    c.signal("cord-102", "cleared")  # the resident's call is answered and reset
+    assert c.engine.active == []
+    c.at(3600)
+    assert c.rings() == []
+
+
+def test_a_start_restoring_a_ringing_alert_and_a_held_one_of_its_key_keeps_the_ringing() -> None:
+    """bed-102 rang and went to the failsafe; a second, newer bed exit of the same key is
+    in its 20-minute hold-off. As at a late open, the ringing alarm is not silenced for the
+    hold-off: the held one ends."""
+    old = Clocked(config())
+    old.signal("bed-102")
+    old.at(1400)  # rang at 1200 and escalated since
+    memory = Clocked(config(), start=old.now, first_id=2)
+    memory.signal("bed-102")  # held 1200 s
+    ringing, held = old.engine.alert("a1"), memory.engine.alert("a2")
+    assert ringing is not None
+    assert held is not None
+    assert (ringing.state, held.state) == (AlertState.ACTIVE, AlertState.HELD)
+    rung = sorted({h for _, h, _ in old.rings()})
+    c = _restarted((ringing, rung, old), (held, [], memory))
+    c.at(1)
+    assert [(t.alert.id, t.event, t.reason) for t in c.out.transitions] == [
+        ("a2", "cancelled", "superseded")
+    ]
+    assert c.engine.alert("a1") is not None
+    c.signal("bed-102", "cleared")
+    assert c.engine.active == []

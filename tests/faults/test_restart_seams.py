@@ -13,6 +13,7 @@ from pathlib import Path
 import aiomqtt
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from gateway.errors import JournalError
 from gateway.journal import Journal
@@ -120,3 +121,70 @@ async def test_a_journal_opened_late_still_sends_the_cancel_of_a_call_that_ended
 def _cancel_rows(db: Path) -> list[str]:
     with contextlib.closing(sqlite3.connect(db)) as conn:
         return [r[0] for r in conn.execute("SELECT state FROM outbox WHERE action = 'cancel'")]
+
+
+_COLUMNS = (
+    "key, kind, room, zone, device, priority, critical, state, signal_id, text, count,"
+    " accepted_by, updated_at, rule, step, due, grp"
+)
+
+
+def _pulled_again(db: Path, alert_id: str, newer: str) -> None:
+    """Make the journal hold `alert_id`'s call a second time, as `newer`, a minute later:
+    the file an alertgw before 2026-11-25 left when it opened late (its alerts stayed in
+    the file, the call pulled meanwhile was a new alert), or a crash between a late
+    open's commits leaves today."""
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute(
+            f"INSERT INTO alerts (id, raised_at, {_COLUMNS})"
+            f" SELECT ?, raised_at + 60, {_COLUMNS} FROM alerts WHERE id = ?",
+            (newer, alert_id),
+        )
+        conn.execute(
+            "INSERT INTO events (alert_id, ts, event, detail, alert_row)"
+            " SELECT ?, ts + 60, event, detail, (SELECT rowid FROM alerts WHERE id = ?)"
+            " FROM events WHERE alert_id = ? ORDER BY rowid",
+            (newer, newer, alert_id),
+        )
+        conn.execute(
+            "INSERT INTO outbox (alert_id, handset, seq, action, payload, state, attempts,"
+            " created_at, updated_at) SELECT ?, handset, seq, action, payload, state,"
+            " attempts, created_at, updated_at FROM outbox WHERE alert_id = ?",
+            (newer, alert_id),
+        )
+
+
+async def test_a_start_on_a_journal_holding_a_call_twice_keeps_one_alert(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Both came back and rang on; the key named the newer only, so the cord's reset
+    ended that one and the older was left to escalate and remind all night."""
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix)
+    db = tmp_path / "journal.db"
+    newer = "0123456789abcdef"
+    async with peer(broker.port, prefix) as p:
+        async with running(config):
+            await p.json_signal({"device": "cord-103", "id": "c1"})
+            _, ring = await p.next()
+        older = str(ring["alert_id"])
+        _pulled_again(db, older, newer)
+        with capture_logs() as logs:
+            async with running(config) as r:
+                _, told = await p.next()  # the first tick: the older one ends
+                await p.json_signal({"device": "cord-103", "id": "c2", "state": "cleared"})
+                _, cancel = await p.next()
+                active = [a.id for a in r.gateway.engine.active if a.device == "cord-103"]
+    assert (told["type"], told["alert_id"]) == ("cancel", older)
+    assert (cancel["type"], cancel["alert_id"]) == ("cancel", newer)
+    assert active == []
+    doubled = [e for e in logs if e["event"] == "journal_alerts_doubled"]
+    assert [(e["count"], e["keys"]) for e in doubled] == [(1, ["cord-103:pull_cord"])]
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        states = dict(conn.execute("SELECT id, state FROM alerts WHERE device = 'cord-103'"))
+        (last,) = conn.execute(
+            "SELECT event, detail FROM events WHERE alert_id = ? ORDER BY rowid DESC LIMIT 1",
+            (older,),
+        ).fetchall()
+    assert states == {older: "cleared", newer: "cleared"}
+    assert last == ("cleared", f"by {newer} (superseded)")
