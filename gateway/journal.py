@@ -373,18 +373,14 @@ class Journal:
             "SELECT id, alert_id, handset, seq, action, payload, state FROM outbox"
             " WHERE state = 'queued' ORDER BY id"
         )
-        return [
-            Delivery(
-                id=r[0],
-                alert_id=r[1],
-                handset=r[2],
-                seq=r[3],
-                action=r[4],
-                payload=orjson.loads(r[5]),
-                state=DeliveryState(r[6]),
-            )
-            for r in rows
-        ]
+        out = []
+        for r in rows:
+            try:
+                out.append(_delivery_of(r))
+            except (ValueError, TypeError) as exc:  # orjson's decode error is a ValueError
+                # Bit rot or a hand edit: one bad message must not stop every start.
+                self.unreadable.append(f"outbox row {r[0]}: {exc}")
+        return out
 
     async def levels(self) -> dict[str, Any]:
         """Decoder levels saved by earlier runs."""
@@ -777,6 +773,25 @@ def _text(value: object, column: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{column} {value!r} is not text")
     return value
+
+
+def _delivery_of(r: Sequence[Any]) -> Delivery:
+    """A queued message from its outbox row (the columns `pending_deliveries` selects);
+    ValueError/TypeError if unreadable."""
+    payload = orjson.loads(r[5])  # a str too: what orjson could not write is kept as text
+    if not all(isinstance(v, str) for v in (r[1], r[2], r[4])):
+        raise TypeError("not a handset message")
+    if isinstance(r[3], bool) or not isinstance(r[3], int):
+        raise TypeError(f"seq {r[3]!r}")
+    return Delivery(
+        id=r[0],
+        alert_id=r[1],
+        handset=r[2],
+        seq=r[3],
+        action=r[4],
+        payload=payload,
+        state=DeliveryState(r[6]),
+    )
 
 
 def _alert_of(r: Sequence[Any]) -> Alert:

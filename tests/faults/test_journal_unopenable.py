@@ -281,3 +281,35 @@ async def test_an_unreadable_alert_row_does_not_stop_the_start(
     unreadable = [e for e in logs if e["event"] == "journal_rows_unreadable"]
     assert [(e["log_level"], e["count"]) for e in unreadable] == [("error", 1)]
     assert by_signal["f1"] in unreadable[0]["rows"][0]
+
+
+async def test_an_unreadable_queued_message_does_not_stop_the_start(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A handset message still queued in the outbox whose stored payload is no longer JSON
+    (bit rot, a hand edit): the start died on it (`pending_deliveries`), every restart
+    too. It is left out and named in `journal_rows_unreadable`; the other queued message
+    still goes out, and new signals ring.
+    """
+    prefix = unique("t")
+    config = make_config(broker.port, tmp_path, prefix=prefix, extra=UNLATCHED)
+    async with peer(broker.port, prefix) as p:
+        async with running(config):
+            await p.json_signal({"device": "epi-201", "id": "e1"})
+            await rings(p, 2)  # a seizure rings both night handsets
+        with contextlib.closing(sqlite3.connect(tmp_path / "journal.db")) as conn, conn:
+            rows = conn.execute("SELECT id, handset FROM outbox ORDER BY id").fetchall()
+            (bad, _), (good, good_handset) = rows
+            conn.execute("UPDATE outbox SET state = 'queued' WHERE id IN (?, ?)", (bad, good))
+            conn.execute("UPDATE outbox SET payload = '{not json' WHERE id = ?", (bad,))
+        with capture_logs() as logs:
+            async with running(config):
+                handset, again = await p.next()  # the readable queued message, sent again
+                assert await p.nothing(within=0.3)
+                await p.json_signal({"device": "fall-101", "id": "f1"})
+                fresh = [m["signal_id"] for m in await rings(p, 2)]
+    assert (handset, again["type"], again["signal_id"]) == (good_handset, "ring", "e1")
+    assert fresh == ["f1", "f1"]
+    unreadable = [e for e in logs if e["event"] == "journal_rows_unreadable"]
+    assert [(e["log_level"], e["count"]) for e in unreadable] == [("error", 1)]
+    assert unreadable[0]["rows"][0].startswith(f"outbox row {bad}:")
