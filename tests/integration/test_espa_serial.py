@@ -675,11 +675,14 @@ def test_build_espa_runs_each_link_once() -> None:
     assert channels["n1"].name == "espa[both]"
 
 
-def test_build_espa_refuses_two_sources_on_one_link() -> None:
-    """Two sources naming one link is a config error naming the link."""
+def test_two_sources_on_one_link_are_refused_by_the_config() -> None:
+    """Two sources naming one link is a config error naming the line and the link, at
+    `check` time (build_espa refused it only when the daemon started: a crash loop)."""
     text = BUILD_YAML.replace("link: calls_only", "link: both")
-    with pytest.raises(ConfigError, match=r"espa\.both: named by more than one source"):
-        build_espa(parse_config(text, filename="test.yaml"), Metrics())
+    with pytest.raises(
+        ConfigError, match=r"^test\.yaml:\d+: sources\.calls\.link: espa line 'both'"
+    ):
+        parse_config(text, filename="test.yaml")
 
 
 async def test_a_port_url_pyserial_does_not_know_is_retried_not_fatal() -> None:
