@@ -14,8 +14,11 @@ from typing import Any
 import aiomqtt
 import orjson
 import paho.mqtt.client as paho
+import pytest
 
 from gateway.config import Config, load_config
+from gateway.errors import JournalError
+from gateway.journal import Journal
 
 DEVICES = 30
 # Started as root, Mosquitto drops to user `mosquitto`, which cannot write into pytest's
@@ -273,3 +276,19 @@ async def sender(port: int, topic: str) -> AsyncIterator[Sender]:
     """A connected retrying sender."""
     async with Sender(port, topic) as s:
         yield s
+
+
+def journal_unreadable_until(monkeypatch: pytest.MonkeyPatch, readable: asyncio.Event) -> None:
+    """The journal can be neither opened nor read (disk I/O errors) until `readable`."""
+    open_journal = Journal.open
+
+    async def unreadable(self: Journal) -> None:
+        if not readable.is_set():
+            raise JournalError("cannot open the journal: disk I/O error")
+        await open_journal(self)
+
+    async def no_look(cls: type[Journal], path: object) -> Journal:
+        raise JournalError("cannot open the journal: disk I/O error")
+
+    monkeypatch.setattr(Journal, "open", unreadable)
+    monkeypatch.setattr(Journal, "open_readonly", classmethod(no_look))

@@ -18,6 +18,7 @@ from structlog.testing import capture_logs
 from gateway.errors import JournalError
 from gateway.journal import Journal
 from tests.conftest import Broker, make_config, running, unique
+from tests.faults.helpers import journal_unreadable_until
 from tests.faults.test_journal_failing import UNLATCHED, journaled, until_recovered
 from tests.integration.helpers import peer
 
@@ -197,19 +198,8 @@ async def test_alerts_an_unreadable_journal_held_come_back_when_it_opens(
             (h, str(m["alert_id"])) for h, m in first if m["kind"] == "pull_cord"
         )
 
-        readable = False
-        open_journal = Journal.open
-
-        async def unreadable(self: Journal) -> None:
-            if not readable:
-                raise JournalError("cannot open the journal: disk I/O error")
-            await open_journal(self)
-
-        async def no_look(cls: type[Journal], path: object) -> Journal:
-            raise JournalError("cannot open the journal: disk I/O error")
-
-        monkeypatch.setattr(Journal, "open", unreadable)
-        monkeypatch.setattr(Journal, "open_readonly", classmethod(no_look))
+        readable = asyncio.Event()
+        journal_unreadable_until(monkeypatch, readable)
         async with running(config) as r:
             gw = r.gateway
             assert fall not in {a.id for a in gw.engine.active}  # memory starts empty
@@ -217,7 +207,7 @@ async def test_alerts_an_unreadable_journal_held_come_back_when_it_opens(
             (cord,) = await rings(p, 1)
             new_cord = str(cord["alert_id"])
             assert new_cord != old_cord
-            readable = True
+            readable.set()
             await until_recovered(gw)
             active = {a.id for a in gw.engine.active}
             assert fall in active  # back, and ringing again as its timers say

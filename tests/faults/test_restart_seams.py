@@ -15,9 +15,8 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from gateway.errors import JournalError
-from gateway.journal import Journal
 from tests.conftest import Broker, make_config, running, unique
+from tests.faults.helpers import journal_unreadable_until
 from tests.faults.test_journal_failing import until_recovered
 from tests.faults.test_kill9 import _longest_commit_config, site
 from tests.integration.helpers import peer
@@ -63,22 +62,6 @@ async def test_kill9_beside_an_uncommitted_raise_keeps_the_cancel_apart(
     assert cancel["seq"] > update["seq"], (ring, update, cancel)
 
 
-def _unreadable_until(monkeypatch: pytest.MonkeyPatch, readable: asyncio.Event) -> None:
-    """The journal can be neither opened nor read (disk I/O errors) until `readable`."""
-    open_journal = Journal.open
-
-    async def unreadable(self: Journal) -> None:
-        if not readable.is_set():
-            raise JournalError("cannot open the journal: disk I/O error")
-        await open_journal(self)
-
-    async def no_look(cls: type[Journal], path: object) -> Journal:
-        raise JournalError("cannot open the journal: disk I/O error")
-
-    monkeypatch.setattr(Journal, "open", unreadable)
-    monkeypatch.setattr(Journal, "open_readonly", classmethod(no_look))
-
-
 async def test_a_journal_opened_late_still_sends_the_cancel_of_a_call_that_ended(
     broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -102,7 +85,7 @@ async def test_a_journal_opened_late_still_sends_the_cancel_of_a_call_that_ended
         with contextlib.closing(sqlite3.connect(db)) as conn, conn:
             conn.execute("UPDATE outbox SET state = 'queued' WHERE action = 'cancel'")
         readable = asyncio.Event()
-        _unreadable_until(monkeypatch, readable)
+        journal_unreadable_until(monkeypatch, readable)
         async with running(config) as r:
             assert r.gateway.engine.active_count <= 1  # the journal's own alarm at most
             readable.set()
